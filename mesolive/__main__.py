@@ -1,0 +1,5 @@
+import sys
+
+from mesolive.cli import main
+
+sys.exit(main())

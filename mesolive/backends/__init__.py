@@ -1,0 +1,1 @@
+"""Inference back ends ("runners") behind one contract: see :mod:`.base`."""

@@ -1,0 +1,108 @@
+"""ONNX Runtime runner (CPU, or CUDA where onnxruntime-gpu provides it)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from mesolive.backends.base import Runner, TensorSpec
+from mesolive.errors import BackendUnavailable, ModelError
+
+log = logging.getLogger(__name__)
+
+_ORT_TYPES = {
+    "tensor(float)": np.dtype(np.float32),
+    "tensor(float16)": np.dtype(np.float16),
+    "tensor(uint8)": np.dtype(np.uint8),
+    "tensor(int64)": np.dtype(np.int64),
+}
+
+
+def default_threads() -> int:
+    return int(os.environ.get("MESOLIVE_ORT_THREADS", "0")) or max(1, os.cpu_count() or 1)
+
+
+def session_options(threads: int | None = None):
+    """Session options that hold up on small CPUs.
+
+    Spinning intra-op threads burn the cores the capture thread and the GUI
+    need, and on 2 cores made timings swing 2-4x; with spinning off the
+    session was both steadier and faster (measured in ``bench/classifier.py``).
+    """
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.intra_op_num_threads = threads or default_threads()
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    so.log_severity_level = 3
+    return so
+
+
+def available_providers() -> list[str]:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return []
+    return list(ort.get_available_providers())
+
+
+class OnnxRuntimeRunner(Runner):
+    """Runs an ONNX file with ONNX Runtime.
+
+    ``device="cuda"`` asks for the CUDA execution provider and raises
+    :class:`BackendUnavailable` where this onnxruntime build has none.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | bytes,
+        *,
+        device: str = "cpu",
+        threads: int | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        providers = ["CPUExecutionProvider"]
+        if device == "cuda":
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise BackendUnavailable(
+                    "onnxruntime has no CUDA provider; pip install onnxruntime-gpu"
+                )
+            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        src = model if isinstance(model, bytes) else str(Path(model))
+        try:
+            self._session = ort.InferenceSession(src, session_options(threads), providers=providers)
+        except Exception as e:  # ORT raises its own Fail/InvalidGraph types
+            where = "model bytes" if isinstance(model, bytes) else str(model)
+            raise ModelError(f"{where}: ONNX Runtime cannot load it ({e})") from e
+        self.device = device
+        self.name = "onnxruntime-cuda" if device == "cuda" else "onnxruntime-cpu"
+        self._inputs = [
+            TensorSpec(i.name, tuple(i.shape), _ORT_TYPES.get(i.type, np.dtype(np.float32)))
+            for i in self._session.get_inputs()
+        ]
+        self._outputs = [o.name for o in self._session.get_outputs()]
+
+    @property
+    def input_specs(self) -> list[TensorSpec]:
+        return list(self._inputs)
+
+    @property
+    def output_names(self) -> list[str]:
+        return list(self._outputs)
+
+    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self._session is None:
+            raise RuntimeError("runner is closed")
+        values = self._session.run(self._outputs, feed)
+        return dict(zip(self._outputs, values, strict=True))
+
+    def close(self) -> None:
+        self._session = None

@@ -1,0 +1,1 @@
+"""Face-crop classification: the preprocessing contract and MesoNet scoring."""

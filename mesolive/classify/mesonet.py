@@ -1,0 +1,93 @@
+"""MesoNet scoring on top of any :class:`~mesolive.backends.base.Runner`."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from mesolive.backends.base import Runner, split_batches
+from mesolive.classify.preprocess import fake_score, to_batch
+from mesolive.models.onnx_graph import INPUT_NAME, LOGIT_NAME
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FaceScores:
+    """Scores of one batch of faces.
+
+    Attributes
+    ----------
+    logit
+        (n,) float32 pre-sigmoid output of the network (positive: real).
+    fake
+        (n,) float32 fake score in [0, 1], ``1 - sigmoid(logit)``.
+    """
+
+    logit: np.ndarray
+    fake: np.ndarray
+
+
+class MesoClassifier:
+    """Face crops in, one fake score per face out.
+
+    Batches larger than the runner's ``max_batch`` are split; the runner is
+    owned (and closed) by this object.
+    """
+
+    def __init__(self, runner: Runner, model_name: str = "") -> None:
+        self.runner = runner
+        self.model_name = model_name
+
+    @property
+    def backend(self) -> str:
+        return self.runner.name
+
+    def warmup(self, batch: int = 1) -> None:
+        self.runner.warmup(batch)
+
+    def run_batch(self, batch: np.ndarray) -> FaceScores:
+        """Score a preprocessed (N, 3, 256, 256) float32 batch."""
+        logits = np.empty(len(batch), dtype=np.float32)
+        for sl in split_batches(len(batch), self.runner.max_batch):
+            out = self.runner.infer({INPUT_NAME: batch[sl]})
+            logits[sl] = np.asarray(out[LOGIT_NAME], dtype=np.float32).reshape(-1)
+        p_real = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+        return FaceScores(logits, fake_score(p_real))
+
+    def score(self, crops_bgr: Sequence[np.ndarray] | np.ndarray) -> FaceScores:
+        """Score BGR uint8 face crops of any size (see :func:`to_batch`)."""
+        if len(crops_bgr) == 0:
+            empty = np.zeros(0, dtype=np.float32)
+            return FaceScores(empty, empty)
+        return self.run_batch(to_batch(crops_bgr))
+
+    def close(self) -> None:
+        self.runner.close()
+
+    def __enter__(self) -> MesoClassifier:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def load_classifier(
+    name: str,
+    *,
+    backend: str = "auto",
+    model_dir: str | os.PathLike[str] | None = None,
+    threads: int | None = None,
+    progress: bool = True,
+) -> MesoClassifier:
+    """Build a classifier for a registered model on the chosen back end."""
+    from mesolive.backends.select import open_runner
+
+    runner = open_runner(
+        name, backend=backend, model_dir=model_dir, threads=threads, progress=progress
+    )
+    return MesoClassifier(runner, name)

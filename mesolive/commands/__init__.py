@@ -1,0 +1,1 @@
+"""Implementations of the CLI verbs; each exposes ``run(args) -> exit code``."""

@@ -1,0 +1,95 @@
+"""``mesolive models list|fetch|convert``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from mesolive import paths
+from mesolive.errors import InputError, MesoliveError
+from mesolive.models import registry
+
+
+def _names(names: list[str]) -> list[registry.ModelSpec]:
+    if not names or names == ["all"]:
+        return [s for s in registry.list_specs() if not s.user]
+    return [registry.get_spec(n) for n in names]
+
+
+def _status(spec: registry.ModelSpec, model_dir: str | None) -> str:
+    override = paths.model_dir_override(model_dir)
+    if override is not None and not spec.user:
+        return "present" if (override / spec.file).is_file() else "missing"
+    return "cached" if (paths.cache_dir() / "models" / spec.file).is_file() else "not cached"
+
+
+def _list(args: argparse.Namespace) -> int:
+    specs = registry.list_specs()
+    if args.json:
+        out = [{**s.__dict__, "status": _status(s, args.model_dir)} for s in specs]
+        json.dump(out, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    print(f"{'name':<20} {'arch':<15} {'forgery':<8} {'status':<11} licence")  # noqa: T201
+    for s in specs:
+        print(  # noqa: T201
+            f"{s.name:<20} {s.arch:<15} {s.forgery:<8} {_status(s, args.model_dir):<11} "
+            f"{s.license or 'see model card'}"
+        )
+    return 0
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    for spec in _names(args.names):
+        path = registry.weights_path(spec, args.model_dir, progress=sys.stderr.isatty())
+        print(f"{spec.name}: {path}")  # noqa: T201
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from mesolive.models.convert import convert_to_onnx
+
+    status = 0
+    names = args.names or ["all"]
+    files = [n for n in names if n.endswith(".h5")]
+    specs = _names([n for n in names if not n.endswith(".h5")]) if len(files) < len(names) else []
+    out = Path(args.output) if args.output else None
+    if out is not None and len(files) + len(specs) > 1 and out.suffix == ".onnx":
+        raise InputError(f"{out}: one output file for several models; give a folder")
+    for f in files:
+        src = Path(f)
+        if not src.is_file():
+            print(f"mesolive: error: {src}: no such file", file=sys.stderr)  # noqa: T201
+            status = 2
+            continue
+        dest = (
+            out
+            if out is not None and out.suffix == ".onnx"
+            else ((out or src.parent) / f"{src.stem}.{args.precision}.onnx")
+        )
+        try:
+            convert_to_onnx(src, dest, arch=args.arch, precision=args.precision)
+        except MesoliveError as e:
+            print(f"mesolive: error: {e}", file=sys.stderr)  # noqa: T201
+            status = 2
+            continue
+        print(f"{src}: {dest}")  # noqa: T201
+    for spec in specs:
+        if args.arch and spec.arch != args.arch:
+            raise InputError(f"{spec.name} is a {spec.arch} model, not {args.arch}")
+        path = registry.onnx_path(
+            spec, args.precision, args.model_dir, progress=sys.stderr.isatty()
+        )
+        if out is not None:
+            dest = out if out.suffix == ".onnx" else out / path.name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(path.read_bytes())
+            path = dest
+        print(f"{spec.name}: {path}")  # noqa: T201
+    return status
+
+
+def run(args: argparse.Namespace) -> int:
+    return {"list": _list, "fetch": _fetch, "convert": _convert}[args.models_command](args)

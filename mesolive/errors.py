@@ -1,0 +1,42 @@
+"""The small exception hierarchy of mesolive.
+
+Every error a user can cause (bad input, a missing model, no network) is a
+:class:`MesoliveError`; the CLI prints its message as one line and exits with
+its ``exit_code``. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class MesoliveError(Exception):
+    """Base class: a problem the user can act on, shown as one line."""
+
+    exit_code: int = 2
+
+
+class ModelError(MesoliveError):
+    """A model is unknown, missing, corrupt or of the wrong architecture."""
+
+
+class DownloadError(ModelError):
+    """A model could not be downloaded or failed its checksum."""
+
+
+class InputError(MesoliveError):
+    """An input file, folder or argument cannot be used."""
+
+
+class BackendUnavailable(MesoliveError):
+    """An inference back end (TensorRT, pycuda, a CUDA driver) is missing."""
+
+
+class EngineIncompatible(MesoliveError):
+    """A TensorRT engine does not match this machine or this model."""
+
+
+class EngineBuildError(MesoliveError):
+    """Building a TensorRT engine failed."""
+
+
+class SourceError(MesoliveError):
+    """A frame source cannot be opened or has failed."""

@@ -1,0 +1,43 @@
+"""Keras ``.h5`` weights → ONNX file (h5py and onnx only)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+from mesolive.models.keras_h5 import load_keras_weights
+from mesolive.models.onnx_graph import Precision, build_onnx
+
+log = logging.getLogger(__name__)
+
+
+def convert_to_onnx(
+    weights: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    arch: str | None = None,
+    precision: Precision | str = "fp32",
+) -> Path:
+    """Convert a weights-only Keras file to ONNX, writing ``out`` atomically.
+
+    ``arch`` (``meso4`` / ``mesoinception4``) makes weights of the other
+    architecture an error instead of a silent surprise.
+    """
+    if precision not in ("fp32", "fp16"):
+        raise ValueError(f"precision must be fp32 or fp16, got {precision!r}")
+    w = load_keras_weights(weights, expect=arch)
+    model = build_onnx(w, precision)  # type: ignore[arg-type]
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(model.SerializeToString())
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    log.info("converted %s -> %s (%s, %s)", weights, out, w.arch.name, precision)
+    return out

@@ -1,0 +1,119 @@
+"""Download a file with a progress bar, a checksum check and an atomic write.
+
+The file is streamed into a temporary file beside its destination and moved
+into place with :func:`os.replace` only once its sha256 matches, so a partial,
+truncated or corrupt download never stays where a later run would trust it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import http.client
+import logging
+import os
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from mesolive.errors import DownloadError
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1 << 16
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(CHUNK), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _progress_bar(total: int | None, label: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total,
+        desc=label,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        disable=not enabled,
+        file=sys.stderr,
+        leave=False,
+    )
+
+
+def download(
+    url: str,
+    dest: Path,
+    sha256: str,
+    *,
+    progress: bool = True,
+    timeout: float = 30.0,
+) -> Path:
+    """Fetch ``url`` into ``dest`` and check it against ``sha256``.
+
+    Raises
+    ------
+    DownloadError
+        With a one-line message naming the file and what to do, for an HTTP
+        error, no network, a dropped connection, a short body or a checksum
+        mismatch. ``dest`` is untouched in every such case.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    tmp = Path(tmp_name)
+    hint = f"or put {dest.name} into a folder and pass it with --model-dir"
+    try:
+        with os.fdopen(fd, "wb") as out:
+            try:
+                resp = urllib.request.urlopen(url, timeout=timeout)
+            except urllib.error.HTTPError as e:
+                raise DownloadError(
+                    f"{dest.name}: download failed with HTTP {e.code} from {url}; {hint}"
+                ) from e
+            except (urllib.error.URLError, OSError) as e:
+                reason = getattr(e, "reason", e)
+                raise DownloadError(
+                    f"{dest.name}: cannot reach {url} ({reason}); check the network, {hint}"
+                ) from e
+            with resp:
+                length = resp.headers.get("Content-Length")
+                total = int(length) if length and length.isdigit() else None
+                h = hashlib.sha256()
+                got = 0
+                with _progress_bar(total, dest.name, progress) as bar:
+                    try:
+                        while chunk := resp.read(CHUNK):
+                            out.write(chunk)
+                            h.update(chunk)
+                            got += len(chunk)
+                            bar.update(len(chunk))
+                    except (http.client.IncompleteRead, OSError) as e:
+                        raise DownloadError(
+                            f"{dest.name}: connection dropped after {got} bytes "
+                            f"from {url}; run the command again, {hint}"
+                        ) from e
+        if total is not None and got != total:
+            raise DownloadError(
+                f"{dest.name}: download was cut short ({got} of {total} bytes); "
+                f"run the command again, {hint}"
+            )
+        digest = h.hexdigest()
+        if digest != sha256:
+            raise DownloadError(
+                f"{dest.name}: checksum mismatch (got sha256 {digest[:12]}…, "
+                f"expected {sha256[:12]}…); the download is corrupt or the file "
+                f"changed upstream, nothing was kept; {hint}"
+            )
+        os.replace(tmp, dest)
+        log.info("downloaded %s (%d bytes)", dest, got)
+        return dest
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()

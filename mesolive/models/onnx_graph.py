@@ -1,0 +1,135 @@
+"""Build the ONNX graph of a MesoNet from its weights (onnx only, no TensorFlow).
+
+The graph is NCHW with a dynamic batch:
+
+* input ``input``: (N, 3, 256, 256) float32, RGB in [0, 1];
+* output ``logit``: (N, 1) float32, the pre-sigmoid value;
+* output ``p_real``: (N, 1) float32, sigmoid(logit) = P(face is real).
+
+``precision="fp16"`` keeps float32 input and outputs but casts after the
+input and before the outputs, so every weight and activation in between is
+float16: TensorRT 10/11 strongly typed networks take their precision from
+exactly these types.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from mesolive.models.arch import BN_EPSILON, INPUT_SIZE, LEAKY_ALPHA, Conv, Inception
+from mesolive.models.keras_h5 import ConvWeights, MesoWeights
+
+Precision = Literal["fp32", "fp16"]
+OPSET = 17
+INPUT_NAME = "input"
+LOGIT_NAME = "logit"
+PROB_NAME = "p_real"
+
+
+class _Builder:
+    def __init__(self, dtype: type[np.floating]) -> None:
+        self.dtype = dtype
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[TensorProto] = []
+        self._n = 0
+
+    def name(self, prefix: str) -> str:
+        self._n += 1
+        return f"{prefix}_{self._n}"
+
+    def const(self, prefix: str, value: np.ndarray) -> str:
+        n = self.name(prefix)
+        self.inits.append(numpy_helper.from_array(value.astype(self.dtype), n))
+        return n
+
+    def node(self, op: str, inputs: list[str], prefix: str, **attrs: object) -> str:
+        out = self.name(prefix)
+        self.nodes.append(helper.make_node(op, inputs, [out], name=out, **attrs))
+        return out
+
+    def conv_relu(self, x: str, spec: Conv, w: ConvWeights) -> str:
+        k = spec.kernel
+        pad = spec.dilation * (k - 1) // 2  # Keras 'same' at stride 1, odd kernel
+        kernel = np.ascontiguousarray(w.kernel.transpose(3, 2, 0, 1))  # HWIO -> OIHW
+        y = self.node(
+            "Conv",
+            [x, self.const("W", kernel), self.const("B", w.bias)],
+            "conv",
+            kernel_shape=[k, k],
+            pads=[pad, pad, pad, pad],
+            dilations=[spec.dilation, spec.dilation],
+            strides=[1, 1],
+        )
+        return self.node("Relu", [y], "relu")
+
+
+def build_onnx(weights: MesoWeights, precision: Precision = "fp32") -> onnx.ModelProto:
+    """Return the ONNX model equal to the authors' Keras network in inference mode."""
+    dtype = np.float16 if precision == "fp16" else np.float32
+    b = _Builder(dtype)
+    x = INPUT_NAME
+    if precision == "fp16":
+        x = b.node("Cast", [x], "to_fp16", to=TensorProto.FLOAT16)
+    convs = iter(weights.convs)
+    for stage, bn in zip(weights.arch.stages, weights.bns, strict=True):
+        if isinstance(stage.body, Inception):
+            specs = stage.body.convs()
+            branches = [b.conv_relu(x, specs[0], next(convs))]
+            for i in (1, 3, 5):
+                y = b.conv_relu(x, specs[i], next(convs))
+                branches.append(b.conv_relu(y, specs[i + 1], next(convs)))
+            x = b.node("Concat", branches, "concat", axis=1)
+        else:
+            x = b.conv_relu(x, stage.body, next(convs))
+        x = b.node(
+            "BatchNormalization",
+            [
+                x,
+                b.const("gamma", bn.gamma),
+                b.const("beta", bn.beta),
+                b.const("mean", bn.mean),
+                b.const("var", bn.var),
+            ],
+            "bn",
+            epsilon=BN_EPSILON,
+        )
+        x = b.node("MaxPool", [x], "pool", kernel_shape=[stage.pool] * 2, strides=[stage.pool] * 2)
+    x = b.node("Flatten", [x], "flatten", axis=1)
+    c, h, w = weights.arch.feature_shape
+    d1, d2 = weights.dense
+    # Keras flattened NHWC (h, w, c); ONNX flattens NCHW (c, h, w): permute rows.
+    k1 = d1.kernel.reshape(h, w, c, -1).transpose(2, 0, 1, 3).reshape(c * h * w, -1)
+    x = b.node("Gemm", [x, b.const("W", k1), b.const("B", d1.bias)], "dense")
+    x = b.node("LeakyRelu", [x], "leaky", alpha=LEAKY_ALPHA)
+    x = b.node("Gemm", [x, b.const("W", d2.kernel), b.const("B", d2.bias)], "dense")
+    if precision == "fp16":
+        x = b.node("Cast", [x], "to_fp32", to=TensorProto.FLOAT)
+    b.nodes.append(helper.make_node("Identity", [x], [LOGIT_NAME], name=LOGIT_NAME))
+    b.nodes.append(helper.make_node("Sigmoid", [LOGIT_NAME], [PROB_NAME], name=PROB_NAME))
+
+    graph = helper.make_graph(
+        b.nodes,
+        f"{weights.arch.name}_{precision}",
+        [
+            helper.make_tensor_value_info(
+                INPUT_NAME, TensorProto.FLOAT, ["N", 3, INPUT_SIZE, INPUT_SIZE]
+            )
+        ],
+        [
+            helper.make_tensor_value_info(LOGIT_NAME, TensorProto.FLOAT, ["N", 1]),
+            helper.make_tensor_value_info(PROB_NAME, TensorProto.FLOAT, ["N", 1]),
+        ],
+        b.inits,
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        producer_name="mesolive",
+    )
+    model.ir_version = 8  # readable by ONNX Runtime >= 1.14 and TensorRT 10's parser
+    onnx.checker.check_model(model)
+    return model

@@ -1,0 +1,205 @@
+"""The model registry: which models exist, where their files are, their ONNX.
+
+Official models come from ``resources/models.json`` (download address and
+sha256 of the authors' weights). Models a user trains are registered in
+``<cache>/models/user_models.json`` with the same fields and then work
+everywhere an official model does.
+
+Resolution of a weights file, in order:
+
+1. ``--model-dir`` / ``MESOLIVE_MODEL_DIR``: the file must be there (offline).
+2. ``<cache>/models``: used when present and its checksum matches.
+3. Otherwise downloaded into ``<cache>/models`` (unless ``MESOLIVE_OFFLINE=1``).
+
+Converted ONNX graphs are cached in ``<cache>/onnx`` under the weights'
+checksum, so a changed weights file can never reuse a stale graph.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from mesolive import paths
+from mesolive.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+CONVERTER_VERSION = 1
+"""Bumped whenever the ONNX graph builder changes its output."""
+
+DEFAULT_MODEL = "meso4-df"
+USER_REGISTRY = "user_models.json"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One classifier model: its weights file and where it comes from.
+
+    ``url`` is empty for user-trained models (they exist only locally).
+    ``file`` is relative to the model folder.
+    """
+
+    name: str
+    arch: str
+    forgery: str
+    file: str
+    sha256: str
+    url: str = ""
+    license: str = ""
+    description: str = ""
+    user: bool = False
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    name: str
+    file: str
+    sha256: str
+    license: str
+    description: str
+
+
+def _manifest() -> dict:
+    path = paths.resources_dir() / "models.json"
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def user_registry_path() -> Path:
+    return paths.cache_dir() / "models" / USER_REGISTRY
+
+
+def _user_specs() -> list[ModelSpec]:
+    path = user_registry_path()
+    if not path.is_file():
+        return []
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return [ModelSpec(**{**m, "user": True}) for m in data.get("models", [])]
+    except (ValueError, TypeError) as e:
+        raise ModelError(f"{path}: unreadable user model registry ({e})") from e
+
+
+def list_specs() -> list[ModelSpec]:
+    official = [ModelSpec(**m) for m in _manifest()["models"]]
+    return official + _user_specs()
+
+
+def list_detectors() -> list[DetectorSpec]:
+    return [DetectorSpec(**d) for d in _manifest()["detectors"]]
+
+
+def get_spec(name: str) -> ModelSpec:
+    specs = {s.name: s for s in list_specs()}
+    if name not in specs:
+        raise ModelError(f"unknown model {name!r}; known models: {', '.join(specs)}")
+    return specs[name]
+
+
+def register_user_model(spec: ModelSpec) -> None:
+    """Add (or replace) a user model in the user registry, atomically."""
+    path = user_registry_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    models = [asdict(s) for s in _user_specs() if s.name != spec.name]
+    entry = asdict(spec)
+    entry.pop("user")
+    models.append(entry)
+    for m in models:
+        m.pop("user", None)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".user_models.", suffix=".json")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump({"schema": 1, "models": models}, f, indent=2)
+    os.replace(tmp, path)
+
+
+def _verified(path: Path, sha256: str) -> bool:
+    from mesolive.models.download import sha256_file
+
+    return sha256_file(path) == sha256
+
+
+def resolve_file(
+    file: str,
+    sha256: str,
+    url: str,
+    model_dir: str | os.PathLike[str] | None = None,
+    *,
+    progress: bool = True,
+) -> Path:
+    """Return a local, checksum-verified path to a model file.
+
+    Raises
+    ------
+    ModelError
+        The file is missing from an offline folder, fails its checksum, or
+        cannot be downloaded; the message names the file and what to do.
+    """
+    override = paths.model_dir_override(model_dir)
+    if override is not None:
+        path = override / file
+        if not path.is_file():
+            raise ModelError(
+                f"{path}: model file missing from the model folder; copy {file} there "
+                "or drop --model-dir/MESOLIVE_MODEL_DIR to download it"
+            )
+        if not _verified(path, sha256):
+            raise ModelError(
+                f"{path}: checksum mismatch (expected sha256 {sha256[:12]}…); "
+                "the file is corrupt or a different model"
+            )
+        return path
+
+    path = paths.cache_dir() / "models" / file
+    if path.is_file():
+        if _verified(path, sha256):
+            return path
+        log.warning("%s fails its checksum; removing it and fetching again", path)
+        path.unlink()
+    if not url:
+        raise ModelError(f"{path}: model file is missing and has no download address")
+    if os.environ.get("MESOLIVE_OFFLINE") == "1":
+        raise ModelError(
+            f"{file}: not in {path.parent} and MESOLIVE_OFFLINE=1; "
+            "pass --model-dir with a folder that holds it"
+        )
+    from mesolive.models.download import download
+
+    base = os.environ.get("MESOLIVE_DOWNLOAD_BASE")
+    if base:  # a mirror holding the same file names
+        url = base.rstrip("/") + "/" + file
+    return download(url, path, sha256, progress=progress)
+
+
+def weights_path(
+    spec: ModelSpec, model_dir: str | os.PathLike[str] | None = None, *, progress: bool = True
+) -> Path:
+    if spec.user:
+        # User models live in the cache whatever --model-dir says.
+        return resolve_file(
+            spec.file, spec.sha256, "", paths.cache_dir() / "models", progress=progress
+        )
+    return resolve_file(spec.file, spec.sha256, spec.url, model_dir, progress=progress)
+
+
+def onnx_path(
+    spec: ModelSpec,
+    precision: str = "fp32",
+    model_dir: str | os.PathLike[str] | None = None,
+    *,
+    progress: bool = True,
+) -> Path:
+    """Return the cached ONNX graph of ``spec``, converting the weights if needed."""
+    onnx_dir = paths.cache_dir() / "onnx"
+    out = onnx_dir / f"{spec.name}.{spec.sha256[:16]}.v{CONVERTER_VERSION}.{precision}.onnx"
+    if out.is_file():
+        return out
+    weights = weights_path(spec, model_dir, progress=progress)
+    from mesolive.models.convert import convert_to_onnx
+
+    convert_to_onnx(weights, out, arch=spec.arch, precision=precision)
+    return out

@@ -1,0 +1,53 @@
+"""Shared fixtures: real data from ../shared, an isolated cache, a thread-leak guard."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MESOLIVE_SHARED", ROOT.parent / "shared")).resolve()
+MODELS = SHARED / "models"
+MODEL_NAMES = ["meso4-df", "meso4-f2f", "mesoinception4-df", "mesoinception4-f2f"]
+H5_OF = {
+    "meso4-df": "Meso4_DF",
+    "meso4-f2f": "Meso4_F2F",
+    "mesoinception4-df": "MesoInception_DF",
+    "mesoinception4-f2f": "MesoInception_F2F",
+}
+
+if not MODELS.is_dir():
+    raise pytest.UsageError(f"tests need the shared data at {SHARED} (set MESOLIVE_SHARED)")
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    return SHARED
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_env(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Models come from ../shared; converted graphs go to a per-run cache."""
+    cache = tmp_path_factory.mktemp("mesolive-cache")
+    os.environ["MESOLIVE_MODEL_DIR"] = str(MODELS)
+    os.environ["MESOLIVE_CACHE_DIR"] = str(cache)
+    os.environ["MESOLIVE_ENGINE_DIR"] = str(cache / "engines")
+    os.environ.pop("MESOLIVE_DOWNLOAD_BASE", None)
+
+
+@pytest.fixture(autouse=True)
+def _no_dangling_threads():
+    """Fail a test that leaves a thread running (as napari's fixture does)."""
+    before = set(threading.enumerate())
+    yield
+    leftover = []
+    for t in set(threading.enumerate()) - before:
+        t.join(timeout=5)
+        if t.is_alive() and not t.daemon:
+            leftover.append(t.name)
+        elif t.is_alive():
+            leftover.append(f"{t.name} (daemon)")
+    assert not leftover, f"threads left running: {leftover}"

@@ -1,0 +1,149 @@
+"""The command line, run as a user runs it: a real process, real files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+SAMPLES_EXPECTED = {"df00204": "fake", "df01254": "fake", "real00240": "real", "real00772": "real"}
+
+
+def mesolive(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "mesolive", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "Traceback" not in proc.stderr, proc.stderr
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_help_does_not_import_heavy_modules() -> None:
+    code = (
+        "import sys, mesolive.cli as c; c.build_parser().format_help();"
+        "print(sorted(m for m in ('numpy','onnxruntime','cv2','h5py','onnx') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    assert "classify" in mesolive("--help", check=True).stdout
+
+
+@pytest.mark.parametrize("model", ["meso4-df", "mesoinception4-df"])
+def test_classify_sample_faces(shared: Path, model: str) -> None:
+    out = mesolive(
+        "classify", str(shared / "samples" / "faces"), "--model", model, "--json", check=True
+    )
+    rows = json.loads(out.stdout)
+    assert {Path(r["path"]).stem: r["label"] for r in rows} == SAMPLES_EXPECTED
+    assert all(0.0 <= r["fake_score"] <= 1.0 for r in rows)
+
+
+def test_classify_table(shared: Path) -> None:
+    out = mesolive(
+        "classify", str(shared / "samples" / "faces" / "real" / "real00240.jpg"), check=True
+    )
+    assert "real00240.jpg" in out.stdout and "real" in out.stdout
+
+
+def test_bad_inputs_are_one_line_each_and_the_rest_still_runs(shared: Path, tmp_path: Path) -> None:
+    good = shared / "samples" / "faces" / "fake" / "df00204.jpg"
+    (tmp_path / "notes.jpg").write_text("this is text, not a JPEG")
+    (tmp_path / "cut.jpg").write_bytes(good.read_bytes()[:3000])
+    Image.new("RGB", (10, 12)).save(tmp_path / "tiny.png")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = mesolive(
+        "classify",
+        str(good),
+        str(tmp_path / "notes.jpg"),
+        str(tmp_path / "cut.jpg"),
+        str(tmp_path / "tiny.png"),
+        str(empty),
+        str(tmp_path / "nope.jpg"),
+        "--json",
+    )
+    assert out.returncode == 2
+    errors = out.stderr.strip().splitlines()
+    assert any("notes.jpg: not an image" in e for e in errors)
+    assert any("cut.jpg" in e and "truncated" in e for e in errors)
+    assert any("tiny.png" in e and "smaller than 16" in e for e in errors)
+    assert any("empty: folder holds no images" in e for e in errors)
+    assert any("nope.jpg: no such file" in e for e in errors)
+    rows = json.loads(out.stdout)
+    assert [Path(r["path"]).name for r in rows] == ["df00204.jpg"]
+    assert rows[0]["label"] == "fake"
+
+
+def test_unknown_model(shared: Path) -> None:
+    out = mesolive("classify", str(shared / "samples" / "faces"), "--model", "meso9")
+    assert out.returncode == 2
+    assert out.stderr.strip().count("\n") == 0 and "unknown model 'meso9'" in out.stderr
+
+
+def test_convert_wrong_architecture(shared: Path, tmp_path: Path) -> None:
+    out = mesolive(
+        "models",
+        "convert",
+        str(shared / "models" / "MesoInception_F2F.h5"),
+        "--arch",
+        "meso4",
+        "-o",
+        str(tmp_path / "m.onnx"),
+    )
+    assert out.returncode == 2 and "wrong architecture" in out.stderr
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_models_list_and_convert(tmp_path: Path) -> None:
+    out = mesolive("models", "list", check=True)
+    for name in ("meso4-df", "meso4-f2f", "mesoinception4-df", "mesoinception4-f2f"):
+        assert name in out.stdout
+    out = mesolive("models", "convert", "meso4-f2f", "-o", str(tmp_path), check=True)
+    assert len(list(tmp_path.glob("meso4-f2f.*.onnx"))) == 1
+
+
+def test_evaluate_dfdc_reproduces_the_authors_numbers(shared: Path, tmp_path: Path) -> None:
+    """shared/README's table for the authors' Keras Meso4_DF on these 600 crops."""
+    plot = tmp_path / "roc.png"
+    out = mesolive(
+        "evaluate", str(shared / "faces" / "dfdc"), "--json", "--plot", str(plot), check=True
+    )
+    rep = json.loads(out.stdout)
+    assert rep["n"] == 600
+    assert rep["accuracy"] == pytest.approx(0.537, abs=0.002)
+    assert rep["real_accuracy"] == pytest.approx(0.950, abs=0.002)
+    assert rep["fake_accuracy"] == pytest.approx(0.123, abs=0.002)
+    assert rep["auc"] == pytest.approx(0.595, abs=0.002)
+    with Image.open(plot) as im:
+        assert im.size[0] > 500
+
+
+@pytest.mark.parametrize("model", ["meso4-df", "mesoinception4-df"])
+def test_evaluate_samples(shared: Path, model: str) -> None:
+    out = mesolive("evaluate", str(shared / "samples" / "faces"), "--model", model, check=True)
+    assert "accuracy        1.000" in out.stdout
+
+
+def test_evaluate_video_level_from_file_names(shared: Path, tmp_path: Path) -> None:
+    src = shared / "samples" / "faces"
+    for label, files in (("real", ["real00240", "real00772"]), ("fake", ["df00204", "df01254"])):
+        (tmp_path / label).mkdir()
+        for i, f in enumerate(files):
+            (tmp_path / label / f"{label}vid_{i:03d}.jpg").write_bytes(
+                (src / label / f"{f}.jpg").read_bytes()
+            )
+    rep = json.loads(mesolive("evaluate", str(tmp_path), "--json", check=True).stdout)
+    assert rep["n_videos"] == 2 and rep["video_accuracy"] == 1.0
+
+
+def test_evaluate_needs_labels(tmp_path: Path) -> None:
+    out = mesolive("evaluate", str(tmp_path))
+    assert out.returncode == 2 and "real/ and fake/" in out.stderr

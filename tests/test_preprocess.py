@@ -1,0 +1,42 @@
+"""The one preprocessing contract: BGR uint8 crop → RGB float NCHW by PIL NEAREST."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from mesolive.classify.preprocess import fake_score, resize_nearest, to_batch
+
+
+@pytest.mark.parametrize("shape", [(224, 224), (100, 137), (301, 300), (512, 512), (40, 400)])
+def test_nearest_resize_matches_pil_pixel_for_pixel(shape: tuple[int, int]) -> None:
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    pil = np.asarray(Image.fromarray(img).resize((256, 256), Image.NEAREST))
+    assert np.array_equal(resize_nearest(img), pil)
+
+
+def test_plain_inter_nearest_would_differ() -> None:
+    """Guards the choice of INTER_NEAREST_EXACT: the obvious flag is not PIL's rule."""
+    img = np.random.default_rng(1).integers(0, 256, (224, 224, 3), dtype=np.uint8)
+    pil = np.asarray(Image.fromarray(img).resize((256, 256), Image.NEAREST))
+    assert not np.array_equal(cv2.resize(img, (256, 256), interpolation=cv2.INTER_NEAREST), pil)
+
+
+def test_batch_is_rgb_nchw_unit_range() -> None:
+    bgr = np.zeros((256, 256, 3), np.uint8)
+    bgr[..., 0] = 255  # pure blue in OpenCV's order
+    x = to_batch([bgr, bgr])
+    assert x.shape == (2, 3, 256, 256) and x.dtype == np.float32
+    assert x[:, 2].min() == 1.0 and x[:, :2].max() == 0.0  # blue lands in channel 2 (RGB)
+
+
+def test_bad_crop_is_rejected() -> None:
+    with pytest.raises(ValueError, match="uint8"):
+        to_batch([np.zeros((64, 64, 3), np.float32)])
+
+
+def test_fake_score_is_one_minus_p_real() -> None:
+    np.testing.assert_allclose(fake_score(np.array([[0.9], [0.2]])), [0.1, 0.8], rtol=1e-6)
