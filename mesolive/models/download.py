@@ -36,6 +36,8 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 def _progress_bar(total: int | None, label: str, enabled: bool):
     from tqdm import tqdm
 
+    # tqdm's monitor thread would outlive the download; a byte bar needs none.
+    tqdm.monitor_interval = 0
     return tqdm(
         total=total,
         desc=label,
