@@ -33,6 +33,20 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
 
 
+def _pipeline_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--models",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="classifier models to run together (default: meso4-df)",
+    )
+    p.add_argument("--detector", metavar="PATH.onnx", help="an SCRFD detector ONNX file")
+    p.add_argument("--det-size", type=int, default=None, help="detector input side in pixels")
+    p.add_argument("--every", type=int, default=1, help="detect and classify every N-th frame")
+    p.add_argument("--threshold", type=float, default=0.5, help="fake-score threshold")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mesolive",
@@ -40,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Without a command, opens the desktop app.",
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.add_argument("--source", metavar="URI", help="start the app on this source")
+    _pipeline_options(parser)
+    _common(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("classify", help="fake score of aligned face-crop images")
@@ -74,19 +91,63 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--precision", choices=["fp32", "fp16"], default="fp32")
     q.add_argument("-o", "--output", metavar="PATH", help="output file (one model) or folder")
     _common(q)
+
+    p = sub.add_parser("scan", help="detect, track and score faces in videos, streams, images")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="file, folder, or source URI")
+    _pipeline_options(p)
+    p.add_argument("--json", metavar="FILE", help="write every track's timeline and verdict")
+    p.add_argument("--csv", metavar="FILE", help="write one row per face per analysed frame")
+    p.add_argument(
+        "--realtime", action="store_true", help="play files at their frame rate (drop frames)"
+    )
+    p.add_argument("--max-frames", type=int, default=None, help="stop each input after N frames")
+    _common(p)
+
+    p = sub.add_parser("build-engine", help="compile TensorRT engines (NVIDIA GPUs)")
+    p.add_argument("--model", default="meso4-df", help=f"{MODEL_NAMES_HINT}, or all")
+    p.add_argument(
+        "--precision",
+        choices=["fp16", "fp32", "int8"],
+        default=None,
+        help="default: fp16 where the GPU computes it fast, else fp32",
+    )
+    p.add_argument("--max-batch", type=int, default=64, help="largest batch of the profile")
+    p.add_argument("--opt-batch", type=int, default=8, help="batch TensorRT tunes for")
+    p.add_argument("--workspace", type=int, default=1024, metavar="MB", help="builder workspace")
+    p.add_argument("--calibration", metavar="FOLDER", help="face crops for INT8 calibration")
+    p.add_argument("--engine-dir", metavar="DIR", help="where engines go (MESOLIVE_ENGINE_DIR)")
+    p.add_argument("--force", action="store_true", help="rebuild even if a matching one exists")
+    p.add_argument(
+        "--verify", action="store_true", help="only verify existing engines against ONNX Runtime"
+    )
+    _common(p)
+
+    p = sub.add_parser("doctor", help="what this machine offers: GPU, CUDA, TensorRT, engines")
+    p.add_argument("--engine-dir", metavar="DIR", help="where engines live")
+    p.add_argument("--json", action="store_true")
+    _common(p)
+
+    p = sub.add_parser("train", help="train or fine-tune MesoNet on labelled faces or videos")
+    p.add_argument("data", nargs="+", metavar="DATA", help="folders of crops, CSVs or videos")
+    p.add_argument("--arch", choices=["meso4", "mesoinception4"], default="meso4")
+    p.add_argument("--init", default="scratch", help="a model name to fine-tune, or scratch")
+    p.add_argument("--name", required=True, help="name of the new model")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--batch", type=int, default=75)
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument("--seed", type=int, default=0)
+    _common(p)
     return parser
 
 
 def _dispatch(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
-    if args.command == "classify":
-        from mesolive.commands.classify import run
-    elif args.command == "evaluate":
-        from mesolive.commands.evaluate import run
-    elif args.command == "models":
-        from mesolive.commands.models import run
-    else:
-        raise AssertionError(args.command)
-    return run
+    import importlib
+
+    if args.command is None:
+        return importlib.import_module("mesolive.gui.app").run
+    module = "mesolive.commands." + args.command.replace("-", "_")
+    return importlib.import_module(module).run
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -96,9 +157,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         from mesolive import __version__
 
         print(__version__)  # noqa: T201
-        return 0
-    if args.command is None:
-        parser.print_help()
         return 0
     from mesolive.errors import MesoliveError
     from mesolive.log import setup_logging

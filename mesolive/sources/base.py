@@ -1,0 +1,60 @@
+"""The contract every frame source keeps."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from types import TracebackType
+
+from mesolive.types import Frame, ReadStatus
+
+
+class FrameSource(ABC):
+    """A source of BGR frames, opened and read in one thread (the capture thread).
+
+    Some handles (mss grabbers, X11 connections) are bound to the thread that
+    created them, so nothing is allocated before :meth:`open`, and ``open``,
+    ``read`` and ``close`` are called from the same thread.
+
+    Attributes
+    ----------
+    uri
+        The URI the source was opened from.
+    is_live
+        True for cameras, screens and streams: frames that are not taken in
+        time are dropped, and a failure is retried with backoff. False for
+        files, folders and ``test:`` when not paced.
+    fps
+        Nominal frame rate where known (files, cameras), else None.
+    """
+
+    uri: str = ""
+    is_live: bool = False
+    fps: float | None = None
+
+    @abstractmethod
+    def open(self) -> None:
+        """Acquire the device, file or grabber. Raises :class:`SourceError`."""
+
+    @abstractmethod
+    def read(self, timeout: float) -> tuple[ReadStatus, Frame | None, str]:
+        """Wait at most ``timeout`` seconds for the next frame.
+
+        Returns ``(status, frame, message)``: ``frame`` is set only with
+        ``ReadStatus.OK``; ``message`` explains ``ERROR`` (else empty).
+        """
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release everything. Idempotent."""
+
+    def __enter__(self) -> FrameSource:
+        self.open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

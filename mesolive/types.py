@@ -1,0 +1,170 @@
+"""Immutable data that crosses threads (capture → inference → GUI).
+
+Everything here is a frozen dataclass of numpy arrays and plain values. A
+producer never mutates an array after it put it into one of these: the
+consumer may hold it for as long as it likes.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class ReadStatus(enum.Enum):
+    """Outcome of :meth:`FrameSource.read` (as jetson-utils' capture status)."""
+
+    OK = "ok"
+    TIMEOUT = "timeout"  # nothing new yet; try again
+    END = "end"  # the source is finished (end of file, last image)
+    ERROR = "error"  # the source failed; ``message`` says why
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One captured frame.
+
+    Attributes
+    ----------
+    index
+        Running number from the source, starting at 0 (gaps mean drops).
+    image
+        (H, W, 3) uint8 BGR, C-contiguous, owned by this frame.
+    t_capture
+        ``time.monotonic()`` when the frame was read.
+    source
+        The URI it came from.
+    pts
+        Presentation time in seconds within the source (files), else None.
+    """
+
+    index: int
+    image: np.ndarray
+    t_capture: float
+    source: str = ""
+    pts: float | None = None
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+
+@dataclass(frozen=True)
+class FaceDetections:
+    """Faces found in one frame.
+
+    Attributes
+    ----------
+    xyxy
+        (n, 4) float32 boxes, x1 y1 x2 y2 in original-frame pixels.
+    score
+        (n,) float32 detector confidence in [0, 1].
+    kps
+        (n, 5, 2) float32 keypoints (x, y) in original-frame pixels, in SCRFD's
+        order: left eye, right eye, nose, left mouth corner, right mouth corner
+        (left/right as seen in the image).
+    """
+
+    xyxy: np.ndarray
+    score: np.ndarray
+    kps: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.xyxy.shape[0])
+
+    @staticmethod
+    def empty() -> FaceDetections:
+        return FaceDetections(
+            np.zeros((0, 4), np.float32),
+            np.zeros((0,), np.float32),
+            np.zeros((0, 5, 2), np.float32),
+        )
+
+
+class Verdict(enum.Enum):
+    """A track's call, with hysteresis between the thresholds."""
+
+    UNKNOWN = "unknown"  # too few scored frames yet
+    REAL = "real"
+    UNCERTAIN = "uncertain"
+    FAKE = "fake"
+
+
+@dataclass(frozen=True)
+class FaceResult:
+    """One tracked face in one frame.
+
+    Attributes
+    ----------
+    track_id
+        Stable ID across frames (1, 2, …).
+    xyxy
+        (4,) float32 box in original-frame pixels.
+    kps
+        (5, 2) float32 keypoints in original-frame pixels.
+    fake_score
+        This frame's fake score in [0, 1] (mean over the models asked for), or
+        None where this frame was tracked but not classified.
+    model_scores
+        Per-model fake score of this frame, e.g. ``{"meso4-df": 0.12}``.
+    running_score
+        Exponential moving average of the fake score.
+    window_score
+        Mean fake score over the last N classified frames.
+    fake_share
+        The paper's video-level rule: share of this track's classified frames
+        with a fake score above 0.5.
+    n_scored
+        Frames of this track classified so far.
+    verdict
+        Call with hysteresis.
+    """
+
+    track_id: int
+    xyxy: np.ndarray
+    kps: np.ndarray
+    fake_score: float | None
+    model_scores: dict[str, float]
+    running_score: float
+    window_score: float
+    fake_share: float
+    n_scored: int
+    verdict: Verdict
+
+
+@dataclass(frozen=True)
+class StageTimings:
+    """Seconds spent per stage for one frame (0 where a stage was skipped)."""
+
+    detect: float = 0.0
+    crop: float = 0.0
+    classify: float = 0.0
+    track: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return self.detect + self.crop + self.classify + self.track
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """Everything the pipeline knows about one frame.
+
+    ``frame.image`` is the unannotated frame; overlays are drawn by the GUI.
+    ``latency`` is seconds from ``frame.t_capture`` to the end of processing.
+    """
+
+    frame: Frame
+    faces: tuple[FaceResult, ...]
+    timings: StageTimings
+    latency: float
+    analysed: bool  # detection + classification ran on this frame (see --every)
+    backend: str = ""
+    dropped: int = 0  # frames the capture dropped so far
+    extra: dict[str, float] = field(default_factory=dict)
