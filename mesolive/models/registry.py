@@ -29,7 +29,7 @@ from mesolive.errors import ModelError
 
 log = logging.getLogger(__name__)
 
-CONVERTER_VERSION = 1
+CONVERTER_VERSION = 2
 """Bumped whenever the ONNX graph builder changes its output."""
 
 DEFAULT_MODEL = "meso4-df"
