@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 log = logging.getLogger("mesolive")
 
@@ -33,6 +34,14 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Sub-command parser: no abbreviated options (they collide across verbs)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
 def _pipeline_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--models",
@@ -50,6 +59,7 @@ def _pipeline_options(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mesolive",
+        allow_abbrev=False,  # the app's --models must not swallow a verb's --model
         description="Real-time deepfake detection with MesoNet. "
         "Without a command, opens the desktop app.",
     )
@@ -57,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--source", metavar="URI", help="start the app on this source")
     _pipeline_options(parser)
     _common(parser)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("classify", help="fake score of aligned face-crop images")
     p.add_argument("paths", nargs="+", metavar="PATH", help="images or folders of images")
