@@ -147,6 +147,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--loss",
+        choices=["bce", "mse"],
+        default="bce",
+        help="cross-entropy (default, measured better) or the paper's squared error",
+    )
+    p.add_argument("--lr", type=float, default=1e-3, help="initial Adam learning rate")
+    p.add_argument("--val-split", type=float, default=0.1, help="share of videos held out")
+    p.add_argument("--patience", type=int, default=5, help="epochs without a better val AUC")
+    p.add_argument("--max-minutes", type=float, default=None, help="stop after this long")
+    p.add_argument(
+        "--amp",
+        choices=["auto", "bf16", "off"],
+        default="auto",
+        help="bfloat16 autocast on CPUs with native bf16 (auto)",
+    )
     _common(p)
     return parser
 

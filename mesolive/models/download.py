@@ -12,7 +12,6 @@ import hashlib
 import http.client
 import logging
 import os
-import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -34,19 +33,10 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 
 
 def _progress_bar(total: int | None, label: str, enabled: bool):
-    from tqdm import tqdm
+    from mesolive.progress import progress_bar
 
-    # tqdm's monitor thread would outlive the download; a byte bar needs none.
-    tqdm.monitor_interval = 0
-    return tqdm(
-        total=total,
-        desc=label,
-        unit="B",
-        unit_scale=True,
-        unit_divisor=1024,
-        disable=not enabled,
-        file=sys.stderr,
-        leave=False,
+    return progress_bar(
+        total=total, desc=label, unit="B", unit_scale=True, unit_divisor=1024, disable=not enabled
     )
 
 

@@ -1,0 +1,48 @@
+"""``mesolive train DATA… --name NAME``: train or fine-tune MesoNet."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from mesolive.errors import BackendUnavailable
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        import torch  # noqa: F401
+    except ImportError as e:
+        raise BackendUnavailable(
+            "training needs PyTorch: pip install 'mesolive[train]' (or pip install torch)"
+        ) from e
+    from mesolive.train.trainer import TrainConfig, Trainer
+
+    cfg = TrainConfig(
+        name=args.name,
+        data=tuple(args.data),
+        arch=args.arch,
+        init=args.init,
+        epochs=args.epochs or 30,
+        batch=args.batch,
+        lr=args.lr,
+        loss=args.loss,
+        val_fraction=args.val_split,
+        patience=args.patience,
+        seed=args.seed,
+        device=args.device,
+        amp=args.amp,
+        max_minutes=args.max_minutes,
+    )
+    card = Trainer(
+        cfg, resume=args.resume, model_dir=args.model_dir, progress=sys.stderr.isatty()
+    ).run()
+    v = card["validation"]
+    print(  # noqa: T201
+        f"{card['name']}: validation AUC {v['auc']:.4f}, accuracy {v['accuracy']:.3f} "
+        f"(real {v['real_accuracy']:.3f}, fake {v['fake_accuracy']:.3f}); "
+        f"use it with --model {card['name']}"
+    )
+    if args.verbose:
+        print(json.dumps(card, indent=2))  # noqa: T201
+    return 0

@@ -1,0 +1,61 @@
+"""Training-time augmentation on uint8 RGB face crops (OpenCV, GIL-free).
+
+The paper's set (zoom, rotation, horizontal flip, brightness and contrast,
+hue) plus JPEG re-compression, which mimics the video compression that
+mesoscopic texture suffers in real footage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    flip: float = 0.5  # probability of a horizontal flip
+    affine: float = 0.7  # probability of a zoom/rotation/shift
+    zoom: tuple[float, float] = (0.9, 1.15)
+    rotation: float = 10.0  # degrees, +-
+    shift: float = 0.04  # share of the side, +-
+    brightness: float = 0.12  # share of 255, +-
+    contrast: tuple[float, float] = (0.8, 1.2)
+    hue: float = 6.0  # degrees, +-
+    saturation: tuple[float, float] = (0.85, 1.15)
+    jpeg: float = 0.5  # probability of a JPEG re-compression
+    jpeg_quality: tuple[int, int] = (35, 95)
+
+    def describe(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+def augment(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
+    """Return an augmented copy of an (H, W, 3) uint8 RGB image of the same shape."""
+    h, w = img.shape[:2]
+    out = img
+    if rng.random() < cfg.affine:
+        angle = rng.uniform(-cfg.rotation, cfg.rotation)
+        scale = rng.uniform(*cfg.zoom)
+        m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, scale)
+        m[:, 2] += rng.uniform(-cfg.shift, cfg.shift, 2) * (w, h)
+        out = cv2.warpAffine(out, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    if rng.random() < cfg.flip:
+        out = out[:, ::-1]
+    if cfg.hue or cfg.saturation != (1.0, 1.0):
+        hsv = cv2.cvtColor(np.ascontiguousarray(out), cv2.COLOR_RGB2HSV)
+        hue = np.int16(round(rng.uniform(-cfg.hue, cfg.hue) / 2))  # OpenCV hue is 0..179
+        hsv[..., 0] = ((hsv[..., 0].astype(np.int16) + hue) % 180).astype(np.uint8)
+        sat = rng.uniform(*cfg.saturation)
+        hsv[..., 1] = np.clip(hsv[..., 1] * sat, 0, 255).astype(np.uint8)
+        out = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    alpha = rng.uniform(*cfg.contrast)
+    beta = rng.uniform(-cfg.brightness, cfg.brightness) * 255 + (1 - alpha) * 127.5
+    out = cv2.convertScaleAbs(np.ascontiguousarray(out), alpha=alpha, beta=beta)
+    if rng.random() < cfg.jpeg:
+        q = int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1))
+        ok, buf = cv2.imencode(".jpg", out[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, q])
+        if ok:
+            out = cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1]
+    return np.ascontiguousarray(out)

@@ -1,0 +1,430 @@
+"""The training loop: the paper's recipe, checkpoints, resume, early stopping.
+
+Defaults follow Afchar et al.: 256×256 RGB in [0, 1], sigmoid output P(real),
+Adam at 1e-3 divided by 10 every 1,000 iterations down to 1e-6, batch 75.
+The validation split is by video, early stopping watches validation ROC AUC,
+and only weights that finished validation are ever registered.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mesolive import paths
+from mesolive.errors import MesoliveError
+from mesolive.metrics import evaluate
+from mesolive.models.arch import ARCHS
+from mesolive.train.augment import AugmentConfig, augment
+from mesolive.train.data import FaceSet, check_balance, collect, load_faces, split_by_group
+from mesolive.train.torch_model import MesoNetTorch
+
+log = logging.getLogger(__name__)
+
+_DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+
+
+class TrainingError(MesoliveError):
+    """Training cannot start or go on (data, name, disk)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    name: str
+    data: tuple[str, ...]
+    arch: str = "meso4"
+    init: str = "scratch"
+    epochs: int = 30
+    batch: int = 75
+    lr: float = 1e-3
+    lr_step: int = 1000  # iterations between divisions by 10
+    lr_min: float = 1e-6
+    loss: str = "bce"  # "bce" (cross-entropy) or "mse" (the paper's squared error)
+    val_fraction: float = 0.1
+    patience: int = 5  # epochs without a better validation AUC before stopping
+    seed: int = 0
+    device: str = "cpu"
+    amp: str = "auto"  # bfloat16 autocast where the CPU has native bf16
+    max_minutes: float | None = None
+    max_faces_per_video: int = 60
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+def lr_at(cfg: TrainConfig, iteration: int) -> float:
+    return max(cfg.lr_min, cfg.lr * 0.1 ** (iteration // cfg.lr_step))
+
+
+def _use_bf16(cfg: TrainConfig) -> bool:
+    if cfg.amp == "off" or cfg.device != "cpu":
+        return False
+    if cfg.amp == "bf16":
+        return True
+    return bool(getattr(torch.backends.mkldnn, "is_available", lambda: False)()) and bool(
+        getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+    )
+
+
+def _to_tensor(batch: np.ndarray, device: str) -> torch.Tensor:
+    """(n, H, W, 3) uint8 RGB → (n, 3, H, W) float32 in [0, 1], channels-last."""
+    x = torch.from_numpy(batch).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def _loss(cfg: TrainConfig, logits: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    p_real_target = 1.0 - fake  # the network outputs P(real), as the authors'
+    if cfg.loss == "mse":
+        return torch.mean((torch.sigmoid(logits) - p_real_target) ** 2)
+    return torch.nn.functional.binary_cross_entropy_with_logits(logits, p_real_target)
+
+
+@torch.no_grad()
+def predict_fake(
+    model: MesoNetTorch, images: np.ndarray, device: str, batch: int = 150
+) -> np.ndarray:
+    """Fake scores (n,) float32 for (n, 256, 256, 3) uint8 RGB, in eval mode."""
+    model.eval()
+    out = np.empty(len(images), np.float32)
+    for i in range(0, len(images), batch):
+        logits = model(_to_tensor(images[i : i + batch], device)).float()
+        out[i : i + batch] = (1.0 - torch.sigmoid(logits)).cpu().numpy()
+    return out
+
+
+def _atomic_save(obj: object, path: Path) -> None:
+    """Write a checkpoint so that a failure (a full disk) keeps the previous one."""
+    import io
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)  # in memory: torch's own writer hides OSError's errno
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(buf.getbuffer())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        if e.errno in _DISK_FULL:
+            raise TrainingError(
+                f"{path}: disk full while writing the checkpoint; free space and run "
+                "again with --resume (the previous checkpoint is intact)"
+            ) from e
+        raise
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+class Trainer:
+    """Runs one training job; ``run()`` returns the registered model's card."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        *,
+        resume: bool = False,
+        model_dir: str | None = None,
+        progress: bool = True,
+        on_epoch: Callable[[dict], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.resume = resume
+        self.model_dir = model_dir
+        self.progress = progress
+        self.on_epoch = on_epoch
+        self.work_dir = paths.cache_dir() / "train" / cfg.name
+        self.checkpoint = self.work_dir / "checkpoint.pt"
+
+    # -- set-up -----------------------------------------------------------------
+    def _check_name(self) -> None:
+        from mesolive.models.registry import list_specs
+
+        if not self.cfg.name.replace("-", "").replace("_", "").isalnum():
+            raise TrainingError(f"model name {self.cfg.name!r}: use letters, digits, - and _")
+        if any(s.name == self.cfg.name for s in list_specs()):
+            raise TrainingError(
+                f"a model named {self.cfg.name!r} already exists; choose another --name"
+            )
+        if self.checkpoint.exists() and not self.resume:
+            raise TrainingError(
+                f"an unfinished run named {self.cfg.name!r} exists in {self.work_dir}; "
+                "continue it with --resume or choose another --name"
+            )
+        if self.resume and not self.checkpoint.exists():
+            raise TrainingError(f"no checkpoint to resume in {self.work_dir}")
+
+    def _init_model(self) -> MesoNetTorch:
+        model = MesoNetTorch(ARCHS[self.cfg.arch])
+        if self.cfg.init != "scratch":
+            from mesolive.models.keras_h5 import load_keras_weights
+            from mesolive.models.registry import get_spec, weights_path
+
+            spec = get_spec(self.cfg.init)
+            if spec.arch != self.cfg.arch:
+                raise TrainingError(
+                    f"--init {spec.name} is a {spec.arch} model; --arch is {self.cfg.arch}"
+                )
+            model.load_meso_weights(load_keras_weights(weights_path(spec, self.model_dir)))
+        return model.to(self.cfg.device).to(memory_format=torch.channels_last)
+
+    def _data(self) -> tuple[FaceSet, FaceSet]:
+        items = collect(self.cfg.data)
+        check_balance(np.array([it.label for it in items]))
+        faces = load_faces(items, max_faces_per_video=self.cfg.max_faces_per_video)
+        check_balance(faces.labels)
+        tr, va = split_by_group(faces.groups, faces.labels, self.cfg.val_fraction, self.cfg.seed)
+        log.info(
+            "data: %d faces (%d fake), %d groups; training %d, validation %d",
+            len(faces),
+            int(faces.labels.sum()),
+            len(np.unique(faces.groups)),
+            len(tr),
+            len(va),
+        )
+        return faces.subset(tr), faces.subset(va)
+
+    # -- loop -------------------------------------------------------------------
+    def _batches(
+        self, train: FaceSet, epoch: int, pool: ThreadPoolExecutor
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield (images, labels) batches, augmenting the next while one trains."""
+        cfg = self.cfg
+        order = np.random.default_rng([cfg.seed, epoch]).permutation(len(train))
+        starts = list(range(0, len(order) - cfg.batch + 1, cfg.batch)) or [0]
+
+        def make(start: int) -> tuple[np.ndarray, np.ndarray]:
+            idx = order[start : start + cfg.batch]
+            rngs = [np.random.default_rng([cfg.seed, epoch, int(i)]) for i in idx]
+            imgs = np.stack(
+                [augment(train.images[i], r, cfg.augment) for i, r in zip(idx, rngs, strict=True)]
+            )
+            return imgs, train.labels[idx]
+
+        pending = pool.submit(make, starts[0])
+        for k in range(len(starts)):
+            current = pending.result()
+            if k + 1 < len(starts):
+                pending = pool.submit(make, starts[k + 1])
+            yield current
+
+    def _validate(self, model: MesoNetTorch, val: FaceSet) -> dict[str, float]:
+        scores = predict_fake(model, val.images, self.cfg.device)
+        rep = evaluate(val.labels, scores)
+        return {
+            "val_auc": rep.auc,
+            "val_accuracy": rep.accuracy,
+            "val_real_accuracy": rep.real_accuracy,
+            "val_fake_accuracy": rep.fake_accuracy,
+        }
+
+    def run(self) -> dict:
+        cfg = self.cfg
+        if cfg.device == "cuda" and not torch.cuda.is_available():
+            raise TrainingError("--device cuda: torch sees no CUDA GPU here; use --device cpu")
+        self._check_name()
+        torch.manual_seed(cfg.seed)
+        t_start = time.monotonic()
+        train, val = self._data()
+        model = self._init_model()
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        state = {"epoch": 0, "iteration": 0, "best_auc": -1.0, "best": None, "history": []}
+        if self.resume:
+            ck = torch.load(self.checkpoint, weights_only=False)
+            if ck["config"]["arch"] != cfg.arch:
+                raise TrainingError(f"the checkpoint is {ck['config']['arch']}, not {cfg.arch}")
+            model.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["optimizer"])
+            state = ck["state"]
+            log.info("resumed %s at epoch %d", cfg.name, state["epoch"])
+        else:
+            # Baseline: the initial weights' validation AUC (0.5-ish from scratch).
+            base = self._validate(model, val)
+            state["best_auc"] = base["val_auc"]
+            state["best"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            state["history"].append({"epoch": 0, **base})
+        state["n_train"] = len(train)
+        bf16 = _use_bf16(cfg)
+        log.info(
+            "training %s (%s, init %s) for up to %d epochs, batch %d, loss %s%s",
+            cfg.name,
+            cfg.arch,
+            cfg.init,
+            cfg.epochs,
+            cfg.batch,
+            cfg.loss,
+            ", bfloat16 autocast" if bf16 else "",
+        )
+        from mesolive.progress import progress_bar
+
+        stale = 0
+        for h in state["history"][1:]:
+            stale = 0 if h.get("improved") else stale + 1
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mesolive-augment") as pool:
+            while state["epoch"] < cfg.epochs and stale < cfg.patience:
+                if cfg.max_minutes and (time.monotonic() - t_start) / 60 > cfg.max_minutes:
+                    log.info("time limit of %.0f min reached", cfg.max_minutes)
+                    break
+                epoch = state["epoch"] + 1
+                model.train()
+                losses = []
+                n_batches = max(1, len(train) // cfg.batch)
+                bar = progress_bar(
+                    self._batches(train, epoch, pool),
+                    total=n_batches,
+                    desc=f"epoch {epoch}/{cfg.epochs}",
+                    disable=not self.progress,
+                )
+                for imgs, labels in bar:
+                    for g in opt.param_groups:
+                        g["lr"] = lr_at(cfg, state["iteration"])
+                    x = _to_tensor(imgs, cfg.device)
+                    y = torch.from_numpy(labels).float().to(cfg.device)
+                    opt.zero_grad(set_to_none=True)
+                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                        logits = model(x)
+                    loss = _loss(cfg, logits.float(), y)
+                    if not math.isfinite(loss.item()):
+                        raise TrainingError(f"the loss diverged at iteration {state['iteration']}")
+                    loss.backward()
+                    opt.step()
+                    state["iteration"] += 1
+                    losses.append(loss.item())
+                    bar.set_postfix(
+                        loss=f"{np.mean(losses[-20:]):.4f}", auc=f"{state['best_auc']:.3f}"
+                    )
+                bar.close()
+                metrics = self._validate(model, val)
+                improved = metrics["val_auc"] > state["best_auc"]
+                if improved:
+                    state["best_auc"] = metrics["val_auc"]
+                    state["best"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                stale = 0 if improved else stale + 1
+                record = {
+                    "epoch": epoch,
+                    "iteration": state["iteration"],
+                    "lr": lr_at(cfg, state["iteration"] - 1),
+                    "train_loss": float(np.mean(losses)),
+                    **metrics,
+                    "improved": improved,
+                    "minutes": (time.monotonic() - t_start) / 60,
+                }
+                state["history"].append(record)
+                state["epoch"] = epoch
+                log.info(
+                    "epoch %d: loss %.4f, val AUC %.4f (best %.4f), %.1f min",
+                    epoch,
+                    record["train_loss"],
+                    metrics["val_auc"],
+                    state["best_auc"],
+                    record["minutes"],
+                )
+                _atomic_save(
+                    {
+                        "model": model.state_dict(),
+                        "optimizer": opt.state_dict(),
+                        "state": state,
+                        "config": {"arch": cfg.arch, "name": cfg.name},
+                    },
+                    self.checkpoint,
+                )
+                if self.on_epoch:
+                    self.on_epoch(record)
+        model.load_state_dict(state["best"])
+        card = self._register(model, val, state, time.monotonic() - t_start)
+        return card
+
+    # -- hand-over --------------------------------------------------------------
+    def _register(self, model: MesoNetTorch, val: FaceSet, state: dict, seconds: float) -> dict:
+        """Write Keras-layout weights, validate them through ONNX, then register."""
+        from mesolive.backends.onnxruntime import OnnxRuntimeRunner
+        from mesolive.classify.mesonet import MesoClassifier
+        from mesolive.models.download import sha256_file
+        from mesolive.models.keras_h5 import load_keras_weights
+        from mesolive.models.onnx_graph import build_onnx
+        from mesolive.models.registry import ModelSpec, register_user_model
+        from mesolive.train.h5_writer import write_keras_h5
+
+        models_dir = paths.cache_dir() / "models"
+        staged = write_keras_h5(
+            model.cpu().to_meso_weights(), self.work_dir / f"{self.cfg.name}.h5"
+        )
+        # The ONNX graph of the written file must score the validation set as torch did.
+        clf = MesoClassifier(
+            OnnxRuntimeRunner(build_onnx(load_keras_weights(staged)).SerializeToString())
+        )
+        with clf:
+            onnx_scores = np.concatenate(
+                [
+                    clf.run_batch(
+                        val.images[i : i + 128].transpose(0, 3, 1, 2).astype(np.float32) / 255
+                    ).fake
+                    for i in range(0, len(val), 128)
+                ]
+            )
+        torch_scores = predict_fake(model, val.images, "cpu")
+        gap = float(np.abs(onnx_scores - torch_scores).max())
+        if gap > 1e-3:
+            raise TrainingError(f"exported model disagrees with the trained one (max {gap:.2e})")
+        rep = evaluate(val.labels, onnx_scores)
+        digest = sha256_file(staged)
+        final = models_dir / f"{self.cfg.name}.{digest[:8]}.h5"
+        models_dir.mkdir(parents=True, exist_ok=True)
+        os.replace(staged, final)
+        cfg_dict = asdict(self.cfg)
+        card = {
+            "name": self.cfg.name,
+            "arch": self.cfg.arch,
+            "sha256": digest,
+            "file": final.name,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "data": {
+                "sources": list(self.cfg.data),
+                "train_faces": state["n_train"],
+                "validation_faces": len(val),
+                "validation_fake": int(val.labels.sum()),
+                "split": f"by video, {self.cfg.val_fraction:.0%} of videos, seed {self.cfg.seed}",
+            },
+            "recipe": {
+                k: v
+                for k, v in cfg_dict.items()
+                if k not in ("name", "data", "max_faces_per_video")
+            },
+            "seed": self.cfg.seed,
+            "validation": {
+                "auc": rep.auc,
+                "accuracy": rep.accuracy,
+                "real_accuracy": rep.real_accuracy,
+                "fake_accuracy": rep.fake_accuracy,
+                "onnx_vs_torch_max_diff": gap,
+            },
+            "history": state["history"],
+            "training_minutes": seconds / 60,
+            "torch": torch.__version__,
+        }
+        (models_dir / f"{self.cfg.name}.card.json").write_text(json.dumps(card, indent=2))
+        register_user_model(
+            ModelSpec(
+                name=self.cfg.name,
+                arch=self.cfg.arch,
+                forgery="custom",
+                file=final.name,
+                sha256=digest,
+                license="trained locally; see the model card",
+                description=f"trained by mesolive train (init {self.cfg.init})",
+            )
+        )
+        log.info("registered %s (%s): validation AUC %.4f", self.cfg.name, final, rep.auc)
+        return card

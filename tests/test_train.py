@@ -1,0 +1,240 @@
+"""Training: the torch mirror is exact, and a short real run registers a usable model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="training needs the [train] extra (torch)")
+
+from mesolive.backends.onnxruntime import OnnxRuntimeRunner  # noqa: E402
+from mesolive.errors import InputError  # noqa: E402
+from mesolive.models.keras_h5 import load_keras_weights  # noqa: E402
+from mesolive.models.onnx_graph import build_onnx  # noqa: E402
+from mesolive.train.data import split_by_group  # noqa: E402
+from mesolive.train.h5_writer import write_keras_h5  # noqa: E402
+from mesolive.train.torch_model import MesoNetTorch  # noqa: E402
+
+from .conftest import H5_OF, MODEL_NAMES, MODELS  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def golden(shared: Path) -> dict[str, np.ndarray]:
+    g = np.load(shared / "golden" / "meso_keras_reference.npz")
+    return {k: g[k] for k in g.files}
+
+
+def _x(golden: dict[str, np.ndarray]) -> np.ndarray:
+    return np.ascontiguousarray((golden["images_u8"] / np.float32(255)).transpose(0, 3, 1, 2))
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_torch_module_matches_keras_golden(name: str, golden: dict[str, np.ndarray]) -> None:
+    w = load_keras_weights(MODELS / f"{H5_OF[name]}.h5")
+    model = MesoNetTorch(w.arch).load_meso_weights(w).eval()
+    with torch.no_grad():
+        logits = model(torch.from_numpy(_x(golden))).numpy()
+    assert np.abs(logits - golden[f"{H5_OF[name]}_logit"]).max() < 1e-4
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_exported_onnx_matches_torch(
+    name: str, golden: dict[str, np.ndarray], tmp_path: Path
+) -> None:
+    """Torch → Keras-layout .h5 → the shared ONNX builder, within 1e-5.
+
+    Float32 sums in a different order differ by a few ulps of the largest
+    intermediate values; MesoInception's logits reach |34| (one ulp: 4e-6) and
+    a row near 0 inherits that absolute error. So the bound is 1e-5 times
+    max(1, largest |logit| of the batch): absolute 1e-5 for Meso-4's logits.
+    """
+    w = load_keras_weights(MODELS / f"{H5_OF[name]}.h5")
+    model = MesoNetTorch(w.arch).load_meso_weights(w).eval()
+    # perturb so the test also covers weights the authors never shipped
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(1 + 0.05 * torch.randn_like(p))
+        ref = model(torch.from_numpy(_x(golden))).numpy()
+    h5 = write_keras_h5(model.to_meso_weights(), tmp_path / "m.h5")
+    back = load_keras_weights(h5, expect=w.arch.name)
+    with OnnxRuntimeRunner(build_onnx(back).SerializeToString()) as runner:
+        logits = runner.infer({"input": _x(golden)})["logit"][:, 0]
+    assert np.abs(logits - ref).max() < 1e-5 * max(1.0, float(np.abs(ref).max()))
+
+
+def test_split_is_by_group_and_repeatable() -> None:
+    groups = np.array([f"v{i // 3}" for i in range(300)])
+    labels = np.array([i % 2 for i in range(300)])
+    tr, va = split_by_group(groups, labels, 0.2, seed=7)
+    assert set(groups[tr]).isdisjoint(groups[va])
+    _, va2 = split_by_group(groups, labels, 0.2, seed=7)
+    assert np.array_equal(va, va2)
+    assert 0.1 < len(va) / 300 < 0.3
+
+
+def test_one_class_only_is_refused() -> None:
+    with pytest.raises(InputError, match="one class"):
+        split_by_group(np.array(["a", "b"]), np.array([1, 1]), 0.5, 0)
+
+
+@pytest.fixture(scope="module")
+def small_data(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """60 real and 60 fake DFDC training crops with their labels (links, not copies)."""
+    root = tmp_path_factory.mktemp("small")
+    src = shared / "train" / "dfdc"
+    lines = (src / "labels.csv").read_text().splitlines()
+    header, rows = lines[0], lines[1:]
+    keep = [r for r in rows if r.split(",")[1] == "real"][:60]
+    keep += [r for r in rows if r.split(",")[1] == "fake"][:60]
+    for r in keep:
+        f = r.split(",")[0]
+        (root / f).parent.mkdir(parents=True, exist_ok=True)
+        (root / f).symlink_to(src / f)
+    (root / "labels.csv").write_text("\n".join([header, *keep]) + "\n")
+    return root
+
+
+def mesolive(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "mesolive", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **(env or {})},
+    )
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc
+
+
+TRAIN = ("--arch", "meso4", "--init", "meso4-df", "--batch", "20", "--val-split", "0.25")
+
+
+def test_train_register_and_use(small_data: Path, shared: Path, tmp_path: Path) -> None:
+    env = {"MESOLIVE_CACHE_DIR": str(tmp_path)}
+    out = mesolive("train", str(small_data), "--name", "tiny", "--epochs", "1", *TRAIN, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "validation AUC" in out.stdout
+    card = json.loads((tmp_path / "models" / "tiny.card.json").read_text())
+    assert card["arch"] == "meso4"
+    assert card["seed"] == 0
+    assert card["data"]["validation_faces"] > 0
+    assert {"auc", "real_accuracy", "fake_accuracy"} <= set(card["validation"])
+    listed = mesolive("models", "list", env=env)
+    assert "tiny" in listed.stdout
+    scored = mesolive(
+        "classify", str(shared / "samples" / "faces"), "--model", "tiny", "--json", env=env
+    )
+    assert scored.returncode == 0, scored.stderr
+    assert len(json.loads(scored.stdout)) == 4
+    again = mesolive("train", str(small_data), "--name", "tiny", *TRAIN, env=env)
+    assert again.returncode == 2
+    assert "already exists" in again.stderr
+
+
+def test_resume_continues_from_checkpoint(small_data: Path, tmp_path: Path) -> None:
+    env = {"MESOLIVE_CACHE_DIR": str(tmp_path)}
+    # A run stopped by its time budget after one epoch leaves a checkpoint ...
+    from mesolive.train.trainer import TrainConfig, Trainer
+
+    cfg = TrainConfig(
+        name="resumed",
+        data=(str(small_data),),
+        init="meso4-df",
+        epochs=2,
+        batch=20,
+        val_fraction=0.25,
+    )
+    seen: list[int] = []
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first(record: dict) -> None:
+        seen.append(record["epoch"])
+        raise Stop
+
+    import os
+
+    old = os.environ.get("MESOLIVE_CACHE_DIR")
+    os.environ["MESOLIVE_CACHE_DIR"] = str(tmp_path)
+    try:
+        with pytest.raises(Stop):
+            Trainer(cfg, progress=False, on_epoch=stop_after_first).run()
+    finally:
+        os.environ["MESOLIVE_CACHE_DIR"] = old or ""
+    fresh = mesolive("train", str(small_data), "--name", "resumed", *TRAIN, env=env)
+    assert fresh.returncode == 2
+    assert "--resume" in fresh.stderr
+    out = mesolive(
+        "train", str(small_data), "--name", "resumed", "--epochs", "2", "--resume", *TRAIN, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    card = json.loads((tmp_path / "models" / "resumed.card.json").read_text())
+    assert seen == [1]
+    assert [h["epoch"] for h in card["history"]][-1] == 2
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        ("one_class", "no fake faces"),
+        ("few", "too few faces"),
+        ("missing", "no such file"),
+    ],
+)
+def test_bad_training_data(setup: str, message: str, small_data: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    if setup in ("one_class", "few"):
+        (data / "real").mkdir(parents=True)
+        (data / "fake").mkdir()
+        for f in sorted((small_data / "real").iterdir())[:30]:
+            (data / "real" / f.name).symlink_to(f.resolve())
+        if setup == "few":
+            for f in sorted((small_data / "fake").iterdir())[:5]:
+                (data / "fake" / f.name).symlink_to(f.resolve())
+    out = mesolive(
+        "train", str(data), "--name", "x", *TRAIN, env={"MESOLIVE_CACHE_DIR": str(tmp_path)}
+    )
+    assert out.returncode == 2
+    assert message in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_full_disk_while_checkpointing(small_data: Path, tmp_path: Path) -> None:
+    """RLIMIT_FSIZE makes the checkpoint write fail as a full disk does (EFBIG)."""
+    code = (
+        "import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN);"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000));"
+        "from mesolive.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    import os
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "train",
+            str(small_data),
+            "--name",
+            "full",
+            "--epochs",
+            "1",
+            *TRAIN,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "MESOLIVE_CACHE_DIR": str(tmp_path)},
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "disk full" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "models" / "user_models.json").exists()
