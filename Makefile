@@ -11,8 +11,10 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
+# torch==2.13.0 (CPU) is pinned: an unpinned torch pulls several GB of CUDA wheels.
 setup: $(BIN)/python
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[dev,train]"
 
 # The main job: score the authors' sample faces and the DFDC pairs.
 run: setup
