@@ -1,0 +1,57 @@
+"""OpenCV helpers shared by the webcam, stream and video-file sources."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import numpy as np
+
+_quieted = False
+
+
+def quiet_opencv() -> None:
+    """Silence FFmpeg's and OpenCV's own stderr chatter; mesolive reports errors itself.
+
+    A truncated file makes FFmpeg print "moov atom not found" and OpenCV a
+    warning before :class:`SourceError` says the same in one line. A user who
+    sets ``OPENCV_FFMPEG_LOGLEVEL`` or ``OPENCV_LOG_LEVEL`` keeps their choice.
+    The FFmpeg level is read when the backend is first used, so this must run
+    before the first ``cv2.VideoCapture``.
+    """
+    global _quieted
+    if _quieted:
+        return
+    _quieted = True
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+    if "OPENCV_LOG_LEVEL" not in os.environ:
+        import cv2
+
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
+def as_bgr(image: np.ndarray) -> np.ndarray:
+    """Any decoded image as (H, W, 3) uint8 BGR, C-contiguous.
+
+    Parameters
+    ----------
+    image
+        (H, W) gray, (H, W, 1), (H, W, 3) BGR or (H, W, 4) BGRA, uint8 or uint16.
+    """
+    import cv2
+
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    elif image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    return np.ascontiguousarray(image)
+
+
+_CREDENTIALS = re.compile(r"(?<=://)([^/@:]+):([^/@]*)@")
+
+
+def redact(uri: str) -> str:
+    """``rtsp://user:secret@host/…`` → ``rtsp://user:***@host/…`` for messages and logs."""
+    return _CREDENTIALS.sub(r"\1:***@", uri)

@@ -1,0 +1,245 @@
+"""``screen:`` and ``window:`` on a real X server (Xvfb), with real windows drawn on it."""
+
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from mesolive.errors import SourceError
+from mesolive.pipeline.capture import CaptureThread
+from mesolive.pipeline.mailbox import LatestSlot
+from mesolive.sources.registry import list_sources, make_source
+from mesolive.sources.screen import Region, ScreenSource
+from mesolive.sources.window import WindowSource
+from mesolive.types import Frame, ReadStatus
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("Xvfb") is None, reason="needs the Xvfb binary (apt xvfb)"
+)
+
+SCREEN_W, SCREEN_H = 800, 600
+BLUE = 0x3366CC  # 0xRRGGBB on a 24-bit TrueColor visual
+BLUE_BGR = (0xCC, 0x66, 0x33)
+GREEN = 0x22AA44
+GREEN_BGR = (0x44, 0xAA, 0x22)
+
+
+@pytest.fixture(scope="module")
+def xvfb() -> Iterator[str]:
+    """A private X server on a free display number (Xvfb picks it: -displayfd)."""
+    r, w = os.pipe()
+    options = ["-nolisten", "tcp", "-br", "-noreset"]
+    proc = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(w), "-screen", "0", f"{SCREEN_W}x{SCREEN_H}x24", *options],
+        pass_fds=[w],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(w)
+    try:
+        number = b""
+        deadline = time.monotonic() + 20
+        while not number.endswith(b"\n"):
+            ready, _, _ = select.select([r], [], [], max(0.0, deadline - time.monotonic()))
+            chunk = os.read(r, 16) if ready else b""
+            if not chunk:
+                pytest.fail("Xvfb did not start")
+            number += chunk
+        yield ":" + number.decode().strip()
+    finally:
+        os.close(r)
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@pytest.fixture
+def xdisplay(xvfb: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """``$DISPLAY`` set to the Xvfb server, and a connection for drawing windows.
+
+    Windows made on it are destroyed when the test ends (the connection closes).
+    """
+    from Xlib import display
+
+    monkeypatch.setenv("DISPLAY", xvfb)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    disp = display.Display(xvfb)
+    yield disp
+    disp.close()
+
+
+def make_window(disp: Any, title: str, x: int, y: int, w: int, h: int, color: int) -> Any:
+    from Xlib import X
+
+    screen = disp.screen()
+    win = screen.root.create_window(
+        x, y, w, h, 0, screen.root_depth, X.InputOutput, X.CopyFromParent, background_pixel=color
+    )
+    # As toolkits do: UTF-8 in _NET_WM_NAME, a Latin-1 approximation in WM_NAME.
+    win.set_wm_name(title.encode("latin-1", "replace"))
+    utf8 = disp.intern_atom("UTF8_STRING")
+    win.change_property(disp.intern_atom("_NET_WM_NAME"), utf8, 8, title.encode())
+    win.map()
+    disp.sync()
+    deadline = time.monotonic() + 5
+    while win.get_attributes().map_state != X.IsViewable:
+        assert time.monotonic() < deadline, "window never became viewable"
+        time.sleep(0.01)
+    return win
+
+
+def read_frame(source: ScreenSource | WindowSource, tries: int = 50) -> Frame:
+    for _ in range(tries):
+        status, frame, message = source.read(0.5)
+        assert status is not ReadStatus.ERROR, message
+        if frame is not None:
+            return frame
+    pytest.fail("no frame")
+
+
+def test_screen_capture_sees_what_is_drawn(xdisplay: Any) -> None:
+    make_window(xdisplay, "blue", 100, 50, 200, 120, BLUE)
+    src = make_source("screen:1")
+    assert isinstance(src, ScreenSource)
+    with src:
+        assert src.grab_region == Region(0, 0, SCREEN_W, SCREEN_H)
+        frame = read_frame(src)
+    assert frame.image.shape == (SCREEN_H, SCREEN_W, 3)
+    assert frame.image.dtype == np.uint8 and frame.image.flags["C_CONTIGUOUS"]
+    assert tuple(frame.image[100, 150]) == BLUE_BGR  # inside the window
+    assert tuple(frame.image[10, 10]) == (0, 0, 0)  # Xvfb -br: black root
+    assert tuple(frame.image[50, 100]) == BLUE_BGR and tuple(frame.image[49, 99]) == (0, 0, 0)
+
+
+def test_screen_region_and_all_screens(xdisplay: Any) -> None:
+    make_window(xdisplay, "blue", 100, 50, 200, 120, BLUE)
+    with make_source("screen:1@100,50,200,120?fps=60") as src:
+        frame = read_frame(src)
+    assert frame.image.shape == (120, 200, 3)
+    assert (frame.image == np.array(BLUE_BGR, np.uint8)).all()
+    with make_source("screen:0") as src:  # all screens together
+        assert read_frame(src).image.shape == (SCREEN_H, SCREEN_W, 3)
+
+
+def test_screen_index_or_region_out_of_range(xdisplay: Any) -> None:
+    for uri, fragment in (
+        ("screen:2", "no screen 2; this display has 1 screen: screen:1 (800x600)"),
+        ("screen:9@0,0,10,10", "no screen 9"),
+        ("screen:1@700,500,200,200", "region 700,500,200,200 does not fit in screen 1 (800x600)"),
+    ):
+        src = make_source(uri)
+        with pytest.raises(SourceError) as info:
+            src.open()
+        assert fragment in str(info.value)
+        src.close()
+
+
+def test_window_is_found_followed_and_lost(xdisplay: Any) -> None:
+    make_window(xdisplay, "Some Other App", 0, 0, 50, 50, GREEN)
+    win = make_window(xdisplay, "Meso Test Window — call", 100, 50, 200, 120, BLUE)
+    src = WindowSource("meso TEST window", refresh=0.0)  # case-insensitive substring
+    with src:
+        assert src.window_title == "Meso Test Window — call"
+        frame = read_frame(src)
+        assert src.grab_region == Region(100, 50, 200, 120)
+        assert frame.image.shape == (120, 200, 3)
+        assert (frame.image == np.array(BLUE_BGR, np.uint8)).all()
+
+        win.configure(x=300, y=200, width=160, height=100)  # moved and resized
+        xdisplay.sync()
+        frame = read_frame(src)
+        assert src.grab_region == Region(300, 200, 160, 100)
+        assert (frame.image == np.array(BLUE_BGR, np.uint8)).all()
+
+        win.configure(x=700, y=550)  # partly off screen: the visible part
+        xdisplay.sync()
+        frame = read_frame(src)
+        assert src.grab_region == Region(700, 550, 100, 50)
+
+        win.unmap()
+        xdisplay.sync()
+        status, _, message = src.read(0.5)
+        assert status is ReadStatus.ERROR and "minimised or hidden" in message
+
+        win.destroy()
+        xdisplay.sync()
+        status, _, message = src.read(0.5)
+        assert status is ReadStatus.ERROR and "was closed" in message
+
+
+def test_window_exact_title_wins(xdisplay: Any) -> None:
+    make_window(xdisplay, "Zoom Meeting", 0, 0, 40, 40, GREEN)
+    make_window(xdisplay, "zoom", 200, 200, 60, 60, BLUE)
+    with WindowSource("Zoom") as src:
+        assert src.window_title == "zoom"
+
+
+def test_window_title_with_no_match(xdisplay: Any) -> None:
+    make_window(xdisplay, "Meso Test Window", 100, 50, 200, 120, BLUE)
+    hidden = make_window(xdisplay, "Hidden Thing", 0, 0, 20, 20, GREEN)
+    hidden.unmap()
+    xdisplay.sync()
+    src = make_source("window:No Such Window")
+    with pytest.raises(SourceError) as info:
+        src.open()
+    message = str(info.value)
+    assert "no window title contains 'No Such Window'" in message
+    assert "'Meso Test Window'" in message and "Hidden" not in message
+    with pytest.raises(SourceError, match="'Hidden Thing' is minimised or hidden"):
+        make_source("window:hidden thing").open()
+
+
+def test_list_sources_on_x11(xdisplay: Any) -> None:
+    make_window(xdisplay, "Meso Test Window", 100, 50, 200, 120, BLUE)
+    found = list_sources()
+    uris = [s.uri for s in found]
+    assert "screen:1" in uris and "test:" in uris
+    assert "window:Meso Test Window" in uris
+    screen = next(s for s in found if s.uri == "screen:1")
+    assert screen.kind == "screen" and "800x600" in screen.label
+
+
+def test_capture_thread_retries_a_closed_window(xdisplay: Any) -> None:
+    win = make_window(xdisplay, "Flaky Window", 10, 10, 64, 48, BLUE)
+    statuses: list[tuple[ReadStatus, str]] = []
+    slot: LatestSlot[Frame] = LatestSlot()
+    thread = CaptureThread(
+        WindowSource("Flaky Window", fps=60, refresh=0.05),
+        slot,
+        on_status=lambda s, m: statuses.append((s, m)),
+    )
+    thread.start()
+    try:
+        assert slot.take(5.0) is not None
+        win.destroy()
+        xdisplay.sync()
+        deadline = time.monotonic() + 5
+        while not any("retrying in" in m for _, m in statuses):
+            assert time.monotonic() < deadline, statuses
+            time.sleep(0.02)
+        make_window(xdisplay, "Flaky Window", 30, 30, 64, 48, GREEN)
+        deadline = time.monotonic() + 10
+        while not any(m.startswith("reconnected") for _, m in statuses):
+            assert time.monotonic() < deadline, statuses
+            time.sleep(0.02)
+        frame = slot.take(5.0)
+        while frame is not None and tuple(frame.image[0, 0]) != GREEN_BGR:
+            frame = slot.take(5.0)
+        assert frame is not None and frame.image.shape == (48, 64, 3)
+    finally:
+        assert thread.stop()
+    assert statuses[0] == (ReadStatus.OK, "capturing window:Flaky Window at 60 fps")
+    retry = next(m for s, m in statuses if s is ReadStatus.ERROR)
+    assert "window 'Flaky Window' was closed" in retry and "retrying in 0.5 s" in retry
+    assert not slot.closed  # stop() leaves the slot to its owner
