@@ -163,6 +163,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="bfloat16 autocast on CPUs with native bf16 (auto)",
     )
+    p.add_argument(
+        "--augment",
+        choices=["full", "light", "flip"],
+        default="full",
+        help="augmentation preset (full: the paper's set plus JPEG re-compression)",
+    )
+    p.add_argument("--dropout", type=float, default=0.5, help="dropout before the dense layers")
     _common(p)
     return parser
 

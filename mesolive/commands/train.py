@@ -16,6 +16,7 @@ def run(args: argparse.Namespace) -> int:
         raise BackendUnavailable(
             "training needs PyTorch: pip install 'mesolive[train]' (or pip install torch)"
         ) from e
+    from mesolive.train.augment import PRESETS
     from mesolive.train.trainer import TrainConfig, Trainer
 
     cfg = TrainConfig(
@@ -33,6 +34,9 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         amp=args.amp,
         max_minutes=args.max_minutes,
+        dropout=args.dropout,
+        threads=args.threads,
+        augment=PRESETS[args.augment],
     )
     card = Trainer(
         cfg, resume=args.resume, model_dir=args.model_dir, progress=sys.stderr.isatty()

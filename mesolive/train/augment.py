@@ -59,3 +59,29 @@ def augment(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np
         if ok:
             out = cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1]
     return np.ascontiguousarray(out)
+
+
+PRESETS: dict[str, AugmentConfig] = {
+    # the paper's families at moderate strength, plus JPEG re-compression
+    "full": AugmentConfig(),
+    # geometry and colour milder; flips and JPEG as in "full"
+    "light": AugmentConfig(
+        affine=0.4,
+        zoom=(0.95, 1.08),
+        rotation=5.0,
+        shift=0.02,
+        brightness=0.06,
+        contrast=(0.9, 1.1),
+        hue=3.0,
+        saturation=(0.95, 1.05),
+    ),
+    # the plain baseline: horizontal flips only
+    "flip": AugmentConfig(
+        affine=0.0,
+        brightness=0.0,
+        contrast=(1.0, 1.0),
+        hue=0.0,
+        saturation=(1.0, 1.0),
+        jpeg=0.0,
+    ),
+}

@@ -59,6 +59,8 @@ class TrainConfig:
     amp: str = "auto"  # bfloat16 autocast where the CPU has native bf16
     max_minutes: float | None = None
     max_faces_per_video: int = 60
+    dropout: float = 0.5  # the authors' rate before each dense layer
+    threads: int | None = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
@@ -167,7 +169,7 @@ class Trainer:
             raise TrainingError(f"no checkpoint to resume in {self.work_dir}")
 
     def _init_model(self) -> MesoNetTorch:
-        model = MesoNetTorch(ARCHS[self.cfg.arch])
+        model = MesoNetTorch(ARCHS[self.cfg.arch], dropout=self.cfg.dropout)
         if self.cfg.init != "scratch":
             from mesolive.models.keras_h5 import load_keras_weights
             from mesolive.models.registry import get_spec, weights_path
@@ -236,6 +238,8 @@ class Trainer:
             raise TrainingError("--device cuda: torch sees no CUDA GPU here; use --device cpu")
         self._check_name()
         torch.manual_seed(cfg.seed)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
         t_start = time.monotonic()
         train, val = self._data()
         model = self._init_model()
