@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import sys
@@ -13,44 +12,20 @@ from pathlib import Path
 import numpy as np
 
 from mesolive.commands.common import open_classifier, score_files
+from mesolive.datasets import from_csv, from_folder
 from mesolive.errors import InputError
 from mesolive.imageio import IMAGE_EXTS
 from mesolive.metrics import Report, evaluate, roc_curve
 
-_LABELS = {"real": 0, "0": 0, "fake": 1, "1": 1, "df": 1, "f2f": 1}
-
 
 def labelled_files(folder: Path, labels_csv: Path | None) -> list[tuple[Path, int]]:
-    """(file, label) pairs from ``real/`` + ``fake/`` or from a CSV (file,label)."""
+    """(image, label) pairs from ``real/`` + ``fake/`` or a labels CSV (file,label)."""
     if not folder.is_dir():
         raise InputError(f"{folder}: not a folder")
-    csv_path = labels_csv or (folder / "labels.csv")
-    if labels_csv is not None or not ((folder / "real").is_dir() or (folder / "fake").is_dir()):
-        if not csv_path.is_file():
-            raise InputError(
-                f"{folder}: needs real/ and fake/ subfolders or a labels CSV (file,label)"
-            )
-        pairs = []
-        with open(csv_path, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            if not reader.fieldnames or not {"file", "label"} <= set(reader.fieldnames):
-                raise InputError(f"{csv_path}: needs the columns file and label")
-            for row in reader:
-                lab = _LABELS.get(row["label"].strip().lower())
-                if lab is None:
-                    raise InputError(f"{csv_path}: label {row['label']!r} is neither real nor fake")
-                pairs.append((csv_path.parent / row["file"], lab))
-        return pairs
-    pairs = []
-    for name, lab in (("real", 0), ("fake", 1)):
-        d = folder / name
-        if d.is_dir():
-            pairs += [
-                (f, lab)
-                for f in sorted(d.rglob("*"))
-                if f.is_file() and f.suffix.lower() in IMAGE_EXTS
-            ]
-    return pairs
+    if labels_csv is not None and not labels_csv.is_file():
+        raise InputError(f"{labels_csv}: no such labels CSV")
+    items = from_csv(labels_csv) if labels_csv is not None else from_folder(folder)
+    return [(it.path, it.label) for it in items if it.path.suffix.lower() in IMAGE_EXTS]
 
 
 def write_plot(path: Path, labels: np.ndarray, scores: np.ndarray, rep: Report, title: str) -> None:
@@ -119,6 +94,4 @@ def run(args: argparse.Namespace) -> int:
         if args.plot:
             lines.append(f"plot            {args.plot}")
         print("\n".join(lines))  # noqa: T201
-    for e in errors:
-        del e
     return 2 if errors else 0

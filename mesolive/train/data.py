@@ -1,41 +1,21 @@
-"""Labelled training data: folders or CSVs of face crops, and labelled videos.
-
-Every sample carries a *group*: the video it came from (for a DFDC fake, the
-original video it was made from), so that the validation split never puts
-frames of one video, or a fake and its source, on both sides.
-"""
+"""Training data: decoded faces from labelled crops and videos, split by video."""
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from mesolive.classify.preprocess import resize_nearest
+from mesolive.datasets import VIDEO_EXTS, Item, collect
 from mesolive.errors import InputError
-from mesolive.imageio import IMAGE_EXTS, read_image
-from mesolive.metrics import video_of
+from mesolive.imageio import read_image
 
 log = logging.getLogger(__name__)
-
-VIDEO_EXTS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"})
-_LABELS = {"real": 0, "0": 0, "fake": 1, "1": 1, "df": 1, "f2f": 1, "deepfake": 1}
-_GROUP_COLUMNS = ("original_video", "video", "dfdc_video")
-
-
-@dataclass(frozen=True)
-class Item:
-    """One labelled file: an image crop or a video (label 1 = fake)."""
-
-    path: Path
-    label: int
-    group: str
 
 
 @dataclass(frozen=True)
@@ -61,63 +41,6 @@ class FaceSet:
 
     def subset(self, idx: np.ndarray) -> FaceSet:
         return FaceSet(self.images[idx], self.labels[idx], self.groups[idx])
-
-
-def _label(value: str, where: str) -> int:
-    lab = _LABELS.get(value.strip().lower())
-    if lab is None:
-        raise InputError(f"{where}: label {value!r} is neither real nor fake")
-    return lab
-
-
-def _from_csv(path: Path) -> list[Item]:
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        cols = set(reader.fieldnames or [])
-        key = "file" if "file" in cols else "path" if "path" in cols else None
-        if key is None or "label" not in cols:
-            raise InputError(f"{path}: a labels CSV needs the columns file (or path) and label")
-        items = []
-        for row in reader:
-            file = path.parent / row[key]
-            group = next((row[c] for c in _GROUP_COLUMNS if row.get(c)), "") or _group_of(file)
-            items.append(Item(file, _label(row["label"], str(path)), group))
-    return items
-
-
-def _group_of(path: Path) -> str:
-    """``<video>_<frame>.jpg`` → ``<video>``; otherwise the file is its own group."""
-    return video_of(path.stem) or str(path)
-
-
-def _from_folder(folder: Path) -> list[Item]:
-    if (folder / "labels.csv").is_file():
-        return _from_csv(folder / "labels.csv")
-    items = []
-    for name, lab in (("real", 0), ("fake", 1)):
-        d = folder / name
-        if d.is_dir():
-            for f in sorted(d.rglob("*")):
-                if f.is_file() and f.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS:
-                    items.append(Item(f, lab, _group_of(f)))
-    if not items:
-        raise InputError(f"{folder}: needs real/ and fake/ subfolders or a labels.csv")
-    return items
-
-
-def collect(paths: Iterable[str | Path]) -> list[Item]:
-    """Labelled items from folders (real/ + fake/ or labels.csv) and CSV files."""
-    items: list[Item] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            items += _from_folder(p)
-        elif p.is_file() and p.suffix.lower() == ".csv":
-            items += _from_csv(p)
-        elif p.exists():
-            raise InputError(f"{p}: give a folder with real/ and fake/, or a labels CSV")
-        else:
-            raise InputError(f"{p}: no such file or folder")
-    return items
 
 
 def _load_image(item: Item) -> tuple[np.ndarray | None, str]:
@@ -215,3 +138,6 @@ def split_by_group(
                 f"the {name} split holds one class only; give more videos of each class"
             )
     return train_idx, val_idx
+
+
+__all__ = ["FaceSet", "Item", "check_balance", "collect", "load_faces", "split_by_group"]

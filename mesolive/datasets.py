@@ -1,0 +1,87 @@
+"""Labelled data on disk: folders with real/ and fake/, or labels CSVs.
+
+Shared by ``mesolive evaluate`` and ``mesolive train``. Every item carries a
+*group*: the video it came from (for a DFDC fake, the original video it was
+made from), so that a split by group never puts one video on both sides.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from mesolive.errors import InputError
+from mesolive.imageio import IMAGE_EXTS
+from mesolive.metrics import video_of
+
+VIDEO_EXTS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"})
+_LABELS = {"real": 0, "0": 0, "fake": 1, "1": 1, "df": 1, "f2f": 1, "deepfake": 1}
+_GROUP_COLUMNS = ("original_video", "video", "dfdc_video")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One labelled file: an image crop or a video (label 1 = fake)."""
+
+    path: Path
+    label: int
+    group: str
+
+
+def _label(value: str, where: str) -> int:
+    lab = _LABELS.get(value.strip().lower())
+    if lab is None:
+        raise InputError(f"{where}: label {value!r} is neither real nor fake")
+    return lab
+
+
+def from_csv(path: Path) -> list[Item]:
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        cols = set(reader.fieldnames or [])
+        key = "file" if "file" in cols else "path" if "path" in cols else None
+        if key is None or "label" not in cols:
+            raise InputError(f"{path}: a labels CSV needs the columns file (or path) and label")
+        items = []
+        for row in reader:
+            file = path.parent / row[key]
+            group = next((row[c] for c in _GROUP_COLUMNS if row.get(c)), "") or _group_of(file)
+            items.append(Item(file, _label(row["label"], str(path)), group))
+    return items
+
+
+def _group_of(path: Path) -> str:
+    """``<video>_<frame>.jpg`` → ``<video>``; otherwise the file is its own group."""
+    return video_of(path.stem) or str(path)
+
+
+def from_folder(folder: Path) -> list[Item]:
+    if (folder / "labels.csv").is_file():
+        return from_csv(folder / "labels.csv")
+    items = []
+    for name, lab in (("real", 0), ("fake", 1)):
+        d = folder / name
+        if d.is_dir():
+            for f in sorted(d.rglob("*")):
+                if f.is_file() and f.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS:
+                    items.append(Item(f, lab, _group_of(f)))
+    if not items:
+        raise InputError(f"{folder}: needs real/ and fake/ subfolders or a labels.csv")
+    return items
+
+
+def collect(paths: Iterable[str | Path]) -> list[Item]:
+    """Labelled items from folders (real/ + fake/ or labels.csv) and CSV files."""
+    items: list[Item] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            items += from_folder(p)
+        elif p.is_file() and p.suffix.lower() == ".csv":
+            items += from_csv(p)
+        elif p.exists():
+            raise InputError(f"{p}: give a folder with real/ and fake/, or a labels CSV")
+        else:
+            raise InputError(f"{p}: no such file or folder")
+    return items
