@@ -168,3 +168,51 @@ class FrameResult:
     backend: str = ""
     dropped: int = 0  # frames the capture dropped so far
     extra: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrackSummary:
+    """One track over everything the pipeline saw since its last reset.
+
+    Attributes
+    ----------
+    track_id
+        The face's stable ID.
+    first_frame, last_frame
+        Frame indices of its first and last detection.
+    frames_seen
+        Frames in which it was shown (detected, or carried between analysed
+        frames with ``--every``).
+    n_scored
+        Frames in which it was classified.
+    mean_score
+        Mean fake score over the scored frames (mean over the models asked for).
+    fake_share
+        The paper's video-level rule: share of scored frames with a fake
+        score above the threshold.
+    verdict
+        From ``fake_share``: FAKE when clearly more than half the scored
+        frames are fake (share above 0.6 and its 95 % interval above 0.5),
+        REAL when clearly fewer, else UNCERTAIN; UNKNOWN with too few scored
+        frames (see :meth:`mesolive.track.smoothing.VerdictRule.summary`).
+    timeline
+        ``(frame_index, pts, fake_score)`` per scored frame (``pts`` in
+        seconds, None where the source has none); very long tracks keep every
+        2nd/4th/… point.
+    model_means
+        Mean fake score per model, e.g. ``{"meso4-df": 0.21}``.
+    running_score
+        The exponential moving average at the track's last scored frame.
+    """
+
+    track_id: int
+    first_frame: int
+    last_frame: int
+    frames_seen: int
+    n_scored: int
+    mean_score: float
+    fake_share: float
+    verdict: Verdict
+    timeline: tuple[tuple[int, float | None, float], ...] = ()
+    model_means: dict[str, float] = field(default_factory=dict)
+    running_score: float = 0.0

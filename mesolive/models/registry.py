@@ -59,9 +59,11 @@ class ModelSpec:
 class DetectorSpec:
     name: str
     file: str
-    sha256: str
+    sha256: str  # empty: unknown upstream, recorded at first download (trust on first use)
     license: str
     description: str
+    url: str = ""  # download address; for a pack, of the archive holding ``file``
+    archive: str = ""  # name of that archive, e.g. ``buffalo_sc.zip``
 
 
 def _manifest() -> dict:

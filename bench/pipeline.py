@@ -1,0 +1,252 @@
+"""End-to-end speed of the live pipeline: time per stage, frames per second, p95 latency.
+
+For each clip and configuration the clip is read frame by frame as
+``mesolive scan`` reads a file (decode in the same thread, every frame
+processed), after a warm-up, and the script prints mean milliseconds per
+frame for each stage (capture = read + decode, detect, crop, classify,
+track), end-to-end frames per second (frames / wall time, decode included)
+and the median and 95th percentile of the per-frame latency (read start to
+result). Run on a quiet machine:
+
+    MESOLIVE_MODEL_DIR=../shared/models python bench/pipeline.py
+
+``--live`` adds a run through the capture thread at the clip's own frame
+rate (what the GUI does): latency from capture to result, and frames
+dropped. ``--soak SECONDS`` loops the first clip for that long and reports
+resident memory growth (the 10-minute target: under 5 %).
+
+Targets (2-core CPU, ONNX Runtime): the 6-face 720p clip at ≥ 45 fps with
+detection on every frame at 320×320, ≥ 90 fps with ``every=3``; p95 ≤ 40 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mesolive.pipeline.pipeline import FramePipeline, PipelineConfig
+from mesolive.sources.registry import make_source
+from mesolive.types import ReadStatus
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MESOLIVE_SHARED", ROOT.parent / "shared"))
+CLIPS = [
+    SHARED / "videos" / "synthetic" / "group_pan_720p30.mp4",
+    SHARED / "videos" / "real" / "hamilton_clip.mp4",
+]
+STAGES = ("capture", "detect", "crop", "classify", "track")
+
+
+@dataclass
+class Run:
+    clip: str
+    label: str
+    frames: int = 0
+    faces: int = 0
+    wall: float = 0.0
+    stage: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STAGES})
+    latency: list[float] = field(default_factory=list)
+    dropped: int = 0
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.wall if self.wall else 0.0
+
+    def ms(self, stage: str) -> float:
+        v = self.stage[stage]
+        return 1000.0 * float(np.mean(v)) if v else 0.0
+
+    def pct(self, q: float) -> float:
+        return 1000.0 * float(np.percentile(self.latency, q)) if self.latency else 0.0
+
+
+def rss_mib() -> float:
+    """Resident set size of this process in MiB (Linux /proc; else peak RSS)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def run_sync(pipeline: FramePipeline, clip: Path, label: str, frames: int, warmup: int) -> Run:
+    """Every frame, decode in this thread (as ``mesolive scan``)."""
+    run = Run(clip.name, label)
+    src = make_source(str(clip))
+    src.open()
+    try:
+        for _ in range(warmup):  # decoder and sessions warm, then rewind by reopening
+            status, frame, _ = src.read(1.0)
+            if status is ReadStatus.OK:
+                pipeline.process(frame)
+        src.close()
+        src.open()
+        pipeline.reset()
+        t_start = time.perf_counter()
+        while run.frames < frames:
+            t0 = time.perf_counter()
+            status, frame, _ = src.read(1.0)
+            t1 = time.perf_counter()
+            if status is not ReadStatus.OK:
+                break
+            result = pipeline.process(frame)
+            t2 = time.perf_counter()
+            run.frames += 1
+            run.faces += len(result.faces)
+            tm = result.timings
+            for name, v in zip(
+                STAGES, (t1 - t0, tm.detect, tm.crop, tm.classify, tm.track), strict=True
+            ):
+                run.stage[name].append(v)
+            run.latency.append(t2 - t0)
+        run.wall = time.perf_counter() - t_start
+    finally:
+        src.close()
+    return run
+
+
+def run_live(pipeline: FramePipeline, clip: Path, label: str, frames: int) -> Run:
+    """The capture thread plays the clip at its frame rate; latest frame wins (as the GUI)."""
+    from mesolive.pipeline.capture import CaptureThread
+    from mesolive.pipeline.mailbox import LatestSlot
+
+    run = Run(clip.name, label + " live")
+    pipeline.reset()
+    slot: LatestSlot = LatestSlot()
+    cap = CaptureThread(make_source(str(clip)), slot, pace=True, max_frames=frames)
+    t_start = time.perf_counter()
+    cap.start()
+    try:
+        while True:
+            frame = slot.take(0.2)
+            if frame is None:
+                if slot.closed:
+                    break
+                continue
+            result = pipeline.process(frame)
+            run.frames += 1
+            run.faces += len(result.faces)
+            tm = result.timings
+            for name, v in zip(
+                STAGES[1:], (tm.detect, tm.crop, tm.classify, tm.track), strict=True
+            ):
+                run.stage[name].append(v)
+            run.latency.append(result.latency)
+    finally:
+        cap.stop(2.0)
+    run.wall = time.perf_counter() - t_start
+    run.dropped = cap.drops
+    return run
+
+
+def soak(pipeline: FramePipeline, clip: Path, seconds: float) -> None:
+    """Loop ``clip`` for ``seconds``; print RSS every minute and the growth after the first."""
+    src = make_source(str(clip), loop=True)
+    src.open()
+    t0 = time.monotonic()
+    base = None
+    next_report = 60.0
+    n = 0
+    try:
+        while (elapsed := time.monotonic() - t0) < seconds:
+            status, frame, msg = src.read(1.0)
+            if status is not ReadStatus.OK:
+                print(f"soak: read stopped: {status.value} {msg}")
+                break
+            pipeline.process(frame)
+            n += 1
+            if base is None and elapsed > 10.0:  # after warm-up allocations
+                base = rss_mib()
+                print(f"soak: RSS {base:.1f} MiB after {elapsed:.0f} s")
+            if elapsed >= next_report:
+                now = rss_mib()
+                growth = 100.0 * (now - base) / base if base else 0.0
+                print(f"soak: {elapsed:5.0f} s  {n} frames  RSS {now:.1f} MiB  ({growth:+.2f} %)")
+                next_report += 60.0
+    finally:
+        src.close()
+    if base:
+        now = rss_mib()
+        growth = 100.0 * (now - base) / base
+        print(f"soak: RSS growth over {seconds:.0f} s: {growth:+.2f} % (target < 5 %)")
+
+
+def print_table(runs: list[Run]) -> None:
+    head = (
+        f"{'clip':<24} {'config':<18} {'frames':>6} {'faces/f':>7} "
+        + " ".join(f"{s:>8}" for s in STAGES)
+        + f" {'fps':>7} {'p50 ms':>7} {'p95 ms':>7} {'drops':>5}"
+    )
+    print(head)
+    print("-" * len(head))
+    for r in runs:
+        stages = " ".join(f"{r.ms(s):8.2f}" for s in STAGES)
+        faces = r.faces / r.frames if r.frames else 0.0
+        print(
+            f"{r.clip[:24]:<24} {r.label:<18} {r.frames:6d} {faces:7.2f} {stages} "
+            f"{r.fps:7.1f} {r.pct(50):7.1f} {r.pct(95):7.1f} {r.dropped:5d}"
+        )
+    print("stage columns: mean ms per frame (capture = read + decode; 0 where skipped)")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("clips", nargs="*", type=Path, default=CLIPS)
+    ap.add_argument("--frames", type=int, default=300, help="frames per clip and config")
+    ap.add_argument("--warmup", type=int, default=15)
+    ap.add_argument(
+        "--configs",
+        nargs="+",
+        default=["1:320", "3:320"],
+        metavar="EVERY:DET",
+        help="configurations as every:det_size (default: 1:320 3:320)",
+    )
+    ap.add_argument("--models", nargs="+", default=["meso4-df"])
+    ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads")
+    ap.add_argument("--backend", default="auto")
+    ap.add_argument("--live", action="store_true", help="also run through the capture thread")
+    ap.add_argument("--soak", type=float, default=0.0, metavar="SECONDS", help="memory soak")
+    args = ap.parse_args()
+
+    missing = [c for c in args.clips if not c.is_file()]
+    if missing:
+        print(f"bench: no such clip: {missing[0]} (set MESOLIVE_SHARED)", file=sys.stderr)
+        return 2
+    print(f"machine: {os.cpu_count()} cores; ORT threads: {args.threads or 'default'}")
+    runs: list[Run] = []
+    for spec in args.configs:
+        every, det = (int(x) for x in spec.split(":"))
+        config = PipelineConfig(
+            models=tuple(args.models),
+            det_size=det,
+            every=every,
+            threads=args.threads,
+            backend=args.backend,
+        )
+        with FramePipeline(config) as pipeline:
+            label = f"every={every} det={det}"
+            if spec == args.configs[0]:
+                print(f"backend: {pipeline.backend}; detector: {pipeline.detector_name}")
+            for clip in args.clips:
+                runs.append(run_sync(pipeline, clip, label, args.frames, args.warmup))
+                if args.live:
+                    runs.append(run_live(pipeline, clip, label, args.frames))
+            if args.soak and spec == args.configs[0]:
+                soak(pipeline, args.clips[0], args.soak)
+    print_table(runs)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Face crops for MesoNet: the authors' nose-centred, eye-levelled square."""

@@ -1,0 +1,448 @@
+"""``mesolive scan INPUT…``: detect, track and score every face of videos, images, streams.
+
+Each input is read through :func:`mesolive.sources.registry.make_source`.
+Files are read in this thread, frame after frame, so every frame is
+processed; with ``--realtime``, and always for live sources (cameras,
+screens, streams), a capture thread plays the source at its own rate and a
+frame the pipeline is too slow for is dropped (latest frame wins; a dropped
+stream is retried). A folder stands for the videos and images inside it,
+each scanned on its own.
+
+Exit status: 1 when any track is fake, else 2 when any input failed, else 0
+(every track real, uncertain or too short to call, or no face at all).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from mesolive.errors import InputError, MesoliveError
+
+if TYPE_CHECKING:
+    from mesolive.pipeline.pipeline import FramePipeline, PipelineConfig
+    from mesolive.types import FrameResult, TrackSummary
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".ts"})
+SPARK = "▁▂▃▄▅▆▇█"
+SPARK_BINS = 24
+READ_TIMEOUT = 1.0  # seconds per synchronous read (files return at once)
+
+
+@dataclass
+class InputReport:
+    """What one input gave: its tracks, or the error that stopped it."""
+
+    uri: str
+    frames: int = 0
+    analysed: int = 0
+    dropped: int = 0
+    seconds: float = 0.0
+    tracks: list[TrackSummary] = field(default_factory=list)
+    error: str | None = None
+    interrupted: bool = False
+
+    @property
+    def verdict(self) -> str:
+        """``fake`` if any track is fake, else ``uncertain``, ``real``, ``unknown``, ``no face``."""
+        calls = {t.verdict.value for t in self.tracks}
+        for v in ("fake", "uncertain", "real", "unknown"):
+            if v in calls:
+                return v
+        return "no face"
+
+
+# -- inputs ------------------------------------------------------------------------
+
+
+def expand_inputs(inputs: list[str]) -> list[str]:
+    """Inputs as URIs; a folder becomes its videos and images (recursively, sorted)."""
+    from mesolive.sources.file import IMAGE_EXTS
+
+    out: list[str] = []
+    for text in inputs:
+        p = Path(text).expanduser()
+        if p.is_dir():
+            media = sorted(
+                f
+                for f in p.rglob("*")
+                if f.is_file() and f.suffix.lower() in (VIDEO_EXTS | IMAGE_EXTS)
+            )
+            out.extend(str(f) for f in media)
+            if not media:
+                out.append(text)  # reported as "folder holds no images" by the source
+        else:
+            out.append(text)
+    return out
+
+
+# -- one input ---------------------------------------------------------------------
+
+
+class _Sink:
+    """Writes one CSV row per face per analysed frame, as frames come."""
+
+    def __init__(self, path: str | None, models: tuple[str, ...]) -> None:
+        self.models = models
+        self._file: TextIO | None = None
+        self._writer: Any = None
+        if path:
+            try:
+                self._file = open(path, "w", newline="", encoding="utf-8")
+            except OSError as e:
+                raise InputError(f"{path}: cannot write the CSV ({e.strerror or e})") from e
+            self._writer = csv.writer(self._file)
+            self._writer.writerow(
+                [
+                    "input",
+                    "frame",
+                    "pts",
+                    "track_id",
+                    "x1",
+                    "y1",
+                    "x2",
+                    "y2",
+                    "fake_score",
+                    *(f"score_{m}" for m in models),
+                    "running_score",
+                    "window_score",
+                    "fake_share",
+                    "n_scored",
+                    "verdict",
+                ]
+            )
+
+    def write(self, uri: str, result: FrameResult) -> None:
+        if self._writer is None or not result.analysed:
+            return
+        pts = "" if result.frame.pts is None else f"{result.frame.pts:.4f}"
+        for f in result.faces:
+            self._writer.writerow(
+                [
+                    uri,
+                    result.frame.index,
+                    pts,
+                    f.track_id,
+                    *(f"{v:.1f}" for v in f.xyxy),
+                    "" if f.fake_score is None else f"{f.fake_score:.5f}",
+                    *(
+                        f"{f.model_scores[m]:.5f}" if m in f.model_scores else ""
+                        for m in self.models
+                    ),
+                    f"{f.running_score:.5f}",
+                    f"{f.window_score:.5f}",
+                    f"{f.fake_share:.4f}",
+                    f.n_scored,
+                    f.verdict.value,
+                ]
+            )
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def _total_frames(source: Any, max_frames: int | None) -> int | None:
+    total = getattr(source, "frame_count", None)
+    if total is None and getattr(source, "files", None):
+        total = len(source.files)
+    if total is None and type(source).__name__ == "ImageSource" and not source.is_live:
+        total = 1
+    if max_frames is not None:
+        total = min(total, max_frames) if total else max_frames
+    return total
+
+
+def scan_input(
+    pipeline: FramePipeline,
+    uri: str,
+    *,
+    realtime: bool = False,
+    max_frames: int | None = None,
+    sink: _Sink | None = None,
+    progress: bool = True,
+) -> InputReport:
+    """Run ``pipeline`` over one input; never raises for a bad input (``error`` says why).
+
+    The pipeline is reset first, so track IDs start at 1 for each input.
+    """
+    from mesolive.sources.registry import make_source
+
+    report = InputReport(uri)
+    pipeline.reset()
+    t0 = time.monotonic()
+    try:
+        source = make_source(uri)
+    except MesoliveError as e:
+        report.error = str(e)
+        return report
+    try:
+        if realtime or source.is_live:
+            _run_threaded(pipeline, source, report, max_frames, sink, progress)
+        else:
+            _run_sync(pipeline, source, report, max_frames, sink, progress)
+    except KeyboardInterrupt:
+        report.interrupted = True
+    finally:
+        report.seconds = time.monotonic() - t0
+        report.tracks = pipeline.summaries()
+    return report
+
+
+def _bar(source: Any, uri: str, max_frames: int | None, progress: bool):
+    from mesolive.progress import progress_bar
+
+    name = Path(uri).name if len(uri) > 40 else uri
+    return progress_bar(
+        total=_total_frames(source, max_frames),
+        desc=name,
+        unit="frame",
+        disable=not progress,
+    )
+
+
+def _run_sync(
+    pipeline: FramePipeline,
+    source: Any,
+    report: InputReport,
+    max_frames: int | None,
+    sink: _Sink | None,
+    progress: bool,
+) -> None:
+    from mesolive.types import ReadStatus
+
+    try:
+        source.open()
+    except MesoliveError as e:
+        report.error = str(e)
+        return
+    try:
+        with _bar(source, report.uri, max_frames, progress) as bar:
+            while max_frames is None or report.frames < max_frames:
+                status, frame, message = source.read(READ_TIMEOUT)
+                if status is ReadStatus.TIMEOUT:
+                    continue
+                if status is ReadStatus.END:
+                    break
+                if status is ReadStatus.ERROR or frame is None:
+                    report.error = message or f"{report.uri}: read failed"
+                    break
+                _process(pipeline, frame, report, sink)
+                bar.update(1)
+    finally:
+        source.close()
+
+
+def _run_threaded(
+    pipeline: FramePipeline,
+    source: Any,
+    report: InputReport,
+    max_frames: int | None,
+    sink: _Sink | None,
+    progress: bool,
+) -> None:
+    from mesolive.pipeline.capture import CaptureThread
+    from mesolive.pipeline.mailbox import LatestSlot
+    from mesolive.types import ReadStatus
+
+    slot: LatestSlot = LatestSlot()
+    capture = CaptureThread(source, slot, pace=True, max_frames=max_frames)
+    capture.start()
+    try:
+        with _bar(source, report.uri, max_frames, progress) as bar:
+            while max_frames is None or report.frames < max_frames:
+                frame = slot.take(0.1)
+                if frame is None:
+                    if slot.closed:
+                        break
+                    continue
+                _process(pipeline, frame, report, sink)
+                report.dropped = capture.drops
+                bar.update(1)
+    finally:
+        capture.stop(timeout=2.0)
+        slot.close()
+    report.dropped = capture.drops
+    if capture.last_status is ReadStatus.ERROR:
+        report.error = capture.last_message
+
+
+def _process(pipeline: FramePipeline, frame: Any, report: InputReport, sink: _Sink | None) -> None:
+    result = pipeline.process(frame)
+    report.frames += 1
+    report.analysed += result.analysed
+    if sink is not None:
+        sink.write(report.uri, result)
+
+
+# -- output --------------------------------------------------------------------------
+
+
+def sparkline(timeline: tuple[tuple[int, float | None, float], ...], bins: int = SPARK_BINS) -> str:
+    """The fake score over a track's life as block characters (▁ = 0, █ = 1)."""
+    if not timeline:
+        return ""
+    scores = [s for _f, _p, s in timeline]
+    n = min(bins, len(scores))
+    out = []
+    for b in range(n):
+        chunk = scores[b * len(scores) // n : (b + 1) * len(scores) // n] or scores[-1:]
+        v = sum(chunk) / len(chunk)
+        out.append(SPARK[min(len(SPARK) - 1, int(v * len(SPARK)))])
+    return "".join(out)
+
+
+def print_report(report: InputReport, out: TextIO) -> None:
+    """One input's result: a headline, then a line per track."""
+    head = f"{report.uri}: "
+    if report.error and not report.frames:
+        print(f"{head}ERROR: {report.error}", file=out)
+        return
+    stats = f"{report.frames} frames ({report.analysed} analysed"
+    stats += f", {report.dropped} dropped)" if report.dropped else ")"
+    if not report.tracks:
+        print(f"{head}no face found in {stats}", file=out)
+    else:
+        print(
+            f"{head}{report.verdict.upper()} · {len(report.tracks)} face track(s) in {stats}",
+            file=out,
+        )
+        print(
+            f"  {'track':>5}  {'frames':>13}  {'seen':>5}  {'scored':>6}  {'mean':>5}  "
+            f"{'fake%':>5}  {'verdict':<9}  fake score over time",
+            file=out,
+        )
+        for t in report.tracks:
+            print(
+                f"  {'#' + str(t.track_id):>5}  {f'{t.first_frame}-{t.last_frame}':>13}  "
+                f"{t.frames_seen:5d}  {t.n_scored:6d}  {t.mean_score:5.2f}  "
+                f"{100 * t.fake_share:4.0f}%  {t.verdict.value:<9}  {sparkline(t.timeline)}",
+                file=out,
+            )
+    if report.error:
+        print(f"  ERROR after {report.frames} frames: {report.error}", file=out)
+    if report.interrupted:
+        print("  (interrupted)", file=out)
+
+
+def _summary_dict(t: TrackSummary) -> dict[str, Any]:
+    return {
+        "track_id": t.track_id,
+        "verdict": t.verdict.value,
+        "first_frame": t.first_frame,
+        "last_frame": t.last_frame,
+        "frames_seen": t.frames_seen,
+        "n_scored": t.n_scored,
+        "mean_score": round(t.mean_score, 6),
+        "fake_share": round(t.fake_share, 6),
+        "running_score": round(t.running_score, 6),
+        "model_means": {k: round(v, 6) for k, v in t.model_means.items()},
+        "timeline": [
+            {"frame": f, "t": None if p is None else round(p, 4), "fake_score": round(s, 6)}
+            for f, p, s in t.timeline
+        ],
+    }
+
+
+def write_json(path: str, config: PipelineConfig, backend: str, reports: list[InputReport]) -> None:
+    from dataclasses import asdict
+
+    data = {
+        "config": {**asdict(config), "models": list(config.models)},
+        "backend": backend,
+        "inputs": [
+            {
+                "input": r.uri,
+                "verdict": "error" if r.error and not r.frames else r.verdict,
+                "error": r.error,
+                "interrupted": r.interrupted,
+                "frames": r.frames,
+                "analysed": r.analysed,
+                "dropped": r.dropped,
+                "seconds": round(r.seconds, 3),
+                "tracks": [_summary_dict(t) for t in r.tracks],
+            }
+            for r in reports
+        ],
+    }
+    try:
+        Path(path).write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    except OSError as e:
+        raise InputError(f"{path}: cannot write the JSON report ({e.strerror or e})") from e
+
+
+def exit_code(reports: list[InputReport]) -> int:
+    """1 if any track is fake; else 2 if any input failed; else 0."""
+    if any(r.verdict == "fake" for r in reports):
+        return 1
+    if any(r.error for r in reports):
+        return 2
+    return 0
+
+
+# -- the verb ------------------------------------------------------------------------
+
+
+def config_from_args(args: argparse.Namespace) -> PipelineConfig:
+    from mesolive.pipeline.pipeline import PipelineConfig
+
+    return PipelineConfig(
+        models=tuple(args.models or ("meso4-df",)),
+        detector=args.detector,
+        det_size=args.det_size,
+        every=args.every,
+        threshold=args.threshold,
+        backend=args.backend,
+        model_dir=args.model_dir,
+        threads=args.threads,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from mesolive.pipeline.pipeline import FramePipeline
+
+    if args.max_frames is not None and args.max_frames < 1:
+        raise InputError(f"--max-frames {args.max_frames}: expected a whole number ≥ 1")
+    config = config_from_args(args)
+    inputs = expand_inputs(args.inputs)
+    progress = sys.stderr.isatty() and not getattr(args, "quiet", False)
+    sink = _Sink(args.csv, config.models)
+    reports: list[InputReport] = []
+    try:
+        with FramePipeline(config) as pipeline:
+            backend = pipeline.backend
+            for uri in inputs:
+                report = scan_input(
+                    pipeline,
+                    uri,
+                    realtime=args.realtime,
+                    max_frames=args.max_frames,
+                    sink=sink,
+                    progress=progress,
+                )
+                reports.append(report)
+                print_report(report, sys.stdout)
+                sys.stdout.flush()
+                if report.interrupted:
+                    break
+    finally:
+        sink.close()
+    if args.json:
+        write_json(args.json, config, backend, reports)
+    if any(r.interrupted for r in reports):
+        print("mesolive: interrupted", file=sys.stderr)  # noqa: T201
+        return 130
+    for r in reports:
+        if r.error:
+            print(f"mesolive: error: {r.error}", file=sys.stderr)  # noqa: T201
+    return exit_code(reports)

@@ -1,0 +1,1 @@
+"""Face detection: the :class:`FaceDetector` protocol and insightface's SCRFD."""

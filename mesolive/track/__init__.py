@@ -1,0 +1,1 @@
+"""Face IDs across frames, running scores and verdicts."""

@@ -1,0 +1,180 @@
+"""FramePipeline on real clips: stable IDs, batched scores, tracking between analysed frames."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mesolive.align.crop import crop_faces
+from mesolive.errors import InputError, ModelError
+from mesolive.pipeline.pipeline import FramePipeline, PipelineConfig
+from mesolive.sources.registry import make_source
+from mesolive.types import Frame, FrameResult, ReadStatus, TrackSummary, Verdict
+
+GROUP = Path("videos") / "synthetic" / "group_pan_720p30.mp4"
+N = 45
+
+
+def frames(path: Path, n: int) -> list[Frame]:
+    src = make_source(str(path))
+    src.open()
+    out = []
+    try:
+        while len(out) < n:
+            status, frame, _ = src.read(1.0)
+            if status is not ReadStatus.OK:
+                break
+            out.append(frame)
+    finally:
+        src.close()
+    return out
+
+
+@pytest.fixture(scope="module")
+def group(shared: Path) -> list[Frame]:
+    return frames(shared / GROUP, N)
+
+
+@pytest.fixture(scope="module")
+def two_models() -> Iterator[FramePipeline]:
+    with FramePipeline(PipelineConfig(models=("meso4-df", "meso4-f2f"))) as p:
+        yield p
+
+
+def run(p: FramePipeline, fs: list[Frame]) -> list[FrameResult]:
+    p.reset()
+    return [p.process(f) for f in fs]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"every": 0}, "--every"),
+        ({"threshold": 1.5}, "--threshold"),
+        ({"models": ()}, "at least one model"),
+        ({"models": ("meso4-df", "meso4-df")}, "twice"),
+        ({"det_size": 8}, "--det-size"),
+        ({"det_threshold": 0.0}, "detector threshold"),
+        ({"threads": 0}, "--threads"),
+    ],
+)
+def test_bad_config_is_an_input_error(kwargs: dict, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        PipelineConfig(**kwargs)
+
+
+def test_unknown_model_or_detector_fails_at_build() -> None:
+    with pytest.raises(ModelError, match="unknown model"):
+        FramePipeline(PipelineConfig(models=("meso9",)))
+    with pytest.raises(ModelError, match="no such detector"):
+        FramePipeline(PipelineConfig(detector="/nonexistent/scrfd.onnx"))
+
+
+def test_six_faces_keep_their_ids(two_models: FramePipeline, group: list[Frame]) -> None:
+    results = run(two_models, group)
+    assert two_models.backend == "onnxruntime-cpu"
+    assert all(r.analysed for r in results)
+    counts = [len(r.faces) for r in results]
+    assert np.median(counts) == 6
+    first = {f.track_id for f in results[0].faces}
+    assert first == {1, 2, 3, 4, 5, 6}
+    every_id = {f.track_id for r in results for f in r.faces}
+    assert len(every_id) <= 7  # at most one spurious track in 45 frames
+    for tid in first:  # each face is followed through (nearly) every frame
+        assert sum(any(f.track_id == tid for f in r.faces) for r in results) >= N - 3
+
+
+def test_scores_are_per_model_and_batched(two_models: FramePipeline, group: list[Frame]) -> None:
+    r = run(two_models, group[:1])[0]
+    faces = r.faces
+    assert [f.track_id for f in faces] == sorted(f.track_id for f in faces)
+    for f in faces:
+        assert set(f.model_scores) == {"meso4-df", "meso4-f2f"}
+        assert f.fake_score == pytest.approx(np.mean(list(f.model_scores.values())), abs=1e-6)
+        assert f.n_scored == 1 and f.verdict is Verdict.UNKNOWN
+        assert f.xyxy.shape == (4,) and f.kps.shape == (5, 2)
+    # The same crops scored one at a time give the same scores as the frame's batch.
+    crops = crop_faces(group[0].image, np.stack([f.kps for f in faces]))
+    for clf in two_models.classifiers:
+        single = [float(clf.score(c[None]).fake[0]) for c in crops]
+        batched = [f.model_scores[clf.model_name] for f in faces]
+        np.testing.assert_allclose(single, batched, atol=1e-5)
+    t = r.timings
+    assert t.detect > 0 and t.crop > 0 and t.classify > 0 and t.total >= t.detect
+    assert r.latency >= 0 and r.backend == two_models.backend
+
+
+def test_summaries_follow_the_papers_rule(two_models: FramePipeline, group: list[Frame]) -> None:
+    results = run(two_models, group)
+    sums = two_models.summaries()
+    assert all(isinstance(s, TrackSummary) for s in sums)
+    by_id = {s.track_id: s for s in sums}
+    last = {f.track_id: f for f in results[-1].faces}
+    for tid, f in last.items():
+        s = by_id[tid]
+        assert s.n_scored == f.n_scored == len(s.timeline)
+        assert s.fake_share == pytest.approx(f.fake_share)
+        assert s.fake_share == pytest.approx(np.mean([v > 0.5 for _, _, v in s.timeline]))
+        assert s.mean_score == pytest.approx(np.mean([v for _, _, v in s.timeline]), abs=1e-6)
+        assert set(s.model_means) == {"meso4-df", "meso4-f2f"}
+        assert s.first_frame == 0 and s.last_frame >= N - 3
+        frame_idx, pts, _ = s.timeline[-1]
+        assert pts == pytest.approx(frame_idx / 30.0, abs=0.02)
+        # A still group photo, genuine: every face is called real, live and in summary.
+        assert f.verdict is Verdict.REAL and s.verdict is Verdict.REAL
+    two_models.reset()
+    assert two_models.summaries() == []
+
+
+def test_every_third_frame_is_analysed_and_tracked_between(
+    shared: Path, group: list[Frame]
+) -> None:
+    with FramePipeline(PipelineConfig(every=3)) as p:
+        results = run(p, group)
+        sums = p.summaries()
+    assert [r.analysed for r in results[:6]] == [True, False, False, True, False, False]
+    for r in results:
+        if not r.analysed:
+            assert r.timings.detect == 0 and r.timings.classify == 0
+            assert all(f.fake_score is None and f.model_scores == {} for f in r.faces)
+            assert len(r.faces) >= 5  # boxes carried, not dropped
+    ids = {f.track_id for r in results for f in r.faces}
+    assert len(ids) <= 7
+    assert max(s.n_scored for s in sums) == N // 3
+    assert max(s.frames_seen for s in sums) == N
+    # Carried boxes follow the pan: they move between analysed frames.
+    a, b = results[3].faces[0], results[4].faces[0]
+    assert a.track_id == b.track_id and not np.allclose(a.xyxy, b.xyxy)
+
+
+def test_a_frame_without_faces_is_a_normal_state(two_models: FramePipeline) -> None:
+    two_models.reset()
+    black = Frame(0, np.zeros((360, 640, 3), np.uint8), time.monotonic())
+    r = two_models.process(black)
+    assert r.faces == () and r.analysed and r.timings.classify == 0
+    assert two_models.summaries() == []
+
+
+def test_a_bad_frame_is_a_value_error(two_models: FramePipeline) -> None:
+    with pytest.raises(ValueError, match="uint8 BGR"):
+        two_models.process(Frame(0, np.zeros((10, 10), np.uint8), time.monotonic()))
+
+
+def test_a_photo_gets_a_verdict_from_its_one_frame(shared: Path) -> None:
+    (frame,) = frames(shared / "facebox" / "2008_001009.jpg", 1)
+    with FramePipeline(PipelineConfig()) as p:
+        p.process(frame)
+        sums = p.summaries()
+    assert len(sums) == 2
+    assert all(s.n_scored == 1 and s.verdict is not Verdict.UNKNOWN for s in sums)
+
+
+def test_fixed_detector_file_is_accepted(shared: Path, group: list[Frame]) -> None:
+    cfg = PipelineConfig(detector=str(shared / "models" / "scrfd_500m_bnkps.onnx"), det_size=320)
+    with FramePipeline(cfg) as p:
+        assert "640x640" in p.detector_name
+        assert len(p.process(group[0]).faces) == 6

@@ -1,0 +1,180 @@
+"""``mesolive scan`` as a user runs it: real clips, bad inputs, exit codes, reports."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from mesolive.commands.scan import sparkline
+
+GROUP = Path("videos") / "synthetic" / "group_pan_720p30.mp4"
+OBAMA = Path("videos") / "real" / "inthewild_obama.mp4"
+
+
+def mesolive(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "mesolive", "scan", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc
+
+
+def test_group_clip_six_faces_stable_ids_real(shared: Path, tmp_path: Path) -> None:
+    js, cs = tmp_path / "scan.json", tmp_path / "scan.csv"
+    proc = mesolive(
+        str(shared / GROUP),
+        "--max-frames",
+        "60",
+        "--models",
+        "meso4-df",
+        "meso4-f2f",
+        "--json",
+        str(js),
+        "--csv",
+        str(cs),
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "REAL" in proc.stdout and "60 frames (60 analysed)" in proc.stdout
+    report = json.loads(js.read_text())
+    (entry,) = report["inputs"]
+    assert entry["verdict"] == "real" and entry["frames"] == 60 and entry["error"] is None
+    assert report["config"]["models"] == ["meso4-df", "meso4-f2f"]
+    long = [t for t in entry["tracks"] if t["frames_seen"] >= 55]
+    assert len(long) == 6, entry["tracks"]  # six faces, each followed through the clip
+    assert len(entry["tracks"]) <= 7
+    for t in long:
+        assert t["verdict"] == "real" and len(t["timeline"]) == t["n_scored"]
+        assert set(t["model_means"]) == {"meso4-df", "meso4-f2f"}
+    # The CSV: one row per face per analysed frame, the same IDs frame after frame.
+    with open(cs, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {"score_meso4-df", "score_meso4-f2f", "track_id", "fake_score"} <= set(rows[0])
+    ids_by_frame = defaultdict(set)
+    for r in rows:
+        ids_by_frame[int(r["frame"])].add(int(r["track_id"]))
+    assert len(ids_by_frame) == 60
+    assert ids_by_frame[0] == ids_by_frame[30] == {t["track_id"] for t in long}
+
+
+def test_every_3_and_a_low_threshold_give_exit_code_1(shared: Path, tmp_path: Path) -> None:
+    # With the fake threshold at 0.02 these genuine faces score "fake": exit 1.
+    js = tmp_path / "scan.json"
+    proc = mesolive(
+        str(shared / GROUP), "--max-frames", "45", "--every", "3", "--threshold", "0.02",
+        "--json", str(js),
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "FAKE" in proc.stdout
+    entry = json.loads(js.read_text())["inputs"][0]
+    assert entry["analysed"] == 15
+    assert max(t["n_scored"] for t in entry["tracks"]) == 15
+
+
+def test_bad_inputs_are_reported_and_the_scan_carries_on(shared: Path, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(bytes(range(256)) * 40)
+    cut = tmp_path / "cut.mp4"  # this file's index is at the front: it fails part-way
+    data = (shared / OBAMA).read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    js = tmp_path / "scan.json"
+    proc = mesolive(
+        str(tmp_path / "missing.mp4"),
+        str(junk),
+        str(shared / "facebox" / "dogs.jpg"),
+        str(cut),
+        str(shared / "facebox" / "2008_001009.jpg"),
+        "--json",
+        str(js),
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert f"{tmp_path / 'missing.mp4'}: ERROR: " in out and "no such file" in out
+    assert f"{junk}: ERROR: " in out and "cannot open as a video" in out
+    assert "dogs.jpg: no face found in 1 frames" in out
+    assert "2008_001009.jpg: REAL" in out or "2008_001009.jpg: FAKE" in out
+    assert "truncated or corrupt" in out
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("mesolive: error: ")]
+    assert len(errors) == 3
+    entries = {Path(e["input"]).name: e for e in json.loads(js.read_text())["inputs"]}
+    assert entries["missing.mp4"]["verdict"] == "error"
+    assert entries["dogs.jpg"]["verdict"] == "no face" and entries["dogs.jpg"]["error"] is None
+    part = entries["cut.mp4"]
+    assert part["error"] and 0 < part["frames"] < 49 and part["tracks"]  # what it had, kept
+
+
+def test_an_image_with_no_face_is_not_an_error(shared: Path) -> None:
+    proc = mesolive(str(shared / "facebox" / "dogs.jpg"))
+    assert proc.returncode == 0 and "no face found" in proc.stdout
+    assert proc.stderr.count("error") == 0
+
+
+def test_a_folder_is_its_images_and_videos(shared: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "media"
+    folder.mkdir()
+    shutil.copy(shared / "facebox" / "dogs.jpg", folder / "a_dogs.jpg")
+    shutil.copy(shared / "facebox" / "Tom_Cruise_avp_2014_4.jpg", folder / "b_face.jpg")
+    (folder / "notes.txt").write_text("not media")
+    proc = mesolive(str(folder))
+    lines = [ln for ln in proc.stdout.splitlines() if not ln.startswith(" ")]
+    assert [ln.split(":")[0] for ln in lines] == [
+        str(folder / "a_dogs.jpg"),
+        str(folder / "b_face.jpg"),
+    ]
+    assert proc.returncode in (0, 1)
+
+
+def test_realtime_plays_through_the_capture_thread(shared: Path) -> None:
+    proc = mesolive(str(shared / OBAMA), "--realtime", "--every", "2", "--max-frames", "20")
+    assert proc.returncode in (0, 1), proc.stdout + proc.stderr
+    assert "face track(s) in" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--every", "0"], "--every 0"),
+        (["--max-frames", "0"], "--max-frames 0"),
+        (["--detector", "/nonexistent/scrfd.onnx"], "no such detector file"),
+        (["--models", "meso9"], "unknown model"),
+        (["--det-size", "8"], "--det-size 8"),
+    ],
+)
+def test_bad_options_are_one_line_errors(shared: Path, args: list[str], message: str) -> None:
+    proc = mesolive(str(shared / "facebox" / "dogs.jpg"), *args)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1].startswith("mesolive: error: ") and message in lines[-1], proc.stderr
+
+
+def test_unwritable_report_is_an_error(shared: Path, tmp_path: Path) -> None:
+    proc = mesolive(str(shared / "facebox" / "dogs.jpg"), "--csv", str(tmp_path / "no" / "x.csv"))
+    assert proc.returncode == 2 and "cannot write the CSV" in proc.stderr
+
+
+def test_sparkline() -> None:
+    assert sparkline(()) == ""
+    assert sparkline(((0, None, 0.0), (1, None, 0.99))) == "▁█"
+    assert len(sparkline(tuple((i, None, 0.5) for i in range(1000)))) == 24
+
+
+def test_scan_input_in_process_stops_its_capture_thread(shared: Path) -> None:
+    from mesolive.commands.scan import scan_input
+    from mesolive.pipeline.pipeline import FramePipeline, PipelineConfig
+
+    with FramePipeline(PipelineConfig(every=2)) as p:
+        rep = scan_input(p, str(shared / OBAMA), realtime=True, max_frames=15, progress=False)
+        assert rep.frames >= 1 and rep.error is None and not rep.interrupted
+        assert rep.tracks and rep.tracks[0].track_id == 1
+        again = scan_input(p, str(shared / OBAMA), max_frames=15, progress=False)
+    assert again.frames == 15 and again.analysed == 8
+    assert [t.track_id for t in again.tracks][:1] == [1]  # IDs start again per input

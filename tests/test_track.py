@@ -1,0 +1,195 @@
+"""Track IDs, running scores, verdict hysteresis and the paper's summary rule."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from mesolive.track.iou_tracker import IouTracker, greedy_match, iou_matrix
+from mesolive.track.smoothing import RunningScore, Timeline, VerdictRule, wilson_interval
+from mesolive.types import FaceDetections, Verdict
+
+
+def dets(*boxes: tuple[float, float, float, float]) -> FaceDetections:
+    xyxy = np.array(boxes, np.float32).reshape(-1, 4)
+    cx, cy = (xyxy[:, 0] + xyxy[:, 2]) / 2, (xyxy[:, 1] + xyxy[:, 3]) / 2
+    kps = np.repeat(np.stack([cx, cy], axis=1)[:, None, :], 5, axis=1)
+    return FaceDetections(xyxy, np.ones(len(xyxy), np.float32), kps.astype(np.float32))
+
+
+def test_iou_matrix() -> None:
+    a = np.array([[0, 0, 10, 10], [0, 0, 0, 0]], np.float32)
+    b = np.array([[5, 0, 15, 10], [0, 0, 10, 10], [20, 20, 30, 30]], np.float32)
+    got = iou_matrix(a, b)
+    np.testing.assert_allclose(got[0], [50 / 150, 1.0, 0.0])
+    np.testing.assert_allclose(got[1], [0, 0, 0])  # an empty box overlaps nothing
+    assert iou_matrix(np.zeros((0, 4)), b).shape == (0, 3)
+
+
+def test_greedy_match_takes_the_best_pairs_first() -> None:
+    iou = np.array([[0.9, 0.5], [0.8, 0.1]])
+    assert sorted(greedy_match(iou, 0.3)) == [(0, 0)]
+    assert greedy_match(iou, 0.05) == [(0, 0), (1, 1)]
+    assert greedy_match(np.zeros((0, 2)), 0.3) == []
+
+
+def test_ids_are_stable_and_new_faces_get_new_ids() -> None:
+    t = IouTracker()
+    first = t.update(dets((0, 0, 50, 50), (100, 0, 150, 50)), 0)
+    assert [tr.track_id for tr, _ in first] == [1, 2]
+    # Same faces, listed in the other order and moved a little, plus a newcomer.
+    second = t.update(dets((104, 2, 154, 52), (300, 0, 350, 50), (3, 1, 53, 51)), 1)
+    assert [(tr.track_id, i) for tr, i in second] == [(2, 0), (3, 1), (1, 2)]
+
+
+@pytest.mark.parametrize(("speed", "size"), [(8.0, 40.0), (37.0, 130.0)])
+def test_ids_hold_through_a_fast_pan_with_every_3(speed: float, size: float) -> None:
+    # 8 px/frame on 40-px faces: boxes three frames apart overlap by IoU 0.25, under
+    # the IoU gate. 37 px/frame on 130 px: someone walking past a 1080p camera.
+    # The centre pass, then the velocity, keep the IDs.
+    t = IouTracker()
+    ids = set()
+    for frame in range(0, 60, 3):
+        x = speed * frame
+        pairs = t.update(
+            dets((x, 100, x + size, 100 + size), (x, 400, x + size, 400 + size)), frame
+        )
+        ids.update(tr.track_id for tr, _ in pairs)
+        if frame >= 6:
+            box, _ = pairs[0][0].predict(frame + 1)  # the carry between analysed frames
+            assert box[0] == pytest.approx(x + speed, abs=0.5)
+    assert ids == {1, 2}
+
+
+def test_far_or_differently_sized_boxes_are_new_faces() -> None:
+    t = IouTracker()
+    t.update(dets((0, 0, 40, 40)), 0)
+    ((tr, _),) = t.update(dets((100, 0, 140, 40)), 1)  # 2.5 box widths away
+    assert tr.track_id == 2
+    t = IouTracker()
+    t.update(dets((0, 0, 40, 40)), 0)
+    ((tr, _),) = t.update(dets((20, 0, 120, 100)), 1)  # centre near, 2.5x the size
+    assert tr.track_id == 2
+
+
+def test_a_missed_face_keeps_its_id_then_expires() -> None:
+    t = IouTracker(max_missed=5)
+    t.update(dets((0, 0, 50, 50)), 0)
+    t.update(dets(), 1)
+    assert t.visible() == [] and len(t.tracks) == 1  # hidden, waiting
+    ((tr, _),) = t.update(dets((2, 0, 52, 50)), 3)
+    assert tr.track_id == 1 and tr.hits == 2
+    for f in range(4, 12):
+        t.update(dets(), f)
+    assert t.tracks == []
+    ((tr, _),) = t.update(dets((2, 0, 52, 50)), 12)
+    assert tr.track_id == 2
+
+
+def test_a_track_survives_one_missed_analysed_frame_at_large_every() -> None:
+    t = IouTracker(max_missed=5)
+    t.update(dets((0, 0, 50, 50)), 0)
+    t.update(dets(), 10)  # missed once, 10 frames later
+    ((tr, _),) = t.update(dets((0, 0, 50, 50)), 20)
+    assert tr.track_id == 1
+
+
+def test_reset_starts_ids_at_one() -> None:
+    t = IouTracker()
+    t.update(dets((0, 0, 10, 10), (20, 20, 30, 30)), 0)
+    t.reset()
+    ((tr, _),) = t.update(dets((0, 0, 10, 10)), 0)
+    assert tr.track_id == 1
+
+
+def test_running_scores() -> None:
+    s = RunningScore(VerdictRule(), alpha=0.5, window=3)
+    for v, models in [(0.2, {"a": 0.1, "b": 0.3}), (0.6, {"a": 0.5, "b": 0.7}), (1.0, None)]:
+        s.add(v, models)
+    assert s.running == pytest.approx(0.5 * (0.5 * 0.2 + 0.5 * 0.6) + 0.5 * 1.0)
+    assert s.window_mean == pytest.approx(0.6)
+    s.add(0.0)
+    assert s.window_mean == pytest.approx((0.6 + 1.0 + 0.0) / 3)
+    assert s.fake_share == pytest.approx(2 / 4)  # 0.6 and 1.0 are above 0.5
+    assert s.mean == pytest.approx(1.8 / 4)
+    assert s.model_means() == pytest.approx({"a": 0.6 / 4, "b": 1.0 / 4})
+
+
+def test_verdict_waits_for_enough_frames() -> None:
+    s = RunningScore(VerdictRule(min_scored=5))
+    for _ in range(4):
+        s.add(0.99)
+        assert s.verdict is Verdict.UNKNOWN
+    s.add(0.99)
+    assert s.verdict is Verdict.FAKE
+
+
+def test_verdict_hysteresis_does_not_flicker_at_a_band_edge() -> None:
+    rule = VerdictRule(threshold=0.5, margin=0.1, hysteresis=0.05)
+    assert rule.band(0.62) is Verdict.FAKE
+    # Once fake, it takes a score below 0.55 to leave FAKE, and below 0.35 to be REAL.
+    assert rule.band(0.57, Verdict.FAKE) is Verdict.FAKE
+    assert rule.band(0.53, Verdict.FAKE) is Verdict.UNCERTAIN
+    assert rule.band(0.38, Verdict.FAKE) is Verdict.UNCERTAIN
+    assert rule.band(0.34, Verdict.FAKE) is Verdict.REAL
+    # Uncertain needs to pass an edge by 0.05 to move either way.
+    assert rule.band(0.63, Verdict.UNCERTAIN) is Verdict.UNCERTAIN
+    assert rule.band(0.66, Verdict.UNCERTAIN) is Verdict.FAKE
+    assert rule.band(0.37, Verdict.UNCERTAIN) is Verdict.UNCERTAIN
+    assert rule.band(0.34, Verdict.UNCERTAIN) is Verdict.REAL
+    assert rule.band(0.43, Verdict.REAL) is Verdict.REAL
+    # A score oscillating around 0.6 after a fake call stays fake.
+    s = RunningScore(rule, alpha=1.0)
+    calls = []
+    for v in [0.9] * 5 + [0.58, 0.62, 0.57, 0.61, 0.59]:
+        s.add(v)
+        calls.append(s.verdict)
+    assert calls[4:] == [Verdict.FAKE] * 6
+
+
+def test_threshold_moves_the_bands() -> None:
+    rule = VerdictRule(threshold=0.3)
+    assert rule.band(0.45) is Verdict.FAKE and rule.band(0.15) is Verdict.REAL
+    with pytest.raises(ValueError):
+        VerdictRule(threshold=1.0)
+
+
+def test_wilson_interval() -> None:
+    lo, hi = wilson_interval(5, 8)
+    assert lo < 0.5 < hi
+    assert wilson_interval(0, 5)[1] < 0.5
+    assert wilson_interval(30, 30)[0] > 0.5
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("n_fake", "n_scored", "enough", "expect"),
+    [
+        (0, 4, None, Verdict.UNKNOWN),  # too few frames for a video
+        (0, 30, None, Verdict.REAL),
+        (30, 30, None, Verdict.FAKE),
+        (5, 8, None, Verdict.UNCERTAIN),  # a majority, but not a significant one
+        (15, 30, None, Verdict.UNCERTAIN),
+        (500, 750, None, Verdict.FAKE),  # two thirds of a long track
+        (1, 1, 1, Verdict.FAKE),  # a photo: its one frame decides
+        (0, 1, 1, Verdict.REAL),
+        (0, 0, 1, Verdict.UNKNOWN),
+    ],
+)
+def test_summary_is_the_papers_share(
+    n_fake: int, n_scored: int, enough: int | None, expect: Verdict
+) -> None:
+    assert VerdictRule().summary(n_fake, n_scored, enough) is expect
+
+
+def test_timeline_is_bounded_and_keeps_the_whole_span() -> None:
+    tl = Timeline(max_points=64)
+    for i in range(1000):
+        tl.append(i, i / 30.0 if i % 2 else None, i / 1000.0)
+    pts = tl.points()
+    assert 32 <= len(pts) <= 64
+    assert pts[0][0] == 0 and pts[-1][0] >= 1000 - tl.stride
+    assert all(a[0] < b[0] for a, b in itertools.pairwise(pts))
+    assert any(p is None for _, p, _ in pts) or tl.stride > 1
