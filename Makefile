@@ -14,7 +14,7 @@ $(BIN)/python:
 # torch==2.13.0 (CPU) is pinned: an unpinned torch pulls several GB of CUDA wheels.
 setup: $(BIN)/python
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev,train]"
+	$(BIN)/pip install -q -e ".[dev,train,gui]"
 
 # The main job: score the authors' sample faces and the DFDC pairs.
 run: setup

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import select
+import subprocess
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -51,3 +55,52 @@ def _no_dangling_threads():
         elif t.is_alive():
             leftover.append(f"{t.name} (daemon)")
     assert not leftover, f"threads left running: {leftover}"
+
+
+XVFB_SIZE = (800, 600)
+
+
+@pytest.fixture(scope="module")
+def xvfb() -> Iterator[str]:
+    """A private X server on a free display number (Xvfb picks it: ``-displayfd``).
+
+    ``-noreset`` matters: by default Xvfb resets when its last client leaves, and
+    a connection made during the reset fails. ``-br`` gives a black root window.
+    """
+    r, w = os.pipe()
+    proc = subprocess.Popen(
+        [
+            "Xvfb",
+            "-displayfd",
+            str(w),
+            "-screen",
+            "0",
+            "{}x{}x24".format(*XVFB_SIZE),
+            "-nolisten",
+            "tcp",
+            "-br",
+            "-noreset",
+        ],
+        pass_fds=[w],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(w)
+    try:
+        number = b""
+        deadline = time.monotonic() + 20
+        while not number.endswith(b"\n"):
+            ready, _, _ = select.select([r], [], [], max(0.0, deadline - time.monotonic()))
+            chunk = os.read(r, 16) if ready else b""
+            if not chunk:
+                pytest.fail("Xvfb did not start")
+            number += chunk
+        yield ":" + number.decode().strip()
+    finally:
+        os.close(r)
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)

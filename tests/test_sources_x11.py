@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import select
 import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -25,43 +22,13 @@ pytestmark = pytest.mark.skipif(
     shutil.which("Xvfb") is None, reason="needs the Xvfb binary (apt xvfb)"
 )
 
-SCREEN_W, SCREEN_H = 800, 600
+from .conftest import XVFB_SIZE  # noqa: E402
+
+SCREEN_W, SCREEN_H = XVFB_SIZE
 BLUE = 0x3366CC  # 0xRRGGBB on a 24-bit TrueColor visual
 BLUE_BGR = (0xCC, 0x66, 0x33)
 GREEN = 0x22AA44
 GREEN_BGR = (0x44, 0xAA, 0x22)
-
-
-@pytest.fixture(scope="module")
-def xvfb() -> Iterator[str]:
-    """A private X server on a free display number (Xvfb picks it: -displayfd)."""
-    r, w = os.pipe()
-    options = ["-nolisten", "tcp", "-br", "-noreset"]
-    proc = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(w), "-screen", "0", f"{SCREEN_W}x{SCREEN_H}x24", *options],
-        pass_fds=[w],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    os.close(w)
-    try:
-        number = b""
-        deadline = time.monotonic() + 20
-        while not number.endswith(b"\n"):
-            ready, _, _ = select.select([r], [], [], max(0.0, deadline - time.monotonic()))
-            chunk = os.read(r, 16) if ready else b""
-            if not chunk:
-                pytest.fail("Xvfb did not start")
-            number += chunk
-        yield ":" + number.decode().strip()
-    finally:
-        os.close(r)
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 @pytest.fixture

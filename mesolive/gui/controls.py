@@ -1,0 +1,184 @@
+"""The settings panel: models, threshold, detection size and interval, alerts."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from mesolive.gui.settings import ARCHS, DET_SIZES, VARIANTS, UiSettings, split_models
+
+_ARCH_LABELS = {"meso4": "Meso-4", "mesoinception4": "MesoInception-4"}
+_VARIANT_LABELS = {"df": "Deepfake (DF)", "f2f": "Face2Face (F2F)"}
+
+
+class ControlsPanel(QWidget):
+    """Edits a :class:`UiSettings`; emits what changed.
+
+    Signals
+    -------
+    pipeline_changed()
+        Models, detection size or interval changed: the pipeline must restart.
+    threshold_changed(float)
+    alerts_changed()
+    """
+
+    pipeline_changed = Signal()
+    threshold_changed = Signal(float)
+    alerts_changed = Signal()
+
+    def __init__(self, settings: UiSettings, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._custom_models: tuple[str, ...] | None = None
+
+        models_box = QGroupBox("Models")
+        self.arch = QComboBox()
+        for a in ARCHS:
+            self.arch.addItem(_ARCH_LABELS[a], a)
+        self.arch.setToolTip("MesoNet architecture (MesoInception-4 is ~3x slower)")
+        self.variant_boxes: dict[str, QCheckBox] = {}
+        row = QHBoxLayout()
+        for v in VARIANTS:
+            cb = QCheckBox(_VARIANT_LABELS[v])
+            cb.setToolTip("trained on this kind of forgery; both: the mean of the two scores")
+            self.variant_boxes[v] = cb
+            row.addWidget(cb)
+        form = QFormLayout(models_box)
+        form.addRow("Network", self.arch)
+        form.addRow("Trained on", row)
+
+        analysis = QGroupBox("Analysis")
+        self.threshold = QDoubleSpinBox()
+        self.threshold.setRange(0.05, 0.95)
+        self.threshold.setSingleStep(0.05)
+        self.threshold.setDecimals(2)
+        self.threshold.setToolTip("fake score at which a face turns red")
+        self.det_size = QComboBox()
+        for size in DET_SIZES:
+            self.det_size.addItem("auto" if size == 0 else f"{size} px", size)
+        self.det_size.setToolTip("face detector input size: larger finds smaller faces, slower")
+        self.every = QSpinBox()
+        self.every.setRange(1, 30)
+        self.every.setSuffix(" frame(s)")
+        self.every.setToolTip("detect and classify every N-th frame; track in between")
+        self.loop_files = QCheckBox("Loop video files")
+        form = QFormLayout(analysis)
+        form.addRow("Threshold", self.threshold)
+        form.addRow("Detection size", self.det_size)
+        form.addRow("Analyse every", self.every)
+        form.addRow(self.loop_files)
+
+        alerts = QGroupBox("Alerts")
+        self.alert_seconds = QDoubleSpinBox()
+        self.alert_seconds.setRange(0.0, 600.0)
+        self.alert_seconds.setSingleStep(0.5)
+        self.alert_seconds.setSuffix(" s")
+        self.alert_seconds.setToolTip("alert when a face stays above the threshold this long")
+        self.alert_sound = QCheckBox("Sound")
+        self.alert_notify = QCheckBox("Desktop notification")
+        form = QFormLayout(alerts)
+        form.addRow("Above threshold for", self.alert_seconds)
+        form.addRow(self.alert_sound)
+        form.addRow(self.alert_notify)
+
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(models_box)
+        lay.addWidget(analysis)
+        lay.addWidget(alerts)
+        lay.addStretch(1)
+
+        self.load(settings)
+        self.arch.currentIndexChanged.connect(self._models_edited)
+        for cb in self.variant_boxes.values():
+            cb.toggled.connect(self._models_edited)
+        self.det_size.currentIndexChanged.connect(lambda _i: self.pipeline_changed.emit())
+        self.every.valueChanged.connect(lambda _v: self.pipeline_changed.emit())
+        self.threshold.valueChanged.connect(self.threshold_changed.emit)
+        for w in (self.alert_sound, self.alert_notify):
+            w.toggled.connect(lambda _b: self.alerts_changed.emit())
+        self.alert_seconds.valueChanged.connect(lambda _v: self.alerts_changed.emit())
+
+    # -- settings in and out ---------------------------------------------------------
+
+    def load(self, s: UiSettings) -> None:
+        """Show ``s`` without emitting change signals."""
+        widgets = [self.arch, self.threshold, self.det_size, self.every, self.alert_seconds]
+        widgets += [*self.variant_boxes.values(), self.alert_sound, self.alert_notify]
+        widgets.append(self.loop_files)
+        for w in widgets:
+            w.blockSignals(True)
+        try:
+            self._set_models(s.models)
+            self.threshold.setValue(s.threshold)
+            idx = self.det_size.findData(s.det_size)
+            if idx < 0:
+                self.det_size.addItem(f"{s.det_size} px", s.det_size)
+                idx = self.det_size.count() - 1
+            self.det_size.setCurrentIndex(idx)
+            self.every.setValue(s.every)
+            self.alert_seconds.setValue(s.alert_seconds)
+            self.alert_sound.setChecked(s.alert_sound)
+            self.alert_notify.setChecked(s.alert_notify)
+            self.loop_files.setChecked(s.loop_files)
+        finally:
+            for w in widgets:
+                w.blockSignals(False)
+
+    def store(self, s: UiSettings) -> UiSettings:
+        """Copy the controls' values into ``s`` (and return it)."""
+        s.models = self.models()
+        s.threshold = round(self.threshold.value(), 4)
+        s.det_size = int(self.det_size.currentData())
+        s.every = self.every.value()
+        s.alert_seconds = self.alert_seconds.value()
+        s.alert_sound = self.alert_sound.isChecked()
+        s.alert_notify = self.alert_notify.isChecked()
+        s.loop_files = self.loop_files.isChecked()
+        return s
+
+    def models(self) -> tuple[str, ...]:
+        """The model names picked, e.g. ``("meso4-df", "meso4-f2f")``."""
+        arch = self.arch.currentData()
+        if arch == "custom" and self._custom_models:
+            return self._custom_models
+        picked = tuple(f"{arch}-{v}" for v, cb in self.variant_boxes.items() if cb.isChecked())
+        return picked or (f"{arch}-df",)
+
+    def _set_models(self, models: tuple[str, ...]) -> None:
+        split = split_models(models)
+        if split is None:  # a trained model or a mix: keep it as one "custom" choice
+            self._custom_models = tuple(models)
+            idx = self.arch.findData("custom")
+            if idx < 0:
+                self.arch.addItem("Custom: " + ", ".join(models), "custom")
+                idx = self.arch.count() - 1
+            self.arch.setCurrentIndex(idx)
+            for cb in self.variant_boxes.values():
+                cb.setEnabled(False)
+            return
+        arch, variants = split
+        self.arch.setCurrentIndex(self.arch.findData(arch))
+        for v, cb in self.variant_boxes.items():
+            cb.setEnabled(True)
+            cb.setChecked(v in variants)
+
+    def _models_edited(self) -> None:
+        custom = self.arch.currentData() == "custom"
+        for cb in self.variant_boxes.values():
+            cb.setEnabled(not custom)
+        if not custom and not any(cb.isChecked() for cb in self.variant_boxes.values()):
+            cb = self.variant_boxes["df"]  # at least one model always runs
+            cb.blockSignals(True)
+            cb.setChecked(True)
+            cb.blockSignals(False)
+        self.pipeline_changed.emit()

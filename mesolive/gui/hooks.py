@@ -1,0 +1,257 @@
+"""Testing and benchmarking hooks, switched on by environment variables.
+
+``MESOLIVE_GUI_SCREENSHOT=PATH.png``
+    After ``MESOLIVE_GUI_SCREENSHOT_AFTER`` frames were drawn (default 30; 0:
+    1.5 s after start, whatever is shown), freeze the view, grab the screen
+    (the X server's pixels on xcb, else the window's own rendering), save it
+    to PATH.png, and write PATH.png.json with where the frame lies in the
+    screenshot and the faces drawn. Then quit.
+``MESOLIVE_GUI_QUIT_AFTER=SECONDS``
+    Close the window (the normal, clean way) after that long, also as a
+    time limit for a screenshot that never comes (a source that fails).
+``MESOLIVE_GUI_STATS=PATH.json``
+    Measure while running and write at exit: frames drawn and superseded,
+    capture drops, a 10 ms heartbeat timer's largest gaps (GUI-thread
+    stalls), resident memory every few seconds, and the wall-clock time of
+    the first frame drawn (compare with ``MESOLIVE_GUI_T0``, the launcher's
+    ``time.time()``, to get the time to first frame).
+``MESOLIVE_GUI_SETTINGS=PATH.ini``
+    Keep settings there instead of the user's (see :mod:`settings`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, QPoint, QRectF, QTimer
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import QApplication
+
+from mesolive.gui.overlay import score_band
+from mesolive.types import FrameResult
+
+log = logging.getLogger(__name__)
+
+ENV_SCREENSHOT = "MESOLIVE_GUI_SCREENSHOT"
+ENV_SCREENSHOT_AFTER = "MESOLIVE_GUI_SCREENSHOT_AFTER"
+ENV_QUIT_AFTER = "MESOLIVE_GUI_QUIT_AFTER"
+ENV_STATS = "MESOLIVE_GUI_STATS"
+ENV_T0 = "MESOLIVE_GUI_T0"
+
+
+def _rss_mb() -> float | None:
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class Heartbeat(QObject):
+    """A fast timer in the GUI thread; gaps between its ticks are stalls."""
+
+    def __init__(self, interval_ms: int = 10, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.interval = interval_ms / 1000
+        self.gaps: list[float] = []
+        self._last: float | None = None
+        self._timer = QTimer(self)
+        self._timer.setInterval(interval_ms)
+        self._timer.timeout.connect(self._tick)
+
+    def start(self) -> None:
+        self._last = time.perf_counter()
+        self._timer.start()
+
+    def stop(self) -> None:
+        self._timer.stop()
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        if self._last is not None:
+            self.gaps.append(now - self._last)
+        self._last = now
+
+    def summary(self) -> dict[str, Any]:
+        g = sorted(self.gaps)
+        if not g:
+            return {"ticks": 0}
+        stall = [x - self.interval for x in g]
+        return {
+            "ticks": len(g),
+            "interval_ms": 1000 * self.interval,
+            "max_gap_ms": round(1000 * g[-1], 2),
+            "p99_gap_ms": round(1000 * g[int(0.99 * (len(g) - 1))], 2),
+            "max_stall_ms": round(1000 * max(stall), 2),
+            "gaps_over_50ms": sum(1 for x in g if x > 0.050),
+        }
+
+
+class TestingHooks(QObject):
+    """Installs what the environment asks for on ``window`` (a MainWindow)."""
+
+    def __init__(self, window: Any, env: Mapping[str, str] | None = None) -> None:
+        super().__init__(window)
+        env = os.environ if env is None else env
+        self.window = window
+        self.screenshot = env.get(ENV_SCREENSHOT) or None
+        self.shot_after = int(env.get(ENV_SCREENSHOT_AFTER) or 30)
+        quit_after = env.get(ENV_QUIT_AFTER)
+        self.stats_path = env.get(ENV_STATS) or None
+        self.t0_wall = float(env[ENV_T0]) if env.get(ENV_T0) else None
+        self.t_start = time.monotonic()
+        self.first_paint_wall: float | None = None
+        self.rss: list[tuple[float, float]] = []
+        self._shot_taken = False
+        self.heartbeat: Heartbeat | None = None
+        self.heartbeat_loaded: Heartbeat | None = None  # from the first frame on
+        window.video.painted_callbacks.append(self._on_painted)
+        if quit_after:
+            QTimer.singleShot(int(float(quit_after) * 1000), self.quit)
+        if self.screenshot and self.shot_after <= 0:
+            self._shot_taken = True
+            QTimer.singleShot(1500, self._take_screenshot)
+        if self.stats_path:
+            self.heartbeat = Heartbeat(10, self)
+            self.heartbeat.start()
+            self.heartbeat_loaded = Heartbeat(10, self)
+            self._rss_timer = QTimer(self)
+            self._rss_timer.setInterval(5000)
+            self._rss_timer.timeout.connect(self._sample_rss)
+            self._rss_timer.start()
+            self._sample_rss()
+
+    @property
+    def active(self) -> bool:
+        return bool(self.screenshot or self.stats_path)
+
+    def _sample_rss(self) -> None:
+        mb = _rss_mb()
+        if mb is not None:
+            self.rss.append((round(time.monotonic() - self.t_start, 1), round(mb, 1)))
+
+    def _on_painted(self, result: FrameResult) -> None:
+        if self.first_paint_wall is None:
+            self.first_paint_wall = time.time()
+            if self.heartbeat_loaded is not None:
+                self.heartbeat_loaded.start()
+        if (
+            self.screenshot
+            and not self._shot_taken
+            and self.window.video.painted >= self.shot_after
+        ):
+            self._shot_taken = True
+            self.window.video.frozen = True  # what is grabbed is what the sidecar describes
+            QTimer.singleShot(400, self._take_screenshot)
+
+    def _take_screenshot(self) -> None:
+        try:
+            self._write_screenshot(Path(self.screenshot or "screenshot.png"))
+        except Exception:
+            log.exception("screenshot hook failed")
+        self.window.video.frozen = False
+        self.quit()
+
+    def _write_screenshot(self, path: Path) -> None:
+        win = self.window
+        video = win.video
+        result: FrameResult | None = video.result
+        rect = video.image_rect()
+        if QGuiApplication.platformName() == "xcb":
+            screen = win.screen()
+            pix = screen.grabWindow(0)  # what the X server shows, window manager and all
+            origin = video.mapToGlobal(QPoint(0, 0)) - screen.geometry().topLeft()
+            kind = "screen"
+        else:
+            pix = win.grab()
+            origin = video.mapTo(win, QPoint(0, 0))
+            kind = "window"
+        dpr = pix.devicePixelRatio() or 1.0
+        r = QRectF(rect.x() + origin.x(), rect.y() + origin.y(), rect.width(), rect.height())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pix.save(str(path))
+        threshold = video.overlay.threshold
+        faces = []
+        if result is not None:
+            for f in result.faces:
+                faces.append(
+                    {
+                        "track_id": f.track_id,
+                        "xyxy": [float(v) for v in f.xyxy],
+                        "running_score": float(f.running_score),
+                        "n_scored": int(f.n_scored),
+                        "band": score_band(f.running_score, threshold) if f.n_scored else "grey",
+                    }
+                )
+        side = {
+            "grab": kind,
+            "platform": QGuiApplication.platformName(),
+            "screenshot_size": [pix.width(), pix.height()],
+            "image_rect": [r.x() * dpr, r.y() * dpr, r.width() * dpr, r.height() * dpr],
+            "frame_index": result.frame.index if result is not None else None,
+            "frame_size": [result.frame.width, result.frame.height] if result else None,
+            "threshold": threshold,
+            "backend": win.presenter.backend,
+            "faces": faces,
+            "windows": [  # visible top-level windows, e.g. the source picker at start-up
+                w.windowTitle() for w in QApplication.topLevelWidgets() if w.isVisible()
+            ],
+            "banner": win.banner.label.text() if win.banner.isVisible() else "",
+        }
+        Path(str(path) + ".json").write_text(json.dumps(side, indent=1) + "\n")
+        log.info("screenshot written to %s", path)
+
+    def quit(self) -> None:
+        if self.stats_path:
+            self._sample_rss()  # the last sample while running, before the pipeline is freed
+            self._rss_timer.stop()
+        self.window.close()
+        app = QGuiApplication.instance()
+        if app is not None:
+            app.quit()
+
+    def write_stats(self) -> None:
+        """Called once after the window shut down."""
+        if not self.stats_path:
+            return
+        for hb in (self.heartbeat, self.heartbeat_loaded):
+            if hb is not None:
+                hb.stop()
+        win = self.window
+        c = win.presenter.counters
+        video = win.video
+        t_end = time.monotonic()
+        fps = None
+        if video.t_first_paint is not None and t_end > video.t_first_paint:
+            fps = (video.painted - 1) / (t_end - video.t_first_paint)
+        dropped = c.capture_drops + video.superseded
+        stats = {
+            "t0_wall": self.t0_wall,
+            "first_paint_wall": self.first_paint_wall,
+            "first_frame_s": (
+                round(self.first_paint_wall - self.t0_wall, 3)
+                if self.first_paint_wall is not None and self.t0_wall is not None
+                else None
+            ),
+            "backend": win.presenter.backend,
+            "painted": video.painted,
+            "superseded": video.superseded,
+            "results": c.results,
+            "frames_read": c.frames_read,
+            "capture_drops": c.capture_drops,
+            "dropped_share": (dropped / c.frames_read) if c.frames_read else None,
+            "fps_shown": fps,
+            "latency_ema_ms": 1000 * c.latency_ema if c.latency_ema is not None else None,
+            "errors": c.errors,
+            "heartbeat_all": self.heartbeat.summary() if self.heartbeat else None,
+            "heartbeat_running": self.heartbeat_loaded.summary() if self.heartbeat_loaded else None,
+            "rss_mb": self.rss,
+        }
+        Path(self.stats_path).write_text(json.dumps(stats, indent=1) + "\n")

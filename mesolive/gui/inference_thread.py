@@ -1,0 +1,200 @@
+"""The worker that runs the pipeline: a QThread that owns the FramePipeline.
+
+Everything the pipeline allocates (ONNX Runtime sessions, a CUDA context,
+TensorRT engines) is created, used and freed inside :meth:`run`, in this one
+thread (house style H.1). Frames come from a :class:`LatestSlot` (newest
+wins); results leave as queued signals carrying immutable ``FrameResult``
+objects, so the GUI never waits on this thread and never shares mutable state
+with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QThread, Signal
+
+from mesolive.errors import MesoliveError
+
+if TYPE_CHECKING:
+    from mesolive.pipeline.mailbox import LatestSlot
+    from mesolive.pipeline.pipeline import FramePipeline, PipelineConfig
+    from mesolive.types import Frame
+
+log = logging.getLogger(__name__)
+
+
+class InferenceThread(QThread):
+    """Takes frames from ``slot``, runs ``FramePipeline.process``, emits results.
+
+    Signals
+    -------
+    pipeline_ready(str)
+        The pipeline is built; the argument is the back end actually running
+        (``"onnxruntime-cpu"``, ``"onnxruntime-cuda"``, ``"tensorrt"``).
+    result_ready(object)
+        One :class:`~mesolive.types.FrameResult` per processed frame.
+    errored(str)
+        A frame failed; at most one per :attr:`ERROR_INTERVAL` seconds (the
+        rest are counted in :attr:`errors` and logged at debug level).
+    failed(str)
+        The pipeline could not be built, or kept failing after a rebuild; the
+        thread ends after emitting it.
+    summaries_ready(object)
+        The pipeline's ``summaries()`` (a list of TrackSummary), once, when the
+        thread ends after a successful start.
+    """
+
+    pipeline_ready = Signal(str)
+    result_ready = Signal(object)
+    errored = Signal(str)
+    failed = Signal(str)
+    summaries_ready = Signal(object)
+
+    TAKE_TIMEOUT = 0.1  # seconds: how quickly a stop request is noticed
+    ERROR_INTERVAL = 2.0  # seconds between two errored signals
+    REBUILD_AFTER = 10  # consecutive failed frames before the pipeline is rebuilt once
+
+    def __init__(self, slot: LatestSlot[Frame], config: PipelineConfig, parent: Any = None):
+        super().__init__(parent)
+        self.setObjectName("mesolive-inference")
+        self.slot = slot
+        self.config = config
+        self._stop = threading.Event()
+        self._paused = threading.Event()
+        self.processed = 0
+        self.errors = 0
+        self.backend = ""
+        self._last_error_emit = -1e9
+        self._pipeline: FramePipeline | None = None
+
+    # -- control (any thread) ------------------------------------------------------
+
+    def set_paused(self, paused: bool) -> None:
+        """While paused, frames are taken and discarded (not counted as drops)."""
+        if paused:
+            self._paused.set()
+        else:
+            self._paused.clear()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused.is_set()
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Set the stop flag, close the slot, wait up to ``timeout`` s.
+
+        Returns True when the thread has ended. Closing the slot wakes a
+        pending ``take`` at once; a frame in ``process`` is finished first.
+        """
+        self._stop.set()
+        self.slot.close()
+        if not self.isRunning():
+            return True
+        if QThread.currentThread() is self:
+            return False
+        ok = self.wait(int(timeout * 1000))
+        if not ok:
+            log.warning("inference did not stop within %g s", timeout)
+        return bool(ok)
+
+    # -- thread ------------------------------------------------------------------------
+
+    def run(self) -> None:
+        try:
+            self._run()
+        finally:
+            _forget_dummy_thread()
+
+    def _run(self) -> None:
+        self._pipeline = self._build()
+        if self._pipeline is None:
+            return
+        try:
+            self._loop()
+            if self._pipeline is not None:
+                try:
+                    self.summaries_ready.emit(list(self._pipeline.summaries()))
+                except Exception:
+                    log.exception("pipeline summaries failed")
+        finally:
+            if self._pipeline is not None:
+                self._pipeline.close()
+                self._pipeline = None
+
+    def _build(self) -> FramePipeline | None:
+        try:
+            from mesolive.pipeline.pipeline import FramePipeline
+
+            pipeline = FramePipeline(self.config)
+        except MesoliveError as e:
+            self.failed.emit(str(e))
+            return None
+        except Exception as e:  # a bug; still a message in the window, not a dead app
+            log.exception("building the pipeline failed")
+            self.failed.emit(f"could not start the pipeline: {e}")
+            return None
+        self.backend = str(getattr(pipeline, "backend", ""))
+        self.pipeline_ready.emit(self.backend)
+        return pipeline
+
+    def _loop(self) -> None:
+        consecutive = 0
+        rebuilt = False
+        while not self._stop.is_set() and self._pipeline is not None:
+            frame = self.slot.take(self.TAKE_TIMEOUT)
+            if frame is None:
+                if self.slot.closed:
+                    return
+                continue
+            if self._paused.is_set():
+                continue
+            try:
+                result = self._pipeline.process(frame)
+            except Exception as e:  # noqa: BLE001 (one bad frame must not end the session)
+                consecutive += 1
+                self._frame_failed(e)
+                if consecutive >= self.REBUILD_AFTER:
+                    if rebuilt:
+                        self.failed.emit(f"analysis keeps failing: {e}")
+                        return
+                    # The watchdog of the house style: one fresh pipeline, then give up.
+                    log.warning("%d frames failed in a row; rebuilding the pipeline", consecutive)
+                    self._pipeline.close()
+                    self._pipeline = self._build()
+                    rebuilt, consecutive = True, 0
+                continue
+            consecutive = 0
+            self.processed += 1
+            self.result_ready.emit(result)
+
+    def _frame_failed(self, e: Exception) -> None:
+        self.errors += 1
+        now = time.monotonic()
+        if now - self._last_error_emit >= self.ERROR_INTERVAL:
+            self._last_error_emit = now
+            log.warning("analysing a frame failed: %s", e, exc_info=log.isEnabledFor(logging.DEBUG))
+            self.errored.emit(f"analysing a frame failed: {e}")
+        else:
+            log.debug("analysing a frame failed: %s", e)
+
+
+def _forget_dummy_thread() -> None:
+    """Drop the ``threading`` entry Python made for this QThread, as it ends.
+
+    A QThread is foreign to Python's ``threading`` module: the first call of
+    ``threading.current_thread()`` in it (every log record makes one) registers
+    a ``_DummyThread`` that stays "alive" in ``threading.enumerate()`` after
+    the thread has ended, one per session, and cannot be joined.
+    """
+    ident = threading.get_ident()
+    active = getattr(threading, "_active", None)
+    dummy_type = getattr(threading, "_DummyThread", None)
+    if active is None or dummy_type is None:
+        return
+    with getattr(threading, "_active_limbo_lock", threading.Lock()):
+        if isinstance(active.get(ident), dummy_type):
+            del active[ident]

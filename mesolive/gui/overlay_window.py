@@ -1,0 +1,180 @@
+"""Overlay mode: boxes and scores drawn on top of the captured screen region itself.
+
+A frameless, always-on-top, click-through window placed exactly over the
+region a ``screen:`` or ``window:`` source captures. Clicks go through it to
+the call below (``Qt.WindowTransparentForInput``, an X11 input shape on xcb).
+With a compositing window manager the window is translucent; without one
+(plain X11) its shape is cut down to the boxes and labels, so the call stays
+visible either way.
+
+The window is itself on the screen being captured, so the boxes it draws are
+captured too; they are thin and outside the faces, and the face crops the
+classifier sees are taken inside the boxes.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Mapping, Sequence
+
+from PySide6.QtCore import QRect, QRectF, Qt, QTimer
+from PySide6.QtGui import QGuiApplication, QPainter, QPaintEvent, QRegion
+from PySide6.QtWidgets import QWidget
+
+from mesolive.errors import MesoliveError, SourceError
+from mesolive.gui.overlay import FrameToView, OverlayPainter
+from mesolive.types import FrameResult
+
+log = logging.getLogger(__name__)
+
+
+def overlay_problem() -> str | None:
+    """Why overlay mode cannot work on this platform, or None."""
+    platform = QGuiApplication.platformName()
+    if platform == "wayland":
+        return "overlay mode needs X11 (Wayland does not let a window place itself on top)"
+    if sys.platform == "darwin":
+        return "overlay mode is not supported on macOS yet"
+    return None
+
+
+def capture_region(uri: str) -> tuple[int, int, int, int]:
+    """The virtual-screen rectangle ``(x, y, w, h)`` that ``uri`` captures, in pixels.
+
+    Raises
+    ------
+    SourceError
+        ``uri`` is not a screen or window source, or the region cannot be found.
+    """
+    from mesolive.sources.registry import make_source
+    from mesolive.sources.screen import ScreenSource
+    from mesolive.sources.window import WindowSource
+
+    source = make_source(uri)
+    if isinstance(source, ScreenSource):
+        source.open()  # resolves the region; the grabber lives only in this call
+        try:
+            r = source.grab_region
+        finally:
+            source.close()
+    elif isinstance(source, WindowSource):
+        from mesolive.sources import _x11
+
+        disp = _x11.connect()
+        try:
+            r = _x11.find_window(disp, source.title).region
+        finally:
+            disp.close()
+    else:
+        raise SourceError(
+            "overlay mode draws over a screen or window source (screen:N, "
+            "screen:N@x,y,w,h or window:TITLE), not over a camera or a file"
+        )
+    if r is None:
+        raise SourceError(f"{uri}: capture region unknown")
+    return r.left, r.top, r.width, r.height
+
+
+def _compositing() -> bool:
+    """Whether an X11 compositing manager runs (then real translucency works)."""
+    if QGuiApplication.platformName() != "xcb":
+        return True
+    try:
+        from Xlib import X, display
+
+        disp = display.Display()
+        try:
+            atom = disp.intern_atom(f"_NET_WM_CM_S{disp.get_default_screen()}")
+            return disp.get_selection_owner(atom) != X.NONE
+        finally:
+            disp.close()
+    except Exception as e:  # noqa: BLE001 (no python-xlib or display: use a shape)
+        log.debug("compositor check failed: %s", e)
+        return False
+
+
+class OverlayWindow(QWidget):
+    """Draws the newest result's boxes over the captured region.
+
+    Parameters
+    ----------
+    uri
+        The screen or window source whose region it covers.
+    """
+
+    FOLLOW_INTERVAL_MS = 500  # window: sources move; follow them this often
+
+    def __init__(self, uri: str, threshold: float = 0.5) -> None:
+        super().__init__(None)
+        flags = (
+            Qt.WindowType.Window
+            | Qt.WindowType.FramelessWindowHint
+            | Qt.WindowType.WindowStaysOnTopHint
+            | Qt.WindowType.WindowTransparentForInput
+            | Qt.WindowType.Tool
+            | Qt.WindowType.NoDropShadowWindowHint
+        )
+        self.setWindowFlags(flags)
+        self.setWindowTitle("mesolive overlay")
+        self.setAttribute(Qt.WidgetAttribute.WA_TranslucentBackground, True)
+        self.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents, True)
+        self.setAttribute(Qt.WidgetAttribute.WA_ShowWithoutActivating, True)
+        self.uri = uri
+        self.overlay = OverlayPainter(threshold, line_width=3.0)
+        self.history: Mapping[int, Sequence[float]] | None = None
+        self._result: FrameResult | None = None
+        self._use_mask = not _compositing()
+        self.region = (0, 0, 1, 1)
+        self.follow()
+        self._timer = QTimer(self)
+        self._timer.setInterval(self.FOLLOW_INTERVAL_MS)
+        self._timer.timeout.connect(self._follow_quietly)
+        if uri.startswith("window:"):
+            self._timer.start()
+
+    def follow(self) -> None:
+        """Move over the source's current region. Raises :class:`SourceError`."""
+        x, y, w, h = capture_region(self.uri)
+        self.region = (x, y, w, h)
+        dpr = self.devicePixelRatioF() or 1.0  # mss speaks pixels, Qt logical units
+        self.setGeometry(QRect(round(x / dpr), round(y / dpr), round(w / dpr), round(h / dpr)))
+
+    def _follow_quietly(self) -> None:
+        try:
+            self.follow()
+        except MesoliveError as e:
+            log.debug("overlay cannot follow %s: %s", self.uri, e)
+
+    def set_result(
+        self, result: FrameResult | None, history: Mapping[int, Sequence[float]] | None = None
+    ) -> None:
+        self._result = result
+        self.history = history
+        if self._use_mask:
+            self.setMask(self._mask())
+        self.update()
+
+    def _to_view(self) -> FrameToView:
+        r = self._result
+        if r is None:
+            return FrameToView()
+        return FrameToView.fit(r.frame.width, r.frame.height, QRectF(self.rect()))
+
+    def _mask(self) -> QRegion:
+        faces = self._result.faces if self._result is not None else ()
+        region = self.overlay.mask(faces, self._to_view())
+        if region.isEmpty():  # an empty mask would mean "no mask": keep one pixel
+            region = QRegion(0, 0, 1, 1)
+        return region
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        p = QPainter(self)
+        try:
+            p.setCompositionMode(QPainter.CompositionMode.CompositionMode_Source)
+            p.fillRect(self.rect(), Qt.GlobalColor.transparent)
+            p.setCompositionMode(QPainter.CompositionMode.CompositionMode_SourceOver)
+            if self._result is not None:
+                self.overlay.draw(p, self._result.faces, self._to_view(), self.history)
+        finally:
+            p.end()

@@ -1,0 +1,130 @@
+"""UI state kept between runs in QSettings (friture's habit: UI state only).
+
+What is kept: the last source, the model choice, threshold, detection size
+and interval, alert options, the window geometry and splitter layout. Command
+line options win over what was kept; an option left at its default does not
+count as given (argparse cannot tell them apart).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from PySide6.QtCore import QSettings
+
+ARCHS = ("meso4", "mesoinception4")
+VARIANTS = ("df", "f2f")
+DET_SIZES = (0, 320, 480, 640, 800)  # 0 = the pipeline's default
+_MODEL = re.compile(r"^(meso4|mesoinception4)-(df|f2f)$")
+
+#: Testing hook: keep settings in this INI file instead of the user's.
+SETTINGS_ENV = "MESOLIVE_GUI_SETTINGS"
+
+
+@dataclass
+class UiSettings:
+    """The app's choices, as the controls show them."""
+
+    source: str = ""
+    models: tuple[str, ...] = ("meso4-df",)
+    threshold: float = 0.5
+    det_size: int = 0
+    every: int = 1
+    alert_seconds: float = 3.0
+    alert_sound: bool = False
+    alert_notify: bool = True
+    loop_files: bool = False
+    recent_sources: list[str] = field(default_factory=list)
+
+    def remember_source(self, uri: str, keep: int = 10) -> None:
+        self.source = uri
+        self.recent_sources = [uri, *[u for u in self.recent_sources if u != uri]][:keep]
+
+
+def split_models(models: tuple[str, ...]) -> tuple[str, tuple[str, ...]] | None:
+    """``("meso4-df", "meso4-f2f")`` → ``("meso4", ("df", "f2f"))``; None if not of that form."""
+    parsed = [_MODEL.match(m) for m in models]
+    if not models or any(p is None for p in parsed):
+        return None
+    archs = {p.group(1) for p in parsed if p is not None}
+    if len(archs) != 1:
+        return None
+    return archs.pop(), tuple(p.group(2) for p in parsed if p is not None)
+
+
+def open_settings() -> QSettings:
+    """The app's QSettings: the user's, or the INI file named by ``MESOLIVE_GUI_SETTINGS``."""
+    path = os.environ.get(SETTINGS_ENV)
+    if path:
+        return QSettings(path, QSettings.Format.IniFormat)
+    return QSettings("mesolive", "mesolive")
+
+
+def _get(qs: QSettings, key: str, default: Any, kind: type) -> Any:
+    value = qs.value(key, default)
+    try:
+        if kind is bool:
+            if isinstance(value, str):
+                return value.strip().lower() in ("1", "true", "yes", "on")
+            return bool(value)
+        return kind(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def load(qs: QSettings) -> UiSettings:
+    """Read the kept choices; anything missing or malformed falls back to its default."""
+    d = UiSettings()
+    models_raw = qs.value("pipeline/models", list(d.models))
+    if isinstance(models_raw, str):
+        models_raw = [m for m in models_raw.split(",") if m]
+    models = tuple(str(m) for m in (models_raw or d.models))
+    recent = qs.value("source/recent", [])
+    if isinstance(recent, str):
+        recent = [recent] if recent else []
+    s = UiSettings(
+        source=_get(qs, "source/last", d.source, str),
+        models=models or d.models,
+        threshold=min(0.99, max(0.01, _get(qs, "pipeline/threshold", d.threshold, float))),
+        det_size=_get(qs, "pipeline/det_size", d.det_size, int),
+        every=max(1, _get(qs, "pipeline/every", d.every, int)),
+        alert_seconds=max(0.0, _get(qs, "alert/seconds", d.alert_seconds, float)),
+        alert_sound=_get(qs, "alert/sound", d.alert_sound, bool),
+        alert_notify=_get(qs, "alert/notify", d.alert_notify, bool),
+        loop_files=_get(qs, "source/loop_files", d.loop_files, bool),
+        recent_sources=[str(u) for u in (recent or [])][:10],
+    )
+    s.det_size = max(0, s.det_size)
+    return s
+
+
+def save(qs: QSettings, s: UiSettings) -> None:
+    qs.setValue("source/last", s.source)
+    qs.setValue("source/recent", list(s.recent_sources))
+    qs.setValue("source/loop_files", s.loop_files)
+    qs.setValue("pipeline/models", list(s.models))
+    qs.setValue("pipeline/threshold", float(s.threshold))
+    qs.setValue("pipeline/det_size", int(s.det_size))
+    qs.setValue("pipeline/every", int(s.every))
+    qs.setValue("alert/seconds", float(s.alert_seconds))
+    qs.setValue("alert/sound", bool(s.alert_sound))
+    qs.setValue("alert/notify", bool(s.alert_notify))
+
+
+def apply_cli(s: UiSettings, args: Any) -> UiSettings:
+    """Command-line options that differ from their defaults override the kept ones."""
+    if getattr(args, "models", None):
+        s.models = tuple(args.models)
+    threshold = getattr(args, "threshold", None)
+    if threshold is not None and threshold != 0.5:
+        s.threshold = float(threshold)
+    det_size = getattr(args, "det_size", None)
+    if det_size:
+        s.det_size = int(det_size)
+    every = getattr(args, "every", None)
+    if every is not None and every != 1:
+        s.every = int(every)
+    return s

@@ -1,0 +1,183 @@
+"""The main window and its controls, offscreen: settings, model picker, pickers, alerts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QPoint, QSettings, Qt
+
+from mesolive.gui import settings as ui_settings
+from mesolive.gui.main_window import MainWindow, backend_text
+from mesolive.gui.presenter import Level
+from mesolive.gui.source_picker import RegionPickerDialog, SourcePickerDialog
+from mesolive.gui.tracks import Alert, TrackStore
+from tests.gui.conftest import make_face, make_result, parse
+
+pytestmark = pytest.mark.gui
+
+
+def test_window_has_the_controls_and_shortcuts(window):
+    shortcuts = {a.text().replace("&", ""): a.shortcut().toString() for a in window.actions()}
+    assert shortcuts["Choose source…"] == "Ctrl+O"
+    assert shortcuts["Start"] == "F5"
+    assert shortcuts["Pause"] == "Space"
+    assert shortcuts["Stop"] == "Shift+F5"
+    assert shortcuts["Save snapshot…"] == "Ctrl+S"
+    assert shortcuts["Export session report…"] == "Ctrl+E"
+    assert shortcuts["Overlay mode"] == "Ctrl+T"
+    assert window.side.tabText(0) == "Faces" and window.side.tabText(1) == "Settings"
+    assert window.video.result is None
+    assert "Ctrl+O" in window.video.placeholder
+    assert not window.act_pause.isEnabled() and not window.act_stop.isEnabled()
+    assert window.act_start.isEnabled()
+
+
+def test_model_picker_builds_model_names(window):
+    c = window.controls
+    assert c.models() == ("meso4-df",)
+    c.variant_boxes["f2f"].setChecked(True)
+    assert c.models() == ("meso4-df", "meso4-f2f")
+    c.arch.setCurrentIndex(c.arch.findData("mesoinception4"))
+    assert c.models() == ("mesoinception4-df", "mesoinception4-f2f")
+    c.variant_boxes["df"].setChecked(False)
+    c.variant_boxes["f2f"].setChecked(False)  # never none: DF comes back
+    assert c.models() == ("mesoinception4-df",)
+
+
+def test_settings_survive_a_restart(qtbot, qsettings):
+    win = MainWindow(parse(), qsettings)
+    qtbot.addWidget(win)
+    c = win.controls
+    c.variant_boxes["f2f"].setChecked(True)
+    c.threshold.setValue(0.65)
+    c.every.setValue(3)
+    c.det_size.setCurrentIndex(c.det_size.findData(480))
+    c.alert_seconds.setValue(5.0)
+    c.alert_sound.setChecked(True)
+    win.settings.remember_source("screen:1")
+    win.shutdown()
+
+    again = MainWindow(parse(), QSettings(qsettings.fileName(), QSettings.Format.IniFormat))
+    qtbot.addWidget(again)
+    s = again.settings
+    assert s.models == ("meso4-df", "meso4-f2f")
+    assert s.threshold == pytest.approx(0.65)
+    assert (s.every, s.det_size, s.alert_seconds, s.alert_sound) == (3, 480, 5.0, True)
+    assert s.source == "screen:1" and s.recent_sources[0] == "screen:1"
+    assert again.controls.threshold.value() == pytest.approx(0.65)
+    again.shutdown()
+
+
+def test_command_line_overrides_kept_settings(qtbot, qsettings):
+    ui_settings.save(qsettings, ui_settings.UiSettings(every=4, threshold=0.7))
+    win = MainWindow(parse("--models", "mesoinception4-f2f", "--every", "2"), qsettings)
+    qtbot.addWidget(win)
+    assert win.settings.models == ("mesoinception4-f2f",)
+    assert win.settings.every == 2
+    assert win.settings.threshold == pytest.approx(0.7)  # not given: the kept one
+    assert win.controls.models() == ("mesoinception4-f2f",)
+    win.shutdown()
+
+
+def test_a_trained_model_is_kept_as_a_custom_choice(qtbot, qsettings):
+    win = MainWindow(parse("--models", "my-finetuned", "meso4-df"), qsettings)
+    qtbot.addWidget(win)
+    assert win.controls.models() == ("my-finetuned", "meso4-df")
+    assert win.controls.arch.currentData() == "custom"
+    win.shutdown()
+
+
+def test_malformed_settings_fall_back_to_defaults(qsettings):
+    qsettings.setValue("pipeline/threshold", "not a number")
+    qsettings.setValue("pipeline/every", -3)
+    qsettings.setValue("alert/sound", "yes")
+    s = ui_settings.load(qsettings)
+    assert s.threshold == 0.5 and s.every == 1 and s.alert_sound is True
+
+
+@pytest.mark.parametrize(
+    ("actual", "requested", "gpu", "warn"),
+    [
+        ("onnxruntime-cpu", "auto", False, False),  # no GPU here: CPU is the right choice
+        ("onnxruntime-cpu", "auto", True, True),  # a GPU provider exists but CPU runs
+        ("onnxruntime-cpu", "tensorrt", False, True),  # asked for TensorRT, got CPU
+        ("tensorrt", "auto", True, False),
+        ("onnxruntime-cuda", "onnxruntime-cuda", True, False),
+        ("tensorrt+onnxruntime-cpu", "tensorrt", True, True),  # one model fell back
+    ],
+)
+def test_a_backend_fallback_is_shown(actual, requested, gpu, warn):
+    text, fallback = backend_text(actual, requested, gpu)
+    assert fallback is warn
+    assert ("fallback" in text) is warn
+    assert ("CPU" in text) is ("onnxruntime-cpu" in actual)
+
+
+def test_source_picker_lists_sources_and_takes_a_uri(qtbot):
+    dlg = SourcePickerDialog("", ["/tmp/some clip.mp4"])
+    qtbot.addWidget(dlg)
+    uris = [dlg.list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(dlg.list.count())]
+    assert "test:" in uris  # the demo source is always there
+    assert "/tmp/some clip.mp4" in uris  # recent sources too
+    test_row = uris.index("test:")
+    dlg.list.setCurrentRow(test_row)
+    assert dlg.uri() == "test:"
+    dlg.uri_edit.setText("screen:2@0,0,10,10")
+    assert dlg.selected_monitor() == 2
+
+
+def test_region_picker_turns_a_drag_into_a_screen_uri(qtbot):
+    shot = np.zeros((1000, 1600, 3), np.uint8)
+    dlg = RegionPickerDialog(1, shot)
+    qtbot.addWidget(dlg)
+    dlg.show()
+    qtbot.waitExposed(dlg)
+    s = min(dlg.canvas.width() / 1600, dlg.canvas.height() / 1000)  # screenshot scaled to fit
+    assert not dlg.ok_button.isEnabled()
+    qtbot.mousePress(dlg.canvas, Qt.MouseButton.LeftButton, pos=QPoint(50, 40))
+    qtbot.mouseMove(dlg.canvas, QPoint(250, 190))
+    qtbot.mouseRelease(dlg.canvas, Qt.MouseButton.LeftButton, pos=QPoint(250, 190))
+    assert dlg.ok_button.isEnabled()
+    x, y, w, h = (round(v / s) for v in (50, 40, 200, 150))
+    got = [int(v) for v in dlg.uri().split("@")[1].split(",")]
+    assert dlg.uri().startswith("screen:1@")
+    assert got == pytest.approx([x, y, w, h], abs=2)
+
+
+def test_alert_rule_needs_the_chosen_time_above_threshold():
+    store = TrackStore(threshold=0.5, alert_seconds=2.0)
+    alerts = []
+    for i in range(40):  # 10 results a second
+        score = 0.9 if 5 <= i < 35 else 0.1
+        r = make_result([make_face(1, (0, 0, 10, 10), score)], index=i, t=i * 0.1)
+        alerts += store.update(r)
+    assert len(alerts) == 1  # one alert per stay above the threshold
+    assert alerts[0].track_id == 1 and alerts[0].t == pytest.approx(2.5)
+    again = [make_result([make_face(1, (0, 0, 10, 10), 0.9)], index=50 + i, t=5 + i * 0.1)]
+    for r in again:
+        store.update(r)
+    assert store.tracks[1].alerts == 1
+    assert len(store.tracks[1].points) == 41
+
+
+def test_alert_shows_a_banner(window):
+    window.settings.alert_notify = False
+    window.on_alert(Alert(track_id=4, t=3.0, seconds=3.0, running_score=0.81))
+    assert window.alert_banner.isVisible()
+    assert "#4" in window.alert_banner.label.text()
+    assert "81%" in window.alert_banner.label.text()
+
+
+def test_message_banner_offers_another_source(window):
+    window.presenter._fail("webcam:0: cannot open camera 0")  # as a failed source does
+    assert window.banner.isVisible() and window.banner.level is Level.ERROR
+    assert window.banner.action.isVisible()
+    assert "cannot open camera" in window.video.placeholder
+
+
+def test_overlay_mode_refuses_a_file_source(window):
+    window.presenter.uri = "/some/file.mp4"
+    window.set_overlay_mode(True)
+    assert window.overlay_window is None
+    assert not window.act_overlay.isChecked()
+    assert "screen or window" in window.banner.label.text()

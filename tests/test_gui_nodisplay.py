@@ -1,0 +1,51 @@
+"""``mesolive`` on a machine without a display: one line, exit code 2, no Qt loaded."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from mesolive.gui.app import display_problem
+
+
+@pytest.mark.parametrize(
+    ("env", "platform", "problem"),
+    [
+        ({}, "linux", True),
+        ({"DISPLAY": ":0"}, "linux", False),
+        ({"WAYLAND_DISPLAY": "wayland-0"}, "linux", False),
+        ({"QT_QPA_PLATFORM": "offscreen"}, "linux", False),
+        ({"QT_QPA_PLATFORM": "xcb"}, "linux", True),
+        ({}, "win32", False),
+        ({}, "darwin", False),
+    ],
+)
+def test_display_problem(env, platform, problem):
+    assert (display_problem(env, platform) is not None) is problem
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux display rules")
+def test_no_display_gives_one_line_and_exit_code_2():
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")
+    }
+    code = (
+        "import sys\n"
+        "from mesolive.cli import main\n"
+        "rc = main([])\n"
+        "assert 'PySide6' not in sys.modules, 'Qt was imported before the display check'\n"
+        "sys.exit(rc)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("mesolive: error: no display")
+    assert "mesolive scan" in lines[0]
