@@ -1,8 +1,11 @@
 """Choose and open the back end that runs a model.
 
 ``auto`` takes a matching TensorRT engine, else ONNX Runtime with its CUDA
-provider where present, else ONNX Runtime on the CPU, and logs one line saying
-which back end runs and, when it is not the fastest, why.
+provider where present (and a GPU exists), else ONNX Runtime on the CPU, and
+logs one line saying which back end runs and, when it is not the fastest, why.
+
+Call :func:`open_runner` in the thread that will run inference: a TensorRT
+runner binds the CUDA context to that thread.
 """
 
 from __future__ import annotations
@@ -45,20 +48,36 @@ def open_runner(
             return runner
         except (ImportError, MesoliveError) as e:
             if backend == "tensorrt":
+                if isinstance(e, BackendUnavailable):
+                    raise
                 raise BackendUnavailable(str(e)) from e
-            reasons.append(f"TensorRT not used: {e}")
+            reasons.append(f"TensorRT not used: {getattr(e, 'short', e)}")
 
-    want_cuda = backend in ("auto", "onnxruntime", "onnxruntime-cuda")
-    if want_cuda and "CUDAExecutionProvider" in available_providers():
-        runner = OnnxRuntimeRunner(onnx_file, device="cuda", threads=threads)
-        log.info("backend: ONNX Runtime CUDA%s", f" ({'; '.join(reasons)})" if reasons else "")
-        return runner
-    if backend == "onnxruntime-cuda":
-        raise BackendUnavailable(
-            "onnxruntime has no CUDA provider here; pip install onnxruntime-gpu"
-        )
-    if want_cuda:
-        reasons.append("ONNX Runtime has no CUDA provider")
+    if backend in ("auto", "onnxruntime", "onnxruntime-cuda"):
+        problem = _ort_cuda_problem(available_providers())
+        if not problem:
+            runner = OnnxRuntimeRunner(onnx_file, device="cuda", threads=threads)
+            log.info("backend: ONNX Runtime CUDA%s", f" ({'; '.join(reasons)})" if reasons else "")
+            return runner
+        if backend == "onnxruntime-cuda":
+            hint = "; pip install onnxruntime-gpu" if problem == _NO_CUDA_EP else ""
+            raise BackendUnavailable(problem + hint)
+        reasons.append(problem)
     runner = OnnxRuntimeRunner(onnx_file, device="cpu", threads=threads)
     log.info("backend: ONNX Runtime CPU%s", f" ({'; '.join(reasons)})" if reasons else "")
     return runner
+
+
+_NO_CUDA_EP = "ONNX Runtime has no CUDA provider"
+
+
+def _ort_cuda_problem(providers: list[str]) -> str:
+    """Why ONNX Runtime's CUDA provider cannot run here (``""``: it can)."""
+    if "CUDAExecutionProvider" not in providers:
+        return _NO_CUDA_EP
+    from mesolive.backends.gpuinfo import probe_driver
+
+    # onnxruntime-gpu lists its CUDA provider even with no GPU, then silently
+    # runs on the CPU; say why here instead.
+    driver = probe_driver()
+    return "" if driver.ok else f"ONNX Runtime's CUDA provider has no GPU: {driver.error}"

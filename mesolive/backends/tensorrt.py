@@ -1,10 +1,239 @@
-"""TensorRT runner (placeholder until the GPU path lands)."""
+"""TensorRT runner: a prebuilt engine on one CUDA stream, with pycuda buffers.
+
+Runtime API used (TensorRT 10.x/11.x Python API, named tensors only):
+``Runtime.deserialize_cuda_engine``, ``ICudaEngine.num_io_tensors`` /
+``get_tensor_name`` / ``get_tensor_mode`` / ``get_tensor_dtype`` /
+``get_tensor_shape`` / ``get_tensor_profile_shape``,
+``create_execution_context``, ``IExecutionContext.set_input_shape`` /
+``set_tensor_address`` / ``execute_async_v3``; and pycuda's
+``pagelocked_empty``, ``mem_alloc``, ``Stream``, ``memcpy_htod_async`` /
+``memcpy_dtoh_async``.
+
+Design, per call of :meth:`TensorRTRunner.infer`:
+
+* page-locked host buffers and device buffers are allocated once, for the
+  optimisation profile's maximum batch, and their addresses are given to
+  TensorRT once; the input shape is set only when the batch size changes;
+* per chunk of at most ``max_batch`` faces: copy in, enqueue, copy out, and
+  **one** ``stream.synchronize()``; larger batches are split;
+* the retained primary CUDA context is pushed for the call and popped after
+  (see :mod:`mesolive.backends.cuda_ctx`): create, use and close a runner in
+  one thread (the inference worker's).
+"""
 
 from __future__ import annotations
 
-from mesolive.backends.base import Runner
-from mesolive.errors import BackendUnavailable
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mesolive import paths
+from mesolive.backends.base import Runner, TensorSpec, split_batches
+from mesolive.backends.engine_cache import Sidecar, Target, find_matching, read_sidecar
+from mesolive.errors import BackendUnavailable, EngineIncompatible, MesoliveError
+from mesolive.models.onnx_graph import INPUT_NAME
+
+log = logging.getLogger(__name__)
 
 
-def open_matching_engine(spec, onnx_file, engine_dir=None) -> Runner:
-    raise BackendUnavailable("the TensorRT runner is not available in this build")
+class TensorRTRunner(Runner):
+    """Runs one serialized engine whose only input is ``input`` (N, 3, 256, 256)."""
+
+    name = "tensorrt"
+
+    def __init__(
+        self, engine_path: str | os.PathLike[str], sidecar: Sidecar | None = None, device: int = 0
+    ) -> None:
+        import pycuda.driver as cuda
+        import tensorrt as trt
+
+        from mesolive.backends.cuda_ctx import PrimaryContext
+        from mesolive.backends.trt_build import make_logger
+
+        self.path = Path(engine_path)
+        self.sidecar = sidecar
+        self._cuda: Any = cuda
+        self._closed = False
+        self._runtime: Any = None
+        self._engine: Any = None
+        self._context: Any = None
+        self._stream: Any = None
+        self._host: dict[str, np.ndarray] = {}
+        self._device: dict[str, Any] = {}
+        self._outputs: list[str] = []
+        self._bound_batch = 0
+        self._ctx = PrimaryContext(device)
+        try:
+            with self._ctx:
+                self._logger = make_logger()
+                self._runtime = trt.Runtime(self._logger)
+                self._engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
+                if self._engine is None:
+                    raise EngineIncompatible(
+                        f"{self.path}: TensorRT cannot load this engine (built by another "
+                        "TensorRT or for another GPU?); rebuild it with mesolive build-engine"
+                    )
+                self._context = self._engine.create_execution_context()
+                self._allocate(trt)
+                self._stream = cuda.Stream()
+        except BaseException:
+            self.close()
+            raise
+
+    def _allocate(self, trt: Any) -> None:
+        """Buffers for the profile's maximum batch; addresses are set here, once."""
+        engine = self._engine
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        if inputs != [INPUT_NAME]:
+            raise EngineIncompatible(
+                f"{self.path}: engine inputs are {inputs}, expected [{INPUT_NAME!r}]"
+            )
+        _, _, max_shape = engine.get_tensor_profile_shape(INPUT_NAME, 0)
+        self.max_batch = int(max_shape[0])
+        self._in_shape = tuple(int(d) for d in max_shape)
+        for name in names:
+            dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
+            if name == INPUT_NAME:
+                shape = self._in_shape
+            else:
+                rest = tuple(int(d) for d in engine.get_tensor_shape(name))[1:]
+                if any(d < 0 for d in rest):
+                    raise EngineIncompatible(f"{self.path}: output {name} has dynamic {rest}")
+                shape = (self.max_batch, *rest)
+                self._outputs.append(name)
+            host = self._cuda.pagelocked_empty(shape, dtype)
+            dev = self._cuda.mem_alloc(host.nbytes)
+            self._host[name], self._device[name] = host, dev
+            if not self._context.set_tensor_address(name, int(dev)):
+                raise EngineIncompatible(f"{self.path}: TensorRT refused the address of {name}")
+            log.info(
+                "  %-6s %-8s %-8s %s",
+                "input" if name == INPUT_NAME else "output",
+                name,
+                dtype.name,
+                shape,
+            )
+
+    @property
+    def input_specs(self) -> list[TensorSpec]:
+        return [TensorSpec(INPUT_NAME, (-1, *self._in_shape[1:]), self._host[INPUT_NAME].dtype)]
+
+    def describe(self) -> str:
+        side = self.sidecar
+        what = f"{side.precision}, {side.gpu_name}" if side else "no sidecar"
+        return f"{self.path.name}: {what}, batch <= {self.max_batch}"
+
+    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self._ctx.check_thread()
+        if self._closed:
+            raise RuntimeError("runner is closed")
+        host_in = self._host[INPUT_NAME]
+        x = np.asarray(feed[INPUT_NAME])
+        if x.ndim != 4 or x.shape[1:] != host_in.shape[1:]:
+            raise ValueError(
+                f"input must be (N, {', '.join(map(str, host_in.shape[1:]))}), got {x.shape}"
+            )
+        out = {
+            n: np.empty((len(x), *self._host[n].shape[1:]), self._host[n].dtype)
+            for n in self._outputs
+        }
+        if len(x) == 0:
+            return out
+        with self._ctx:
+            for sl in split_batches(len(x), self.max_batch):
+                self._run_chunk(x[sl], {n: a[sl] for n, a in out.items()})
+        return out
+
+    def _run_chunk(self, x: np.ndarray, out: dict[str, np.ndarray]) -> None:
+        cuda, stream, b = self._cuda, self._stream, len(x)
+        if b != self._bound_batch:
+            if not self._context.set_input_shape(INPUT_NAME, (b, *self._in_shape[1:])):
+                raise RuntimeError(f"TensorRT refused batch {b} (profile 1..{self.max_batch})")
+            self._bound_batch = b
+        host_in = self._host[INPUT_NAME]
+        host_in[:b] = x  # converts dtype if needed; the pinned copy makes the DMA async
+        cuda.memcpy_htod_async(self._device[INPUT_NAME], host_in[:b], stream)
+        if not self._context.execute_async_v3(stream.handle):
+            raise RuntimeError("TensorRT execute_async_v3 failed (see the TensorRT error above)")
+        for n in self._outputs:
+            cuda.memcpy_dtoh_async(self._host[n][:b], self._device[n], stream)
+        stream.synchronize()  # the one synchronisation of this chunk
+        for n in self._outputs:
+            out[n][...] = self._host[n][:b]
+
+    def close(self) -> None:
+        """Free buffers, stream, context and engine in this thread, then release the context."""
+        if self._closed:
+            return
+        self._closed = True
+        ctx = getattr(self, "_ctx", None)
+        if ctx is None or ctx.released:
+            return
+        ctx.check_thread()
+        try:
+            with ctx:
+                for dev in self._device.values():
+                    dev.free()
+                for host in self._host.values():
+                    allocation = getattr(host, "base", None)  # pycuda's HostAllocation
+                    if hasattr(allocation, "free"):
+                        allocation.free()
+                self._device.clear()
+                self._host.clear()
+                # Destroy in reverse order of creation while the context is current.
+                self._stream = None
+                self._context = None
+                self._engine = None
+                self._runtime = None
+        finally:
+            ctx.release()
+
+
+def open_engine(engine_path: str | os.PathLike[str], device: int = 0) -> TensorRTRunner:
+    """Open one engine file with its sidecar (for ``--verify`` and benchmarks)."""
+    path = Path(engine_path)
+    try:
+        side: Sidecar | None = read_sidecar(path)
+    except (OSError, ValueError, TypeError):
+        side = None
+    return TensorRTRunner(path, side, device)
+
+
+def open_matching_engine(
+    spec: Any, onnx_file: str | os.PathLike[str], engine_dir: str | os.PathLike[str] | None = None
+) -> Runner:
+    """The TensorRT runner for ``spec`` from a matching engine in the engine folder.
+
+    Called by :func:`mesolive.backends.select.open_runner`, in the thread that
+    will run inference.
+
+    Raises
+    ------
+    BackendUnavailable
+        No GPU, driver, tensorrt or pycuda here (one line naming each).
+    EngineIncompatible
+        No engine for this model, or none built for this ONNX graph, TensorRT
+        version and compute capability; the line ends with the command that
+        builds one.
+    """
+    from mesolive.backends.gpuinfo import first_line, require_stack
+    from mesolive.models.download import sha256_file
+
+    stack = require_stack("TensorRT cannot run here")
+    gpu = stack.gpu
+    if gpu is None:  # require_stack only returns a stack with a GPU
+        raise EngineIncompatible("no GPU")
+    target = Target(spec.name, sha256_file(onnx_file), stack.tensorrt.version, gpu.name, gpu.cc)
+    path, side = find_matching(paths.engine_dir(engine_dir), target)
+    try:
+        return TensorRTRunner(path, side, gpu.index)
+    except MesoliveError:
+        raise
+    except Exception as e:  # pycuda/TensorRT errors (out of memory, CUDA faults): fall back
+        raise BackendUnavailable(
+            f"{path.name}: the TensorRT runner did not start ({type(e).__name__}: {first_line(e)})"
+        ) from e

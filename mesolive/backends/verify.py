@@ -1,0 +1,174 @@
+"""Check a compiled model against ONNX Runtime on the CPU, and time it.
+
+The inputs follow the golden set of ``shared/golden`` (faces, uniform random
+images, smooth synthetic images): faces exercise the range the network was
+trained on, random images its extremes. Both runners see the same float32
+batch; the largest logit difference is compared with a tolerance relative to
+the logits' scale, ``max(1, max |reference logit|)`` (MesoInception logits
+reach |90| on random images, Meso-4 about |8|).
+
+Tolerances (relative to that scale) and why:
+
+``fp32``: 1e-3
+    Same arithmetic up to summation order and convolution algorithm
+    (TensorRT may pick Winograd/FFT kernels); measured ORT-vs-Keras
+    differences are ~1e-5 relative.
+``fp16``: 0.02
+    FP16 keeps 11 significant bits (unit roundoff u = 2^-11 ≈ 4.9e-4). The
+    FP16 graph run by ONNX Runtime differs from float32 by at most 0.16 %
+    (Meso-4) and 0.41 % (MesoInception-4 F2F) of the scale, measured on 200
+    DFDC faces, the 4 sample faces, 20 random and 20 smooth images. ONNX
+    Runtime's CPU provider computes most FP16 nodes in float32 (it inserts
+    casts around kernels it lacks), rounding to FP16 between them; TensorRT
+    may also *accumulate* in FP16, and a K-term dot product then errs by about
+    u·√K: ≈ 1.6 % for the 1024-input dense layer. 2 % of the scale covers that
+    with the measured error 5x inside it. A per-row relative bound does not
+    work: a smooth image with a logit near 0 has FP16 error of the network's
+    scale, not of its own logit (6 % of max(1, |logit|) measured).
+``int8``: 0.05, against the same Q/DQ graph in ONNX Runtime
+    Both run the identical integer arithmetic; they differ where a value lands
+    on the other side of a rounding boundary of a QuantizeLinear (one step,
+    1/127 of that tensor's range), which the following layers amplify. The
+    INT8 graph's distance from float32 is a calibration question, reported
+    separately and tested on the DFDC faces.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from mesolive.backends.base import Runner
+from mesolive.classify.preprocess import to_batch
+from mesolive.models.arch import INPUT_SIZE
+from mesolive.models.onnx_graph import INPUT_NAME, LOGIT_NAME
+
+TOLERANCE = {"fp32": 1e-3, "fp16": 0.02, "int8": 0.05}
+"""Largest allowed |logit difference| / max(1, max |reference logit|), per precision."""
+
+
+def verification_inputs(
+    faces_bgr: Sequence[np.ndarray] = (), n_random: int = 6, n_smooth: int = 4, seed: int = 0
+) -> tuple[list[str], np.ndarray]:
+    """Row names and the (N, 3, 256, 256) float32 batch: faces, random, smooth.
+
+    Parameters
+    ----------
+    faces_bgr
+        Face crops, (H, W, 3) uint8 BGR of any size (resized by the
+        preprocessing contract, :func:`mesolive.classify.preprocess.to_batch`).
+    n_random
+        Images of independent uniform values in [0, 1].
+    n_smooth
+        Smooth images: 8x8 random colours upsampled bilinearly to 256x256.
+    """
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    parts = []
+    names = [f"face{i}" for i in range(len(faces_bgr))]
+    if len(faces_bgr):
+        parts.append(to_batch(faces_bgr))
+    parts.append(rng.random((n_random, 3, INPUT_SIZE, INPUT_SIZE), dtype=np.float32))
+    names += [f"random{i}" for i in range(n_random)]
+    smooth = []
+    for i in range(n_smooth):
+        small = rng.random((8, 8, 3), dtype=np.float32)
+        big = cv2.resize(small, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_LINEAR)
+        smooth.append(big.transpose(2, 0, 1))
+        names.append(f"smooth{i}")
+    if smooth:
+        parts.append(np.stack(smooth).astype(np.float32))
+    return names, np.ascontiguousarray(np.concatenate(parts))
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Candidate logits against reference logits, both (N,) float32."""
+
+    names: tuple[str, ...]
+    candidate: np.ndarray
+    reference: np.ndarray
+    precision: str
+
+    @property
+    def scale(self) -> float:
+        return max(1.0, float(np.abs(self.reference).max(initial=0.0)))
+
+    @property
+    def max_diff(self) -> float:
+        return float(np.abs(self.candidate - self.reference).max(initial=0.0))
+
+    @property
+    def worst(self) -> str:
+        if not len(self.names):
+            return ""
+        return self.names[int(np.argmax(np.abs(self.candidate - self.reference)))]
+
+    @property
+    def tolerance(self) -> float:
+        return TOLERANCE[self.precision] * self.scale
+
+    @property
+    def decisions_differ(self) -> int:
+        """Rows where real/fake flips, among those farther than the tolerance from 0."""
+        clear = np.abs(self.reference) > self.tolerance
+        return int(np.sum(((self.candidate > 0) != (self.reference > 0)) & clear))
+
+    @property
+    def passed(self) -> bool:
+        return self.max_diff <= self.tolerance and self.decisions_differ == 0
+
+    def line(self) -> str:
+        verdict = "ok" if self.passed else "FAILED"
+        return (
+            f"largest logit difference {self.max_diff:.4g} (row {self.worst}) vs tolerance "
+            f"{self.tolerance:.4g} = {TOLERANCE[self.precision]:g} x {self.scale:.3g}; "
+            f"{len(self.names)} inputs, {self.decisions_differ} decisions differ: {verdict}"
+        )
+
+
+def logits(runner: Runner, x: np.ndarray, batch: int = 16) -> np.ndarray:
+    """(N,) float32 logits of ``runner`` on ``x`` in chunks of ``batch``."""
+    out = [
+        np.asarray(runner.infer({INPUT_NAME: x[i : i + batch]})[LOGIT_NAME], np.float32).reshape(-1)
+        for i in range(0, len(x), batch)
+    ]
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def compare(
+    candidate: Runner, reference: Runner, names: Sequence[str], x: np.ndarray, precision: str
+) -> Comparison:
+    return Comparison(tuple(names), logits(candidate, x), logits(reference, x), precision)
+
+
+@dataclass(frozen=True)
+class Throughput:
+    batch: int
+    faces_per_s: float
+    ms_per_call: float
+
+    def line(self) -> str:
+        return (
+            f"batch {self.batch:>3}: {self.faces_per_s:>9,.0f} faces/s, {self.ms_per_call:.3f} ms"
+        )
+
+
+def throughput(runner: Runner, batch: int, seconds: float = 1.0, min_calls: int = 5) -> Throughput:
+    """Median time of one ``infer`` of ``batch`` random faces, copies included, warm-up excluded."""
+    x = np.random.default_rng(batch).random((batch, 3, INPUT_SIZE, INPUT_SIZE), dtype=np.float32)
+    feed = {INPUT_NAME: x}
+    for _ in range(3):
+        runner.infer(feed)
+    times: list[float] = []
+    end = time.perf_counter() + seconds
+    while len(times) < min_calls or time.perf_counter() < end:
+        t = time.perf_counter()
+        runner.infer(feed)
+        times.append(time.perf_counter() - t)
+    median = float(np.median(times))
+    return Throughput(batch, batch / median, median * 1e3)

@@ -1,0 +1,133 @@
+"""``mesolive doctor``: its report and exit code, here (no GPU) and with stand-ins."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mesolive.backends import engine_cache as ec
+from mesolive.cli import main
+
+from .gpu_fakes import broken_package, fake_libcuda, run_mesolive, stub_package, without_gpu_stack
+
+
+def _rows(text: str) -> dict[str, str]:
+    """First-column label -> rest of the line (labels are padded to 14 characters)."""
+    return {ln[:14].strip(): ln[14:] for ln in text.splitlines() if not ln.startswith(" ")}
+
+
+@without_gpu_stack
+def test_doctor_on_a_cpu_machine(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    rows = _rows(out)
+    assert rows["GPU"] == "none: no NVIDIA driver (libcuda.so.1 not found)"
+    assert rows["driver"] == "none"
+    assert rows["TensorRT"] == "not installed"
+    assert rows["pycuda"] == "not installed"
+    assert "CPUExecutionProvider" in rows["ONNX Runtime"]
+    assert rows["engines"].endswith(": none")
+    assert rows["auto backend"].startswith("ONNX Runtime CPU (TensorRT not used: no NVIDIA driver")
+    assert rows["CPU path"].startswith("ok: meso4-df scored 8 faces in ")
+    assert "pip install 'mesolive[gpu]'" in rows["TensorRT path"]
+
+
+@without_gpu_stack
+def test_doctor_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["doctor", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["gpus"] == []
+    assert report["tensorrt"] == "not installed"
+    assert report["cpu_path"]["ok"] is True
+    assert "CPUExecutionProvider" in report["onnxruntime_providers"]
+
+
+@without_gpu_stack
+def test_doctor_lists_engines_and_why_they_cannot_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    side = ec.Sidecar(
+        "meso4-df",
+        "ab" * 32,
+        "10.8.0.43",
+        "NVIDIA H100 80GB HBM3",
+        "9.0",
+        "fp16",
+        {"min": 1, "opt": 8, "max": 64},
+    )
+    name = ec.engine_name("meso4-df", side.onnx_sha256, side.gpu_name, (9, 0), "10.8.0.43", "fp16")
+    ec.write_engine(tmp_path / name, b"plan", side)
+    (tmp_path / "meso4-f2f.orphan.engine").write_bytes(b"no sidecar")
+    assert main(["doctor", "--engine-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"  {name} [fp16, batch 1..64]: cannot run here: no NVIDIA driver" in out
+    assert "  meso4-f2f.orphan.engine: unreadable sidecar: no sidecar meso4-f2f.orphan.json" in out
+
+
+def test_doctor_downloads_nothing(tmp_path: Path) -> None:
+    env = {"MESOLIVE_MODEL_DIR": "", "MESOLIVE_CACHE_DIR": str(tmp_path), "MESOLIVE_OFFLINE": "1"}
+    r = run_mesolive(["doctor"], env=env)
+    assert r.returncode == 0, r.stderr
+    assert "ok: ONNX Runtime runs; meso4-df is not downloaded yet" in r.stdout
+    assert not (tmp_path / "models").exists()
+
+
+def test_doctor_fails_when_the_cpu_path_does_not_work(tmp_path: Path) -> None:
+    fakes = broken_package(tmp_path, "onnxruntime", "libonnxruntime.so.1")
+    r = run_mesolive(["doctor"], pythonpath=[fakes])
+    assert r.returncode == 1
+    rows = _rows(r.stdout)
+    assert rows["ONNX Runtime"].startswith("installed but does not load: libonnxruntime.so.1")
+    assert rows["CPU path"].startswith("FAILED: ImportError: libonnxruntime.so.1")
+    assert "Traceback" not in r.stderr
+
+
+def test_doctor_with_a_gpu_stack_checks_each_engine(tmp_path: Path) -> None:
+    libcuda = fake_libcuda(tmp_path / "lib")
+    if libcuda is None:
+        pytest.skip("needs a C compiler (cc) on Linux to build the stand-in libcuda.so.1")
+    stubs = stub_package(tmp_path / "py", "tensorrt", "10.8.0.43")
+    stub_package(stubs, "pycuda", "2024.1.2", submodules=("driver",))
+    from mesolive.models.download import sha256_file
+    from mesolive.models.registry import get_spec, onnx_path
+
+    sha = sha256_file(onnx_path(get_spec("meso4-df"), "fp32"))
+    gpu = "NVIDIA Fake GPU 9000"
+    engines = tmp_path / "engines"
+    good = ec.Sidecar(
+        "meso4-df", sha, "10.8.0.43", gpu, "8.9", "fp16", {"min": 1, "opt": 8, "max": 64}
+    )
+    good_name = ec.engine_name("meso4-df", sha, gpu, (8, 9), "10.8.0.43", "fp16")
+    ec.write_engine(engines / good_name, b"plan", good)
+    old = ec.Sidecar(
+        "meso4-df",
+        sha,
+        "10.8.0.43",
+        "NVIDIA GeForce RTX 3090",
+        "8.6",
+        "fp32",
+        {"min": 1, "opt": 8, "max": 16},
+    )
+    old_name = ec.engine_name("meso4-df", sha, old.gpu_name, (8, 6), "10.8.0.43", "fp32")
+    ec.write_engine(engines / old_name, b"plan", old)
+
+    r = run_mesolive(["doctor", "--engine-dir", str(engines)], pythonpath=[stubs], libdir=libcuda)
+    assert r.returncode == 0, r.stderr
+    rows = _rows(r.stdout)
+    assert rows["GPU 0"] == "NVIDIA Fake GPU 9000, compute capability 8.9, 24.0 GiB"
+    assert rows["driver"].endswith("(supports CUDA 12.4)")
+    assert rows["TensorRT"] == "10.8.0.43"
+    assert rows["pycuda"] == "2024.1.2"
+    assert rows["TensorRT path"] == "ready"
+    assert rows["auto backend"] == "TensorRT (a matching meso4-df engine)"
+    assert f"  {good_name} [fp16, batch 1..64]: matches this machine" in r.stdout
+    assert (
+        f"  {old_name} [fp32, batch 1..16]: built for compute capability 8.6 "
+        "(NVIDIA GeForce RTX 3090), this GPU is 8.9 (NVIDIA Fake GPU 9000)" in r.stdout
+    )
+    assert (
+        "    rebuild: mesolive build-engine --model meso4-df --precision fp32 --max-batch 16 "
+        f"--engine-dir {engines}" in r.stdout
+    )
