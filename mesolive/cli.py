@@ -170,6 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="augmentation preset (full: the paper's set plus JPEG re-compression)",
     )
     p.add_argument("--dropout", type=float, default=0.5, help="dropout before the dense layers")
+    p.add_argument(
+        "--anchor",
+        type=float,
+        default=0.0,
+        help="L2-SP strength pulling weights towards --init (keeps what they knew)",
+    )
     _common(p)
     return parser
 

@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
         amp=args.amp,
         max_minutes=args.max_minutes,
         dropout=args.dropout,
+        anchor=args.anchor,
         threads=args.threads,
         augment=PRESETS[args.augment],
     )

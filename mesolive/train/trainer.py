@@ -60,6 +60,7 @@ class TrainConfig:
     max_minutes: float | None = None
     max_faces_per_video: int = 60
     dropout: float = 0.5  # the authors' rate before each dense layer
+    anchor: float = 0.0  # L2-SP: pull towards the --init weights (0: plain fine-tune)
     threads: int | None = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -243,6 +244,10 @@ class Trainer:
         t_start = time.monotonic()
         train, val = self._data()
         model = self._init_model()
+        # L2-SP (Li et al., 2018): penalise distance from the starting weights so
+        # that fine-tuning keeps what the authors' network knew.
+        start = [p.detach().clone() for p in model.parameters()]
+        anchor = cfg.anchor if cfg.init != "scratch" else 0.0
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         state = {"epoch": 0, "iteration": 0, "best_auc": -1.0, "best": None, "history": []}
         if self.resume:
@@ -300,6 +305,12 @@ class Trainer:
                     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                         logits = model(x)
                     loss = _loss(cfg, logits.float(), y)
+                    if anchor:
+                        drift = sum(
+                            ((p - p0) ** 2).sum()
+                            for p, p0 in zip(model.parameters(), start, strict=True)
+                        )
+                        loss = loss + 0.5 * anchor * drift
                     if not math.isfinite(loss.item()):
                         raise TrainingError(f"the loss diverged at iteration {state['iteration']}")
                     loss.backward()
