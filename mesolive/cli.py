@@ -17,21 +17,33 @@ log = logging.getLogger("mesolive")
 MODEL_NAMES_HINT = "meso4-df, meso4-f2f, mesoinception4-df, mesoinception4-f2f or a trained one"
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _common(p: argparse.ArgumentParser, *, top: bool = False) -> None:
+    """Options every verb takes, also before the verb (``mesolive -q scan …``).
+
+    A verb's copy has no defaults of its own (SUPPRESS), so it cannot reset a
+    value given before the verb; the top-level parser supplies the defaults.
+    """
+
+    def d(value: object) -> object:
+        return value if top else argparse.SUPPRESS
+
     p.add_argument(
         "--model-dir",
         metavar="DIR",
+        default=d(None),
         help="folder holding the model files (offline use); also MESOLIVE_MODEL_DIR",
     )
     p.add_argument(
         "--backend",
-        default="auto",
+        default=d("auto"),
         choices=["auto", "tensorrt", "onnxruntime", "onnxruntime-cpu", "onnxruntime-cuda"],
         help="inference back end (default: auto, the fastest that works here)",
     )
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for ONNX Runtime")
-    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
-    p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    p.add_argument("--threads", type=int, default=d(None), help="CPU threads for ONNX Runtime")
+    p.add_argument("-v", "--verbose", action="count", default=d(0), help="more log output")
+    p.add_argument(
+        "-q", "--quiet", action="store_true", default=d(False), help="warnings and errors only"
+    )
 
 
 class _Parser(argparse.ArgumentParser):
@@ -66,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     parser.add_argument("--source", metavar="URI", help="start the app on this source")
     _pipeline_options(parser)
-    _common(parser)
+    _common(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("classify", help="fake score of aligned face-crop images")
