@@ -238,3 +238,35 @@ def test_full_disk_while_checkpointing(small_data: Path, tmp_path: Path) -> None
     assert "disk full" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "models" / "user_models.json").exists()
+
+
+def test_faces_from_labelled_videos(shared: Path, tmp_path: Path) -> None:
+    """Labelled videos become crops through the live pipeline's detector and crop."""
+    import os
+
+    import cv2
+
+    from mesolive.train.video_faces import extract_faces
+
+    old = os.environ["MESOLIVE_CACHE_DIR"]
+    os.environ["MESOLIVE_CACHE_DIR"] = str(tmp_path)
+    try:
+        faces = extract_faces(shared / "videos" / "real" / "inthewild_obama.mp4", max_faces=8)
+        assert len(faces) == 8
+        assert all(f.shape == (256, 256, 3) and f.dtype == np.uint8 for f in faces)
+        again = extract_faces(shared / "videos" / "real" / "inthewild_obama.mp4", max_faces=8)
+        assert all(np.array_equal(a, b) for a, b in zip(faces, again, strict=True))
+        # a video with no face gives no crops (the trainer skips it with a warning)
+        noise = tmp_path / "noise.avi"
+        out = cv2.VideoWriter(str(noise), cv2.VideoWriter_fourcc(*"MJPG"), 10, (160, 120))
+        rng = np.random.default_rng(0)
+        for _ in range(10):
+            out.write(rng.integers(0, 256, (120, 160, 3), dtype=np.uint8))
+        out.release()
+        assert extract_faces(noise, max_faces=5) == []
+        bad = tmp_path / "bad.mp4"
+        bad.write_bytes(b"not a video")
+        with pytest.raises(InputError, match=r"bad\.mp4"):
+            extract_faces(bad)
+    finally:
+        os.environ["MESOLIVE_CACHE_DIR"] = old
