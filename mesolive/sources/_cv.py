@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import os
 import re
+import time
+from typing import Any
 
 import numpy as np
+
+from mesolive.sources.base import FrameSource
+from mesolive.types import Frame, ReadStatus
 
 _quieted = False
 
@@ -55,3 +60,35 @@ _CREDENTIALS = re.compile(r"(?<=://)([^/@:]+):([^/@]*)@")
 def redact(uri: str) -> str:
     """``rtsp://user:secret@host/…`` → ``rtsp://user:***@host/…`` for messages and logs."""
     return _CREDENTIALS.sub(r"\1:***@", uri)
+
+
+class CaptureReader(FrameSource):
+    """``read``/``close`` for a live source backed by one ``cv2.VideoCapture``.
+
+    Subclasses open ``self._cap`` in ``open()``; ``_index`` keeps counting across
+    reconnects, so gaps in ``Frame.index`` are lost frames. ``lost_message``
+    says what a failed read means for that kind of source.
+    """
+
+    lost_message = "stopped delivering frames"
+    _cap: Any = None
+    _index = 0
+
+    @property
+    def display_name(self) -> str:
+        return self.uri
+
+    def read(self, timeout: float) -> tuple[ReadStatus, Frame | None, str]:
+        if self._cap is None:
+            return ReadStatus.ERROR, None, f"{self.display_name}: not open"
+        ok, image = self._cap.read()
+        if not ok or image is None:
+            return ReadStatus.ERROR, None, f"{self.display_name}: {self.lost_message}"
+        frame = Frame(self._index, as_bgr(image), time.monotonic(), self.uri)
+        self._index += 1
+        return ReadStatus.OK, frame, ""
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import time
-
 from mesolive.errors import SourceError
-from mesolive.sources._cv import as_bgr, quiet_opencv, redact
-from mesolive.sources.base import FrameSource
-from mesolive.types import Frame, ReadStatus
+from mesolive.sources._cv import CaptureReader, quiet_opencv, redact
 
 #: URI schemes handed to FFmpeg as network streams.
 STREAM_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt"})
 
 
-class StreamSource(FrameSource):
+class StreamSource(CaptureReader):
     """A live network stream.
 
     FFmpeg's own interrupt timeouts bound every blocking call: opening gives
@@ -25,6 +21,12 @@ class StreamSource(FrameSource):
     ``read(timeout)`` blocks until FFmpeg delivers the next frame (at most
     ``read_timeout``); it does not honour the shorter ``timeout``.
     """
+
+    lost_message = "stream dropped"
+
+    @property
+    def display_name(self) -> str:
+        return redact(self.uri)  # never print a password
 
     is_live = True
 
@@ -57,18 +59,3 @@ class StreamSource(FrameSource):
         fps = cap.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if 0 < fps < 1000 else None
         self._cap = cap
-
-    def read(self, timeout: float) -> tuple[ReadStatus, Frame | None, str]:
-        if self._cap is None:
-            return ReadStatus.ERROR, None, f"{redact(self.uri)}: not open"
-        ok, image = self._cap.read()
-        if not ok or image is None:
-            return ReadStatus.ERROR, None, f"{redact(self.uri)}: stream dropped"
-        frame = Frame(self._index, as_bgr(image), time.monotonic(), self.uri)
-        self._index += 1
-        return ReadStatus.OK, frame, ""
-
-    def close(self) -> None:
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None

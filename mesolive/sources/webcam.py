@@ -5,14 +5,11 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from mesolive.errors import SourceError
-from mesolive.sources._cv import as_bgr, quiet_opencv
-from mesolive.sources.base import FrameSource
-from mesolive.types import Frame, ReadStatus
+from mesolive.sources._cv import CaptureReader, quiet_opencv
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +50,15 @@ def linux_cameras(sys_dir: Path = _V4L_SYS) -> list[CameraInfo]:
     return sorted(cams, key=lambda c: c.index)
 
 
-class WebcamSource(FrameSource):
+class WebcamSource(CaptureReader):
     """``webcam:N``: camera number N (``/dev/videoN`` on Linux).
 
     ``width``, ``height`` and ``fps`` are requests: the driver picks the
     nearest mode it has, and :attr:`fps` reports what it chose. ``read``
     blocks for up to one frame interval of the camera.
     """
+
+    lost_message = "the camera stopped delivering frames"
 
     is_live = True
 
@@ -129,18 +128,3 @@ class WebcamSource(FrameSource):
         raise SourceError(
             f"{self.uri}: no such camera ({path} does not exist; cameras found: {have})"
         )
-
-    def read(self, timeout: float) -> tuple[ReadStatus, Frame | None, str]:
-        if self._cap is None:
-            return ReadStatus.ERROR, None, f"{self.uri}: not open"
-        ok, image = self._cap.read()
-        if not ok or image is None:
-            return ReadStatus.ERROR, None, f"{self.uri}: the camera stopped delivering frames"
-        frame = Frame(self._index, as_bgr(image), time.monotonic(), self.uri)
-        self._index += 1
-        return ReadStatus.OK, frame, ""
-
-    def close(self) -> None:
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None
