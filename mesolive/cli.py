@@ -177,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--augment",
-        choices=["full", "light", "flip"],
+        choices=["full", "light", "wide", "flip"],
         default="full",
         help="augmentation preset (full: the paper's set plus JPEG re-compression)",
     )

@@ -75,6 +75,18 @@ PRESETS: dict[str, AugmentConfig] = {
         hue=3.0,
         saturation=(0.95, 1.05),
     ),
+    # "light" plus zooming out (reflect-padded, as the authors' crop pads past the
+    # frame edge): DFDC-style tight crops also look like the live pipeline's wider crop
+    "wide": AugmentConfig(
+        affine=0.8,
+        zoom=(0.7, 1.08),
+        rotation=5.0,
+        shift=0.03,
+        brightness=0.06,
+        contrast=(0.9, 1.1),
+        hue=3.0,
+        saturation=(0.95, 1.05),
+    ),
     # the plain baseline: horizontal flips only
     "flip": AugmentConfig(
         affine=0.0,
