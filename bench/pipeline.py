@@ -151,7 +151,13 @@ def run_live(pipeline: FramePipeline, clip: Path, label: str, frames: int) -> Ru
 
 
 def soak(pipeline: FramePipeline, clip: Path, seconds: float) -> None:
-    """Loop ``clip`` for ``seconds``; print RSS every minute and the growth after the first."""
+    """Loop ``clip`` for ``seconds``; print RSS every minute and the growth after warm-up.
+
+    The baseline is taken after the first minute (or fifth of the run): ONNX
+    Runtime's arenas and the allocator's pools fill during the first few hundred
+    frames, which is growth that stops, not a leak (seen here: +8 % by 60 s,
+    then +0.3 % from 60 s to 600 s).
+    """
     src = make_source(str(clip), loop=True)
     src.open()
     t0 = time.monotonic()
@@ -166,7 +172,7 @@ def soak(pipeline: FramePipeline, clip: Path, seconds: float) -> None:
                 break
             pipeline.process(frame)
             n += 1
-            if base is None and elapsed > 10.0:  # after warm-up allocations
+            if base is None and elapsed > min(60.0, seconds / 5):  # after warm-up
                 base = rss_mib()
                 print(f"soak: RSS {base:.1f} MiB after {elapsed:.0f} s")
             if elapsed >= next_report:
