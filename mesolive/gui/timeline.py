@@ -108,11 +108,21 @@ class TimelinePanel(QWidget):
         self.threshold_line.setPos(threshold)
 
     def refresh(self, store: TrackStore) -> None:
-        """Redraw the curves and the table from ``store``."""
+        """Redraw the curves and the table from ``store``.
+
+        Only tracks seen within the last :attr:`window` seconds get a curve, a
+        legend entry and a table row; those of older tracks are removed. A
+        looping clip or a crowd brings new track IDs all session long, and
+        keeping a widget item per ID ever seen grew memory and refresh time
+        without bound (the store, and so the report, still keeps every track).
+        """
         self.set_threshold(store.threshold)
         t_end = store.t_last
         t_start = max(0.0, t_end - self.window)
-        for tid, rec in store.tracks.items():
+        shown = {tid: rec for tid, rec in store.tracks.items() if rec.last_seen >= t_start}
+        for tid in [tid for tid in self.curves if tid not in shown]:
+            self.plot.removeItem(self.curves.pop(tid))  # also takes it out of the legend
+        for tid, rec in shown.items():
             curve = self.curves.get(tid)
             if curve is None:
                 curve = self.plot.plot(name=f"#{tid}", pen=pg.mkPen(track_colour(tid), width=2))
@@ -127,10 +137,9 @@ class TimelinePanel(QWidget):
                     np.frombuffer(pts.running, np.float64)[i:].copy(),
                 )
         self.plot.setXRange(t_start, max(t_start + 1.0, t_end), padding=0.0)
-        self._refresh_table(store)
+        self._refresh_table(store, sorted(shown))
 
-    def _refresh_table(self, store: TrackStore) -> None:
-        ids = sorted(store.tracks)
+    def _refresh_table(self, store: TrackStore, ids: list[int]) -> None:
         self.table.setRowCount(len(ids))
         for row, tid in enumerate(ids):
             rec = store.tracks[tid]
