@@ -178,10 +178,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--augment",
         choices=["full", "light", "wide", "flip"],
-        default="full",
-        help="augmentation preset (full: the paper's set plus JPEG re-compression)",
+        default="light",
+        help="augmentation preset (light, measured best; full: stronger geometry and colour)",
     )
-    p.add_argument("--dropout", type=float, default=0.5, help="dropout before the dense layers")
+    p.add_argument(
+        "--dropout",
+        type=float,
+        default=0.2,
+        help="dropout before the dense layers (the authors used 0.5; 0.2 measured better)",
+    )
     p.add_argument(
         "--anchor",
         type=float,
