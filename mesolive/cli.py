@@ -166,6 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="cross-entropy (default, measured better) or the paper's squared error",
     )
     p.add_argument("--lr", type=float, default=1e-3, help="initial Adam learning rate")
+    p.add_argument(
+        "--lr-step",
+        type=int,
+        default=1000,
+        help="iterations between divisions of the learning rate by 10 (the paper: 1000)",
+    )
     p.add_argument("--val-split", type=float, default=0.1, help="share of videos held out")
     p.add_argument("--patience", type=int, default=5, help="epochs without a better val AUC")
     p.add_argument("--max-minutes", type=float, default=None, help="stop after this long")

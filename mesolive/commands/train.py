@@ -27,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
         epochs=args.epochs or 30,
         batch=args.batch,
         lr=args.lr,
+        lr_step=args.lr_step,
         loss=args.loss,
         val_fraction=args.val_split,
         patience=args.patience,
