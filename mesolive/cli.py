@@ -174,7 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--val-split", type=float, default=0.1, help="share of videos held out")
     p.add_argument("--patience", type=int, default=5, help="epochs without a better val AUC")
-    p.add_argument("--max-minutes", type=float, default=None, help="stop after this long")
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="do not start an epoch that would end after this many minutes",
+    )
     p.add_argument(
         "--amp",
         choices=["auto", "bf16", "off"],

@@ -178,3 +178,16 @@ def test_scan_input_in_process_stops_its_capture_thread(shared: Path) -> None:
         again = scan_input(p, str(shared / OBAMA), max_frames=15, progress=False)
     assert again.frames == 15 and again.analysed == 8
     assert [t.track_id for t in again.tracks][:1] == [1]  # IDs start again per input
+
+
+def test_a_stream_that_cannot_open_is_reported_once() -> None:
+    import socket
+
+    with socket.socket() as s:  # a port where nothing listens
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    uri = f"rtsp://127.0.0.1:{port}/live"
+    proc = mesolive(uri)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"{uri}: ERROR: " in proc.stdout
+    assert proc.stderr.count(f"127.0.0.1:{port}") == 1, proc.stderr

@@ -270,3 +270,65 @@ def test_faces_from_labelled_videos(shared: Path, tmp_path: Path) -> None:
             extract_faces(bad)
     finally:
         os.environ["MESOLIVE_CACHE_DIR"] = old
+
+
+def test_torchrun_two_processes_train_one_model(small_data: Path, tmp_path: Path) -> None:
+    """`torchrun --nproc-per-node 2 -m mesolive train …`: PyTorch's own DDP (gloo on CPU).
+
+    Both processes take the same number of steps (each its share of the batches),
+    rank 0 alone validates and registers, and one model with one card comes out.
+    """
+    import os
+    import shutil
+
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    if torchrun is None:
+        pytest.skip("torchrun is not installed beside this Python")
+    proc = subprocess.run(
+        [
+            torchrun,
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "mesolive",
+            "train",
+            str(small_data),
+            "--name",
+            "ddp",
+            "--epochs",
+            "2",
+            "--threads",
+            "1",
+            *TRAIN,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "MESOLIVE_CACHE_DIR": str(tmp_path), "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stdout.count("validation AUC") == 1  # rank 0 reports, once
+    assert "2 processes (DDP" in proc.stderr
+    card = json.loads((tmp_path / "models" / "ddp.card.json").read_text())
+    assert [h["epoch"] for h in card["history"]] == [0, 1, 2]
+    # 120 faces, a quarter of the videos held out, batch 20: each rank steps
+    # through half of the full batches per epoch.
+    per_rank = (card["data"]["train_faces"] // 20) // 2
+    assert card["history"][-1]["iteration"] == 2 * per_rank
+    listed = mesolive("models", "list", env={"MESOLIVE_CACHE_DIR": str(tmp_path)})
+    assert listed.stdout.count("ddp") == 1
+
+
+def test_each_rank_takes_the_same_number_of_batches() -> None:
+    from mesolive.train.distributed import Dist
+
+    starts = list(range(0, 700, 100))  # 7 batches
+    one = Dist().my_batches(starts)
+    assert one == starts
+    ranks = [Dist(rank=r, world=3).my_batches(starts) for r in range(3)]
+    assert [len(b) for b in ranks] == [2, 2, 2]  # the 7th waits for the next shuffle
+    assert len({s for b in ranks for s in b}) == 6  # no batch twice in an epoch
+    tiny = [Dist(rank=r, world=4).my_batches([0, 20]) for r in range(4)]
+    assert all(len(b) == 1 for b in tiny)  # fewer batches than ranks: all still step

@@ -256,7 +256,8 @@ def _run_threaded(
     from mesolive.types import ReadStatus
 
     slot: LatestSlot = LatestSlot()
-    capture = CaptureThread(source, slot, pace=True, max_frames=max_frames)
+    # scan prints the error that ends an input itself: the thread logs only retries
+    capture = CaptureThread(source, slot, pace=True, max_frames=max_frames, log_final_error=False)
     capture.start()
     try:
         with _bar(source, report.uri, max_frames, progress) as bar:
@@ -306,7 +307,8 @@ def print_report(report: InputReport, out: TextIO) -> None:
     """One input's result: a headline, then a line per track."""
     head = f"{report.uri}: "
     if report.error and not report.frames:
-        print(f"{head}ERROR: {report.error}", file=out)
+        # errors name their input for stderr; the headline already does
+        print(f"{head}ERROR: {report.error.removeprefix(head)}", file=out)
         return
     stats = f"{report.frames} frames ({report.analysed} analysed"
     stats += f", {report.dropped} dropped)" if report.dropped else ")"

@@ -40,9 +40,12 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         augment=PRESETS[args.augment],
     )
-    card = Trainer(
+    trainer = Trainer(
         cfg, resume=args.resume, model_dir=args.model_dir, progress=sys.stderr.isatty()
-    ).run()
+    )
+    card = trainer.run()
+    if not trainer.dist.main:  # under torchrun, rank 0 reports
+        return 0
     v = card["validation"]
     print(  # noqa: T201
         f"{card['name']}: validation AUC {v['auc']:.4f}, accuracy {v['accuracy']:.3f} "

@@ -84,6 +84,7 @@ class CaptureThread(threading.Thread):
         pace: bool = True,
         on_status: StatusCallback | None = None,
         max_frames: int | None = None,
+        log_final_error: bool = True,
     ) -> None:
         # A daemon, so that a driver stuck in a blocking read never keeps the
         # process alive; stop() still joins it in the normal case.
@@ -93,6 +94,8 @@ class CaptureThread(threading.Thread):
         self.pace = pace
         self.on_status = on_status
         self.max_frames = max_frames
+        # False when the owner reports last_message itself; retries are still logged
+        self.log_final_error = log_final_error
         self._stop_event = threading.Event()
         self._frames_read = 0
         self._last_status: ReadStatus | None = None
@@ -158,7 +161,7 @@ class CaptureThread(threading.Thread):
         try:
             self.source.open()
         except MesoliveError as e:
-            self._report(ReadStatus.ERROR, str(e))
+            self._report(ReadStatus.ERROR, str(e), final=True)
             self.slot.close()
             return False
         self._report(ReadStatus.OK, self._opened_message())
@@ -242,13 +245,13 @@ class CaptureThread(threading.Thread):
         return dataclasses.replace(frame, t_capture=time.monotonic())
 
     def _finish(self, status: ReadStatus, message: str) -> None:
-        self._report(status, message)
+        self._report(status, message, final=True)
         self.slot.close()
 
-    def _report(self, status: ReadStatus, message: str) -> None:
+    def _report(self, status: ReadStatus, message: str, *, final: bool = False) -> None:
         self._last_status = status
         self._last_message = message
-        if status is ReadStatus.ERROR:
+        if status is ReadStatus.ERROR and (self.log_final_error or not final):
             log.warning("%s", message)
         else:
             log.debug("%s: %s", status.value, message)

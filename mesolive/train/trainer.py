@@ -27,6 +27,7 @@ from mesolive import paths
 from mesolive.errors import MesoliveError
 from mesolive.metrics import evaluate
 from mesolive.models.arch import ARCHS
+from mesolive.train import distributed
 from mesolive.train.augment import PRESETS, AugmentConfig, augment
 from mesolive.train.data import FaceSet, check_balance, collect, load_faces, split_by_group
 from mesolive.train.torch_model import MesoNetTorch
@@ -150,6 +151,7 @@ class Trainer:
         self.on_epoch = on_epoch
         self.work_dir = paths.cache_dir() / "train" / cfg.name
         self.checkpoint = self.work_dir / "checkpoint.pt"
+        self.dist = distributed.Dist()  # replaced in run() under torchrun
 
     # -- set-up -----------------------------------------------------------------
     def _check_name(self) -> None:
@@ -200,13 +202,17 @@ class Trainer:
         return faces.subset(tr), faces.subset(va)
 
     # -- loop -------------------------------------------------------------------
+    def _starts(self, n: int) -> list[int]:
+        """Where each full batch of an n-image epoch starts (one batch if n is smaller)."""
+        return list(range(0, n - self.cfg.batch + 1, self.cfg.batch)) or [0]
+
     def _batches(
         self, train: FaceSet, epoch: int, pool: ThreadPoolExecutor
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield (images, labels) batches, augmenting the next while one trains."""
         cfg = self.cfg
         order = np.random.default_rng([cfg.seed, epoch]).permutation(len(train))
-        starts = list(range(0, len(order) - cfg.batch + 1, cfg.batch)) or [0]
+        starts = self.dist.my_batches(self._starts(len(order)))
 
         def make(start: int) -> tuple[np.ndarray, np.ndarray]:
             idx = order[start : start + cfg.batch]
@@ -234,16 +240,32 @@ class Trainer:
         }
 
     def run(self) -> dict:
+        """Train, validate, register; under torchrun, every rank returns the card."""
         cfg = self.cfg
         if cfg.device == "cuda" and not torch.cuda.is_available():
             raise TrainingError("--device cuda: torch sees no CUDA GPU here; use --device cpu")
         self._check_name()
+        self.dist = distributed.setup(cfg.device)
+        if not self.dist.main:  # one voice: rank 0 logs, the others only warn
+            logging.getLogger("mesolive").setLevel(logging.WARNING)
+        try:
+            return self._run()
+        finally:
+            self.dist.close()
+
+    def _run(self) -> dict:
+        cfg, dist = self.cfg, self.dist
         torch.manual_seed(cfg.seed)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         t_start = time.monotonic()
         train, val = self._data()
         model = self._init_model()
+        # Under torchrun the steps go through DDP (gradients averaged across ranks);
+        # validation, checkpoints and export use the plain module.
+        net: torch.nn.Module = model
+        if dist.world > 1:
+            net = torch.nn.parallel.DistributedDataParallel(model)
         # L2-SP (Li et al., 2018): penalise distance from the starting weights so
         # that fine-tuning keeps what the authors' network knew.
         start = [p.detach().clone() for p in model.parameters()]
@@ -260,14 +282,14 @@ class Trainer:
             log.info("resumed %s at epoch %d", cfg.name, state["epoch"])
         else:
             # Baseline: the initial weights' validation AUC (0.5-ish from scratch).
-            base = self._validate(model, val)
+            base = dist.share(self._validate(model, val) if dist.main else None)
             state["best_auc"] = base["val_auc"]
             state["best"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
             state["history"].append({"epoch": 0, **base})
         state["n_train"] = len(train)
         bf16 = _use_bf16(cfg)
         log.info(
-            "training %s (%s, init %s) for up to %d epochs, batch %d, loss %s%s",
+            "training %s (%s, init %s) for up to %d epochs, batch %d, loss %s%s%s",
             cfg.name,
             cfg.arch,
             cfg.init,
@@ -275,6 +297,7 @@ class Trainer:
             cfg.batch,
             cfg.loss,
             ", bfloat16 autocast" if bf16 else "",
+            f", {dist.world} processes (DDP, batch {cfg.batch} each)" if dist.world > 1 else "",
         )
         from mesolive.progress import progress_bar
 
@@ -282,19 +305,27 @@ class Trainer:
         for h in state["history"][1:]:
             stale = 0 if h.get("improved") else stale + 1
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mesolive-augment") as pool:
+            epoch_minutes = 0.0  # the last epoch's length, to keep within --max-minutes
             while state["epoch"] < cfg.epochs and stale < cfg.patience:
-                if cfg.max_minutes and (time.monotonic() - t_start) / 60 > cfg.max_minutes:
-                    log.info("time limit of %.0f min reached", cfg.max_minutes)
+                used = dist.share((time.monotonic() - t_start) / 60)
+                if cfg.max_minutes and used + epoch_minutes > cfg.max_minutes:
+                    log.info(
+                        "time limit: %.1f of %.0f min used and an epoch takes %.1f min",
+                        used,
+                        cfg.max_minutes,
+                        epoch_minutes,
+                    )
                     break
+                t_epoch = time.monotonic()
                 epoch = state["epoch"] + 1
                 model.train()
                 losses = []
-                n_batches = max(1, len(train) // cfg.batch)
+                n_batches = len(dist.my_batches(self._starts(len(train))))
                 bar = progress_bar(
                     self._batches(train, epoch, pool),
                     total=n_batches,
                     desc=f"epoch {epoch}/{cfg.epochs}",
-                    disable=not self.progress,
+                    disable=not (self.progress and dist.main),
                 )
                 for imgs, labels in bar:
                     for g in opt.param_groups:
@@ -303,7 +334,7 @@ class Trainer:
                     y = torch.from_numpy(labels).float().to(cfg.device)
                     opt.zero_grad(set_to_none=True)
                     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                        logits = model(x)
+                        logits = net(x)
                     loss = _loss(cfg, logits.float(), y)
                     if anchor:
                         drift = sum(
@@ -321,7 +352,7 @@ class Trainer:
                         loss=f"{np.mean(losses[-20:]):.4f}", auc=f"{state['best_auc']:.3f}"
                     )
                 bar.close()
-                metrics = self._validate(model, val)
+                metrics = dist.share(self._validate(model, val) if dist.main else None)
                 improved = metrics["val_auc"] > state["best_auc"]
                 if improved:
                     state["best_auc"] = metrics["val_auc"]
@@ -338,6 +369,9 @@ class Trainer:
                 }
                 state["history"].append(record)
                 state["epoch"] = epoch
+                epoch_minutes = dist.share((time.monotonic() - t_epoch) / 60)
+                if not dist.main:
+                    continue
                 log.info(
                     "epoch %d: loss %.4f, val AUC %.4f (best %.4f), %.1f min",
                     epoch,
@@ -358,8 +392,8 @@ class Trainer:
                 if self.on_epoch:
                     self.on_epoch(record)
         model.load_state_dict(state["best"])
-        card = self._register(model, val, state, time.monotonic() - t_start)
-        return card
+        card = self._register(model, val, state, time.monotonic() - t_start) if dist.main else None
+        return dist.share(card)
 
     # -- hand-over --------------------------------------------------------------
     def _register(self, model: MesoNetTorch, val: FaceSet, state: dict, seconds: float) -> dict:
