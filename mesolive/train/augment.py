@@ -7,7 +7,7 @@ mesoscopic texture suffers in real footage.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -61,32 +61,25 @@ def augment(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np
     return np.ascontiguousarray(out)
 
 
+_LIGHT = AugmentConfig(
+    affine=0.4,
+    zoom=(0.95, 1.08),
+    rotation=5.0,
+    shift=0.02,
+    brightness=0.06,
+    contrast=(0.9, 1.1),
+    hue=3.0,
+    saturation=(0.95, 1.05),
+)
+
 PRESETS: dict[str, AugmentConfig] = {
     # the paper's families at moderate strength, plus JPEG re-compression
     "full": AugmentConfig(),
     # geometry and colour milder; flips and JPEG as in "full"
-    "light": AugmentConfig(
-        affine=0.4,
-        zoom=(0.95, 1.08),
-        rotation=5.0,
-        shift=0.02,
-        brightness=0.06,
-        contrast=(0.9, 1.1),
-        hue=3.0,
-        saturation=(0.95, 1.05),
-    ),
+    "light": _LIGHT,
     # "light" plus zooming out (reflect-padded, as the authors' crop pads past the
     # frame edge): DFDC-style tight crops also look like the live pipeline's wider crop
-    "wide": AugmentConfig(
-        affine=0.8,
-        zoom=(0.7, 1.08),
-        rotation=5.0,
-        shift=0.03,
-        brightness=0.06,
-        contrast=(0.9, 1.1),
-        hue=3.0,
-        saturation=(0.95, 1.05),
-    ),
+    "wide": replace(_LIGHT, affine=0.8, zoom=(0.7, 1.08), shift=0.03),
     # the plain baseline: horizontal flips only
     "flip": AugmentConfig(
         affine=0.0,
