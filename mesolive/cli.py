@@ -17,6 +17,17 @@ log = logging.getLogger("mesolive")
 MODEL_NAMES_HINT = "meso4-df, meso4-f2f, mesoinception4-df, mesoinception4-f2f or a trained one"
 
 
+def _share(text: str) -> float:
+    """An argparse type: a number from 0 to 1 (argparse turns the error into one line)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return value
+
+
 def _common(p: argparse.ArgumentParser, *, top: bool = False) -> None:
     """Options every verb takes, also before the verb (``mesolive -q scan …``).
 
@@ -203,6 +214,22 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.0,
         help="L2-SP strength pulling weights towards --init (keeps what they knew)",
+    )
+    p.add_argument(
+        "--self-blend",
+        type=_share,
+        default=0.0,
+        metavar="SHARE",
+        help="share of fake slots filled by real faces blended into themselves "
+        "(pseudo-fakes with generic swap traces; 0 = the data's fakes only)",
+    )
+    p.add_argument(
+        "--ema",
+        type=_share,
+        default=0.0,
+        metavar="DECAY",
+        help="keep an exponential moving average of the weights (decay per iteration, "
+        "e.g. 0.998) and validate and register the average; 0 = off",
     )
     _common(p)
     return parser

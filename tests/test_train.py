@@ -118,10 +118,25 @@ TRAIN = ("--arch", "meso4", "--init", "meso4-df", "--batch", "20", "--val-split"
 
 def test_train_register_and_use(small_data: Path, shared: Path, tmp_path: Path) -> None:
     env = {"MESOLIVE_CACHE_DIR": str(tmp_path)}
-    out = mesolive("train", str(small_data), "--name", "tiny", "--epochs", "1", *TRAIN, env=env)
+    out = mesolive(
+        "train",
+        str(small_data),
+        "--name",
+        "tiny",
+        "--epochs",
+        "1",
+        "--self-blend",
+        "0.5",
+        "--ema",
+        "0.95",
+        *TRAIN,
+        env=env,
+    )
     assert out.returncode == 0, out.stderr
     assert "validation AUC" in out.stdout
     card = json.loads((tmp_path / "models" / "tiny.card.json").read_text())
+    assert card["recipe"]["self_blend"] == 0.5
+    assert card["recipe"]["ema"] == 0.95
     assert card["arch"] == "meso4"
     assert card["seed"] == 0
     assert card["data"]["validation_faces"] > 0
@@ -150,6 +165,7 @@ def test_resume_continues_from_checkpoint(small_data: Path, tmp_path: Path) -> N
         epochs=2,
         batch=20,
         val_fraction=0.25,
+        ema=0.9,  # the averaged weights travel in the checkpoint too
     )
     seen: list[int] = []
 
@@ -173,7 +189,17 @@ def test_resume_continues_from_checkpoint(small_data: Path, tmp_path: Path) -> N
     assert fresh.returncode == 2
     assert "--resume" in fresh.stderr
     out = mesolive(
-        "train", str(small_data), "--name", "resumed", "--epochs", "2", "--resume", *TRAIN, env=env
+        "train",
+        str(small_data),
+        "--name",
+        "resumed",
+        "--epochs",
+        "2",
+        "--resume",
+        "--ema",
+        "0.9",
+        *TRAIN,
+        env=env,
     )
     assert out.returncode == 0, out.stderr
     card = json.loads((tmp_path / "models" / "resumed.card.json").read_text())
@@ -332,3 +358,23 @@ def test_each_rank_takes_the_same_number_of_batches() -> None:
     assert len({s for b in ranks for s in b}) == 6  # no batch twice in an epoch
     tiny = [Dist(rank=r, world=4).my_batches([0, 20]) for r in range(4)]
     assert all(len(b) == 1 for b in tiny)  # fewer batches than ranks: all still step
+
+
+def test_self_blend_fills_fake_slots_with_real_faces() -> None:
+    """Pseudo-fakes take fake positions only, come from real faces, and keep the balance."""
+    from mesolive.train.data import FaceSet
+    from mesolive.train.trainer import TrainConfig, Trainer
+
+    labels = np.array([0, 1] * 500)
+    faces = FaceSet(np.zeros((1000, 1, 1, 3), np.uint8), labels, np.arange(1000).astype(str))
+    order = np.random.default_rng(0).permutation(1000)
+    none = Trainer(TrainConfig(name="x", data=()))._blend_sources(faces, order, 1)
+    assert (none == -1).all()
+    trainer = Trainer(TrainConfig(name="x", data=(), self_blend=0.3))
+    src = trainer._blend_sources(faces, order, 1)
+    used = src >= 0
+    assert (labels[order][used] == 1).all()  # only fake slots are filled
+    assert (labels[src[used]] == 0).all()  # ... from real faces
+    assert 0.2 < used.sum() / 500 < 0.4
+    assert np.array_equal(src, trainer._blend_sources(faces, order, 1))  # repeatable
+    assert not np.array_equal(src, trainer._blend_sources(faces, order, 2))  # new each epoch

@@ -37,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
         max_minutes=args.max_minutes,
         dropout=args.dropout,
         anchor=args.anchor,
+        self_blend=args.self_blend,
+        ema=args.ema,
         threads=args.threads,
         augment=PRESETS[args.augment],
     )

@@ -29,6 +29,7 @@ from mesolive.metrics import evaluate
 from mesolive.models.arch import ARCHS
 from mesolive.train import distributed
 from mesolive.train.augment import PRESETS, AugmentConfig, augment
+from mesolive.train.blend import self_blend
 from mesolive.train.data import FaceSet, check_balance, collect, load_faces, split_by_group
 from mesolive.train.torch_model import MesoNetTorch
 
@@ -64,6 +65,12 @@ class TrainConfig:
     anchor: float = 0.0  # L2-SP: pull towards the --init weights (0: plain fine-tune)
     threads: int | None = None
     augment: AugmentConfig = field(default_factory=lambda: PRESETS["light"])
+    # share of the fake slots of each epoch filled by self-blended real faces
+    # (train/blend.py); 0 trains on the data's own fakes only
+    self_blend: float = 0.0
+    # exponential moving average of the weights, decay per iteration (0: off); the
+    # averaged network is the one validated, kept as best and registered
+    ema: float = 0.0
 
 
 def lr_at(cfg: TrainConfig, iteration: int) -> float:
@@ -213,14 +220,18 @@ class Trainer:
         cfg = self.cfg
         order = np.random.default_rng([cfg.seed, epoch]).permutation(len(train))
         starts = self.dist.my_batches(self._starts(len(order)))
+        blend_from = self._blend_sources(train, order, epoch)
 
         def make(start: int) -> tuple[np.ndarray, np.ndarray]:
             idx = order[start : start + cfg.batch]
-            rngs = [np.random.default_rng([cfg.seed, epoch, int(i)]) for i in idx]
-            imgs = np.stack(
-                [augment(train.images[i], r, cfg.augment) for i, r in zip(idx, rngs, strict=True)]
-            )
-            return imgs, train.labels[idx]
+            src = blend_from[start : start + cfg.batch]
+            imgs = []
+            for i, s in zip(idx, src, strict=True):
+                r = np.random.default_rng([cfg.seed, epoch, int(i)])
+                # a pseudo-fake keeps the label of the fake slot it fills
+                img = train.images[i] if s < 0 else self_blend(train.images[s], r)
+                imgs.append(augment(img, r, cfg.augment))
+            return np.stack(imgs), train.labels[idx]
 
         pending = pool.submit(make, starts[0])
         for k in range(len(starts)):
@@ -229,7 +240,24 @@ class Trainer:
                 pending = pool.submit(make, starts[k + 1])
             yield current
 
-    def _validate(self, model: MesoNetTorch, val: FaceSet) -> dict[str, float]:
+    def _blend_sources(self, train: FaceSet, order: np.ndarray, epoch: int) -> np.ndarray:
+        """(len(order),) int64: per epoch position, the real face to self-blend, or -1.
+
+        A --self-blend share of the fake positions is filled by pseudo-fakes
+        made from randomly chosen real training faces, so the epoch length and
+        the class balance stay as they are.
+        """
+        out = np.full(len(order), -1, np.int64)
+        share = self.cfg.self_blend
+        if share <= 0:
+            return out
+        rng = np.random.default_rng([self.cfg.seed, epoch, 0x5B1])
+        reals = np.flatnonzero(train.labels == 0)
+        slots = np.flatnonzero((train.labels[order] == 1) & (rng.random(len(order)) < share))
+        out[slots] = rng.choice(reals, size=len(slots))
+        return out
+
+    def _validate(self, model: torch.nn.Module, val: FaceSet) -> dict[str, float]:
         scores = predict_fake(model, val.images, self.cfg.device)
         rep = evaluate(val.labels, scores)
         return {
@@ -271,6 +299,18 @@ class Trainer:
         start = [p.detach().clone() for p in model.parameters()]
         anchor = cfg.anchor if cfg.init != "scratch" else 0.0
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        # Polyak/EMA weight averaging: the high-rate phase makes validation AUC swing
+        # from epoch to epoch; the average is smoother and is what gets judged.
+        ema = (
+            torch.optim.swa_utils.AveragedModel(
+                model,
+                multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema),
+                use_buffers=True,
+            )
+            if cfg.ema
+            else None
+        )
+        judged: torch.nn.Module = ema.module if ema is not None else model
         state = {"epoch": 0, "iteration": 0, "best_auc": -1.0, "best": None, "history": []}
         if self.resume:
             ck = torch.load(self.checkpoint, weights_only=False)
@@ -278,6 +318,8 @@ class Trainer:
                 raise TrainingError(f"the checkpoint is {ck['config']['arch']}, not {cfg.arch}")
             model.load_state_dict(ck["model"])
             opt.load_state_dict(ck["optimizer"])
+            if ema is not None and "ema" in ck:
+                ema.load_state_dict(ck["ema"])
             state = ck["state"]
             log.info("resumed %s at epoch %d", cfg.name, state["epoch"])
         else:
@@ -346,17 +388,19 @@ class Trainer:
                         raise TrainingError(f"the loss diverged at iteration {state['iteration']}")
                     loss.backward()
                     opt.step()
+                    if ema is not None:
+                        ema.update_parameters(model)
                     state["iteration"] += 1
                     losses.append(loss.item())
                     bar.set_postfix(
                         loss=f"{np.mean(losses[-20:]):.4f}", auc=f"{state['best_auc']:.3f}"
                     )
                 bar.close()
-                metrics = dist.share(self._validate(model, val) if dist.main else None)
+                metrics = dist.share(self._validate(judged, val) if dist.main else None)
                 improved = metrics["val_auc"] > state["best_auc"]
                 if improved:
                     state["best_auc"] = metrics["val_auc"]
-                    state["best"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                    state["best"] = {k: v.detach().clone() for k, v in judged.state_dict().items()}
                 stale = 0 if improved else stale + 1
                 record = {
                     "epoch": epoch,
@@ -386,6 +430,7 @@ class Trainer:
                         "optimizer": opt.state_dict(),
                         "state": state,
                         "config": {"arch": cfg.arch, "name": cfg.name},
+                        **({"ema": ema.state_dict()} if ema is not None else {}),
                     },
                     self.checkpoint,
                 )
