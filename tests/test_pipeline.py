@@ -178,3 +178,18 @@ def test_fixed_detector_file_is_accepted(shared: Path, group: list[Frame]) -> No
     with FramePipeline(cfg) as p:
         assert "640x640" in p.detector_name
         assert len(p.process(group[0]).faces) == 6
+
+
+def test_threshold_moves_while_running(group: list[Frame]) -> None:
+    """A new threshold re-bands every live track at its next scored frame, history kept."""
+    with FramePipeline(PipelineConfig(models=("meso4-df",))) as p:
+        before = [p.process(f) for f in group[:20]][-1]
+        assert any(f.verdict is Verdict.REAL for f in before.faces)  # the authors' net: real
+        counted = {f.track_id: f.fake_share for f in before.faces}
+        p.set_threshold(0.05)  # nothing is "real" below 0.05 - 0.1
+        after = [p.process(f) for f in group[20:26]][-1]
+        live = [f for f in after.faces if f.n_scored >= 5]
+        assert live and all(f.verdict is not Verdict.REAL for f in live)
+        assert any(f.fake_share > counted.get(f.track_id, 1.0) for f in live)
+        with pytest.raises(InputError, match="threshold"):
+            p.set_threshold(1.0)

@@ -70,6 +70,9 @@ class InferenceThread(QThread):
         self.backend = ""
         self._last_error_emit = -1e9
         self._pipeline: FramePipeline | None = None
+        # written by the GUI thread, read by this one: a float swap is atomic, and
+        # the loop applies whatever value it last sees (a rebuilt pipeline too)
+        self._threshold = float(config.threshold)
 
     # -- control (any thread) ------------------------------------------------------
 
@@ -79,6 +82,10 @@ class InferenceThread(QThread):
             self._paused.set()
         else:
             self._paused.clear()
+
+    def set_threshold(self, value: float) -> None:
+        """The verdicts' fake-score threshold; applied before the next frame."""
+        self._threshold = float(value)
 
     @property
     def paused(self) -> bool:
@@ -153,6 +160,8 @@ class InferenceThread(QThread):
             if self._paused.is_set():
                 continue
             try:
+                if self._pipeline.rule.threshold != self._threshold:
+                    self._pipeline.set_threshold(self._threshold)
                 result = self._pipeline.process(frame)
             except Exception as e:  # noqa: BLE001 (one bad frame must not end the session)
                 consecutive += 1

@@ -135,8 +135,10 @@ class Presenter(QObject):
         return self.tracks.threshold
 
     def set_threshold(self, value: float) -> None:
-        """Threshold of the colours and alerts (the pipeline's own applies on restart)."""
+        """Threshold of the colours, the alerts and the running pipeline's verdicts."""
         self.tracks.threshold = float(value)
+        if self._inference is not None:
+            self._inference.set_threshold(value)
 
     @property
     def running(self) -> bool:

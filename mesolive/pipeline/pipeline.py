@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -165,6 +165,21 @@ class FramePipeline:
         self._analysed = 0
 
     # -- per frame ----------------------------------------------------------------------
+
+    def set_threshold(self, value: float) -> None:
+        """Move the fake-score threshold of the verdicts from the next frame on.
+
+        Tracks keep their history: frames already counted in the paper's share
+        stay counted at the threshold they were scored under, and a track's
+        live verdict moves to the new bands at its next scored frame. Call it
+        from the thread that calls :meth:`process`.
+        """
+        if not 0.0 < value < 1.0:
+            raise InputError(f"threshold {value}: expected a value in (0, 1)")
+        self.rule = replace(self.rule, threshold=float(value))
+        self.config = replace(self.config, threshold=float(value))
+        for rec in self._records.values():
+            rec.score.rule = self.rule  # type: ignore[attr-defined]
 
     def process(self, frame: Frame) -> FrameResult:
         """Analyse (or track through) one frame.

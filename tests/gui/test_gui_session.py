@@ -166,6 +166,31 @@ def test_pause_resume_and_a_model_change_while_running(window, qtbot, clip):
     qtbot.waitUntil(both_scored, timeout=WAIT_MS)
 
 
+def test_a_threshold_change_reaches_the_running_pipelines_verdicts(window, qtbot, clip):
+    """The spin box moves colours at once and the pipeline's verdict bands without a restart."""
+    from mesolive.types import Verdict
+
+    _start(window, qtbot, str(clip), every=1)
+
+    def verdicts(allowed: set[Verdict]) -> bool:
+        r = window.presenter.latest
+        live = [f for f in r.faces if f.n_scored >= 5] if r is not None else []
+        return bool(live) and {f.verdict for f in live} <= allowed
+
+    qtbot.waitUntil(lambda: verdicts({Verdict.REAL}), timeout=WAIT_MS)  # the authors' net
+    results = window.presenter.counters.results
+    window.controls.threshold.setValue(0.05)  # below 0.05 - 0.1 nothing is "real"
+    assert window.presenter.threshold == pytest.approx(0.05)
+    qtbot.waitUntil(
+        lambda: (
+            window.presenter.counters.results > results + 3
+            and verdicts({Verdict.UNCERTAIN, Verdict.FAKE})
+        ),
+        timeout=WAIT_MS,
+    )
+    assert window.presenter.state is State.RUNNING  # no restart
+
+
 def test_closing_the_window_while_running_stops_every_thread(qtbot, qsettings, clip):
     from mesolive.gui.main_window import MainWindow
     from tests.gui.conftest import parse
