@@ -174,10 +174,9 @@ class FramePipeline:
         live verdict moves to the new bands at its next scored frame. Call it
         from the thread that calls :meth:`process`.
         """
-        if not 0.0 < value < 1.0:
-            raise InputError(f"threshold {value}: expected a value in (0, 1)")
-        self.rule = replace(self.rule, threshold=float(value))
+        # PipelineConfig checks the value as it does at start (InputError outside (0, 1))
         self.config = replace(self.config, threshold=float(value))
+        self.rule = replace(self.rule, threshold=self.config.threshold)
         for rec in self._records.values():
             rec.score.rule = self.rule  # type: ignore[attr-defined]
 
