@@ -42,6 +42,10 @@ class BlendConfig:
     scale: tuple[float, float] = (0.96, 1.04)
     colour: float = 0.04  # per-channel shift, share of 255
     low_res: tuple[float, float] = (0.25, 0.6)  # generator resolution, share of the side
+    # The copy gets one of low resolution, blur or sharpening, drawn in that order:
+    # low resolution with p_low_res; otherwise blur, so that p_blur is its share of
+    # all copies (needs p_low_res + p_blur <= 1); otherwise sharpening with
+    # p_sharpen of what is left (0.2 of the remaining 0.2: 4 % of all copies).
     p_low_res: float = 0.5
     p_blur: float = 0.3
     p_sharpen: float = 0.2
