@@ -231,6 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep an exponential moving average of the weights (decay per iteration, "
         "e.g. 0.998) and validate and register the average; 0 = off",
     )
+    p.add_argument(
+        "--keep-init",
+        action="store_true",
+        help="register the union of the trained network and --init: a face is as fake as "
+        "the more suspicious of the two finds it, so what --init caught stays caught",
+    )
     _common(p)
     return parser
 

@@ -153,6 +153,54 @@ def test_train_register_and_use(small_data: Path, shared: Path, tmp_path: Path) 
     assert "already exists" in again.stderr
 
 
+def test_keep_init_registers_the_union_with_the_starting_model(
+    small_data: Path, shared: Path, tmp_path: Path
+) -> None:
+    """The registered model scores each face as fake as the more suspicious of the two."""
+    env = {"MESOLIVE_CACHE_DIR": str(tmp_path)}
+    out = mesolive(
+        "train", str(small_data), "--name", "kept", "--epochs", "1", "--keep-init", *TRAIN, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    assert "kept (union with meso4-df): validation AUC" in out.stdout
+    card = json.loads((tmp_path / "models" / "kept.card.json").read_text())
+    assert card["union"] == ["meso4-df"]
+    assert card["recipe"]["keep_init"] is True
+    assert {"auc", "real_accuracy", "fake_accuracy"} <= set(card["network_validation"])
+
+    def scores(model: str) -> dict[str, float]:
+        proc = mesolive(
+            "classify", str(shared / "samples" / "faces"), "--model", model, "--json", env=env
+        )
+        assert proc.returncode == 0, proc.stderr
+        return {r["path"]: r["fake_score"] for r in json.loads(proc.stdout)}
+
+    from mesolive.train.data import collect, load_faces
+    from mesolive.train.trainer import predict_fake
+
+    # the trained network alone, read back from the registered file
+    w = load_keras_weights(tmp_path / "models" / card["file"])
+    net = MesoNetTorch(w.arch).load_meso_weights(w).eval()
+    items = collect([str(shared / "samples" / "faces")])
+    alone = predict_fake(net, load_faces(items).images, "cpu")
+    union, init = scores("kept"), scores("meso4-df")
+    assert len(union) == len(items) == 4
+    for item, a in zip(items, alone, strict=True):
+        assert union[str(item.path)] == pytest.approx(max(a, init[str(item.path)]), abs=1e-4)
+
+    scratch = mesolive(
+        "train", str(small_data), "--name", "y", "--init", "scratch", "--keep-init", env=env
+    )
+    assert scratch.returncode == 2
+    assert "--keep-init needs --init MODEL" in scratch.stderr
+    from_union = mesolive(
+        "train", str(small_data), "--name", "z", "--init", "kept", "--epochs", "1", env=env
+    )
+    assert from_union.returncode == 2
+    assert "union of several networks" in from_union.stderr
+    assert len(from_union.stderr.strip().splitlines()) == 1
+
+
 def test_resume_continues_from_checkpoint(small_data: Path, tmp_path: Path) -> None:
     env = {"MESOLIVE_CACHE_DIR": str(tmp_path)}
     # A run stopped by its time budget after one epoch leaves a checkpoint ...

@@ -43,8 +43,11 @@ def _list(args: argparse.Namespace) -> int:
 
 def _fetch(args: argparse.Namespace) -> int:
     for spec in _names(args.names):
-        path = registry.weights_path(spec, args.model_dir, progress=sys.stderr.isatty())
-        print(f"{spec.name}: {path}")  # noqa: T201
+        paths_ = [
+            registry.weights_path(n, args.model_dir, progress=sys.stderr.isatty())
+            for n in registry.networks(spec)
+        ]
+        print(f"{spec.name}: {', '.join(map(str, paths_))}")  # noqa: T201
     return 0
 
 

@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
         anchor=args.anchor,
         self_blend=args.self_blend,
         ema=args.ema,
+        keep_init=args.keep_init,
         threads=args.threads,
         augment=PRESETS[args.augment],
     )
@@ -49,8 +50,9 @@ def run(args: argparse.Namespace) -> int:
     if not trainer.dist.main:  # under torchrun, rank 0 reports
         return 0
     v = card["validation"]
+    union = f" (union with {', '.join(card['union'])})" if card.get("union") else ""
     print(  # noqa: T201
-        f"{card['name']}: validation AUC {v['auc']:.4f}, accuracy {v['accuracy']:.3f} "
+        f"{card['name']}{union}: validation AUC {v['auc']:.4f}, accuracy {v['accuracy']:.3f} "
         f"(real {v['real_accuracy']:.3f}, fake {v['fake_accuracy']:.3f}); "
         f"use it with --model {card['name']}"
     )

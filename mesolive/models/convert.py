@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from mesolive.models.keras_h5 import load_keras_weights
@@ -14,21 +15,24 @@ log = logging.getLogger(__name__)
 
 
 def convert_to_onnx(
-    weights: str | os.PathLike[str],
+    weights: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     out: str | os.PathLike[str],
     *,
-    arch: str | None = None,
+    arch: str | Sequence[str] | None = None,
     precision: Precision | str = "fp32",
 ) -> Path:
     """Convert a weights-only Keras file to ONNX, writing ``out`` atomically.
 
     ``arch`` (``meso4`` / ``mesoinception4``) makes weights of the other
-    architecture an error instead of a silent surprise.
+    architecture an error instead of a silent surprise. Several files (and as
+    many ``arch``) give their union's graph (:func:`build_onnx`).
     """
     if precision not in ("fp32", "fp16"):
         raise ValueError(f"precision must be fp32 or fp16, got {precision!r}")
-    w = load_keras_weights(weights, expect=arch)
-    model = build_onnx(w, precision)  # type: ignore[arg-type]
+    files = [weights] if isinstance(weights, (str, os.PathLike)) else list(weights)
+    archs = [arch] * len(files) if arch is None or isinstance(arch, str) else list(arch)
+    nets = [load_keras_weights(f, expect=a) for f, a in zip(files, archs, strict=True)]
+    model = build_onnx(nets, precision)  # type: ignore[arg-type]
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
@@ -39,5 +43,11 @@ def convert_to_onnx(
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    log.info("converted %s -> %s (%s, %s)", weights, out, w.arch.name, precision)
+    log.info(
+        "converted %s -> %s (%s, %s)",
+        ", ".join(map(str, files)),
+        out,
+        "+".join(n.arch.name for n in nets),
+        precision,
+    )
     return out

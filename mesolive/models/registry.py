@@ -13,15 +13,21 @@ Resolution of a weights file, in order:
 
 Converted ONNX graphs are cached in ``<cache>/onnx`` under the weights'
 checksum, so a changed weights file can never reuse a stale graph.
+
+A model may be a *union*: its own network plus the models named in ``union``,
+one graph that calls a face as fake as its most suspicious network finds it
+(``mesolive train --keep-init`` registers one; ``A+B`` names one anywhere a
+model name is taken).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from mesolive import paths
@@ -41,7 +47,8 @@ class ModelSpec:
     """One classifier model: its weights file and where it comes from.
 
     ``url`` is empty for user-trained models (they exist only locally).
-    ``file`` is relative to the model folder.
+    ``file`` is relative to the model folder. ``union`` names further models
+    whose networks join this one's in its graph (module docstring).
     """
 
     name: str
@@ -53,6 +60,7 @@ class ModelSpec:
     license: str = ""
     description: str = ""
     user: bool = False
+    union: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -82,7 +90,10 @@ def _user_specs() -> list[ModelSpec]:
         return []
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return [ModelSpec(**{**m, "user": True}) for m in data.get("models", [])]
+        return [
+            ModelSpec(**{**m, "user": True, "union": tuple(m.get("union", ()))})
+            for m in data.get("models", [])
+        ]
     except (ValueError, TypeError) as e:
         raise ModelError(f"{path}: unreadable user model registry ({e})") from e
 
@@ -97,10 +108,36 @@ def list_detectors() -> list[DetectorSpec]:
 
 
 def get_spec(name: str) -> ModelSpec:
+    """The model called ``name``; ``A+B+…`` is the union of the models named."""
     specs = {s.name: s for s in list_specs()}
-    if name not in specs:
-        raise ModelError(f"unknown model {name!r}; known models: {', '.join(specs)}")
-    return specs[name]
+    parts = name.split("+")
+    for part in parts:
+        if part not in specs:
+            raise ModelError(f"unknown model {part!r}; known models: {', '.join(specs)}")
+    if len(parts) == 1:
+        return specs[name]
+    first = specs[parts[0]]
+    return replace(first, name=name, union=(*first.union, *parts[1:]))
+
+
+def networks(spec: ModelSpec) -> list[ModelSpec]:
+    """The single networks that make up ``spec``: itself alone unless it is a union.
+
+    Nested unions are flattened and a network that appears twice (same
+    checksum) is kept once, so ``a+a`` is just ``a``.
+    """
+    out: dict[str, ModelSpec] = {}
+
+    def add(s: ModelSpec, seen: tuple[str, ...]) -> None:
+        # registered names never hold "+", so an ``A+B`` spec's own network is A's
+        out.setdefault(s.sha256, replace(s, name=s.name.split("+")[0], union=()))
+        for member in s.union:
+            if member in seen:
+                raise ModelError(f"model {seen[0]!r}: its union refers back to {member!r}")
+            add(get_spec(member), (*seen, member))
+
+    add(spec, (spec.name,))
+    return list(out.values())
 
 
 def register_user_model(spec: ModelSpec) -> None:
@@ -195,13 +232,26 @@ def onnx_path(
     *,
     progress: bool = True,
 ) -> Path:
-    """Return the cached ONNX graph of ``spec``, converting the weights if needed."""
+    """Return the cached ONNX graph of ``spec``, converting the weights if needed.
+
+    A union's graph is keyed by its networks' checksums together.
+    """
+    nets = networks(spec)
+    key = (
+        nets[0].sha256
+        if len(nets) == 1
+        else hashlib.sha256("+".join(n.sha256 for n in nets).encode()).hexdigest()
+    )
     onnx_dir = paths.cache_dir() / "onnx"
-    out = onnx_dir / f"{spec.name}.{spec.sha256[:16]}.v{CONVERTER_VERSION}.{precision}.onnx"
+    out = onnx_dir / f"{spec.name}.{key[:16]}.v{CONVERTER_VERSION}.{precision}.onnx"
     if out.is_file():
         return out
-    weights = weights_path(spec, model_dir, progress=progress)
     from mesolive.models.convert import convert_to_onnx
 
-    convert_to_onnx(weights, out, arch=spec.arch, precision=precision)
+    convert_to_onnx(
+        [weights_path(n, model_dir, progress=progress) for n in nets],
+        out,
+        arch=[n.arch for n in nets],
+        precision=precision,
+    )
     return out

@@ -25,7 +25,7 @@ import torch
 
 from mesolive import paths
 from mesolive.errors import MesoliveError
-from mesolive.metrics import evaluate
+from mesolive.metrics import Report, evaluate
 from mesolive.models.arch import ARCHS
 from mesolive.train import distributed
 from mesolive.train.augment import PRESETS, AugmentConfig, augment
@@ -71,6 +71,9 @@ class TrainConfig:
     # exponential moving average of the weights, decay per iteration (0: off); the
     # averaged network is the one validated, kept as best and registered
     ema: float = 0.0
+    # register the union of the trained network and --init (models/registry.py):
+    # the card's validation numbers are the union's
+    keep_init: bool = False
 
 
 def lr_at(cfg: TrainConfig, iteration: int) -> float:
@@ -139,6 +142,16 @@ def _atomic_save(obj: object, path: Path) -> None:
             os.unlink(tmp)
 
 
+def _metrics(rep: Report) -> dict[str, float]:
+    """The model card's per-set numbers."""
+    return {
+        "auc": rep.auc,
+        "accuracy": rep.accuracy,
+        "real_accuracy": rep.real_accuracy,
+        "fake_accuracy": rep.fake_accuracy,
+    }
+
+
 class Trainer:
     """Runs one training job; ``run()`` returns the registered model's card."""
 
@@ -178,6 +191,24 @@ class Trainer:
         if self.resume and not self.checkpoint.exists():
             raise TrainingError(f"no checkpoint to resume in {self.work_dir}")
 
+    def _check_init(self) -> None:
+        """Refuse an unusable --init before any data is read."""
+        if self.cfg.init == "scratch":
+            if self.cfg.keep_init:
+                raise TrainingError("--keep-init needs --init MODEL; from scratch there is none")
+            return
+        from mesolive.models.registry import get_spec
+
+        spec = get_spec(self.cfg.init)
+        if spec.union:
+            raise TrainingError(
+                f"--init {spec.name} is a union of several networks; fine-tune from one of them"
+            )
+        if spec.arch != self.cfg.arch:
+            raise TrainingError(
+                f"--init {spec.name} is a {spec.arch} model; --arch is {self.cfg.arch}"
+            )
+
     def _init_model(self) -> MesoNetTorch:
         model = MesoNetTorch(ARCHS[self.cfg.arch], dropout=self.cfg.dropout)
         if self.cfg.init != "scratch":
@@ -185,10 +216,6 @@ class Trainer:
             from mesolive.models.registry import get_spec, weights_path
 
             spec = get_spec(self.cfg.init)
-            if spec.arch != self.cfg.arch:
-                raise TrainingError(
-                    f"--init {spec.name} is a {spec.arch} model; --arch is {self.cfg.arch}"
-                )
             model.load_meso_weights(load_keras_weights(weights_path(spec, self.model_dir)))
         return model.to(self.cfg.device).to(memory_format=torch.channels_last)
 
@@ -273,6 +300,7 @@ class Trainer:
         if cfg.device == "cuda" and not torch.cuda.is_available():
             raise TrainingError("--device cuda: torch sees no CUDA GPU here; use --device cpu")
         self._check_name()
+        self._check_init()
         self.dist = distributed.setup(cfg.device)
         if not self.dist.main:  # one voice: rank 0 logs, the others only warn
             logging.getLogger("mesolive").setLevel(logging.WARNING)
@@ -448,31 +476,44 @@ class Trainer:
         from mesolive.models.download import sha256_file
         from mesolive.models.keras_h5 import load_keras_weights
         from mesolive.models.onnx_graph import build_onnx
-        from mesolive.models.registry import ModelSpec, register_user_model
+        from mesolive.models.registry import (
+            ModelSpec,
+            get_spec,
+            register_user_model,
+            weights_path,
+        )
         from mesolive.train.h5_writer import write_keras_h5
 
         models_dir = paths.cache_dir() / "models"
         staged = write_keras_h5(
             model.cpu().to_meso_weights(), self.work_dir / f"{self.cfg.name}.h5"
         )
+
+        def onnx_scores(nets: list[Path]) -> np.ndarray:
+            graph = build_onnx([load_keras_weights(f) for f in nets]).SerializeToString()
+            with MesoClassifier(OnnxRuntimeRunner(graph)) as clf:
+                return np.concatenate(
+                    [
+                        clf.run_batch(
+                            val.images[i : i + 128].transpose(0, 3, 1, 2).astype(np.float32) / 255
+                        ).fake
+                        for i in range(0, len(val), 128)
+                    ]
+                )
+
         # The ONNX graph of the written file must score the validation set as torch did.
-        clf = MesoClassifier(
-            OnnxRuntimeRunner(build_onnx(load_keras_weights(staged)).SerializeToString())
-        )
-        with clf:
-            onnx_scores = np.concatenate(
-                [
-                    clf.run_batch(
-                        val.images[i : i + 128].transpose(0, 3, 1, 2).astype(np.float32) / 255
-                    ).fake
-                    for i in range(0, len(val), 128)
-                ]
-            )
+        scores = onnx_scores([staged])
         torch_scores = predict_fake(model, val.images, "cpu")
-        gap = float(np.abs(onnx_scores - torch_scores).max())
+        gap = float(np.abs(scores - torch_scores).max())
         if gap > 1e-3:
             raise TrainingError(f"exported model disagrees with the trained one (max {gap:.2e})")
-        rep = evaluate(val.labels, onnx_scores)
+        union = (self.cfg.init,) if self.cfg.keep_init else ()
+        network_rep = rep = evaluate(val.labels, scores)
+        if union:  # what gets registered is the union: its numbers go on the card
+            rep = evaluate(
+                val.labels,
+                onnx_scores([staged, weights_path(get_spec(self.cfg.init), self.model_dir)]),
+            )
         digest = sha256_file(staged)
         final = models_dir / f"{self.cfg.name}.{digest[:8]}.h5"
         models_dir.mkdir(parents=True, exist_ok=True)
@@ -497,13 +538,9 @@ class Trainer:
                 if k not in ("name", "data", "max_faces_per_video")
             },
             "seed": self.cfg.seed,
-            "validation": {
-                "auc": rep.auc,
-                "accuracy": rep.accuracy,
-                "real_accuracy": rep.real_accuracy,
-                "fake_accuracy": rep.fake_accuracy,
-                "onnx_vs_torch_max_diff": gap,
-            },
+            "union": list(union),
+            "validation": {**_metrics(rep), "onnx_vs_torch_max_diff": gap},
+            **({"network_validation": _metrics(network_rep)} if union else {}),
             "history": state["history"],
             "training_minutes": seconds / 60,
             "torch": torch.__version__,
@@ -517,7 +554,9 @@ class Trainer:
                 file=final.name,
                 sha256=digest,
                 license="trained locally; see the model card",
-                description=f"trained by mesolive train (init {self.cfg.init})",
+                description=f"trained by mesolive train (init {self.cfg.init})"
+                + (f", union with {self.cfg.init}" if union else ""),
+                union=union,
             )
         )
         log.info("registered %s (%s): validation AUC %.4f", self.cfg.name, final, rep.auc)
