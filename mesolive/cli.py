@@ -28,6 +28,16 @@ def _share(text: str) -> float:
     return value
 
 
+def _decay(text: str) -> float:
+    """An argparse type: an averaging decay, 0 (off) or above 0 and below 1."""
+    value = _share(text)
+    if value == 1.0:
+        raise argparse.ArgumentTypeError(
+            "1 never moves the average; give a decay below 1 (e.g. 0.998), or 0 for off"
+        )
+    return value
+
+
 def _common(p: argparse.ArgumentParser, *, top: bool = False) -> None:
     """Options every verb takes, also before the verb (``mesolive -q scan …``).
 
@@ -225,11 +235,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--ema",
-        type=_share,
+        type=_decay,
         default=0.0,
         metavar="DECAY",
         help="keep an exponential moving average of the weights (decay per iteration, "
-        "e.g. 0.998) and validate and register the average; 0 = off",
+        "e.g. 0.998, below 1) and validate and register the average; 0 = off",
     )
     p.add_argument(
         "--keep-init",

@@ -281,6 +281,22 @@ def test_bad_training_data(setup: str, message: str, small_data: Path, tmp_path:
     assert len(out.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--self-blend", "1.5", "argument --self-blend: 1.5 is not between 0 and 1"),
+        ("--ema", "1", "argument --ema: 1 never moves the average"),
+        ("--ema", "x", "argument --ema: 'x' is not a number"),
+    ],
+)
+def test_recipe_values_out_of_range_are_refused(
+    option: str, value: str, message: str, tmp_path: Path
+) -> None:
+    out = mesolive("train", str(tmp_path), "--name", "x", option, value)
+    assert out.returncode == 2
+    assert message in out.stderr.strip().splitlines()[-1]
+
+
 def test_full_disk_while_checkpointing(small_data: Path, tmp_path: Path) -> None:
     """RLIMIT_FSIZE makes the checkpoint write fail as a full disk does (EFBIG)."""
     code = (
