@@ -1,9 +1,11 @@
 """Classifier throughput on this machine, as a share of its own matmul rate.
 
-Prints faces per second at batch 1, 8 and 32 for Meso-4 and MesoInception-4 on
-the chosen back end, the machine's float32 matrix-multiply rate measured in the
-same run (numpy's BLAS, all cores), and the classifier's achieved FLOP rate as a
-percentage of it. Run on a quiet machine:
+Prints faces per second at batch 1, 8 and 32 for Meso-4, MesoInception-4 and a
+union of two Meso-4 (``meso4-df+meso4-f2f``, the kind ``train --keep-init``
+registers) on the chosen back end, the union's rate as a share of one Meso-4's,
+the machine's float32 matrix-multiply rate measured in the same run (numpy's
+BLAS, all cores), and the classifier's achieved FLOP rate as a percentage of
+it. Run on a quiet machine:
 
     MESOLIVE_MODEL_DIR=../shared/models python bench/classifier.py [--seconds 3]
 """
@@ -81,19 +83,24 @@ def main() -> None:
         f"{'model':<20} {'GFLOP/face':>10} {'batch':>5} {'faces/s':>9} "
         f"{'GFLOP/s':>8} {'% matmul':>8}"
     )
-    for model, arch in (
-        ("meso4-df", ARCHS["meso4"]),
-        ("mesoinception4-df", ARCHS["mesoinception4"]),
+    measured: dict[tuple[str, int], float] = {}
+    for model, archs in (
+        ("meso4-df", [ARCHS["meso4"]]),
+        ("mesoinception4-df", [ARCHS["mesoinception4"]]),
+        ("meso4-df+meso4-f2f", [ARCHS["meso4"]] * 2),
     ):
-        f = conv_flops(arch)
+        f = sum(conv_flops(a) for a in archs)
         with open_runner(model, backend=args.backend, progress=False) as runner:
             for b in args.batches:
-                fps = faces_per_second(runner, b, args.seconds)
+                fps = measured[model, b] = faces_per_second(runner, b, args.seconds)
                 rate = fps * f
                 print(
                     f"{model:<20} {f / 1e9:>10.3f} {b:>5} {fps:>9.0f} {rate / 1e9:>8.1f} "
                     f"{100 * rate / peak:>7.0f}%"
                 )
+    for b in args.batches:
+        ratio = measured["meso4-df+meso4-f2f", b] / measured["meso4-df", b]
+        print(f"union of two Meso-4 / one Meso-4 at batch {b}: x{ratio:.2f} the faces/s")
     print(f"matmul re-measured after the runs: {matmul_rate(args.seconds) / 1e9:.1f} GFLOP/s")
 
 
