@@ -167,6 +167,8 @@ def test_keep_init_registers_the_union_with_the_starting_model(
     assert card["union"] == ["meso4-df"]
     assert card["recipe"]["keep_init"] is True
     assert {"auc", "real_accuracy", "fake_accuracy"} <= set(card["network_validation"])
+    listed = mesolive("models", "list", env=env).stdout.splitlines()
+    assert any(line.split()[:2] == ["kept", "meso4+meso4"] for line in listed)
 
     def scores(model: str) -> dict[str, float]:
         proc = mesolive(

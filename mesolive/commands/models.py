@@ -18,11 +18,21 @@ def _names(names: list[str]) -> list[registry.ModelSpec]:
     return [registry.get_spec(n) for n in names]
 
 
-def _status(spec: registry.ModelSpec, model_dir: str | None) -> str:
+def _file_status(spec: registry.ModelSpec, model_dir: str | None) -> str:
     override = paths.model_dir_override(model_dir)
     if override is not None and not spec.user:
         return "present" if (override / spec.file).is_file() else "missing"
     return "cached" if (paths.cache_dir() / "models" / spec.file).is_file() else "not cached"
+
+
+def _status(spec: registry.ModelSpec, model_dir: str | None) -> str:
+    """A union is as available as its least available network."""
+    found = [_file_status(n, model_dir) for n in registry.networks(spec)]
+    return next((f for f in found if f in ("missing", "not cached")), found[0])
+
+
+def _arch(spec: registry.ModelSpec) -> str:
+    return "+".join(n.arch for n in registry.networks(spec))
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -35,7 +45,7 @@ def _list(args: argparse.Namespace) -> int:
     print(f"{'name':<20} {'arch':<15} {'forgery':<8} {'status':<11} licence")  # noqa: T201
     for s in specs:
         print(  # noqa: T201
-            f"{s.name:<20} {s.arch:<15} {s.forgery:<8} {_status(s, args.model_dir):<11} "
+            f"{s.name:<20} {_arch(s):<15} {s.forgery:<8} {_status(s, args.model_dir):<11} "
             f"{s.license or 'see model card'}"
         )
     return 0
