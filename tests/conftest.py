@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,6 +31,18 @@ if not MODELS.is_dir():
 @pytest.fixture(scope="session")
 def shared() -> Path:
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def golden() -> dict[str, np.ndarray]:
+    """The authors' Keras outputs (``../shared/golden``): images and logits per model."""
+    g = np.load(SHARED / "golden" / "meso_keras_reference.npz")
+    return {k: g[k] for k in g.files}
+
+
+def nchw(images_u8: np.ndarray) -> np.ndarray:
+    """(N, H, W, 3) uint8 RGB → the network input: (N, 3, H, W) float32 in [0, 1]."""
+    return np.ascontiguousarray((images_u8.astype(np.float32) / 255.0).transpose(0, 3, 1, 2))
 
 
 @pytest.fixture(scope="session", autouse=True)

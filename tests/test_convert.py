@@ -16,28 +16,18 @@ from mesolive.models.convert import convert_to_onnx
 from mesolive.models.keras_h5 import load_keras_weights
 from mesolive.models.onnx_graph import build_onnx
 
-from .conftest import H5_OF, MODEL_NAMES, MODELS
+from .conftest import H5_OF, MODEL_NAMES, MODELS, nchw
 
 # FP16 keeps 10 mantissa bits: relative error ~1e-3 per op, compounding over
 # ~20 layers. Logits reach |30| (MesoInception), so compare relative to scale.
 FP16_REL_TOL = 0.02
 
 
-@pytest.fixture(scope="module")
-def golden(shared: Path) -> dict[str, np.ndarray]:
-    g = np.load(shared / "golden" / "meso_keras_reference.npz")
-    return {k: g[k] for k in g.files}
-
-
-def _nchw(images_u8: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray((images_u8.astype(np.float32) / 255.0).transpose(0, 3, 1, 2))
-
-
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_logits_match_keras_golden(name: str, golden: dict[str, np.ndarray]) -> None:
     w = load_keras_weights(MODELS / f"{H5_OF[name]}.h5", expect=name.split("-")[0])
     with OnnxRuntimeRunner(build_onnx(w).SerializeToString()) as runner:
-        out = runner.infer({"input": _nchw(golden["images_u8"])})
+        out = runner.infer({"input": nchw(golden["images_u8"])})
     logits = out["logit"][:, 0]
     ref = golden[f"{H5_OF[name]}_logit"]
     assert np.abs(logits - ref).max() < 1e-4
@@ -52,7 +42,7 @@ def test_fp16_graph_tracks_fp32(name: str, golden: dict[str, np.ndarray]) -> Non
     assert types == {onnx.TensorProto.FLOAT16}
     assert fp16.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     with OnnxRuntimeRunner(fp16.SerializeToString()) as runner:
-        logits = runner.infer({"input": _nchw(golden["images_u8"])})["logit"][:, 0]
+        logits = runner.infer({"input": nchw(golden["images_u8"])})["logit"][:, 0]
     ref = golden[f"{H5_OF[name]}_logit"]
     scale = max(1.0, float(np.abs(ref).max()))
     assert np.abs(logits - ref).max() / scale < FP16_REL_TOL

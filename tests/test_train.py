@@ -20,17 +20,7 @@ from mesolive.train.data import split_by_group  # noqa: E402
 from mesolive.train.h5_writer import write_keras_h5  # noqa: E402
 from mesolive.train.torch_model import MesoNetTorch  # noqa: E402
 
-from .conftest import H5_OF, MODEL_NAMES, MODELS  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def golden(shared: Path) -> dict[str, np.ndarray]:
-    g = np.load(shared / "golden" / "meso_keras_reference.npz")
-    return {k: g[k] for k in g.files}
-
-
-def _x(golden: dict[str, np.ndarray]) -> np.ndarray:
-    return np.ascontiguousarray((golden["images_u8"] / np.float32(255)).transpose(0, 3, 1, 2))
+from .conftest import H5_OF, MODEL_NAMES, MODELS, nchw  # noqa: E402
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
@@ -38,7 +28,7 @@ def test_torch_module_matches_keras_golden(name: str, golden: dict[str, np.ndarr
     w = load_keras_weights(MODELS / f"{H5_OF[name]}.h5")
     model = MesoNetTorch(w.arch).load_meso_weights(w).eval()
     with torch.no_grad():
-        logits = model(torch.from_numpy(_x(golden))).numpy()
+        logits = model(torch.from_numpy(nchw(golden["images_u8"]))).numpy()
     assert np.abs(logits - golden[f"{H5_OF[name]}_logit"]).max() < 1e-4
 
 
@@ -59,11 +49,11 @@ def test_exported_onnx_matches_torch(
     with torch.no_grad():
         for p in model.parameters():
             p.mul_(1 + 0.05 * torch.randn_like(p))
-        ref = model(torch.from_numpy(_x(golden))).numpy()
+        ref = model(torch.from_numpy(nchw(golden["images_u8"]))).numpy()
     h5 = write_keras_h5(model.to_meso_weights(), tmp_path / "m.h5")
     back = load_keras_weights(h5, expect=w.arch.name)
     with OnnxRuntimeRunner(build_onnx(back).SerializeToString()) as runner:
-        logits = runner.infer({"input": _x(golden)})["logit"][:, 0]
+        logits = runner.infer({"input": nchw(golden["images_u8"])})["logit"][:, 0]
     assert np.abs(logits - ref).max() < 1e-5 * max(1.0, float(np.abs(ref).max()))
 
 

@@ -17,18 +17,7 @@ from mesolive.models import registry
 from mesolive.models.keras_h5 import load_keras_weights
 from mesolive.models.onnx_graph import build_onnx
 
-from .conftest import H5_OF, MODELS
-
-
-@pytest.fixture(scope="module")
-def golden(shared: Path) -> dict[str, np.ndarray]:
-    g = np.load(shared / "golden" / "meso_keras_reference.npz")
-    return {k: g[k] for k in g.files}
-
-
-def _nchw(images_u8: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray((images_u8.astype(np.float32) / 255.0).transpose(0, 3, 1, 2))
-
+from .conftest import H5_OF, MODELS, nchw
 
 MEMBERS = ("meso4-df", "meso4-f2f", "mesoinception4-df")
 
@@ -37,7 +26,7 @@ def test_union_graph_takes_the_smallest_logit(golden: dict[str, np.ndarray]) -> 
     """Each network's logit is the authors' (golden); the union's is their minimum."""
     nets = [load_keras_weights(MODELS / f"{H5_OF[n]}.h5") for n in MEMBERS]
     with OnnxRuntimeRunner(build_onnx(nets).SerializeToString()) as runner:
-        out = runner.infer({"input": _nchw(golden["images_u8"])})
+        out = runner.infer({"input": nchw(golden["images_u8"])})
     refs = np.stack([golden[f"{H5_OF[n]}_logit"] for n in MEMBERS])
     assert np.abs(out["logit"][:, 0] - refs.min(axis=0)).max() < 1e-4
     # the rows really differ in which network decides, so the test can tell min from any one
@@ -51,7 +40,7 @@ def test_union_fp16_graph_is_float16_inside(golden: dict[str, np.ndarray]) -> No
     fp16 = build_onnx(nets, "fp16")
     assert {i.data_type for i in fp16.graph.initializer} == {onnx.TensorProto.FLOAT16}
     with OnnxRuntimeRunner(fp16.SerializeToString()) as runner:
-        logits = runner.infer({"input": _nchw(golden["images_u8"])})["logit"][:, 0]
+        logits = runner.infer({"input": nchw(golden["images_u8"])})["logit"][:, 0]
     ref = np.stack([golden[f"{H5_OF[n]}_logit"] for n in MEMBERS[:2]]).min(axis=0)
     assert np.array_equal(logits > 0, ref > 0)
 
