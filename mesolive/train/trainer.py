@@ -286,13 +286,7 @@ class Trainer:
 
     def _validate(self, model: torch.nn.Module, val: FaceSet) -> dict[str, float]:
         scores = predict_fake(model, val.images, self.cfg.device)
-        rep = evaluate(val.labels, scores)
-        return {
-            "val_auc": rep.auc,
-            "val_accuracy": rep.accuracy,
-            "val_real_accuracy": rep.real_accuracy,
-            "val_fake_accuracy": rep.fake_accuracy,
-        }
+        return {f"val_{k}": v for k, v in _metrics(evaluate(val.labels, scores)).items()}
 
     def run(self) -> dict:
         """Train, validate, register; under torchrun, every rank returns the card."""
