@@ -14,7 +14,10 @@ from typing import Any
 
 log = logging.getLogger("mesolive")
 
-MODEL_NAMES_HINT = "meso4-df, meso4-f2f, mesoinception4-df, mesoinception4-f2f or a trained one"
+MODEL_NAMES_HINT = (
+    "the default (see 'mesolive models list'), meso4-df, meso4-f2f, mesoinception4-df, "
+    "mesoinception4-f2f or a trained one"
+)
 
 
 def _share(text: str) -> float:
@@ -81,7 +84,8 @@ def _pipeline_options(p: argparse.ArgumentParser) -> None:
         nargs="+",
         default=None,
         metavar="NAME",
-        help="classifier models to run together (default: meso4-df)",
+        help="classifier models to run together (default: the default model, "
+        "see 'mesolive models list')",
     )
     p.add_argument("--detector", metavar="PATH.onnx", help="an SCRFD detector ONNX file")
     p.add_argument("--det-size", type=int, default=None, help="detector input side in pixels")
@@ -104,20 +108,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("classify", help="fake score of aligned face-crop images")
     p.add_argument("paths", nargs="+", metavar="PATH", help="images or folders of images")
-    p.add_argument("--model", default="meso4-df", help=MODEL_NAMES_HINT)
+    p.add_argument("--model", default=None, help=MODEL_NAMES_HINT)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--batch", type=int, default=32, help="faces per inference call")
     _common(p)
 
-    p = sub.add_parser("evaluate", help="accuracy and ROC AUC on a labelled folder of crops")
-    p.add_argument("folder", metavar="FOLDER", help="holds real/ and fake/, or a labels CSV")
-    p.add_argument(
-        "--labels", metavar="CSV", help="labels CSV (file,label); default FOLDER/labels.csv"
+    p = sub.add_parser(
+        "evaluate", help="accuracy and ROC AUC on labelled face crops or whole videos"
     )
-    p.add_argument("--model", default="meso4-df", help=MODEL_NAMES_HINT)
+    p.add_argument(
+        "folder",
+        metavar="FOLDER",
+        help="holds real/ and fake/ (crops and/or videos), or a labels CSV; "
+        "each video is scanned as `mesolive scan` does and judged by its verdict",
+    )
+    p.add_argument(
+        "--labels",
+        metavar="CSV",
+        help="labels CSV (file or path, label, optional kind); default FOLDER/labels.csv",
+    )
+    p.add_argument("--model", default=None, help=MODEL_NAMES_HINT)
     p.add_argument("--json", action="store_true", help="print JSON instead of a report")
     p.add_argument("--plot", metavar="FILE.png", help="write ROC curve and score histograms")
-    p.add_argument("--batch", type=int, default=32, help="faces per inference call")
+    p.add_argument("--batch", type=int, default=32, help="faces per inference call (crops)")
+    p.add_argument(
+        "--every",
+        type=int,
+        default=3,
+        metavar="N",
+        help="videos: detect and classify every N-th frame, track in between (default: 3)",
+    )
     _common(p)
 
     p = sub.add_parser("models", help="list, fetch or convert models")
@@ -147,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
 
     p = sub.add_parser("build-engine", help="compile TensorRT engines (NVIDIA GPUs)")
-    p.add_argument("--model", default="meso4-df", help=f"{MODEL_NAMES_HINT}, or all")
+    p.add_argument("--model", default=None, help=f"{MODEL_NAMES_HINT}, or all")
     p.add_argument(
         "--precision",
         choices=["fp16", "fp32", "int8"],
@@ -209,9 +229,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--augment",
-        choices=["full", "light", "wide", "flip"],
+        choices=["full", "light", "wide", "call", "flip"],
         default="light",
-        help="augmentation preset (light, measured best; full: stronger geometry and colour)",
+        help="augmentation preset (light: the paper's families, mild; call: light plus "
+        "a call's and an upload's damage, scaling, blur, noise, exposure)",
+    )
+    p.add_argument(
+        "--balance",
+        action="store_true",
+        help="each epoch, draw the smaller class again until both classes are as large",
+    )
+    p.add_argument(
+        "--crop-scale",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="side of the face crop against the authors' square (1.0: theirs; 0.77: "
+        "without their 1.3 margin); the model's preprocessing contract records it",
     )
     p.add_argument(
         "--dropout",
@@ -273,6 +307,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     setup_logging(-1 if getattr(args, "quiet", False) else getattr(args, "verbose", 0))
     try:
+        if getattr(args, "model", "") is None:  # the verbs that score with one model
+            from mesolive.models.registry import default_model
+
+            args.model = default_model()
         return _dispatch(args)(args)
     except MesoliveError as e:
         print(f"mesolive: error: {e}", file=sys.stderr)  # noqa: T201

@@ -18,16 +18,23 @@ from mesolive.metrics import video_of
 
 VIDEO_EXTS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"})
 _LABELS = {"real": 0, "0": 0, "fake": 1, "1": 1, "df": 1, "f2f": 1, "deepfake": 1}
-_GROUP_COLUMNS = ("original_video", "video", "dfdc_video")
+_GROUP_COLUMNS = ("pair", "original_video", "video", "dfdc_video")
 
 
 @dataclass(frozen=True)
 class Item:
-    """One labelled file: an image crop or a video (label 1 = fake)."""
+    """One labelled file: an image crop or a video (label 1 = fake).
+
+    ``source`` names the data set it came from (its folder's name) and
+    ``kind`` what it is (a labels CSV's ``kind`` column, else the label), so
+    results can be reported per source and per kind of forgery.
+    """
 
     path: Path
     label: int
     group: str
+    source: str = ""
+    kind: str = ""
 
 
 def _label(value: str, where: str) -> int:
@@ -45,10 +52,14 @@ def from_csv(path: Path) -> list[Item]:
         if key is None or "label" not in cols:
             raise InputError(f"{path}: a labels CSV needs the columns file (or path) and label")
         items = []
+        source = path.parent.name
         for row in reader:
             file = path.parent / row[key]
             group = next((row[c] for c in _GROUP_COLUMNS if row.get(c)), "") or _group_of(file)
-            items.append(Item(file, _label(row["label"], str(path)), group))
+            label = _label(row["label"], str(path))
+            kind = (row.get("kind") or "").strip() or ("fake" if label else "real")
+            # namespaced: two data sets may reuse a video or pair name
+            items.append(Item(file, label, f"{source}:{group}", source, kind))
     return items
 
 
@@ -66,7 +77,7 @@ def from_folder(folder: Path) -> list[Item]:
         if d.is_dir():
             for f in sorted(d.rglob("*")):
                 if f.is_file() and f.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS:
-                    items.append(Item(f, lab, _group_of(f)))
+                    items.append(Item(f, lab, _group_of(f), folder.name, name))
     if not items:
         raise InputError(f"{folder}: needs real/ and fake/ subfolders or a labels.csv")
     return items

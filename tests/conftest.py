@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mesolive.classify.preprocess import AUTHORS
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MESOLIVE_SHARED", ROOT.parent / "shared")).resolve()
 MODELS = SHARED / "models"
@@ -41,8 +43,8 @@ def golden() -> dict[str, np.ndarray]:
 
 
 def nchw(images_u8: np.ndarray) -> np.ndarray:
-    """(N, H, W, 3) uint8 RGB → the network input: (N, 3, H, W) float32 in [0, 1]."""
-    return np.ascontiguousarray((images_u8.astype(np.float32) / 255.0).transpose(0, 3, 1, 2))
+    """(N, 256, 256, 3) uint8 RGB → the authors' network input, by their contract."""
+    return AUTHORS.to_batch(images_u8, "rgb")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -167,18 +167,30 @@ def test_keep_init_registers_the_union_with_the_starting_model(
         assert proc.returncode == 0, proc.stderr
         return {r["path"]: r["fake_score"] for r in json.loads(proc.stdout)}
 
-    from mesolive.train.data import collect, load_faces
+    from mesolive.classify.crops import CropReader
+    from mesolive.classify.mesonet import MesoClassifier
+    from mesolive.classify.preprocess import Preprocess
+    from mesolive.imageio import expand_paths
+    from mesolive.models import registry
     from mesolive.train.trainer import predict_fake
 
-    # the trained network alone, read back from the registered file
+    # Both networks of the union read the union's contract: the trained model's
+    # (its faces re-cut from the sample crops), not the authors' as-is reading.
+    contract = Preprocess.from_dict(card["preprocess"], "card")
+    assert contract.precut == "recut"
+    files, _ = expand_paths([shared / "samples" / "faces"])
+    with CropReader(contract) as reader:
+        crops = [reader.read(f) for f in files]
     w = load_keras_weights(tmp_path / "models" / card["file"])
     net = MesoNetTorch(w.arch).load_meso_weights(w).eval()
-    items = collect([str(shared / "samples" / "faces")])
-    alone = predict_fake(net, load_faces(items).images, "cpu")
-    union, init = scores("kept"), scores("meso4-df")
-    assert len(union) == len(items) == 4
-    for item, a in zip(items, alone, strict=True):
-        assert union[str(item.path)] == pytest.approx(max(a, init[str(item.path)]), abs=1e-4)
+    alone = predict_fake(net, np.stack(crops)[:, :, :, ::-1], "cpu", contract)
+    runner = OnnxRuntimeRunner(registry.onnx_path(registry.get_spec("meso4-df")))
+    with MesoClassifier(runner, preprocess=contract) as init_net:
+        init = init_net.score(crops).fake
+    union = scores("kept")
+    assert len(union) == len(files) == 4
+    for f, a, i in zip(files, alone, init, strict=True):
+        assert union[str(f)] == pytest.approx(max(a, i), abs=1e-4)
 
     scratch = mesolive(
         "train", str(small_data), "--name", "y", "--init", "scratch", "--keep-init", env=env
@@ -328,15 +340,20 @@ def test_faces_from_labelled_videos(shared: Path, tmp_path: Path) -> None:
 
     import cv2
 
-    from mesolive.train.video_faces import extract_faces
+    from mesolive.classify.preprocess import AUTHORS
+    from mesolive.train.faces import FaceCutter
 
     old = os.environ["MESOLIVE_CACHE_DIR"]
     os.environ["MESOLIVE_CACHE_DIR"] = str(tmp_path)
+    cutter = FaceCutter(AUTHORS)
+    extract_faces = cutter.video
     try:
         faces = extract_faces(shared / "videos" / "real" / "inthewild_obama.mp4", max_faces=8)
         assert len(faces) == 8
         assert all(f.shape == (256, 256, 3) and f.dtype == np.uint8 for f in faces)
-        again = extract_faces(shared / "videos" / "real" / "inthewild_obama.mp4", max_faces=8)
+        again = FaceCutter(AUTHORS).video(
+            shared / "videos" / "real" / "inthewild_obama.mp4", max_faces=8
+        )
         assert all(np.array_equal(a, b) for a, b in zip(faces, again, strict=True))
         # a video with no face gives no crops (the trainer skips it with a warning)
         noise = tmp_path / "noise.avi"
@@ -351,6 +368,7 @@ def test_faces_from_labelled_videos(shared: Path, tmp_path: Path) -> None:
         with pytest.raises(InputError, match=r"bad\.mp4"):
             extract_faces(bad)
     finally:
+        cutter.close()
         os.environ["MESOLIVE_CACHE_DIR"] = old
 
 
@@ -422,7 +440,8 @@ def test_self_blend_fills_fake_slots_with_real_faces() -> None:
     from mesolive.train.trainer import TrainConfig, Trainer
 
     labels = np.array([0, 1] * 500)
-    faces = FaceSet(np.zeros((1000, 1, 1, 3), np.uint8), labels, np.arange(1000).astype(str))
+    names = np.arange(1000).astype(str)
+    faces = FaceSet(np.zeros((1000, 1, 1, 3), np.uint8), labels, names, names, names, names)
     order = np.random.default_rng(0).permutation(1000)
     none = Trainer(TrainConfig(name="x", data=()))._blend_sources(faces, order, 1)
     assert (none == -1).all()
@@ -434,3 +453,59 @@ def test_self_blend_fills_fake_slots_with_real_faces() -> None:
     assert 0.2 < used.sum() / 500 < 0.4
     assert np.array_equal(src, trainer._blend_sources(faces, order, 1))  # repeatable
     assert not np.array_equal(src, trainer._blend_sources(faces, order, 2))  # new each epoch
+
+
+def test_balance_draws_the_smaller_class_again() -> None:
+    from mesolive.train.data import FaceSet
+    from mesolive.train.trainer import TrainConfig, Trainer
+
+    labels = np.array([0] * 90 + [1] * 10)
+    names = np.arange(100).astype(str)
+    faces = FaceSet(np.zeros((100, 1, 1, 3), np.uint8), labels, names, names, names, names)
+    plain = Trainer(TrainConfig(name="x", data=()))._epoch_order(faces, 1)
+    assert sorted(plain) == list(range(100))
+    trainer = Trainer(TrainConfig(name="x", data=(), balance=True))
+    order = trainer._epoch_order(faces, 1)
+    assert (labels[order] == 0).sum() == (labels[order] == 1).sum() == 90
+    assert set(order) == set(range(100))  # every face still comes once at least
+    assert np.array_equal(order, trainer._epoch_order(faces, 1))
+    assert not np.array_equal(order, trainer._epoch_order(faces, 2))
+
+
+def test_training_faces_are_cut_by_the_models_contract(
+    shared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stills and pre-cut crops go through the live detector and the model's crop;
+    faceless and unreadable files are counted, and a second run reads the cache."""
+    import shutil
+
+    from mesolive.classify.preprocess import Preprocess
+    from mesolive.datasets import Item
+    from mesolive.train import faces as faces_mod
+    from mesolive.train.data import load_faces
+
+    monkeypatch.setenv("MESOLIVE_CACHE_DIR", str(tmp_path))
+    dfdc = sorted((shared / "train" / "dfdc" / "real").iterdir())[:3]
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 not really a jpeg")
+    dog = tmp_path / "dog.jpg"
+    shutil.copy(shared / "facebox" / "dogs.jpg", dog)
+    items = [Item(f, 0, f.stem, "dfdc", "real") for f in dfdc]
+    items += [Item(dog, 1, "dog", "photos", "fake"), Item(broken, 1, "b", "photos", "fake")]
+    tight = Preprocess(scale=1 / 1.3, precut="recut")
+    faces, summary = load_faces(items, tight)
+    assert (summary.faces, summary.no_face, summary.unreadable) == (3, 1, 1)
+    assert "1 images without a detectable face, 1 unreadable" in summary.line()
+    assert list(faces.sources) == ["dfdc"] * 3
+    assert faces.images.shape == (3, 256, 256, 3)
+    # the authors' wider square holds the same face smaller than the tight one
+    wide, _ = load_faces(items[:1], Preprocess(precut="recut"))
+    assert not np.array_equal(wide.images[0], faces.images[0])
+
+    def no_detector(*a: object, **k: object) -> None:
+        raise AssertionError("the cache should have answered")
+
+    monkeypatch.setattr(faces_mod.FaceCutter, "_cut_largest", no_detector)
+    again, summary2 = load_faces(items, tight)
+    assert np.array_equal(again.images, faces.images)
+    assert summary2 == summary

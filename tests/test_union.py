@@ -12,6 +12,7 @@ import onnx
 import pytest
 
 from mesolive.backends.onnxruntime import OnnxRuntimeRunner
+from mesolive.classify.preprocess import AUTHORS
 from mesolive.errors import ModelError
 from mesolive.models import registry
 from mesolive.models.keras_h5 import load_keras_weights
@@ -74,12 +75,12 @@ def test_union_onnx_is_cached_apart_from_its_members() -> None:
 
 def test_int8_graph_of_a_union_keeps_its_decisions(shared: Path) -> None:
     """build-engine's INT8 path (equalisation, then Q/DQ) works on a union's graph too."""
+    from mesolive.imageio import expand_paths, read_image
     from mesolive.models.quantize import int8_graph
-    from mesolive.train.data import collect, load_faces
 
-    samples = load_faces(collect([str(shared / "samples" / "faces")])).images
-    calib = load_faces(collect([str(shared / "faces" / "dfdc")])[::20]).images
-    x = np.concatenate([samples, calib]).transpose(0, 3, 1, 2).astype(np.float32) / 255
+    samples, _ = expand_paths([shared / "samples" / "faces"])
+    calib, _ = expand_paths([shared / "faces" / "dfdc"])
+    x = AUTHORS.to_batch([read_image(f) for f in samples + calib[::20]])
     fp32 = onnx.load(str(registry.onnx_path(registry.get_spec("meso4-df+meso4-f2f"))))
     graph, _ = int8_graph(fp32, lambda: [x], threads=1)
     assert any(n.op_type == "QuantizeLinear" for n in graph.graph.node)

@@ -39,7 +39,9 @@ L_FACTOR = 1.3  # get_aligned_face(l_factor=1.3)
 MIN_SIDE_PX = 4.0  # a side below this is a degenerate detection; avoids a singular map
 
 
-def crop_transform(kps: np.ndarray, size: int = INPUT_SIZE) -> tuple[np.ndarray, float, float]:
+def crop_transform(
+    kps: np.ndarray, size: int = INPUT_SIZE, scale: float = 1.0
+) -> tuple[np.ndarray, float, float]:
     """The frame → crop affine map of one face.
 
     Parameters
@@ -49,6 +51,9 @@ def crop_transform(kps: np.ndarray, size: int = INPUT_SIZE) -> tuple[np.ndarray,
         right eye, nose, left and right mouth corner (left/right as seen).
     size
         Side of the square crop in pixels.
+    scale
+        Multiplies the side of the authors' square (1.0: theirs; a model's
+        preprocessing contract sets it).
 
     Returns
     -------
@@ -66,7 +71,7 @@ def crop_transform(kps: np.ndarray, size: int = INPUT_SIZE) -> tuple[np.ndarray,
     eyes = (eye_l + eye_r) / 2.0
     mouth = (pts[3] + pts[4]) / 2.0
     span = max(float(np.hypot(*(eye_r - eye_l))), float(np.hypot(*(mouth - eyes))))
-    side = max(L_FACTOR * K_AUTHORS * span, MIN_SIDE_PX)
+    side = max(scale * L_FACTOR * K_AUTHORS * span, MIN_SIDE_PX)
     dx, dy = eye_r - eye_l
     angle = math.degrees(math.atan2(dy, dx)) if (dx or dy) else 0.0
     s = size / side
@@ -83,6 +88,7 @@ def authors_crop(
     kps: np.ndarray,
     *,
     size: int = INPUT_SIZE,
+    scale: float = 1.0,
     interpolation: int = cv2.INTER_NEAREST,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
@@ -96,6 +102,8 @@ def authors_crop(
         (5, 2) float keypoints of the face in frame pixels (SCRFD order).
     size
         Output side (256 for MesoNet).
+    scale
+        Side multiplier of the square (:func:`crop_transform`).
     interpolation
         OpenCV interpolation flag of the warp; nearest by default (module
         docstring).
@@ -111,7 +119,7 @@ def authors_crop(
         ``size / 2.86`` pixels. Parts outside the frame are mirrored in
         (``BORDER_REFLECT_101`` is NumPy's ``'reflect'``).
     """
-    m, _side, _angle = crop_transform(kps, size)
+    m, _side, _angle = crop_transform(kps, size, scale)
     if out is None:
         out = np.empty((size, size, 3), np.uint8)
     cv2.warpAffine(
@@ -130,11 +138,14 @@ def crop_faces(
     kps: np.ndarray,
     *,
     size: int = INPUT_SIZE,
+    scale: float = 1.0,
     interpolation: int = cv2.INTER_NEAREST,
 ) -> np.ndarray:
     """All faces of one frame: (n, 5, 2) keypoints → (n, size, size, 3) uint8 BGR crops."""
     n = len(kps)
     crops = np.empty((n, size, size, 3), np.uint8)
     for i in range(n):
-        authors_crop(image, kps[i], size=size, interpolation=interpolation, out=crops[i])
+        authors_crop(
+            image, kps[i], size=size, scale=scale, interpolation=interpolation, out=crops[i]
+        )
     return crops

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mesolive.backends.base import Runner
-from mesolive.classify.preprocess import to_batch
+from mesolive.classify.preprocess import AUTHORS, Preprocess
 from mesolive.models.arch import INPUT_SIZE
 from mesolive.models.onnx_graph import INPUT_NAME, LOGIT_NAME
 
@@ -51,15 +51,19 @@ TOLERANCE = {"fp32": 1e-3, "fp16": 0.02, "int8": 0.05}
 
 
 def verification_inputs(
-    faces_bgr: Sequence[np.ndarray] = (), n_random: int = 6, n_smooth: int = 4, seed: int = 0
+    faces_bgr: Sequence[np.ndarray] = (),
+    n_random: int = 6,
+    n_smooth: int = 4,
+    seed: int = 0,
+    preprocess: Preprocess = AUTHORS,
 ) -> tuple[list[str], np.ndarray]:
     """Row names and the (N, 3, 256, 256) float32 batch: faces, random, smooth.
 
     Parameters
     ----------
     faces_bgr
-        Face crops, (H, W, 3) uint8 BGR of any size (resized by the
-        preprocessing contract, :func:`mesolive.classify.preprocess.to_batch`).
+        Face crops, (H, W, 3) uint8 BGR of any size, batched by the model's
+        preprocessing contract ``preprocess``.
     n_random
         Images of independent uniform values in [0, 1].
     n_smooth
@@ -71,7 +75,7 @@ def verification_inputs(
     parts = []
     names = [f"face{i}" for i in range(len(faces_bgr))]
     if len(faces_bgr):
-        parts.append(to_batch(faces_bgr))
+        parts.append(preprocess.to_batch(faces_bgr))
     parts.append(rng.random((n_random, 3, INPUT_SIZE, INPUT_SIZE), dtype=np.float32))
     names += [f"random{i}" for i in range(n_random)]
     smooth = []

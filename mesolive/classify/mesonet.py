@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mesolive.backends.base import Runner, split_batches
-from mesolive.classify.preprocess import fake_score, to_batch
+from mesolive.classify.preprocess import AUTHORS, Preprocess, fake_score
 from mesolive.models.onnx_graph import INPUT_NAME, LOGIT_NAME
 
 log = logging.getLogger(__name__)
@@ -36,12 +36,16 @@ class MesoClassifier:
     """Face crops in, one fake score per face out.
 
     Batches larger than the runner's ``max_batch`` are split; the runner is
-    owned (and closed) by this object.
+    owned (and closed) by this object. ``preprocess`` is the model's contract:
+    every crop is cut and batched through it.
     """
 
-    def __init__(self, runner: Runner, model_name: str = "") -> None:
+    def __init__(
+        self, runner: Runner, model_name: str = "", preprocess: Preprocess = AUTHORS
+    ) -> None:
         self.runner = runner
         self.model_name = model_name
+        self.preprocess = preprocess
 
     @property
     def backend(self) -> str:
@@ -51,7 +55,7 @@ class MesoClassifier:
         self.runner.warmup(batch)
 
     def run_batch(self, batch: np.ndarray) -> FaceScores:
-        """Score a preprocessed (N, 3, 256, 256) float32 batch."""
+        """Score an (N, 3, S, S) float32 batch built by :attr:`preprocess`."""
         logits = np.empty(len(batch), dtype=np.float32)
         for sl in split_batches(len(batch), self.runner.max_batch):
             out = self.runner.infer({INPUT_NAME: batch[sl]})
@@ -59,12 +63,17 @@ class MesoClassifier:
         p_real = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
         return FaceScores(logits, fake_score(p_real))
 
-    def score(self, crops_bgr: Sequence[np.ndarray] | np.ndarray) -> FaceScores:
-        """Score BGR uint8 face crops of any size (see :func:`to_batch`)."""
-        if len(crops_bgr) == 0:
+    def score(
+        self, crops: Sequence[np.ndarray] | np.ndarray, order: str = "bgr"
+    ) -> FaceScores:
+        """Score uint8 face crops of any size, cut by :attr:`preprocess`'s rule.
+
+        ``order`` is the crops' channel order (``bgr`` as OpenCV reads).
+        """
+        if len(crops) == 0:
             empty = np.zeros(0, dtype=np.float32)
             return FaceScores(empty, empty)
-        return self.run_batch(to_batch(crops_bgr))
+        return self.run_batch(self.preprocess.to_batch(crops, order))
 
     def close(self) -> None:
         self.runner.close()
@@ -84,10 +93,18 @@ def load_classifier(
     threads: int | None = None,
     progress: bool = True,
 ) -> MesoClassifier:
-    """Build a classifier for a registered model on the chosen back end."""
-    from mesolive.backends.select import open_runner
+    """Build a classifier for a registered model on the chosen back end.
 
+    Raises
+    ------
+    ModelError
+        Unknown model, or a contract no path can honour (before anything loads).
+    """
+    from mesolive.backends.select import open_runner
+    from mesolive.models.registry import get_spec
+
+    contract = get_spec(name).preprocess
     runner = open_runner(
         name, backend=backend, model_dir=model_dir, threads=threads, progress=progress
     )
-    return MesoClassifier(runner, name)
+    return MesoClassifier(runner, name, contract)

@@ -69,15 +69,24 @@ def load_faces(folder: str | None, limit: int) -> list[np.ndarray]:
     return crops
 
 
-def _int8_graph(onnx32: Path, faces: list[np.ndarray], threads: int | None) -> tuple[bytes, dict]:
+def framed(spec: registry.ModelSpec, crops: list[np.ndarray], model_dir: str | None) -> list:
+    """Face crops as ``spec`` reads them (its contract's ``precut``, classify/crops.py)."""
+    from mesolive.classify.crops import CropReader
+
+    with CropReader(spec.preprocess, model_dir=model_dir) as reader:
+        return [reader.frame(c) for c in crops]
+
+
+def _int8_graph(
+    spec: registry.ModelSpec, onnx32: Path, faces: list[np.ndarray], threads: int | None
+) -> tuple[bytes, dict]:
     """The Q/DQ graph of ``onnx32``, calibrated (twice, around equalization) on ``faces``."""
     import onnx
 
-    from mesolive.classify.preprocess import to_batch
     from mesolive.models.quantize import int8_graph
 
     def batches():
-        return (to_batch(faces[i : i + 32]) for i in range(0, len(faces), 32))
+        return (spec.preprocess.to_batch(faces[i : i + 32]) for i in range(0, len(faces), 32))
 
     model, cal = int8_graph(onnx.load(str(onnx32)), batches, threads=threads)
     _say(f"  calibrated {len(cal.amax)} activations on {cal.images} crops ({cal.method})")
@@ -127,7 +136,7 @@ def verify_engine(
     from mesolive.backends.tensorrt import open_engine
     from mesolive.backends.verify import compare, throughput, verification_inputs
 
-    names, x = verification_inputs(faces[:VERIFY_FACES])
+    names, x = verification_inputs(faces[:VERIFY_FACES], preprocess=spec.preprocess)
     if not faces:
         _say("  (no face crops given: --calibration FOLDER adds faces to the check)")
     reference: Path | bytes = onnx32
@@ -197,7 +206,7 @@ def _build_one(
             return True
     calibration: dict = {}
     if precision == "int8":
-        graph, calibration = _int8_graph(onnx32, faces, args.threads)
+        graph, calibration = _int8_graph(spec, onnx32, faces, args.threads)
     elif precision == "fp16":
         graph = registry.onnx_path(spec, "fp16", args.model_dir, progress=tty).read_bytes()
     else:
@@ -299,10 +308,11 @@ def run(args: argparse.Namespace) -> int:
 
     results: list[bool | None] = []
     for spec in specs:
+        mine = framed(spec, faces, args.model_dir)
         if args.verify:
-            results.append(_verify_existing(spec, args, stack, folder, faces))
+            results.append(_verify_existing(spec, args, stack, folder, mine))
         else:
-            results.append(_build_one(spec, args, stack, precision, folder, faces))
+            results.append(_build_one(spec, args, stack, precision, folder, mine))
     if args.verify and all(r is None for r in results):
         raise InputError(
             f"no engines for {args.model} in {folder}; build one: "

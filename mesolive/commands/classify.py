@@ -19,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
     results = []
     if files:
         with open_classifier(args) as clf:
-            results, bad = score_files(clf, files, args.batch)
+            results, bad = score_files(clf, files, args.batch, model_dir=args.model_dir)
         errors.extend(bad)
     if args.json:
         out = [

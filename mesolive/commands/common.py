@@ -11,10 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from mesolive.classify.crops import CropReader
 from mesolive.classify.mesonet import MesoClassifier, load_classifier
-from mesolive.classify.preprocess import to_batch
 from mesolive.errors import InputError
-from mesolive.imageio import read_image
 
 log = logging.getLogger(__name__)
 
@@ -42,35 +41,48 @@ def open_classifier(args: argparse.Namespace) -> MesoClassifier:
 
 
 def _batches(
-    files: Sequence[Path], batch: int, errors: list[InputError]
-) -> Iterator[tuple[list[Path], np.ndarray]]:
+    reader: CropReader, files: Sequence[Path], batch: int, errors: list[InputError]
+) -> Iterator[tuple[list[Path], list[np.ndarray]]]:
     paths: list[Path] = []
     crops: list[np.ndarray] = []
     for f in files:
         try:
-            crops.append(read_image(f))
+            crops.append(reader.read(f))
         except InputError as e:
             report_error(e)
             errors.append(e)
             continue
         paths.append(f)
         if len(paths) == batch:
-            yield paths, to_batch(crops)
+            yield paths, crops
             paths, crops = [], []
     if paths:
-        yield paths, to_batch(crops)
+        yield paths, crops
 
 
 def score_files(
-    classifier: MesoClassifier, files: Sequence[Path], batch: int = 32
+    classifier: MesoClassifier,
+    files: Sequence[Path],
+    batch: int = 32,
+    *,
+    detector: str | None = None,
+    model_dir: str | None = None,
 ) -> tuple[list[FileScore], list[InputError]]:
-    """Score image files in batches; bad files are reported and skipped."""
+    """Score face-crop files in batches, framed by the model's contract.
+
+    Bad files are reported and skipped. ``detector``/``model_dir`` choose the
+    detector a ``recut`` contract finds faces with (:mod:`mesolive.classify.crops`).
+    """
     if batch < 1:
         raise InputError(f"--batch must be at least 1, got {batch}")
     results: list[FileScore] = []
     errors: list[InputError] = []
-    for paths, x in _batches(files, batch, errors):
-        s = classifier.run_batch(x)
+    with CropReader(classifier.preprocess, detector=detector, model_dir=model_dir) as reader:
+        scored = [
+            (paths, classifier.score(crops))
+            for paths, crops in _batches(reader, files, batch, errors)
+        ]
+    for paths, s in scored:
         results.extend(
             FileScore(p, float(lg), float(fk))
             for p, lg, fk in zip(paths, s.logit, s.fake, strict=True)

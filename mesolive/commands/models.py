@@ -19,6 +19,8 @@ def _names(names: list[str]) -> list[registry.ModelSpec]:
 
 
 def _file_status(spec: registry.ModelSpec, model_dir: str | None) -> str:
+    if spec.builtin:
+        return "packaged"
     override = paths.model_dir_override(model_dir)
     if override is not None and not spec.user:
         return "present" if (override / spec.file).is_file() else "missing"
@@ -37,17 +39,33 @@ def _arch(spec: registry.ModelSpec) -> str:
 
 def _list(args: argparse.Namespace) -> int:
     specs = registry.list_specs()
+    default = registry.default_model()
     if args.json:
-        out = [{**s.__dict__, "status": _status(s, args.model_dir)} for s in specs]
+        out = [
+            {
+                **s.__dict__,
+                "preprocess": s.preprocess.to_dict(),
+                "default": s.name == default,
+                "status": _status(s, args.model_dir),
+            }
+            for s in specs
+        ]
         json.dump(out, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
-    print(f"{'name':<20} {'arch':<15} {'forgery':<8} {'status':<11} licence")  # noqa: T201
+    print(  # noqa: T201
+        f"  {'name':<20} {'arch':<15} {'forgery':<8} {'crop':<6} {'status':<11} licence"
+    )
     for s in specs:
+        mark = "*" if s.name == default else " "
         print(  # noqa: T201
-            f"{s.name:<20} {_arch(s):<15} {s.forgery:<8} {_status(s, args.model_dir):<11} "
-            f"{s.license or 'see model card'}"
+            f"{mark} {s.name:<20} {_arch(s):<15} {s.forgery:<8} {s.preprocess.scale:<6.3g} "
+            f"{_status(s, args.model_dir):<11} {s.license or 'see model card'}"
         )
+    spec = registry.get_spec(default)
+    why = f": {spec.default_reason}" if spec.default_reason else ""
+    card = f" Model card: {registry.card_path(spec)}." if spec.card else ""
+    print(f"\n* default model {default}{why}.{card}")  # noqa: T201
     return 0
 
 

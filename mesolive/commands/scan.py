@@ -396,10 +396,11 @@ def exit_code(reports: list[InputReport]) -> int:
 
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
+    from mesolive.models.registry import default_model
     from mesolive.pipeline.pipeline import PipelineConfig
 
     return PipelineConfig(
-        models=tuple(args.models or ("meso4-df",)),
+        models=tuple(args.models or (default_model(),)),
         detector=args.detector,
         det_size=args.det_size,
         every=args.every,

@@ -40,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
         self_blend=args.self_blend,
         ema=args.ema,
         keep_init=args.keep_init,
+        crop_scale=args.crop_scale,
+        balance=args.balance,
         threads=args.threads,
         augment=PRESETS[args.augment],
     )

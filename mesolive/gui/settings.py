@@ -15,6 +15,8 @@ from typing import Any
 
 from PySide6.QtCore import QSettings
 
+from mesolive.models.registry import default_model
+
 ARCHS = ("meso4", "mesoinception4")
 VARIANTS = ("df", "f2f")
 DET_SIZES = (0, 320, 480, 640, 800)  # 0 = the pipeline's default
@@ -29,7 +31,7 @@ class UiSettings:
     """The app's choices, as the controls show them."""
 
     source: str = ""
-    models: tuple[str, ...] = ("meso4-df",)
+    models: tuple[str, ...] = field(default_factory=lambda: (default_model(),))
     threshold: float = 0.5
     det_size: int = 0
     every: int = 1

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from mesolive import paths
+from mesolive.classify.preprocess import AUTHORS, Preprocess
 from mesolive.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,6 @@ log = logging.getLogger(__name__)
 CONVERTER_VERSION = 2
 """Bumped whenever the ONNX graph builder changes its output."""
 
-DEFAULT_MODEL = "meso4-df"
 USER_REGISTRY = "user_models.json"
 
 
@@ -46,9 +46,13 @@ USER_REGISTRY = "user_models.json"
 class ModelSpec:
     """One classifier model: its weights file and where it comes from.
 
-    ``url`` is empty for user-trained models (they exist only locally).
-    ``file`` is relative to the model folder. ``union`` names further models
-    whose networks join this one's in its graph (module docstring).
+    ``url`` is empty for user-trained models (they exist only locally) and
+    for the models shipped inside the package (``builtin``: ``file`` is then
+    relative to ``resources/weights``, else to the model folder). ``union``
+    names further models whose networks join this one's in its graph (module
+    docstring). ``preprocess`` is how the model sees a face; every path that
+    cuts or batches faces for it reads this. ``card`` is the model card's
+    file (next to the weights), where there is one.
     """
 
     name: str
@@ -61,6 +65,10 @@ class ModelSpec:
     description: str = ""
     user: bool = False
     union: tuple[str, ...] = ()
+    preprocess: Preprocess = AUTHORS
+    builtin: bool = False
+    card: str = ""
+    default_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -84,23 +92,47 @@ def user_registry_path() -> Path:
     return paths.cache_dir() / "models" / USER_REGISTRY
 
 
+def _spec(entry: dict, where: str, *, user: bool) -> ModelSpec:
+    """A registry entry → ModelSpec; its preprocessing block is checked field by field.
+
+    User entries written before contracts existed carry none: those models
+    were trained on the authors' framing, so they get :data:`AUTHORS`.
+    """
+    name = entry.get("name", "?")
+    block = entry.get("preprocess")
+    if block is None and not user:
+        raise ModelError(f"{where}: model {name!r} has no preprocessing block")
+    contract = (
+        AUTHORS
+        if block is None
+        else Preprocess.from_dict(block, f"{where}: model {name!r}")
+    )
+    fields = {k: v for k, v in entry.items() if k != "preprocess"}
+    return ModelSpec(
+        **{**fields, "user": user, "union": tuple(entry.get("union", ())), "preprocess": contract}
+    )
+
+
 def _user_specs() -> list[ModelSpec]:
     path = user_registry_path()
     if not path.is_file():
         return []
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return [
-            ModelSpec(**{**m, "user": True, "union": tuple(m.get("union", ()))})
-            for m in data.get("models", [])
-        ]
+        return [_spec(m, str(path), user=True) for m in data.get("models", [])]
     except (ValueError, TypeError) as e:
         raise ModelError(f"{path}: unreadable user model registry ({e})") from e
 
 
 def list_specs() -> list[ModelSpec]:
-    official = [ModelSpec(**m) for m in _manifest()["models"]]
+    where = str(paths.resources_dir() / "models.json")
+    official = [_spec(m, where, user=False) for m in _manifest()["models"]]
     return official + _user_specs()
+
+
+def default_model() -> str:
+    """The model every verb and the app use when none is named (the manifest's ``default``)."""
+    return str(_manifest().get("default", "meso4-df"))
 
 
 def list_detectors() -> list[DetectorSpec]:
@@ -117,6 +149,17 @@ def get_spec(name: str) -> ModelSpec:
     if len(parts) == 1:
         return specs[name]
     first = specs[parts[0]]
+    for part in parts[1:]:
+        if specs[part].preprocess != first.preprocess:
+            diff = next(
+                k
+                for k, v in first.preprocess.to_dict().items()
+                if specs[part].preprocess.to_dict()[k] != v
+            )
+            raise ModelError(
+                f"{name}: {parts[0]} and {part} see faces differently (preprocessing "
+                f"field {diff!r}); one graph cannot serve both"
+            )
     return replace(first, name=name, union=(*first.union, *parts[1:]))
 
 
@@ -146,6 +189,7 @@ def register_user_model(spec: ModelSpec) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     models = [asdict(s) for s in _user_specs() if s.name != spec.name]
     entry = asdict(spec)
+    entry["preprocess"] = spec.preprocess.to_dict()
     entry.pop("user")
     models.append(entry)
     for m in models:
@@ -214,9 +258,25 @@ def resolve_file(
     return download(url, path, sha256, progress=progress)
 
 
+def card_path(spec: ModelSpec) -> Path:
+    """Where ``spec``'s model card lives (next to its weights)."""
+    if spec.builtin:
+        return paths.resources_dir() / "weights" / spec.card
+    return paths.cache_dir() / "models" / spec.card
+
+
 def weights_path(
     spec: ModelSpec, model_dir: str | os.PathLike[str] | None = None, *, progress: bool = True
 ) -> Path:
+    if spec.builtin:
+        # Shipped inside the package: never downloaded, still checked.
+        path = paths.resources_dir() / "weights" / spec.file
+        if not path.is_file() or not _verified(path, spec.sha256):
+            raise ModelError(
+                f"{path}: the packaged weights of {spec.name} are missing or corrupt; "
+                "reinstall mesolive"
+            )
+        return path
     if spec.user:
         # User models live in the cache whatever --model-dir says.
         return resolve_file(

@@ -4,8 +4,9 @@ For each frame :meth:`FramePipeline.process` runs, on every ``every``-th
 frame (an *analysed* frame):
 
 1. **detect**: SCRFD finds faces and five keypoints (:mod:`mesolive.detect.scrfd`);
-2. **crop**: the authors' crop of every face, one ``warpAffine`` each, into
-   one (n, 256, 256, 3) array (:mod:`mesolive.align.crop`);
+2. **crop**: every face cut by each model's preprocessing contract (the
+   authors' crop at the model's scale, one ``warpAffine`` each) into one
+   (n, 256, 256, 3) array per contract (:mod:`mesolive.classify.preprocess`);
 3. **classify**: the whole batch through each model in one runner call; a
    face's fake score is the mean over the models;
 4. **track**: detections join tracks by IoU; each track's running scores
@@ -31,6 +32,12 @@ from mesolive.types import FaceResult, Frame, FrameResult, StageTimings, TrackSu
 log = logging.getLogger(__name__)
 
 
+def _default_model() -> str:
+    from mesolive.models.registry import default_model
+
+    return default_model()
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
     """What the pipeline runs; immutable, so it can cross threads.
@@ -38,7 +45,8 @@ class PipelineConfig:
     Attributes
     ----------
     models
-        Classifier names run together (``meso4-df``, ``meso4-f2f``, …).
+        Classifier names run together (``meso4-df``, ``meso4-f2f``, …); by
+        default the registry's default model.
     detector
         An SCRFD ONNX file; None: the default (see
         :func:`mesolive.detect.scrfd.resolve_detector`).
@@ -54,7 +62,7 @@ class PipelineConfig:
         As the CLI options of the same names.
     """
 
-    models: tuple[str, ...] = ("meso4-df",)
+    models: tuple[str, ...] = field(default_factory=lambda: (_default_model(),))
     detector: str | None = None
     det_size: int | None = None
     det_threshold: float = 0.5
@@ -213,18 +221,20 @@ class FramePipeline:
         )
 
     def _analyse(self, frame: Frame) -> tuple[list[FaceResult], StageTimings]:
-        from mesolive.align.crop import crop_faces
-        from mesolive.classify.preprocess import to_batch
-
         t0 = time.perf_counter()
         dets = self.detector.detect(frame.image)
         t1 = time.perf_counter()
         n = len(dets)
         scores: list[np.ndarray] = []
         if n:
-            batch = to_batch(crop_faces(frame.image, dets.kps))
+            # one cut and one batch per contract: models that see faces alike share them
+            batches = {}
+            for clf in self.classifiers:
+                c = clf.preprocess
+                if c not in batches:
+                    batches[c] = c.to_batch(c.cut(frame.image, dets.kps))
             t2 = time.perf_counter()
-            scores = [clf.run_batch(batch).fake for clf in self.classifiers]
+            scores = [clf.run_batch(batches[clf.preprocess]).fake for clf in self.classifiers]
             t3 = time.perf_counter()
         else:
             t2 = t3 = t1

@@ -1,8 +1,11 @@
 """Training-time augmentation on uint8 RGB face crops (OpenCV, GIL-free).
 
 The paper's set (zoom, rotation, horizontal flip, brightness and contrast,
-hue) plus JPEG re-compression, which mimics the video compression that
-mesoscopic texture suffers in real footage.
+hue) plus what calls and uploads do to a face: down- and re-scaling (a
+low-resolution webcam or a resized stream), blur (focus, motion), sensor
+noise, exposure (gamma) and JPEG re-compression, whose 8×8 DCT quantisation
+is the block coding H.264 applies to every frame. Each degradation is off in
+the paper's presets and on in ``call``.
 """
 
 from __future__ import annotations
@@ -26,6 +29,14 @@ class AugmentConfig:
     saturation: tuple[float, float] = (0.85, 1.15)
     jpeg: float = 0.5  # probability of a JPEG re-compression
     jpeg_quality: tuple[int, int] = (35, 95)
+    rescale: float = 0.0  # probability of a down- and up-scaling
+    rescale_factor: tuple[float, float] = (0.35, 0.9)
+    blur: float = 0.0  # probability of a Gaussian blur
+    blur_sigma: tuple[float, float] = (0.3, 1.4)
+    noise: float = 0.0  # probability of Gaussian sensor noise
+    noise_sigma: tuple[float, float] = (1.0, 6.0)  # grey levels
+    gamma: float = 0.0  # probability of an exposure (gamma) change
+    gamma_range: tuple[float, float] = (0.7, 1.4)
 
     def describe(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -50,6 +61,7 @@ def augment(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np
         sat = rng.uniform(*cfg.saturation)
         hsv[..., 1] = np.clip(hsv[..., 1] * sat, 0, 255).astype(np.uint8)
         out = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    out = _degrade(np.ascontiguousarray(out), rng, cfg)
     alpha = rng.uniform(*cfg.contrast)
     beta = rng.uniform(-cfg.brightness, cfg.brightness) * 255 + (1 - alpha) * 127.5
     out = cv2.convertScaleAbs(np.ascontiguousarray(out), alpha=alpha, beta=beta)
@@ -59,6 +71,28 @@ def augment(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np
         if ok:
             out = cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1]
     return np.ascontiguousarray(out)
+
+
+def _degrade(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
+    """A call's or an upload's damage: scaling, blur, noise and exposure (each optional)."""
+    h, w = img.shape[:2]
+    out = img
+    if rng.random() < cfg.rescale:
+        f = rng.uniform(*cfg.rescale_factor)
+        small = cv2.resize(out, (max(8, round(w * f)), max(8, round(h * f))), cv2.INTER_AREA)
+        up = (cv2.INTER_LINEAR, cv2.INTER_CUBIC, cv2.INTER_NEAREST)[int(rng.integers(3))]
+        out = cv2.resize(small, (w, h), interpolation=up)
+    if rng.random() < cfg.blur:
+        out = cv2.GaussianBlur(out, (0, 0), rng.uniform(*cfg.blur_sigma))
+    if rng.random() < cfg.gamma:
+        g = rng.uniform(*cfg.gamma_range)
+        lut = np.clip(255.0 * (np.arange(256) / 255.0) ** g, 0, 255).astype(np.uint8)
+        out = cv2.LUT(out, lut)
+    if rng.random() < cfg.noise:
+        sigma = rng.uniform(*cfg.noise_sigma)
+        noisy = out.astype(np.float32) + rng.normal(0.0, sigma, out.shape).astype(np.float32)
+        out = np.clip(noisy, 0, 255).astype(np.uint8)
+    return out
 
 
 _LIGHT = AugmentConfig(
@@ -80,6 +114,8 @@ PRESETS: dict[str, AugmentConfig] = {
     # "light" plus zooming out (reflect-padded, as the authors' crop pads past the
     # frame edge): DFDC-style tight crops also look like the live pipeline's wider crop
     "wide": replace(_LIGHT, affine=0.8, zoom=(0.7, 1.08), shift=0.03),
+    # "light" plus a call's and an upload's damage (module docstring)
+    "call": replace(_LIGHT, rescale=0.3, blur=0.2, noise=0.2, gamma=0.2),
     # the plain baseline: horizontal flips only
     "flip": AugmentConfig(
         affine=0.0,

@@ -1,19 +1,17 @@
-"""Training data: decoded faces from labelled crops and videos, split by video."""
+"""Training data: faces cut from labelled images and videos, split by group."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
-from mesolive.classify.preprocess import resize_nearest
+from mesolive.classify.preprocess import Preprocess
 from mesolive.datasets import VIDEO_EXTS, Item, collect
 from mesolive.errors import InputError
-from mesolive.imageio import read_image
 
 log = logging.getLogger(__name__)
 
@@ -25,78 +23,142 @@ class FaceSet:
     Attributes
     ----------
     images
-        (n, 256, 256, 3) uint8 RGB, resized by nearest neighbour like inference.
+        (n, S, S, 3) uint8 RGB, cut by the model's preprocessing contract.
     labels
         (n,) int64, 1 = fake.
     groups
-        (n,) str, the video each face belongs to.
+        (n,) str, the video / pair / identity each face belongs to.
+    sources
+        (n,) str, the data set each face came from (``dfdc``, ``photos``, …).
+    kinds
+        (n,) str, what each face is (``GAN face (StyleGAN2)``, ``real``, …).
+    files
+        (n,) str, the image or video each face was cut from (a video gives several).
     """
 
     images: np.ndarray
     labels: np.ndarray
     groups: np.ndarray
+    sources: np.ndarray
+    kinds: np.ndarray
+    files: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = len(self.images)
+        if self.images.ndim != 4 or self.images.dtype != np.uint8:
+            raise ValueError(f"images: expected (n, S, S, 3) uint8, got {self.images.shape}")
+        for name in ("labels", "groups", "sources", "kinds", "files"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"{name}: expected {n} entries, got {len(getattr(self, name))}")
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
     def subset(self, idx: np.ndarray) -> FaceSet:
-        return FaceSet(self.images[idx], self.labels[idx], self.groups[idx])
+        return FaceSet(
+            self.images[idx],
+            self.labels[idx],
+            self.groups[idx],
+            self.sources[idx],
+            self.kinds[idx],
+            self.files[idx],
+        )
 
 
-def _load_image(item: Item) -> tuple[np.ndarray | None, str]:
-    try:
-        bgr = read_image(item.path)
-    except InputError as e:
-        return None, str(e)
-    return np.ascontiguousarray(resize_nearest(bgr)[:, :, ::-1]), ""
+@dataclass
+class LoadSummary:
+    """What became of the inputs: every file is counted, none silently dropped."""
+
+    stills: int = 0
+    videos: int = 0
+    faces: int = 0
+    no_face: int = 0
+    unreadable: int = 0
+    videos_without_face: int = 0
+
+    def line(self) -> str:
+        return (
+            f"{self.stills} images and {self.videos} videos gave {self.faces} faces; "
+            f"{self.no_face} images without a detectable face, {self.unreadable} unreadable, "
+            f"{self.videos_without_face} videos without a face (all left out)"
+        )
 
 
-def _video_faces(item: Item, max_faces: int) -> list[np.ndarray]:
-    """Faces cut from a labelled video by the live pipeline's detector and crop."""
-    from mesolive.train.video_faces import extract_faces
-
-    return extract_faces(item.path, max_faces=max_faces)
-
-
-def load_faces(items: Sequence[Item], *, max_faces_per_video: int = 60) -> FaceSet:
-    """Decode every item; unreadable images are reported and skipped.
+def load_faces(
+    items: Sequence[Item],
+    contract: Preprocess,
+    *,
+    max_faces_per_video: int = 60,
+    detector: str | None = None,
+    model_dir: str | None = None,
+) -> tuple[FaceSet, LoadSummary]:
+    """Cut every item's face(s) by ``contract`` through the live detector (cached).
 
     Raises
     ------
     InputError
         When nothing usable remains.
     """
+    from mesolive.train.faces import NO_FACE, FaceCutter
+
     images: list[np.ndarray] = []
-    labels: list[int] = []
-    groups: list[str] = []
+    meta: list[tuple[int, str, str, str, str]] = []
     stills = [it for it in items if it.path.suffix.lower() not in VIDEO_EXTS]
     videos = [it for it in items if it.path.suffix.lower() in VIDEO_EXTS]
-    bad = 0
-    with ThreadPoolExecutor(max_workers=2) as pool:  # PIL decodes without the GIL
-        for it, (img, err) in zip(stills, pool.map(_load_image, stills), strict=True):
-            if img is None:
-                bad += 1
-                if bad <= 10:
-                    log.warning("skipped %s", err)
+    summary = LoadSummary(stills=len(stills), videos=len(videos))
+
+    def report(done: int, total: int) -> None:
+        log.info("faces cut from %d of %d images", done, total)
+
+    with FaceCutter(contract, detector=detector, model_dir=model_dir) as cutter:
+        # one run of chunks per data set, so the cache serves any mix of the same sets
+        by_source: dict[str, list[Item]] = {}
+        for it in stills:
+            by_source.setdefault(it.source, []).append(it)
+        stills = [it for group in by_source.values() for it in group]
+        results = [
+            r
+            for group in by_source.values()
+            for r in cutter.stills([it.path for it in group], on_chunk=report)
+        ]
+        for it, res in zip(stills, results, strict=True):
+            if res.face is None:
+                if res.problem == NO_FACE:
+                    summary.no_face += 1
+                else:
+                    summary.unreadable += 1
+                if summary.no_face + summary.unreadable <= 10:
+                    log.warning("left out %s: %s", it.path, res.problem)
                 continue
-            images.append(img)
-            labels.append(it.label)
-            groups.append(it.group)
-    if bad > 10:
-        log.warning("skipped %d unreadable images in all", bad)
-    for it in videos:
-        faces = _video_faces(it, max_faces_per_video)
-        if not faces:
-            log.warning("%s: no face found in the video; skipped", it.path)
-            continue
-        group = it.group if it.group != str(it.path) else f"video:{it.path}"
-        for face in faces:
-            images.append(face)
-            labels.append(it.label)
-            groups.append(group)
+            images.append(res.face)
+            meta.append((it.label, it.group, it.source, it.kind, str(it.path)))
+        for it in videos:
+            try:
+                faces = cutter.video(it.path, max_faces_per_video)
+            except InputError as e:
+                summary.unreadable += 1
+                log.warning("left out %s", e)
+                continue
+            if not faces:
+                summary.videos_without_face += 1
+                log.warning("left out %s: no face found in the video", it.path)
+                continue
+            images += faces
+            meta += [(it.label, it.group, it.source, it.kind, str(it.path))] * len(faces)
+    summary.faces = len(images)
+    log.info("data: %s", summary.line())
     if not images:
-        raise InputError("no usable training faces in the given data")
-    return FaceSet(np.stack(images), np.array(labels, np.int64), np.array(groups))
+        raise InputError(f"no usable training faces in the given data ({summary.line()})")
+    labels, groups, sources, kinds, files = zip(*meta, strict=True)
+    faces = FaceSet(
+        np.stack(images),
+        np.array(labels, np.int64),
+        np.array(groups),
+        np.array(sources),
+        np.array(kinds),
+        np.array(files),
+    )
+    return faces, summary
 
 
 def check_balance(labels: np.ndarray, minimum: int = 20) -> None:
@@ -140,4 +202,12 @@ def split_by_group(
     return train_idx, val_idx
 
 
-__all__ = ["FaceSet", "Item", "check_balance", "collect", "load_faces", "split_by_group"]
+__all__ = [
+    "FaceSet",
+    "Item",
+    "LoadSummary",
+    "check_balance",
+    "collect",
+    "load_faces",
+    "split_by_group",
+]

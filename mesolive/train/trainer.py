@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from mesolive import paths
+from mesolive.classify.preprocess import Preprocess
 from mesolive.errors import MesoliveError
 from mesolive.metrics import Report, evaluate
 from mesolive.models.arch import ARCHS
@@ -74,6 +75,20 @@ class TrainConfig:
     # register the union of the trained network and --init (models/registry.py):
     # the card's validation numbers are the union's
     keep_init: bool = False
+    # side of the crop against the authors' square (1.0: theirs; 1/1.3: without their
+    # 1.3 margin, which fits inside pre-cut crops such as DFDC's)
+    crop_scale: float = 1.0
+    # draw the smaller class again each epoch until both classes are as large
+    balance: bool = False
+
+    @property
+    def contract(self) -> Preprocess:
+        """How the trained model sees a face; it goes on its card and registry entry.
+
+        Training cuts every face itself, so crops from other pipelines are
+        re-cut the same way wherever the model reads one (``precut``).
+        """
+        return Preprocess(scale=self.crop_scale, precut="recut")
 
 
 def lr_at(cfg: TrainConfig, iteration: int) -> float:
@@ -90,9 +105,9 @@ def _use_bf16(cfg: TrainConfig) -> bool:
     )
 
 
-def _to_tensor(batch: np.ndarray, device: str) -> torch.Tensor:
-    """(n, H, W, 3) uint8 RGB → (n, 3, H, W) float32 in [0, 1], channels-last."""
-    x = torch.from_numpy(batch).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+def _to_tensor(contract: Preprocess, batch: np.ndarray, device: str) -> torch.Tensor:
+    """(n, H, W, 3) uint8 RGB crops → the network input as the contract builds it."""
+    x = torch.from_numpy(contract.to_batch(batch, "rgb")).to(device)
     return x.contiguous(memory_format=torch.channels_last)
 
 
@@ -105,13 +120,17 @@ def _loss(cfg: TrainConfig, logits: torch.Tensor, fake: torch.Tensor) -> torch.T
 
 @torch.no_grad()
 def predict_fake(
-    model: MesoNetTorch, images: np.ndarray, device: str, batch: int = 150
+    model: torch.nn.Module,
+    images: np.ndarray,
+    device: str,
+    contract: Preprocess,
+    batch: int = 150,
 ) -> np.ndarray:
-    """Fake scores (n,) float32 for (n, 256, 256, 3) uint8 RGB, in eval mode."""
+    """Fake scores (n,) float32 for (n, S, S, 3) uint8 RGB crops, in eval mode."""
     model.eval()
     out = np.empty(len(images), np.float32)
     for i in range(0, len(images), batch):
-        logits = model(_to_tensor(images[i : i + batch], device)).float()
+        logits = model(_to_tensor(contract, images[i : i + batch], device)).float()
         out[i : i + batch] = (1.0 - torch.sigmoid(logits)).cpu().numpy()
     return out
 
@@ -152,6 +171,47 @@ def _metrics(rep: Report) -> dict[str, float]:
     }
 
 
+def selection_auc(val: FaceSet, scores: np.ndarray) -> float:
+    """What early stopping and the best epoch are chosen by: the mean of the
+    per-source ROC AUCs (sources holding both classes), so that the largest
+    data set (DFDC) cannot outvote the photos and videos."""
+    aucs = [
+        evaluate(val.labels[m], scores[m]).auc
+        for m in (val.sources == s for s in np.unique(val.sources))
+        if 0 < val.labels[m].sum() < m.sum()
+    ]
+    return float(np.mean(aucs)) if aucs else evaluate(val.labels, scores).auc
+
+
+def breakdown(val: FaceSet, scores: np.ndarray, threshold: float = 0.5) -> dict[str, object]:
+    """The card's validation per source, per kind, and per whole video.
+
+    A video's score is the mean fake score of its faces; it is called fake
+    above ``threshold``, the same threshold the faces are judged by.
+    """
+    per_source = {}
+    for s in np.unique(val.sources):
+        m = val.sources == s
+        rep = evaluate(val.labels[m], scores[m], threshold=threshold)
+        per_source[str(s)] = {"faces": int(m.sum()), **_metrics(rep)}
+    per_kind = {}
+    for k in np.unique(val.kinds):
+        m = val.kinds == k
+        right = (scores[m] > threshold) == val.labels[m].astype(bool)
+        per_kind[str(k)] = {"faces": int(m.sum()), "share_right": float(right.mean())}
+    videos = {}
+    for f in np.unique(val.files):
+        m = val.files == f
+        if m.sum() > 1:  # a file that gave several faces is a video
+            score = float(scores[m].mean())
+            videos[Path(str(f)).name] = {
+                "label": "fake" if val.labels[m][0] else "real",
+                "score": score,
+                "right": (score > threshold) == bool(val.labels[m][0]),
+            }
+    return {"per_source": per_source, "per_kind": per_kind, "videos": videos}
+
+
 class Trainer:
     """Runs one training job; ``run()`` returns the registered model's card."""
 
@@ -172,6 +232,7 @@ class Trainer:
         self.work_dir = paths.cache_dir() / "train" / cfg.name
         self.checkpoint = self.work_dir / "checkpoint.pt"
         self.dist = distributed.Dist()  # replaced in run() under torchrun
+        self.load_summary = None  # set by _data()
 
     # -- set-up -----------------------------------------------------------------
     def _check_name(self) -> None:
@@ -222,7 +283,12 @@ class Trainer:
     def _data(self) -> tuple[FaceSet, FaceSet]:
         items = collect(self.cfg.data)
         check_balance(np.array([it.label for it in items]))
-        faces = load_faces(items, max_faces_per_video=self.cfg.max_faces_per_video)
+        faces, self.load_summary = load_faces(
+            items,
+            self.cfg.contract,
+            max_faces_per_video=self.cfg.max_faces_per_video,
+            model_dir=self.model_dir,
+        )
         check_balance(faces.labels)
         tr, va = split_by_group(faces.groups, faces.labels, self.cfg.val_fraction, self.cfg.seed)
         log.info(
@@ -245,7 +311,7 @@ class Trainer:
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield (images, labels) batches, augmenting the next while one trains."""
         cfg = self.cfg
-        order = np.random.default_rng([cfg.seed, epoch]).permutation(len(train))
+        order = self._epoch_order(train, epoch)
         starts = self.dist.my_batches(self._starts(len(order)))
         blend_from = self._blend_sources(train, order, epoch)
 
@@ -267,6 +333,22 @@ class Trainer:
                 pending = pool.submit(make, starts[k + 1])
             yield current
 
+    def _epoch_order(self, train: FaceSet, epoch: int) -> np.ndarray:
+        """The training faces of one epoch, shuffled; repeatable from seed and epoch.
+
+        With ``balance`` the smaller class is drawn again (with replacement)
+        until both classes fill as many slots as the larger one.
+        """
+        rng = np.random.default_rng([self.cfg.seed, epoch])
+        idx = np.arange(len(train))
+        if self.cfg.balance:
+            fake = np.flatnonzero(train.labels == 1)
+            real = np.flatnonzero(train.labels == 0)
+            small, large = sorted((fake, real), key=len)
+            extra = rng.choice(small, size=len(large) - len(small), replace=True)
+            idx = np.concatenate([idx, extra])
+        return idx[rng.permutation(len(idx))]
+
     def _blend_sources(self, train: FaceSet, order: np.ndarray, epoch: int) -> np.ndarray:
         """(len(order),) int64: per epoch position, the real face to self-blend, or -1.
 
@@ -285,8 +367,11 @@ class Trainer:
         return out
 
     def _validate(self, model: torch.nn.Module, val: FaceSet) -> dict[str, float]:
-        scores = predict_fake(model, val.images, self.cfg.device)
-        return {f"val_{k}": v for k, v in _metrics(evaluate(val.labels, scores)).items()}
+        scores = predict_fake(model, val.images, self.cfg.device, self.cfg.contract)
+        pooled = {f"val_{k}": v for k, v in _metrics(evaluate(val.labels, scores)).items()}
+        pooled["val_pooled_auc"] = pooled["val_auc"]
+        pooled["val_auc"] = selection_auc(val, scores)
+        return pooled
 
     def run(self) -> dict:
         """Train, validate, register; under torchrun, every rank returns the card."""
@@ -351,6 +436,8 @@ class Trainer:
             state["best"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
             state["history"].append({"epoch": 0, **base})
         state["n_train"] = len(train)
+        names, counts = np.unique(train.sources, return_counts=True)
+        state["train_per_source"] = {str(k): int(v) for k, v in zip(names, counts, strict=True)}
         bf16 = _use_bf16(cfg)
         log.info(
             "training %s (%s, init %s) for up to %d epochs, batch %d, loss %s%s%s",
@@ -384,7 +471,7 @@ class Trainer:
                 epoch = state["epoch"] + 1
                 model.train()
                 losses = []
-                n_batches = len(dist.my_batches(self._starts(len(train))))
+                n_batches = len(dist.my_batches(self._starts(len(self._epoch_order(train, 1)))))
                 bar = progress_bar(
                     self._batches(train, epoch, pool),
                     total=n_batches,
@@ -394,7 +481,7 @@ class Trainer:
                 for imgs, labels in bar:
                     for g in opt.param_groups:
                         g["lr"] = lr_at(cfg, state["iteration"])
-                    x = _to_tensor(imgs, cfg.device)
+                    x = _to_tensor(cfg.contract, imgs, cfg.device)
                     y = torch.from_numpy(labels).float().to(cfg.device)
                     opt.zero_grad(set_to_none=True)
                     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -483,31 +570,32 @@ class Trainer:
             model.cpu().to_meso_weights(), self.work_dir / f"{self.cfg.name}.h5"
         )
 
+        contract = self.cfg.contract
+
         def onnx_scores(nets: list[Path]) -> np.ndarray:
             graph = build_onnx([load_keras_weights(f) for f in nets]).SerializeToString()
-            with MesoClassifier(OnnxRuntimeRunner(graph)) as clf:
+            with MesoClassifier(OnnxRuntimeRunner(graph), preprocess=contract) as clf:
                 return np.concatenate(
                     [
-                        clf.run_batch(
-                            val.images[i : i + 128].transpose(0, 3, 1, 2).astype(np.float32) / 255
-                        ).fake
+                        clf.score(val.images[i : i + 128], order="rgb").fake
                         for i in range(0, len(val), 128)
                     ]
                 )
 
         # The ONNX graph of the written file must score the validation set as torch did.
         scores = onnx_scores([staged])
-        torch_scores = predict_fake(model, val.images, "cpu")
+        torch_scores = predict_fake(model, val.images, "cpu", contract)
         gap = float(np.abs(scores - torch_scores).max())
         if gap > 1e-3:
             raise TrainingError(f"exported model disagrees with the trained one (max {gap:.2e})")
         union = (self.cfg.init,) if self.cfg.keep_init else ()
         network_rep = rep = evaluate(val.labels, scores)
+        registered_scores = scores
         if union:  # what gets registered is the union: its numbers go on the card
-            rep = evaluate(
-                val.labels,
-                onnx_scores([staged, weights_path(get_spec(self.cfg.init), self.model_dir)]),
+            registered_scores = onnx_scores(
+                [staged, weights_path(get_spec(self.cfg.init), self.model_dir)]
             )
+            rep = evaluate(val.labels, registered_scores)
         digest = sha256_file(staged)
         final = models_dir / f"{self.cfg.name}.{digest[:8]}.h5"
         models_dir.mkdir(parents=True, exist_ok=True)
@@ -519,12 +607,19 @@ class Trainer:
             "sha256": digest,
             "file": final.name,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "preprocess": contract.to_dict(),
             "data": {
                 "sources": list(self.cfg.data),
                 "train_faces": state["n_train"],
+                "train_faces_per_source": state.get("train_per_source", {}),
                 "validation_faces": len(val),
                 "validation_fake": int(val.labels.sum()),
-                "split": f"by video, {self.cfg.val_fraction:.0%} of videos, seed {self.cfg.seed}",
+                "split": f"by video, pair or identity: {self.cfg.val_fraction:.0%} of groups, "
+                f"seed {self.cfg.seed}",
+                "cutting": "every image and sampled video frame through the SCRFD detector "
+                "and this model's crop (largest face); pre-cut crops re-framed, padded by "
+                "reflection where they lack context",
+                **({"loading": asdict(self.load_summary)} if self.load_summary else {}),
             },
             "recipe": {
                 k: v
@@ -533,7 +628,12 @@ class Trainer:
             },
             "seed": self.cfg.seed,
             "union": list(union),
-            "validation": {**_metrics(rep), "onnx_vs_torch_max_diff": gap},
+            "validation": {
+                **_metrics(rep),
+                "selection_auc": selection_auc(val, registered_scores),
+                "onnx_vs_torch_max_diff": gap,
+                **breakdown(val, registered_scores),
+            },
             **({"network_validation": _metrics(network_rep)} if union else {}),
             "history": state["history"],
             "training_minutes": seconds / 60,
@@ -548,6 +648,8 @@ class Trainer:
                 file=final.name,
                 sha256=digest,
                 license="trained locally; see the model card",
+                preprocess=contract,
+                card=f"{self.cfg.name}.card.json",
                 description=f"trained by mesolive train (init {self.cfg.init})"
                 + (f", union with {self.cfg.init}" if union else ""),
                 union=union,

@@ -1,0 +1,91 @@
+"""Images that are already face crops, framed as a model expects them.
+
+``classify``, ``evaluate``, INT8 calibration and engine verification read
+face crops cut by someone else (the authors' test images, DFDC's tight
+224-px crops, a user's folder). A model whose contract says
+``precut: as-is`` (the authors' four) reads such a crop whole, exactly as the
+authors' loader did. A model whose contract says ``recut`` was trained on
+faces cut by the product itself, so the face is found in the crop and cut
+again by the model's rule, padded by reflection where the crop lacks context;
+a crop in which no face is found is read whole, and :attr:`CropReader.unframed`
+counts those.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from mesolive.classify.preprocess import Preprocess
+
+log = logging.getLogger(__name__)
+
+
+def cut_largest(detector, contract: Preprocess, bgr: np.ndarray) -> np.ndarray | None:
+    """The largest face of an (H, W, 3) uint8 BGR image cut by ``contract``; None if none.
+
+    ``detector`` is a :class:`~mesolive.detect.scrfd.ScrfdDetector`. The
+    crop is (S, S, 3) uint8 BGR.
+    """
+    found = detector.detect(bgr)
+    if not len(found):
+        return None
+    xyxy = found.xyxy
+    i = int(np.argmax((xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1])))
+    return contract.cut(bgr, found.kps[i : i + 1])[0]
+
+
+class CropReader:
+    """Reads face-crop images for one model's contract (module docstring).
+
+    The detector is loaded only when the contract asks for re-cutting, on
+    the first image, in the thread that reads.
+    """
+
+    def __init__(
+        self,
+        contract: Preprocess,
+        *,
+        detector: str | os.PathLike[str] | None = None,
+        model_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.contract = contract
+        self._detector_arg = detector
+        self._model_dir = model_dir
+        self._detector = None
+        self.unframed = 0
+
+    def frame(self, bgr: np.ndarray, name: str = "") -> np.ndarray:
+        """One crop as the model reads it: (H, W, 3) uint8 BGR in, BGR out."""
+        if self.contract.precut == "as-is":
+            return bgr
+        if self._detector is None:
+            from mesolive.detect.scrfd import ScrfdDetector, resolve_detector
+
+            self._detector = ScrfdDetector(resolve_detector(self._detector_arg, self._model_dir))
+        crop = cut_largest(self._detector, self.contract, bgr)
+        if crop is None:
+            self.unframed += 1
+            log.warning("%s: no face found in the crop; read whole", name or "image")
+            return bgr
+        return crop
+
+    def read(self, path: str | Path) -> np.ndarray:
+        """Decode and frame one file (raises InputError for a bad file)."""
+        from mesolive.imageio import read_image
+
+        return self.frame(read_image(path), str(path))
+
+    def close(self) -> None:
+        if self._detector is not None:
+            self._detector.close()
+            self._detector = None
+
+    def __enter__(self) -> CropReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
