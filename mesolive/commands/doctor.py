@@ -24,8 +24,6 @@ from mesolive.backends import engine_cache as ec
 from mesolive.backends.gpuinfo import GpuStack, ModuleStatus, nvidia_smi_driver, probe_stack
 from mesolive.models import registry
 
-DEFAULT_MODEL = registry.DEFAULT_MODEL
-
 
 def _say(text: str = "") -> None:
     print(text)  # noqa: T201 - the command's report
@@ -47,7 +45,7 @@ def _local_onnx(name: str, model_dir: str | None) -> Path | None:
         return None
     from mesolive.commands.models import _status  # the same test `models list` makes
 
-    if _status(spec, model_dir) not in ("present", "cached"):
+    if _status(spec, model_dir) not in ("present", "cached", "packaged"):
         return None
     return registry.onnx_path(spec, "fp32", model_dir, progress=False)
 
@@ -57,7 +55,8 @@ def _cpu_check(model_dir: str | None, threads: int | None) -> dict[str, Any]:
     try:
         from mesolive.backends.onnxruntime import OnnxRuntimeRunner
 
-        onnx_file = _local_onnx(DEFAULT_MODEL, model_dir)
+        model = registry.default_model()
+        onnx_file = _local_onnx(model, model_dir)
         if onnx_file is not None:
             x = np.random.default_rng(0).random((8, 3, 256, 256), dtype=np.float32)
             with OnnxRuntimeRunner(onnx_file, threads=threads) as runner:
@@ -66,16 +65,16 @@ def _cpu_check(model_dir: str | None, threads: int | None) -> dict[str, Any]:
                 out = runner.infer({"input": x})
                 ms = (time.perf_counter() - t) * 1e3
             if not np.all(np.isfinite(out["logit"])):
-                return {"ok": False, "detail": f"{DEFAULT_MODEL} gave non-finite logits"}
-            return {"ok": True, "detail": f"{DEFAULT_MODEL} scored 8 faces in {ms:.0f} ms"}
+                return {"ok": False, "detail": f"{model} gave non-finite logits"}
+            return {"ok": True, "detail": f"{model} scored 8 faces in {ms:.0f} ms"}
         with OnnxRuntimeRunner(_tiny_graph(), threads=threads) as runner:
             y = runner.infer({"x": np.ones((1, 4), np.float32)})["y"]
         if not np.allclose(y, 1 / (1 + np.exp(-1.0))):
             return {"ok": False, "detail": "ONNX Runtime computed a wrong sigmoid"}
         return {
             "ok": True,
-            "detail": f"ONNX Runtime runs; {DEFAULT_MODEL} is not downloaded yet "
-            f"(mesolive models fetch {DEFAULT_MODEL})",
+            "detail": f"ONNX Runtime runs; {model} is not downloaded yet "
+            f"(mesolive models fetch {model})",
         }
     except Exception as e:  # noqa: BLE001 - doctor reports any failure as a finding
         return {"ok": False, "detail": f"{type(e).__name__}: {e}"}
@@ -136,11 +135,10 @@ def _engines(stack: GpuStack, folder: Path, model_dir: str | None) -> list[dict[
 def _auto_choice(stack: GpuStack, engines: list[dict[str, Any]], providers: list[str]) -> str:
     from mesolive.backends.select import _ort_cuda_problem
 
-    if stack.ready and any(
-        e["matches"] and e["file"].startswith(DEFAULT_MODEL + ".") for e in engines
-    ):
-        return f"TensorRT (a matching {DEFAULT_MODEL} engine)"
-    why = stack.summary(hints=False) if not stack.ready else f"no matching {DEFAULT_MODEL} engine"
+    model = registry.default_model()
+    if stack.ready and any(e["matches"] and e["file"].startswith(model + ".") for e in engines):
+        return f"TensorRT (a matching {model} engine)"
+    why = stack.summary(hints=False) if not stack.ready else f"no matching {model} engine"
     problem = _ort_cuda_problem(providers)
     if not problem:
         return f"ONNX Runtime CUDA (TensorRT not used: {why})"

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
 )
 
 from mesolive.gui.settings import ARCHS, DET_SIZES, VARIANTS, UiSettings, split_models
+from mesolive.models.registry import default_model
 
 _ARCH_LABELS = {"meso4": "Meso-4", "mesoinception4": "MesoInception-4"}
 _VARIANT_LABELS = {"df": "Deepfake (DF)", "f2f": "Face2Face (F2F)"}
@@ -42,9 +43,14 @@ class ControlsPanel(QWidget):
 
         models_box = QGroupBox("Models")
         self.arch = QComboBox()
+        self._default = default_model()
+        if split_models((self._default,)) is None:  # a model of its own, not an arch-variant
+            self.arch.addItem(f"Default: {self._default} (today's forgeries)", "default")
         for a in ARCHS:
-            self.arch.addItem(_ARCH_LABELS[a], a)
-        self.arch.setToolTip("MesoNet architecture (MesoInception-4 is ~3x slower)")
+            self.arch.addItem(_ARCH_LABELS[a] + " (authors', 2018)", a)
+        self.arch.setToolTip(
+            "the default model, or the authors' 2018 networks (MesoInception-4 is ~3x slower)"
+        )
         self.variant_boxes: dict[str, QCheckBox] = {}
         row = QHBoxLayout()
         for v in VARIANTS:
@@ -151,10 +157,17 @@ class ControlsPanel(QWidget):
         arch = self.arch.currentData()
         if arch == "custom" and self._custom_models:
             return self._custom_models
+        if arch == "default":
+            return (self._default,)
         picked = tuple(f"{arch}-{v}" for v, cb in self.variant_boxes.items() if cb.isChecked())
         return picked or (f"{arch}-df",)
 
     def _set_models(self, models: tuple[str, ...]) -> None:
+        if tuple(models) == (self._default,) and self.arch.findData("default") >= 0:
+            self.arch.setCurrentIndex(self.arch.findData("default"))
+            for cb in self.variant_boxes.values():
+                cb.setEnabled(False)
+            return
         split = split_models(models)
         if split is None:  # a trained model or a mix: keep it as one "custom" choice
             self._custom_models = tuple(models)
@@ -173,7 +186,7 @@ class ControlsPanel(QWidget):
             cb.setChecked(v in variants)
 
     def _models_edited(self) -> None:
-        custom = self.arch.currentData() == "custom"
+        custom = self.arch.currentData() in ("custom", "default")
         for cb in self.variant_boxes.values():
             cb.setEnabled(not custom)
         if not custom and not any(cb.isChecked() for cb in self.variant_boxes.values()):

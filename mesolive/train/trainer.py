@@ -195,10 +195,12 @@ def breakdown(val: FaceSet, scores: np.ndarray, threshold: float = 0.5) -> dict[
         rep = evaluate(val.labels[m], scores[m], threshold=threshold)
         per_source[str(s)] = {"faces": int(m.sum()), **_metrics(rep)}
     per_kind = {}
-    for k in np.unique(val.kinds):
-        m = val.kinds == k
-        right = (scores[m] > threshold) == val.labels[m].astype(bool)
-        per_kind[str(k)] = {"faces": int(m.sum()), "share_right": float(right.mean())}
+    for lab, k in sorted({(int(a), str(b)) for a, b in zip(val.labels, val.kinds, strict=True)}):
+        m = (val.kinds == k) & (val.labels == lab)
+        right = (scores[m] > threshold) == bool(lab)
+        # keyed by label too: a data set may use one kind for its reals and fakes
+        name = k if k in ("real", "fake") else f"{'fake' if lab else 'real'}: {k}"
+        per_kind[name] = {"faces": int(m.sum()), "share_right": float(right.mean())}
     videos = {}
     for f in np.unique(val.files):
         m = val.files == f
