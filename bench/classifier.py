@@ -21,6 +21,7 @@ import numpy as np
 from mesolive.backends.base import Runner
 from mesolive.backends.select import open_runner
 from mesolive.models.arch import ARCHS, INPUT_SIZE, Arch, Conv, Inception
+from mesolive.models.registry import default_model, get_spec, networks
 
 
 def conv_flops(arch: Arch) -> float:
@@ -84,11 +85,14 @@ def main() -> None:
         f"{'GFLOP/s':>8} {'% matmul':>8}"
     )
     measured: dict[tuple[str, int], float] = {}
-    for model, archs in (
-        ("meso4-df", [ARCHS["meso4"]]),
-        ("mesoinception4-df", [ARCHS["mesoinception4"]]),
-        ("meso4-df+meso4-f2f", [ARCHS["meso4"]] * 2),
-    ):
+    default = get_spec(default_model())
+    models = {
+        default.name: [ARCHS[n.arch] for n in networks(default)],
+        "meso4-df": [ARCHS["meso4"]],
+        "mesoinception4-df": [ARCHS["mesoinception4"]],
+        "meso4-df+meso4-f2f": [ARCHS["meso4"]] * 2,
+    }
+    for model, archs in models.items():
         f = sum(conv_flops(a) for a in archs)
         with open_runner(model, backend=args.backend, progress=False) as runner:
             for b in args.batches:
@@ -101,6 +105,8 @@ def main() -> None:
     for b in args.batches:
         ratio = measured["meso4-df+meso4-f2f", b] / measured["meso4-df", b]
         print(f"union of two Meso-4 / one Meso-4 at batch {b}: x{ratio:.2f} the faces/s")
+        ratio = measured[default.name, b] / measured["meso4-df", b]
+        print(f"default {default.name} / meso4-df at batch {b}: x{ratio:.2f} the faces/s")
     print(f"matmul re-measured after the runs: {matmul_rate(args.seconds) / 1e9:.1f} GFLOP/s")
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mesolive.models.registry import default_model
 from mesolive.pipeline.pipeline import FramePipeline, PipelineConfig
 from mesolive.sources.registry import make_source
 from mesolive.types import ReadStatus
@@ -190,7 +191,7 @@ def soak(pipeline: FramePipeline, clip: Path, seconds: float) -> None:
 
 def print_table(runs: list[Run]) -> None:
     head = (
-        f"{'clip':<24} {'config':<18} {'frames':>6} {'faces/f':>7} "
+        f"{'clip':<24} {'config':<26} {'frames':>6} {'faces/f':>7} "
         + " ".join(f"{s:>8}" for s in STAGES)
         + f" {'fps':>7} {'p50 ms':>7} {'p95 ms':>7} {'drops':>5}"
     )
@@ -200,7 +201,7 @@ def print_table(runs: list[Run]) -> None:
         stages = " ".join(f"{r.ms(s):8.2f}" for s in STAGES)
         faces = r.faces / r.frames if r.frames else 0.0
         print(
-            f"{r.clip[:24]:<24} {r.label:<18} {r.frames:6d} {faces:7.2f} {stages} "
+            f"{r.clip[:24]:<24} {r.label:<26} {r.frames:6d} {faces:7.2f} {stages} "
             f"{r.fps:7.1f} {r.pct(50):7.1f} {r.pct(95):7.1f} {r.dropped:5d}"
         )
     print("stage columns: mean ms per frame (capture = read + decode; 0 where skipped)")
@@ -218,7 +219,12 @@ def main() -> int:
         metavar="EVERY:DET",
         help="configurations as every:det_size (default: 1:320 3:320)",
     )
-    ap.add_argument("--models", nargs="+", default=["meso4-df"])
+    ap.add_argument(
+        "--models",
+        nargs="+",
+        default=None,
+        help="models timed one after the other (default: the default model, then meso4-df)",
+    )
     ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads")
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--live", action="store_true", help="also run through the capture thread")
@@ -229,28 +235,32 @@ def main() -> int:
     if missing:
         print(f"bench: no such clip: {missing[0]} (set MESOLIVE_SHARED)", file=sys.stderr)
         return 2
+    models = args.models or list(dict.fromkeys([default_model(), "meso4-df"]))
     print(f"machine: {os.cpu_count()} cores; ORT threads: {args.threads or 'default'}")
     runs: list[Run] = []
     for spec in args.configs:
         every, det = (int(x) for x in spec.split(":"))
-        config = PipelineConfig(
-            models=tuple(args.models),
-            det_size=det,
-            every=every,
-            threads=args.threads,
-            backend=args.backend,
-        )
-        with FramePipeline(config) as pipeline:
-            label = f"every={every} det={det}"
-            if spec == args.configs[0]:
-                print(f"backend: {pipeline.backend}; detector: {pipeline.detector_name}")
-            for clip in args.clips:
-                runs.append(run_sync(pipeline, clip, label, args.frames, args.warmup))
-                if args.live:
-                    runs.append(run_live(pipeline, clip, label, args.frames))
-            if args.soak and spec == args.configs[0]:
-                soak(pipeline, args.clips[0], args.soak)
+        for model in models:
+            config = PipelineConfig(
+                models=(model,),
+                det_size=det,
+                every=every,
+                threads=args.threads,
+                backend=args.backend,
+            )
+            with FramePipeline(config) as pipeline:
+                label = f"{model} e{every} d{det}"
+                if spec == args.configs[0] and model == models[0]:
+                    print(f"backend: {pipeline.backend}; detector: {pipeline.detector_name}")
+                for clip in args.clips:
+                    runs.append(run_sync(pipeline, clip, label, args.frames, args.warmup))
+                    if args.live:
+                        runs.append(run_live(pipeline, clip, label, args.frames))
+                if args.soak and spec == args.configs[0] and model == models[0]:
+                    soak(pipeline, args.clips[0], args.soak)
     print_table(runs)
+    for r in runs:
+        print(f"{r.clip[:24]:<24} {r.label:<26} x{r.fps / 30:.2f} real time (fps / 30)")
     return 0
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mesolive.classify.preprocess import resize_nearest
+from mesolive.classify.preprocess import AUTHORS
 from mesolive.imageio import read_image
 from mesolive.train.blend import BlendConfig, blend_mask, self_blend
 
@@ -15,7 +15,7 @@ from mesolive.train.blend import BlendConfig, blend_mask, self_blend
 @pytest.fixture(scope="module")
 def real_faces(shared: Path) -> list[np.ndarray]:
     files = sorted((shared / "train" / "dfdc" / "real").glob("*.jpg"))[:8]
-    return [np.ascontiguousarray(resize_nearest(read_image(f))[:, :, ::-1]) for f in files]
+    return [AUTHORS.resize(read_image(f)) for f in files]
 
 
 def test_mask_covers_the_inner_face_and_spares_the_corners() -> None:

@@ -183,7 +183,7 @@ def test_keep_init_registers_the_union_with_the_starting_model(
         crops = [reader.read(f) for f in files]
     w = load_keras_weights(tmp_path / "models" / card["file"])
     net = MesoNetTorch(w.arch).load_meso_weights(w).eval()
-    alone = predict_fake(net, np.stack(crops)[:, :, :, ::-1], "cpu", contract)
+    alone = predict_fake(net, np.stack(crops), "cpu", contract)
     runner = OnnxRuntimeRunner(registry.onnx_path(registry.get_spec("meso4-df")))
     with MesoClassifier(runner, preprocess=contract) as init_net:
         init = init_net.score(crops).fake

@@ -1,4 +1,4 @@
-"""Training-time augmentation on uint8 RGB face crops (OpenCV, GIL-free).
+"""Training-time augmentation on uint8 BGR face crops (OpenCV, GIL-free).
 
 The paper's set (zoom, rotation, horizontal flip, brightness and contrast,
 hue) plus what calls and uploads do to a face: down- and re-scaling (a
@@ -43,7 +43,7 @@ class AugmentConfig:
 
 
 def augment(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
-    """Return an augmented copy of an (H, W, 3) uint8 RGB image of the same shape."""
+    """Return an augmented copy of an (H, W, 3) uint8 BGR image of the same shape."""
     h, w = img.shape[:2]
     out = img
     if rng.random() < cfg.affine:
@@ -55,21 +55,21 @@ def augment(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np
     if rng.random() < cfg.flip:
         out = out[:, ::-1]
     if cfg.hue or cfg.saturation != (1.0, 1.0):
-        hsv = cv2.cvtColor(np.ascontiguousarray(out), cv2.COLOR_RGB2HSV)
+        hsv = cv2.cvtColor(np.ascontiguousarray(out), cv2.COLOR_BGR2HSV)
         hue = np.int16(round(rng.uniform(-cfg.hue, cfg.hue) / 2))  # OpenCV hue is 0..179
         hsv[..., 0] = ((hsv[..., 0].astype(np.int16) + hue) % 180).astype(np.uint8)
         sat = rng.uniform(*cfg.saturation)
         hsv[..., 1] = np.clip(hsv[..., 1] * sat, 0, 255).astype(np.uint8)
-        out = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+        out = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
     out = _degrade(np.ascontiguousarray(out), rng, cfg)
     alpha = rng.uniform(*cfg.contrast)
     beta = rng.uniform(-cfg.brightness, cfg.brightness) * 255 + (1 - alpha) * 127.5
     out = cv2.convertScaleAbs(np.ascontiguousarray(out), alpha=alpha, beta=beta)
     if rng.random() < cfg.jpeg:
         q = int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1))
-        ok, buf = cv2.imencode(".jpg", out[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, q])
+        ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, q])
         if ok:
-            out = cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1]
+            out = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     return np.ascontiguousarray(out)
 
 

@@ -23,7 +23,8 @@ class FaceSet:
     Attributes
     ----------
     images
-        (n, S, S, 3) uint8 RGB, cut by the model's preprocessing contract.
+        (n, S, S, 3) uint8 BGR (as OpenCV reads), cut by the model's preprocessing
+        contract, which also turns them into network input.
     labels
         (n,) int64, 1 = fake.
     groups

@@ -33,14 +33,14 @@ from mesolive.errors import InputError
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 CHUNK = 256
 NO_FACE = "no face"
 
 
 @dataclass(frozen=True)
 class StillResult:
-    """One still: its crop (S, S, 3) uint8 RGB, or why there is none."""
+    """One still: its crop (S, S, 3) uint8 BGR, or why there is none."""
 
     face: np.ndarray | None
     problem: str = ""
@@ -119,9 +119,8 @@ class FaceCutter:
         self.close()
 
     def _cut_largest(self, bgr: np.ndarray) -> np.ndarray | None:
-        """The largest face as (S, S, 3) uint8 RGB (training keeps RGB), or None."""
-        crop = cut_largest(self.detector, self.contract, bgr)
-        return None if crop is None else np.ascontiguousarray(crop[:, :, ::-1])
+        """The largest face as an (S, S, 3) uint8 BGR crop, or None."""
+        return cut_largest(self.detector, self.contract, bgr)
 
     # -- stills -----------------------------------------------------------------------
     def stills(self, files: Sequence[Path], on_chunk=None) -> list[StillResult]:
@@ -165,7 +164,7 @@ class FaceCutter:
     def video(self, path: str | os.PathLike[str], max_faces: int = 60) -> list[np.ndarray]:
         """Up to ``max_faces`` crops from frames sampled evenly through a video.
 
-        Returns (S, S, 3) uint8 RGB crops, the largest face of each sampled frame.
+        Returns (S, S, 3) uint8 BGR crops, the largest face of each sampled frame.
 
         Raises
         ------

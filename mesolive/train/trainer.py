@@ -106,8 +106,8 @@ def _use_bf16(cfg: TrainConfig) -> bool:
 
 
 def _to_tensor(contract: Preprocess, batch: np.ndarray, device: str) -> torch.Tensor:
-    """(n, H, W, 3) uint8 RGB crops → the network input as the contract builds it."""
-    x = torch.from_numpy(contract.to_batch(batch, "rgb")).to(device)
+    """(n, H, W, 3) uint8 BGR crops → the network input as the contract builds it."""
+    x = torch.from_numpy(contract.to_batch(batch)).to(device)
     return x.contiguous(memory_format=torch.channels_last)
 
 
@@ -126,7 +126,7 @@ def predict_fake(
     contract: Preprocess,
     batch: int = 150,
 ) -> np.ndarray:
-    """Fake scores (n,) float32 for (n, S, S, 3) uint8 RGB crops, in eval mode."""
+    """Fake scores (n,) float32 for (n, S, S, 3) uint8 BGR crops, in eval mode."""
     model.eval()
     out = np.empty(len(images), np.float32)
     for i in range(0, len(images), batch):
@@ -579,7 +579,7 @@ class Trainer:
             with MesoClassifier(OnnxRuntimeRunner(graph), preprocess=contract) as clf:
                 return np.concatenate(
                     [
-                        clf.score(val.images[i : i + 128], order="rgb").fake
+                        clf.score(val.images[i : i + 128]).fake
                         for i in range(0, len(val), 128)
                     ]
                 )
