@@ -31,7 +31,7 @@ scan: setup
 	$(BIN)/mesolive evaluate $(SHARED)/faces/dfdc --plot artifacts/dfdc_meso4-df.png
 
 test: setup
-	$(BIN)/ruff check mesolive tests bench
+	$(BIN)/ruff check mesolive tests bench scripts
 	$(BIN)/python -m pytest
 
 bench: setup

@@ -1,0 +1,77 @@
+"""Score models on the validation groups that ``mesolive train`` holds aside.
+
+    MESOLIVE_MODEL_DIR=../shared/models python scripts/compare_on_split.py \\
+        --data ../shared/train/{dfdc,dfdc2,photos,videos} --val-split 0.15 --seed 0 \\
+        --models meso4-live meso4-df
+
+The split is the trainer's own (a hash of each group's name and the seed), so
+a model trained on any subset of the same data sets with the same seed and
+share never saw these groups. Each model's faces are cut by its own
+preprocessing contract. Prints, per model, the selection AUC (mean of the
+per-source AUCs), then per source AUC / reals kept / fakes caught, and per
+held-out video its mean score; ``--json FILE`` writes it all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> int:
+    sys.path.insert(0, str(ROOT))
+    from mesolive.classify.mesonet import load_classifier
+    from mesolive.datasets import collect
+    from mesolive.models.registry import get_spec
+    from mesolive.train.data import load_faces, split_by_group
+    from mesolive.train.trainer import breakdown, selection_auc
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", nargs="+", required=True)
+    ap.add_argument("--models", nargs="+", required=True)
+    ap.add_argument("--val-split", type=float, default=0.1)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", metavar="FILE")
+    args = ap.parse_args()
+
+    items = collect(args.data)
+    groups = np.array([it.group for it in items])
+    labels = np.array([it.label for it in items])
+    _, val_idx = split_by_group(groups, labels, args.val_split, args.seed)
+    held = [items[i] for i in val_idx]
+    out = {}
+    cut = {}
+    for name in args.models:
+        contract = get_spec(name).preprocess
+        if contract not in cut:
+            cut[contract] = load_faces(held, contract)[0]
+        faces = cut[contract]
+        with load_classifier(name, progress=False) as clf:
+            scores = np.concatenate(
+                [clf.score(faces.images[i : i + 256]).fake for i in range(0, len(faces), 256)]
+            )
+        res = {"selection_auc": selection_auc(faces, scores), **breakdown(faces, scores)}
+        out[name] = res
+        print(f"{name}: selection AUC {res['selection_auc']:.3f} on {len(faces)} faces")
+        for src, m in res["per_source"].items():
+            print(
+                f"  {src:<8} {m['faces']:>5} faces  AUC {m['auc']:.3f}  reals kept "
+                f"{m['real_accuracy']:.3f}  fakes caught {m['fake_accuracy']:.3f}"
+            )
+        for kind, m in res["per_kind"].items():
+            print(f"    {kind:<48} {m['faces']:>5}  right {m['share_right']:.3f}")
+        for video, v in res["videos"].items():
+            print(f"    video {video:<44} {v['label']:<5} {v['score']:.3f} right={v['right']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
