@@ -255,6 +255,9 @@ def test_resume_continues_from_checkpoint(small_data: Path, tmp_path: Path) -> N
     )
     assert out.returncode == 0, out.stderr
     card = json.loads((tmp_path / "models" / "resumed.card.json").read_text())
+    assert "resumed resumed at epoch 1 of 2" in out.stderr  # says how far it got
+    assert card["runs"] == 2
+    assert card["training_minutes"] >= card["history"][-1]["minutes"] > 0
     assert seen == [1]
     assert [h["epoch"] for h in card["history"]][-1] == 2
 

@@ -430,13 +430,24 @@ class Trainer:
             if ema is not None and "ema" in ck:
                 ema.load_state_dict(ck["ema"])
             state = ck["state"]
-            log.info("resumed %s at epoch %d", cfg.name, state["epoch"])
+            # minutes of the earlier runs (older checkpoints: their last epoch's)
+            state.setdefault("minutes", state["history"][-1].get("minutes", 0.0))
+            state["runs"] = state.get("runs", 1) + 1
+            log.info(
+                "resumed %s at epoch %d of %d (best validation AUC %.4f, %.1f min so far)",
+                cfg.name,
+                state["epoch"],
+                cfg.epochs,
+                state["best_auc"],
+                state["minutes"],
+            )
         else:
             # Baseline: the initial weights' validation AUC (0.5-ish from scratch).
             base = dist.share(self._validate(model, val) if dist.main else None)
             state["best_auc"] = base["val_auc"]
             state["best"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
             state["history"].append({"epoch": 0, **base})
+        prior_minutes = state.get("minutes", 0.0)  # spent by earlier runs of this model
         state["n_train"] = len(train)
         names, counts = np.unique(train.sources, return_counts=True)
         state["train_per_source"] = {str(k): int(v) for k, v in zip(names, counts, strict=True)}
@@ -520,10 +531,11 @@ class Trainer:
                     "train_loss": float(np.mean(losses)),
                     **metrics,
                     "improved": improved,
-                    "minutes": (time.monotonic() - t_start) / 60,
+                    "minutes": prior_minutes + (time.monotonic() - t_start) / 60,
                 }
                 state["history"].append(record)
                 state["epoch"] = epoch
+                state["minutes"] = record["minutes"]
                 epoch_minutes = dist.share((time.monotonic() - t_epoch) / 60)
                 if not dist.main:
                     continue
@@ -548,7 +560,8 @@ class Trainer:
                 if self.on_epoch:
                     self.on_epoch(record)
         model.load_state_dict(state["best"])
-        card = self._register(model, val, state, time.monotonic() - t_start) if dist.main else None
+        seconds = prior_minutes * 60 + time.monotonic() - t_start
+        card = self._register(model, val, state, seconds) if dist.main else None
         return dist.share(card)
 
     # -- hand-over --------------------------------------------------------------
@@ -638,7 +651,8 @@ class Trainer:
             },
             **({"network_validation": _metrics(network_rep)} if union else {}),
             "history": state["history"],
-            "training_minutes": seconds / 60,
+            "training_minutes": seconds / 60,  # all runs together, --resume included
+            "runs": state.get("runs", 1),
             "torch": torch.__version__,
         }
         (models_dir / f"{self.cfg.name}.card.json").write_text(json.dumps(card, indent=2))

@@ -11,6 +11,7 @@ from mesolive.gui.main_window import MainWindow, backend_text
 from mesolive.gui.presenter import Level
 from mesolive.gui.source_picker import RegionPickerDialog, SourcePickerDialog
 from mesolive.gui.tracks import Alert, TrackStore
+from mesolive.models.registry import default_model
 from tests.gui.conftest import make_face, make_result, parse
 
 pytestmark = pytest.mark.gui
@@ -34,6 +35,12 @@ def test_window_has_the_controls_and_shortcuts(window):
 
 def test_model_picker_builds_model_names(window):
     c = window.controls
+    default = default_model()
+    assert c.models() == (default,)  # a fresh app runs the default model
+    if ui_settings.split_models((default,)) is None:  # a model of its own: its own entry
+        assert c.arch.currentData() == "default"
+        assert not any(cb.isEnabled() for cb in c.variant_boxes.values())
+    c.arch.setCurrentIndex(c.arch.findData("meso4"))
     assert c.models() == ("meso4-df",)
     c.variant_boxes["f2f"].setChecked(True)
     assert c.models() == ("meso4-df", "meso4-f2f")
@@ -48,6 +55,7 @@ def test_settings_survive_a_restart(qtbot, qsettings):
     win = MainWindow(parse(), qsettings)
     qtbot.addWidget(win)
     c = win.controls
+    c.arch.setCurrentIndex(c.arch.findData("meso4"))
     c.variant_boxes["f2f"].setChecked(True)
     c.threshold.setValue(0.65)
     c.every.setValue(3)
