@@ -30,7 +30,7 @@ def main() -> int:
     from mesolive.datasets import collect
     from mesolive.models.registry import get_spec
     from mesolive.train.data import load_faces, split_by_group
-    from mesolive.train.trainer import breakdown, selection_auc
+    from mesolive.train.validation import breakdown, selection_auc
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", nargs="+", required=True)

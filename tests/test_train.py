@@ -512,3 +512,24 @@ def test_training_faces_are_cut_by_the_models_contract(
     again, summary2 = load_faces(items, tight)
     assert np.array_equal(again.images, faces.images)
     assert summary2 == summary
+
+
+def test_validation_weighs_each_source_once_and_judges_whole_videos() -> None:
+    from mesolive.train.data import FaceSet
+    from mesolive.train.validation import breakdown, selection_auc
+
+    # a big source the model ranks perfectly, a small one it ranks backwards
+    labels = np.array([0] * 50 + [1] * 50 + [0, 0, 1, 1])
+    scores = np.r_[np.linspace(0, 0.4, 50), np.linspace(0.6, 1, 50), 0.9, 0.8, 0.2, 0.1]
+    sources = np.array(["big"] * 100 + ["small"] * 4)
+    files = np.array([f"img{i}.jpg" for i in range(100)] + ["a.mp4", "a.mp4", "b.mp4", "b.mp4"])
+    kinds = np.array(["real"] * 50 + ["fake"] * 50 + ["DF"] * 4)
+    faces = FaceSet(np.zeros((104, 1, 1, 3), np.uint8), labels, files, sources, kinds, files)
+    assert selection_auc(faces, scores) == pytest.approx(0.5)  # (1.0 + 0.0) / 2
+    card = breakdown(faces, scores)
+    assert card["per_source"]["big"]["auc"] == 1.0 and card["per_source"]["small"]["faces"] == 4
+    assert card["per_kind"]["real: DF"]["share_right"] == 0.0  # a real clip called fake
+    assert card["per_kind"]["fake: DF"]["faces"] == 2
+    assert set(card["videos"]) == {"a.mp4", "b.mp4"}  # files with several faces only
+    a = card["videos"]["a.mp4"]
+    assert a == {"label": "real", "score": pytest.approx(0.85), "right": False}
