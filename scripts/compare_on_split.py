@@ -7,14 +7,17 @@
 The split is the trainer's own (a hash of each group's name and the seed), so
 a model trained on any subset of the same data sets with the same seed and
 share never saw these groups. Each model's faces are cut by its own
-preprocessing contract. Prints, per model, the selection AUC (mean of the
-per-source AUCs), then per source AUC / reals kept / fakes caught, and per
-held-out video its mean score; ``--json FILE`` writes it all.
+preprocessing contract. ``--held-videos`` writes the held-out clips as a
+labels CSV, so ``mesolive evaluate`` can judge them whole through the
+pipeline. Prints, per model, the selection AUC (mean of the per-source
+AUCs), then per source AUC / reals kept / fakes caught, and per held-out
+video its mean score; ``--json FILE`` writes it all.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 from pathlib import Path
@@ -38,6 +41,11 @@ def main() -> int:
     ap.add_argument("--val-split", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", metavar="FILE")
+    ap.add_argument(
+        "--held-videos",
+        metavar="FILE.csv",
+        help="write the held-out videos as a labels CSV, for 'mesolive evaluate'",
+    )
     args = ap.parse_args()
 
     items = collect(args.data)
@@ -45,6 +53,15 @@ def main() -> int:
     labels = np.array([it.label for it in items])
     _, val_idx = split_by_group(groups, labels, args.val_split, args.seed)
     held = [items[i] for i in val_idx]
+    if args.held_videos:
+        from mesolive.datasets import VIDEO_EXTS
+
+        with open(args.held_videos, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["file", "label", "kind"])
+            for it in held:
+                if it.path.suffix.lower() in VIDEO_EXTS:
+                    w.writerow([it.path.resolve(), "fake" if it.label else "real", it.kind])
     out = {}
     cut = {}
     for name in args.models:
