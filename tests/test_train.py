@@ -125,6 +125,7 @@ def test_train_register_and_use(small_data: Path, shared: Path, tmp_path: Path) 
     assert out.returncode == 0, out.stderr
     assert "validation AUC" in out.stdout
     card = json.loads((tmp_path / "models" / "tiny.card.json").read_text())
+    assert card["commands"] == ["mesolive " + " ".join(out.args[3:])]  # how to redo it
     assert card["recipe"]["self_blend"] == 0.5
     assert card["recipe"]["ema"] == 0.95
     assert card["arch"] == "meso4"

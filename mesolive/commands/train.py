@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 
 from mesolive.errors import BackendUnavailable
@@ -46,7 +47,11 @@ def run(args: argparse.Namespace) -> int:
         augment=PRESETS[args.augment],
     )
     trainer = Trainer(
-        cfg, resume=args.resume, model_dir=args.model_dir, progress=sys.stderr.isatty()
+        cfg,
+        resume=args.resume,
+        model_dir=args.model_dir,
+        progress=sys.stderr.isatty(),
+        command=shlex.join(["mesolive", *args.argv]),
     )
     card = trainer.run()
     if not trainer.dist.main:  # under torchrun, rank 0 reports

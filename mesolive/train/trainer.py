@@ -173,12 +173,14 @@ class Trainer:
         model_dir: str | None = None,
         progress: bool = True,
         on_epoch: Callable[[dict], None] | None = None,
+        command: str = "",
     ) -> None:
         self.cfg = cfg
         self.resume = resume
         self.model_dir = model_dir
         self.progress = progress
         self.on_epoch = on_epoch
+        self.command = command  # the command line, for the card (how to reproduce it)
         self.work_dir = paths.cache_dir() / "train" / cfg.name
         self.checkpoint = self.work_dir / "checkpoint.pt"
         self.dist = distributed.Dist()  # replaced in run() under torchrun
@@ -396,6 +398,8 @@ class Trainer:
             state["best"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
             state["history"].append({"epoch": 0, **base})
         prior_minutes = state.get("minutes", 0.0)  # spent by earlier runs of this model
+        if self.command:
+            state["commands"] = [*state.get("commands", []), self.command]
         state["n_train"] = len(train)
         names, counts = np.unique(train.sources, return_counts=True)
         state["train_per_source"] = {str(k): int(v) for k, v in zip(names, counts, strict=True)}
@@ -601,6 +605,7 @@ class Trainer:
             "history": state["history"],
             "training_minutes": seconds / 60,  # all runs together, --resume included
             "runs": state.get("runs", 1),
+            "commands": state.get("commands", []),
             "torch": torch.__version__,
         }
         (models_dir / f"{self.cfg.name}.card.json").write_text(json.dumps(card, indent=2))
