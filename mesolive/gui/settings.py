@@ -22,6 +22,9 @@ VARIANTS = ("df", "f2f")
 DET_SIZES = (0, 320, 480, 640, 800)  # 0 = the pipeline's default
 _MODEL = re.compile(r"^(meso4|mesoinception4)-(df|f2f)$")
 
+SETTINGS_VERSION = 2  # 2: no models kept = the default model
+OLD_DEFAULT = "meso4-df"  # the default model of settings version 1
+
 #: Testing hook: keep settings in this INI file instead of the user's.
 SETTINGS_ENV = "MESOLIVE_GUI_SETTINGS"
 
@@ -78,12 +81,20 @@ def _get(qs: QSettings, key: str, default: Any, kind: type) -> Any:
 
 
 def load(qs: QSettings) -> UiSettings:
-    """Read the kept choices; anything missing or malformed falls back to its default."""
+    """Read the kept choices; anything missing or malformed falls back to its default.
+
+    No models kept means "the default model", whatever it is now, so a newer
+    default reaches users who never picked one. Settings written before that
+    rule (no ``settings/version``) kept the old default, ``meso4-df``, by
+    name: it is read as "the default" too.
+    """
     d = UiSettings()
-    models_raw = qs.value("pipeline/models", list(d.models))
+    models_raw = qs.value("pipeline/models", [])
     if isinstance(models_raw, str):
         models_raw = [m for m in models_raw.split(",") if m]
     models = tuple(str(m) for m in (models_raw or d.models))
+    if qs.value("settings/version") is None and models == (OLD_DEFAULT,):
+        models = d.models
     recent = qs.value("source/recent", [])
     if isinstance(recent, str):
         recent = [recent] if recent else []
@@ -104,10 +115,12 @@ def load(qs: QSettings) -> UiSettings:
 
 
 def save(qs: QSettings, s: UiSettings) -> None:
+    qs.setValue("settings/version", SETTINGS_VERSION)
     qs.setValue("source/last", s.source)
     qs.setValue("source/recent", list(s.recent_sources))
     qs.setValue("source/loop_files", s.loop_files)
-    qs.setValue("pipeline/models", list(s.models))
+    follows_default = s.models == (default_model(),)
+    qs.setValue("pipeline/models", [] if follows_default else list(s.models))
     qs.setValue("pipeline/threshold", float(s.threshold))
     qs.setValue("pipeline/det_size", int(s.det_size))
     qs.setValue("pipeline/every", int(s.every))

@@ -103,6 +103,23 @@ def test_malformed_settings_fall_back_to_defaults(qsettings):
     assert s.threshold == 0.5 and s.every == 1 and s.alert_sound is True
 
 
+def test_users_who_never_picked_a_model_follow_the_default(qsettings):
+    """Old settings kept the old default by name; a new default still reaches them."""
+    qsettings.setValue("pipeline/models", ["meso4-df"])  # written before settings/version
+    assert ui_settings.load(qsettings).models == (default_model(),)
+    s = ui_settings.UiSettings()
+    ui_settings.save(qsettings, s)
+    assert qsettings.value("pipeline/models") in (None, "", [])  # "the default", by no name
+    assert ui_settings.load(qsettings).models == (default_model(),)
+    s.models = ("meso4-df", "meso4-f2f")  # a pick is kept by name
+    ui_settings.save(qsettings, s)
+    assert ui_settings.load(qsettings).models == ("meso4-df", "meso4-f2f")
+    s.models = ("meso4-df",)
+    ui_settings.save(qsettings, s)
+    expected = (default_model(),) if default_model() == "meso4-df" else ("meso4-df",)
+    assert ui_settings.load(qsettings).models == expected
+
+
 @pytest.mark.parametrize(
     ("actual", "requested", "gpu", "warn"),
     [
