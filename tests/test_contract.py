@@ -20,7 +20,7 @@ from mesolive.classify.preprocess import AUTHORS, Preprocess
 from mesolive.errors import ModelError
 from mesolive.models import registry
 
-from .conftest import MODEL_NAMES, MODELS
+from .conftest import MODEL_NAMES, MODELS, ROOT
 
 TIGHT = Preprocess(scale=1 / 1.3, precut="recut")
 
@@ -197,3 +197,23 @@ def test_models_list_names_the_default_and_why(tight_model: str) -> None:
     assert marked == [default, "default"]  # its row, and the line saying why
     assert f"* default model {default}" in proc.stdout
     assert "tight" in proc.stdout and "0.769" in proc.stdout
+
+
+def test_only_a_validated_model_can_become_the_default(tight_model: str) -> None:
+    """scripts/ship_model.py wants the card that only a finished validation writes."""
+    from mesolive import paths
+
+    manifest = paths.resources_dir() / "models.json"
+    before = manifest.read_bytes()
+    script = str(ROOT / "scripts" / "ship_model.py")
+    proc = subprocess.run(
+        [sys.executable, script, tight_model, "--as", "x", "--reason", "y"],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    assert proc.stderr.strip() == f"{tight_model}: not a trained model with a model card"
+    assert manifest.read_bytes() == before
+    assert not (paths.resources_dir() / "weights" / "x.h5").exists()
