@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import select
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -40,6 +41,23 @@ def golden() -> dict[str, np.ndarray]:
     """The authors' Keras outputs (``../shared/golden``): images and logits per model."""
     g = np.load(SHARED / "golden" / "meso_keras_reference.npz")
     return {k: g[k] for k in g.files}
+
+
+def mesolive(
+    *args: str, env: dict[str, str] | None = None, check: bool = False, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m mesolive ARGS`` as a user would; never a traceback."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "mesolive", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+    assert "Traceback" not in proc.stderr, proc.stderr
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
 
 
 def nchw(images_u8: np.ndarray) -> np.ndarray:

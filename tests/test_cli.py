@@ -10,20 +10,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from .conftest import mesolive
+
 SAMPLES_EXPECTED = {"df00204": "fake", "df01254": "fake", "real00240": "real", "real00772": "real"}
-
-
-def mesolive(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "mesolive", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert "Traceback" not in proc.stderr, proc.stderr
-    if check:
-        assert proc.returncode == 0, proc.stderr
-    return proc
 
 
 def test_help_does_not_import_heavy_modules() -> None:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,21 +19,12 @@ from mesolive.commands.scan import InputReport
 from mesolive.datasets import Item
 from mesolive.types import TrackSummary, Verdict
 
+from .conftest import mesolive
+
 OBAMA_REAL = Path("videos") / "real" / "inthewild_obama.mp4"
 OBAMA_FAKE = Path("videos") / "fake" / "inthewild_obama.mp4"
 HAMILTON = Path("videos") / "real" / "hamilton_clip.mp4"
 VERDICTS = {"real", "uncertain", "fake", "unknown", "no face"}
-
-
-def mesolive(*args: str) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "mesolive", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert "Traceback" not in proc.stderr, proc.stderr
-    return proc
 
 
 def write_labels(path: Path, rows: list[tuple[Path, str, str]]) -> Path:

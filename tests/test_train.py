@@ -20,7 +20,7 @@ from mesolive.train.data import split_by_group  # noqa: E402
 from mesolive.train.h5_writer import write_keras_h5  # noqa: E402
 from mesolive.train.torch_model import MesoNetTorch  # noqa: E402
 
-from .conftest import H5_OF, MODEL_NAMES, MODELS, nchw  # noqa: E402
+from .conftest import H5_OF, MODEL_NAMES, MODELS, mesolive, nchw  # noqa: E402
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
@@ -87,20 +87,6 @@ def small_data(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         (root / f).symlink_to(src / f)
     (root / "labels.csv").write_text("\n".join([header, *keep]) + "\n")
     return root
-
-
-def mesolive(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    import os
-
-    proc = subprocess.run(
-        [sys.executable, "-m", "mesolive", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, **(env or {})},
-    )
-    assert "Traceback" not in proc.stderr, proc.stderr
-    return proc
 
 
 TRAIN = ("--arch", "meso4", "--init", "meso4-df", "--batch", "20", "--val-split", "0.25")
