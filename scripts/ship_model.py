@@ -18,6 +18,12 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+LICENCE = (
+    "Weights for research use only: trained on DFDC (research terms), Celeb-DF v2, "
+    "FaceForensics++ and DeeperForensics frames (research only), photos under mixed licences "
+    "(several state none), with faces found by insightface's SCRFD (non-commercial research "
+    "only). mesolive's code is Apache-2.0; a commercial product must train its own model."
+)
 
 
 def main() -> int:
@@ -40,7 +46,14 @@ def main() -> int:
     out = ROOT / "resources" / "weights"
     out.mkdir(exist_ok=True)
     shutil.copyfile(weights, out / f"{args.name}.h5")
-    card = {**card, "name": args.name, "trained_as": args.trained, "file": f"{args.name}.h5"}
+    card = {
+        **card,
+        "name": args.name,
+        "trained_as": args.trained,
+        "file": f"{args.name}.h5",
+        "licence": LICENCE,
+        "default_reason": args.reason,
+    }
     (out / f"{args.name}.card.json").write_text(json.dumps(card, indent=2) + "\n")
     manifest_path = ROOT / "resources" / "models.json"
     manifest = json.loads(manifest_path.read_text())

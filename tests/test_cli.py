@@ -103,8 +103,9 @@ def test_evaluate_dfdc_reproduces_the_authors_numbers(shared: Path, tmp_path: Pa
     """shared/README's table for the authors' Keras Meso4_DF on these 600 crops."""
     plot = tmp_path / "roc.png"
     out = mesolive(
-        "evaluate", str(shared / "faces" / "dfdc"), "--json", "--plot", str(plot), check=True
-    )
+        "evaluate", str(shared / "faces" / "dfdc"), "--model", "meso4-df", "--json",
+        "--plot", str(plot), check=True,
+    )  # fmt: skip
     rep = json.loads(out.stdout)
     assert rep["n"] == 600
     assert rep["accuracy"] == pytest.approx(0.537, abs=0.002)
@@ -129,7 +130,8 @@ def test_evaluate_video_level_from_file_names(shared: Path, tmp_path: Path) -> N
             (tmp_path / label / f"{label}vid_{i:03d}.jpg").write_bytes(
                 (src / label / f"{f}.jpg").read_bytes()
             )
-    rep = json.loads(mesolive("evaluate", str(tmp_path), "--json", check=True).stdout)
+    args = ("evaluate", str(tmp_path), "--model", "meso4-df", "--json")
+    rep = json.loads(mesolive(*args, check=True).stdout)
     assert rep["n_videos"] == 2 and rep["video_accuracy"] == 1.0
 
 
