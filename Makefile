@@ -28,7 +28,7 @@ run: setup
 # Headless: scan the labelled clips and score the DFDC crops.
 scan: setup
 	$(BIN)/mesolive scan $(SHARED)/videos --every 3 --json artifacts/scan.json || test $$? -eq 1
-	$(BIN)/mesolive evaluate $(SHARED)/faces/dfdc --plot artifacts/dfdc_meso4-df.png
+	$(BIN)/mesolive evaluate $(SHARED)/faces/dfdc --plot artifacts/dfdc.png
 
 test: setup
 	$(BIN)/ruff check mesolive tests bench scripts

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,18 +36,38 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("trained", help="the name the model was registered under by mesolive train")
     p.add_argument("--as", dest="name", required=True, help="the shipped model's name")
-    p.add_argument("--reason", required=True, help="why it is the default (models list says it)")
+    p.add_argument("--reason", required=True, help="why it is chosen (models list says it)")
+    p.add_argument(
+        "--union",
+        nargs="+",
+        default=[],
+        metavar="NAME",
+        help="shipped models whose networks join this one's (a union, models/registry.py)",
+    )
+    p.add_argument(
+        "--validation",
+        metavar="FILE.json:KEY",
+        help="the union's numbers on the held-aside groups (scripts/compare_on_split.py)",
+    )
+    p.add_argument("--no-default", action="store_true", help="ship it, keep the default")
+    p.add_argument("--description", required=True, help="one line for models list --json")
     args = p.parse_args()
 
     spec = registry.get_spec(args.trained)
-    card_file = registry.card_path(spec)
-    if not spec.user or not spec.card or not card_file.is_file():
+    # registries written before cards were named keep them as <name>.card.json
+    card_file = registry.card_path(replace(spec, card=spec.card or f"{spec.name}.card.json"))
+    if not spec.user or not card_file.is_file():
         sys.exit(f"{args.trained}: not a trained model with a model card")
     card = json.loads(card_file.read_text())
     weights = registry.weights_path(spec)
     out = ROOT / "resources" / "weights"
     out.mkdir(exist_ok=True)
     shutil.copyfile(weights, out / f"{args.name}.h5")
+    # where the data lay, relative to the checkout (../shared/…), not this machine's paths
+    card["data"]["sources"] = [
+        os.path.relpath(src, ROOT) if os.path.isabs(src) else src
+        for src in card["data"]["sources"]
+    ]
     card = {
         **card,
         "name": args.name,
@@ -53,7 +75,11 @@ def main() -> int:
         "file": f"{args.name}.h5",
         "licence": LICENCE,
         "default_reason": args.reason,
+        "union": args.union,
     }
+    if args.validation:
+        file, key = args.validation.rsplit(":", 1)
+        card["union_validation"] = json.loads(Path(file).read_text())[key]
     (out / f"{args.name}.card.json").write_text(json.dumps(card, indent=2) + "\n")
     manifest_path = ROOT / "resources" / "models.json"
     manifest = json.loads(manifest_path.read_text())
@@ -64,16 +90,19 @@ def main() -> int:
         "file": f"{args.name}.h5",
         "sha256": sha256_file(out / f"{args.name}.h5"),
         "license": "weights: research use only (trained on research-only data, see the card)",
-        "description": "Meso-4 trained by mesolive on today's forgeries, faces cut as live",
+        "description": args.description,
         "preprocess": card["preprocess"],
         "builtin": True,
         "card": f"{args.name}.card.json",
         "default_reason": args.reason,
+        **({"union": args.union} if args.union else {}),
     }
     manifest["models"] = [m for m in manifest["models"] if m["name"] != args.name] + [entry]
-    manifest["default"] = args.name
+    if not args.no_default:
+        manifest["default"] = args.name
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
-    print(f"shipped {args.trained} as {args.name} ({entry['sha256'][:12]}…), the default")
+    role = "the default" if not args.no_default else "not the default"
+    print(f"shipped {args.trained} as {args.name} ({entry['sha256'][:12]}…), {role}")
     return 0
 
 

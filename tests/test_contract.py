@@ -207,7 +207,7 @@ def test_only_a_validated_model_can_become_the_default(tight_model: str) -> None
     before = manifest.read_bytes()
     script = str(ROOT / "scripts" / "ship_model.py")
     proc = subprocess.run(
-        [sys.executable, script, tight_model, "--as", "x", "--reason", "y"],
+        [sys.executable, script, tight_model, "--as", "x", "--reason", "y", "--description", "z"],
         capture_output=True,
         text=True,
         env=os.environ.copy(),
