@@ -9,8 +9,11 @@ import pytest
 
 from mesolive.backends import engine_cache as ec
 from mesolive.cli import main
+from mesolive.models.registry import default_model
 
 from .gpu_fakes import broken_package, fake_libcuda, run_mesolive, stub_package, without_gpu_stack
+
+MODEL = default_model()
 
 
 def _rows(text: str) -> dict[str, str]:
@@ -30,7 +33,7 @@ def test_doctor_on_a_cpu_machine(capsys: pytest.CaptureFixture[str]) -> None:
     assert "CPUExecutionProvider" in rows["ONNX Runtime"]
     assert rows["engines"].endswith(": none")
     assert rows["auto backend"].startswith("ONNX Runtime CPU (TensorRT not used: no NVIDIA driver")
-    assert rows["CPU path"].startswith("ok: meso4-df scored 8 faces in ")
+    assert rows["CPU path"].startswith(f"ok: {MODEL} scored 8 faces in ")
     assert "pip install 'mesolive[gpu]'" in rows["TensorRT path"]
 
 
@@ -70,7 +73,8 @@ def test_doctor_downloads_nothing(tmp_path: Path) -> None:
     env = {"MESOLIVE_MODEL_DIR": "", "MESOLIVE_CACHE_DIR": str(tmp_path), "MESOLIVE_OFFLINE": "1"}
     r = run_mesolive(["doctor"], env=env)
     assert r.returncode == 0, r.stderr
-    assert "ok: ONNX Runtime runs; meso4-df is not downloaded yet" in r.stdout
+    # the default ships inside the package: it runs, and nothing is fetched
+    assert f"ok: {MODEL} scored 8 faces" in r.stdout
     assert not (tmp_path / "models").exists()
 
 
@@ -93,16 +97,16 @@ def test_doctor_with_a_gpu_stack_checks_each_engine(tmp_path: Path) -> None:
     from mesolive.models.download import sha256_file
     from mesolive.models.registry import get_spec, onnx_path
 
-    sha = sha256_file(onnx_path(get_spec("meso4-df"), "fp32"))
+    sha = sha256_file(onnx_path(get_spec(MODEL), "fp32"))
     gpu = "NVIDIA Fake GPU 9000"
     engines = tmp_path / "engines"
     good = ec.Sidecar(
-        "meso4-df", sha, "10.8.0.43", gpu, "8.9", "fp16", {"min": 1, "opt": 8, "max": 64}
+        MODEL, sha, "10.8.0.43", gpu, "8.9", "fp16", {"min": 1, "opt": 8, "max": 64}
     )
-    good_name = ec.engine_name("meso4-df", sha, gpu, (8, 9), "10.8.0.43", "fp16")
+    good_name = ec.engine_name(MODEL, sha, gpu, (8, 9), "10.8.0.43", "fp16")
     ec.write_engine(engines / good_name, b"plan", good)
     old = ec.Sidecar(
-        "meso4-df",
+        MODEL,
         sha,
         "10.8.0.43",
         "NVIDIA GeForce RTX 3090",
@@ -110,7 +114,7 @@ def test_doctor_with_a_gpu_stack_checks_each_engine(tmp_path: Path) -> None:
         "fp32",
         {"min": 1, "opt": 8, "max": 16},
     )
-    old_name = ec.engine_name("meso4-df", sha, old.gpu_name, (8, 6), "10.8.0.43", "fp32")
+    old_name = ec.engine_name(MODEL, sha, old.gpu_name, (8, 6), "10.8.0.43", "fp32")
     ec.write_engine(engines / old_name, b"plan", old)
 
     r = run_mesolive(["doctor", "--engine-dir", str(engines)], pythonpath=[stubs], libdir=libcuda)
@@ -121,13 +125,13 @@ def test_doctor_with_a_gpu_stack_checks_each_engine(tmp_path: Path) -> None:
     assert rows["TensorRT"] == "10.8.0.43"
     assert rows["pycuda"] == "2024.1.2"
     assert rows["TensorRT path"] == "ready"
-    assert rows["auto backend"] == "TensorRT (a matching meso4-df engine)"
+    assert rows["auto backend"] == f"TensorRT (a matching {MODEL} engine)"
     assert f"  {good_name} [fp16, batch 1..64]: matches this machine" in r.stdout
     assert (
         f"  {old_name} [fp32, batch 1..16]: built for compute capability 8.6 "
         "(NVIDIA GeForce RTX 3090), this GPU is 8.9 (NVIDIA Fake GPU 9000)" in r.stdout
     )
     assert (
-        "    rebuild: mesolive build-engine --model meso4-df --precision fp32 --max-batch 16 "
+        f"    rebuild: mesolive build-engine --model {MODEL} --precision fp32 --max-batch 16 "
         f"--engine-dir {engines}" in r.stdout
     )

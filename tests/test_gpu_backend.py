@@ -15,8 +15,11 @@ import pytest
 
 from mesolive.backends import engine_cache as ec
 from mesolive.backends.gpuinfo import probe_module
+from mesolive.models.registry import default_model
 
 from .gpu_fakes import broken_package, fake_libcuda, run_mesolive, stub_package, without_gpu_stack
+
+MODEL = default_model()
 
 FACE = "samples/faces/real/real00240.jpg"
 
@@ -170,7 +173,7 @@ def test_no_engine_tells_the_build_command(
     (line,) = _backend_lines(r.stderr)
     assert line == (
         f"mesolive: backend: ONNX Runtime CPU (TensorRT not used: no TensorRT engine for "
-        f"meso4-df in {engines}; build one: mesolive build-engine --model meso4-df "
+        f"{MODEL} in {engines}; build one: mesolive build-engine --model {MODEL} "
         "--precision fp16; ONNX Runtime has no CUDA provider)"
     )
 
@@ -181,10 +184,10 @@ def test_engine_from_another_tensorrt_is_refused_with_the_rebuild_command(
     from mesolive.models.download import sha256_file
     from mesolive.models.registry import get_spec, onnx_path
 
-    sha = sha256_file(onnx_path(get_spec("meso4-df"), "fp32"))
+    sha = sha256_file(onnx_path(get_spec(MODEL), "fp32"))
     engines = tmp_path / "engines"
     side = ec.Sidecar(
-        model="meso4-df",
+        model=MODEL,
         onnx_sha256=sha,
         trt_version="10.7.0.23",
         gpu_name="NVIDIA Fake GPU 9000",
@@ -192,7 +195,7 @@ def test_engine_from_another_tensorrt_is_refused_with_the_rebuild_command(
         precision="fp16",
         profile={"min": 1, "opt": 8, "max": 64},
     )
-    old = engines / ec.engine_name("meso4-df", sha, side.gpu_name, (8, 9), "10.7.0.23", "fp16")
+    old = engines / ec.engine_name(MODEL, sha, side.gpu_name, (8, 9), "10.7.0.23", "fp16")
     ec.write_engine(old, b"plan", side)
     env = {"MESOLIVE_ENGINE_DIR": str(engines)}
     r = run_mesolive(
@@ -202,7 +205,7 @@ def test_engine_from_another_tensorrt_is_refused_with_the_rebuild_command(
     assert (
         f"TensorRT not used: {old}: built with TensorRT 10.7.0.23, this is TensorRT 10.8.0.43 "
         "(engines do not move across TensorRT versions); rebuild: mesolive build-engine "
-        "--model meso4-df --precision fp16;" in line
+        f"--model {MODEL} --precision fp16;" in line
     )
     r = run_mesolive(
         ["classify", "--backend", "tensorrt", str(shared / FACE)],

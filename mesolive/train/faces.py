@@ -60,12 +60,20 @@ def _video_key(path: Path) -> str:
 
 
 def _save(path: Path, **arrays: np.ndarray) -> None:
-    """Write an .npz atomically, so an interrupted run never leaves a broken chunk."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write an .npz atomically, so an interrupted run never leaves a broken chunk.
+
+    The cache only saves time: a full disk or an unwritable folder is a
+    warning, and the faces are cut again next time.
+    """
     tmp = path.with_name(path.name + ".part")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except OSError as e:
+        log.warning("%s: cannot keep the cut faces (%s); going on without the cache", path, e)
+        tmp.unlink(missing_ok=True)
 
 
 class FaceCutter:

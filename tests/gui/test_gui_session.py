@@ -15,6 +15,7 @@ from PIL import Image
 
 from mesolive.gui.overlay import GREY, face_colour
 from mesolive.gui.presenter import Level, State
+from mesolive.models.registry import default_model
 from tests.gui.test_gui_overlay import box_edge_pixels, colour_share, qimage_to_rgb
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
@@ -78,7 +79,7 @@ def test_pipeline_results_reach_the_overlay_timeline_and_report(window, qtbot, c
     assert {t["track_id"] for t in report["tracks"]} == set(tracks)
     assert any(t["points"] for t in report["tracks"])
     point = next(t["points"][0] for t in report["tracks"] if t["points"])
-    assert 0.0 <= point["fake_score"] <= 1.0 and "meso4-df" in point["model_scores"]
+    assert 0.0 <= point["fake_score"] <= 1.0 and default_model() in point["model_scores"]
     with out["csv"].open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == sum(len(t["points"]) for t in report["tracks"])
@@ -148,6 +149,7 @@ def test_pause_resume_and_a_model_change_while_running(window, qtbot, clip):
     assert window.presenter.state is State.RUNNING
     qtbot.waitUntil(lambda: window.presenter.counters.results > before, timeout=WAIT_MS)
 
+    window.controls.arch.setCurrentIndex(window.controls.arch.findData("meso4"))
     window.controls.variant_boxes["f2f"].setChecked(True)  # restarts the pipeline (debounced)
     qtbot.waitUntil(
         lambda: (
