@@ -24,25 +24,11 @@ from mesolive.classify.preprocess import Preprocess
 log = logging.getLogger(__name__)
 
 
-def cut_largest(detector, contract: Preprocess, bgr: np.ndarray) -> np.ndarray | None:
-    """The largest face of an (H, W, 3) uint8 BGR image cut by ``contract``; None if none.
-
-    ``detector`` is a :class:`~mesolive.detect.scrfd.ScrfdDetector`. The
-    crop is (S, S, 3) uint8 BGR.
-    """
-    found = detector.detect(bgr)
-    if not len(found):
-        return None
-    xyxy = found.xyxy
-    i = int(np.argmax((xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1])))
-    return contract.cut(bgr, found.kps[i : i + 1])[0]
-
-
 class CropReader:
     """Reads face-crop images for one model's contract (module docstring).
 
-    The detector is loaded only when the contract asks for re-cutting, on
-    the first image, in the thread that reads.
+    The detector is loaded on the first image that needs it, in the thread
+    that reads (never for an ``as-is`` contract).
     """
 
     def __init__(
@@ -62,16 +48,28 @@ class CropReader:
         """One crop as the model reads it: (H, W, 3) uint8 BGR in, BGR out."""
         if self.contract.precut == "as-is":
             return bgr
-        if self._detector is None:
-            from mesolive.detect.scrfd import ScrfdDetector, resolve_detector
-
-            self._detector = ScrfdDetector(resolve_detector(self._detector_arg, self._model_dir))
-        crop = cut_largest(self._detector, self.contract, bgr)
+        crop = self.largest(bgr)
         if crop is None:
             self.unframed += 1
             log.warning("%s: no face found in the crop; read whole", name or "image")
             return bgr
         return crop
+
+    def largest(self, bgr: np.ndarray) -> np.ndarray | None:
+        """The largest face of an (H, W, 3) uint8 BGR image cut by the contract.
+
+        Returns an (S, S, 3) uint8 BGR crop, or None where no face is found.
+        """
+        if self._detector is None:
+            from mesolive.detect.scrfd import ScrfdDetector, resolve_detector
+
+            self._detector = ScrfdDetector(resolve_detector(self._detector_arg, self._model_dir))
+        found = self._detector.detect(bgr)
+        if not len(found):
+            return None
+        xyxy = found.xyxy
+        i = int(np.argmax((xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1])))
+        return self.contract.cut(bgr, found.kps[i : i + 1])[0]
 
     def read(self, path: str | Path) -> np.ndarray:
         """Decode and frame one file (raises InputError for a bad file)."""

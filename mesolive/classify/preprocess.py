@@ -193,11 +193,9 @@ AUTHORS = Preprocess()
 """The authors' contract, exactly (their four published models)."""
 
 
-def resize_nearest(image: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
-    """Resize an (H, W, 3) uint8 image to (size, size, 3) exactly as PIL NEAREST."""
-    if image.shape[0] == size and image.shape[1] == size:
-        return image
-    return cv2.resize(image, (size, size), interpolation=cv2.INTER_NEAREST_EXACT)
+def resize_nearest(image: np.ndarray) -> np.ndarray:
+    """Resize an (H, W, 3) uint8 image to 256×256 exactly as PIL NEAREST (:data:`AUTHORS`)."""
+    return AUTHORS.resize(image)
 
 
 def to_batch(crops_bgr: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:

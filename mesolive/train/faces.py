@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from mesolive import paths
-from mesolive.classify.crops import cut_largest
+from mesolive.classify.crops import CropReader
 from mesolive.classify.preprocess import Preprocess
 from mesolive.errors import InputError
 
@@ -98,7 +98,8 @@ class FaceCutter:
 
         self.contract = contract
         self.detector_path = resolve_detector(detector, model_dir)
-        self._det = None
+        # the same cut classify/evaluate make of a crop; its detector loads on first use
+        self._reader = CropReader(contract, detector=self.detector_path)
         rule = {k: v for k, v in contract.to_dict().items() if k != "precut"}
         with open(self.detector_path, "rb") as f:
             det_sha = hashlib.sha256(f.read()).hexdigest()
@@ -107,18 +108,8 @@ class FaceCutter:
         ).hexdigest()[:16]
         self.cache = paths.cache_dir() / "train" / "faces"
 
-    @property
-    def detector(self):
-        if self._det is None:
-            from mesolive.detect.scrfd import ScrfdDetector
-
-            self._det = ScrfdDetector(self.detector_path)
-        return self._det
-
     def close(self) -> None:
-        if self._det is not None:
-            self._det.close()
-            self._det = None
+        self._reader.close()
 
     def __enter__(self) -> FaceCutter:
         return self
@@ -128,7 +119,7 @@ class FaceCutter:
 
     def _cut_largest(self, bgr: np.ndarray) -> np.ndarray | None:
         """The largest face as an (S, S, 3) uint8 BGR crop, or None."""
-        return cut_largest(self.detector, self.contract, bgr)
+        return self._reader.largest(bgr)
 
     # -- stills -----------------------------------------------------------------------
     def stills(self, files: Sequence[Path], on_chunk=None) -> list[StillResult]:
