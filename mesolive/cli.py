@@ -130,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help=MODEL_NAMES_HINT)
     p.add_argument("--json", action="store_true", help="print JSON instead of a report")
     p.add_argument("--plot", metavar="FILE.png", help="write ROC curve and score histograms")
+    p.add_argument("--force", action="store_true", help="replace an existing --plot file")
     p.add_argument("--batch", type=int, default=32, help="faces per inference call (crops)")
     p.add_argument(
         "--every",
@@ -164,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--realtime", action="store_true", help="play files at their frame rate (drop frames)"
     )
     p.add_argument("--max-frames", type=int, default=None, help="stop each input after N frames")
+    p.add_argument("--force", action="store_true", help="replace existing --json/--csv files")
     _common(p)
 
     p = sub.add_parser("build-engine", help="compile TensorRT engines (NVIDIA GPUs)")
@@ -303,22 +305,35 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(__version__)  # noqa: T201
         return 0
-    from mesolive.errors import MesoliveError
+    from mesolive.errors import MesoliveError, describe
     from mesolive.log import setup_logging
+    from mesolive.redact import redact
 
     setup_logging(-1 if getattr(args, "quiet", False) else getattr(args, "verbose", 0))
     try:
+        from mesolive.imageio import max_pixels
+
+        max_pixels()  # a bad MESOLIVE_MAX_PIXELS is one line now, not one per image
         if getattr(args, "model", "") is None:  # the verbs that score with one model
             from mesolive.models.registry import default_model
 
             args.model = default_model()
         return _dispatch(args)(args)
     except MesoliveError as e:
-        print(f"mesolive: error: {e}", file=sys.stderr)  # noqa: T201
+        print(f"mesolive: error: {redact(str(e))}", file=sys.stderr)  # noqa: T201
         return e.exit_code
     except KeyboardInterrupt:
         print("mesolive: interrupted", file=sys.stderr)  # noqa: T201
         return 130
+    except Exception as e:
+        # A bug, not the user's doing: one line, the traceback with -v.
+        log.debug("internal error", exc_info=True)
+        hint = "" if getattr(args, "verbose", 0) else "; run again with -v for the traceback"
+        print(  # noqa: T201
+            f"mesolive: internal error: {redact(describe(e))}{hint}; please report it",
+            file=sys.stderr,
+        )
+        return 2
 
 
 if __name__ == "__main__":

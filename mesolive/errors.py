@@ -26,6 +26,10 @@ class InputError(MesoliveError):
     """An input file, folder or argument cannot be used."""
 
 
+class OutputError(InputError):
+    """A report file cannot be written: the whole run stops, unlike one bad input."""
+
+
 class BackendUnavailable(MesoliveError):
     """An inference back end (TensorRT, pycuda, a CUDA driver) is missing."""
 
@@ -40,3 +44,13 @@ class EngineBuildError(MesoliveError):
 
 class SourceError(MesoliveError):
     """A frame source cannot be opened or has failed."""
+
+
+def describe(exc: BaseException) -> str:
+    """An unexpected exception as one line: its type and its message, white space collapsed.
+
+    For failures that are not :class:`MesoliveError` (a library's own error on
+    one input); their tracebacks are logged at debug level (``-v``).
+    """
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

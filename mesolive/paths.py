@@ -12,6 +12,9 @@ Environment settings (each also has a CLI option where it matters):
 ``MESOLIVE_ENGINE_DIR``
     Where TensorRT engines live; default ``engines/`` of a source checkout,
     else ``<cache>/engines``.
+
+The other ``MESOLIVE_*`` settings are read where they apply, all through
+:mod:`mesolive.env`.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+
+from mesolive.env import env_path
 
 _PKG = Path(__file__).resolve().parent
 
@@ -32,9 +37,9 @@ def resources_dir() -> Path:
 
 
 def cache_dir() -> Path:
-    env = os.environ.get("MESOLIVE_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
+    env = env_path("MESOLIVE_CACHE_DIR")
+    if env is not None:
+        return env
     if sys.platform == "win32":
         base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
     elif sys.platform == "darwin":
@@ -46,14 +51,15 @@ def cache_dir() -> Path:
 
 def model_dir_override(cli_value: str | os.PathLike[str] | None = None) -> Path | None:
     """The offline model folder from ``--model-dir`` or ``MESOLIVE_MODEL_DIR``."""
-    value = cli_value or os.environ.get("MESOLIVE_MODEL_DIR")
-    return Path(value).expanduser() if value else None
+    if cli_value:
+        return Path(cli_value).expanduser()
+    return env_path("MESOLIVE_MODEL_DIR")
 
 
 def engine_dir(cli_value: str | os.PathLike[str] | None = None) -> Path:
-    value = cli_value or os.environ.get("MESOLIVE_ENGINE_DIR")
-    if value:
-        return Path(value).expanduser()
+    value = Path(cli_value).expanduser() if cli_value else env_path("MESOLIVE_ENGINE_DIR")
+    if value is not None:
+        return value
     checkout = _PKG.parent / "engines"
     if (_PKG.parent / "pyproject.toml").is_file():
         return checkout

@@ -56,6 +56,40 @@ class Frame:
 
 
 @dataclass(frozen=True)
+class Outage:
+    """A stretch in which a live source delivered no frames, as the capture thread saw it.
+
+    It runs from the last frame before a failure (a dropped stream, an
+    unplugged camera, a read that never returned) to the first frame after
+    the source came back. Times are seconds since the capture started
+    (:attr:`CaptureThread.started_at` is that moment in wall-clock time).
+
+    Attributes
+    ----------
+    start, end
+        Seconds since the capture started. When the capture ended while the
+        source was still gone, ``end`` is that moment and ``recovered`` False.
+    frames_lost
+        Frames the source would have delivered meanwhile at its nominal frame
+        rate; None where the rate is unknown.
+    reason
+        The failure that began it, one line, passwords redacted.
+    recovered
+        Whether frames came again before the capture ended.
+    """
+
+    start: float
+    end: float
+    frames_lost: int | None
+    reason: str = ""
+    recovered: bool = True
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
 class FaceDetections:
     """Faces found in one frame.
 

@@ -30,6 +30,7 @@ LICENCE = (
 
 def main() -> int:
     sys.path.insert(0, str(ROOT))
+    from mesolive.errors import ModelError
     from mesolive.models import registry
     from mesolive.models.download import sha256_file
 
@@ -53,7 +54,13 @@ def main() -> int:
     p.add_argument("--description", required=True, help="one line for models list --json")
     args = p.parse_args()
 
-    spec = registry.get_spec(args.trained)
+    try:  # the name becomes file names under resources/
+        registry.check_model_name(args.name, "--as")
+        for member in args.union:
+            registry.check_model_name(member, "--union")
+        spec = registry.get_spec(args.trained)
+    except ModelError as e:
+        sys.exit(f"ship_model: error: {e}")
     # registries written before cards were named keep them as <name>.card.json
     card_file = registry.card_path(replace(spec, card=spec.card or f"{spec.name}.card.json"))
     if not spec.user or not card_file.is_file():
@@ -65,8 +72,7 @@ def main() -> int:
     shutil.copyfile(weights, out / f"{args.name}.h5")
     # where the data lay, relative to the checkout (../shared/…), not this machine's paths
     card["data"]["sources"] = [
-        os.path.relpath(src, ROOT) if os.path.isabs(src) else src
-        for src in card["data"]["sources"]
+        os.path.relpath(src, ROOT) if os.path.isabs(src) else src for src in card["data"]["sources"]
     ]
     card = {
         **card,

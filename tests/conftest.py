@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import select
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,35 @@ def mesolive(
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc
+
+
+class _Warnings(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@pytest.fixture
+def warnings_from() -> Iterator[Callable[[str], list[str]]]:
+    """``warnings_from("mesolive.detect")``: the WARNING messages logged under that logger.
+
+    caplog misses them once the CLI has set up logging (``propagate = False``).
+    """
+    installed: list[tuple[logging.Logger, _Warnings]] = []
+
+    def collect(name: str) -> list[str]:
+        handler = _Warnings()
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        installed.append((logger, handler))
+        return handler.lines
+
+    yield collect
+    for logger, handler in installed:
+        logger.removeHandler(handler)
 
 
 def nchw(images_u8: np.ndarray) -> np.ndarray:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mesolive.errors import SourceError
@@ -15,6 +19,11 @@ from mesolive.sources.registry import make_source
 from mesolive.types import Frame, ReadStatus
 
 HAMILTON = ("videos", "real", "hamilton_clip.mp4")  # 275 frames
+
+
+@pytest.fixture
+def warnings_logged(warnings_from: Callable[[str], list[str]]) -> list[str]:
+    return warnings_from("mesolive.pipeline.capture")
 
 
 class Recorder:
@@ -43,6 +52,13 @@ def drain(slot: LatestSlot[Frame], delay: float = 0.0, timeout: float = 20.0) ->
         if delay:
             time.sleep(delay)
     pytest.fail("the slot never closed")
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition never met"
+        time.sleep(0.01)
 
 
 def test_paced_source_plays_at_its_rate_then_ends() -> None:
@@ -176,8 +192,6 @@ class FlakyLiveSource(FrameSource):
             raise SourceError(f"flaky: open {self.opens} failed")
 
     def read(self, timeout: float) -> tuple[ReadStatus, Frame | None, str]:
-        import numpy as np
-
         self.index += 1
         if self.index == 3:
             return ReadStatus.ERROR, None, "flaky: unplugged"
@@ -190,7 +204,7 @@ class FlakyLiveSource(FrameSource):
         pass
 
 
-def test_live_source_reconnects_with_doubling_backoff() -> None:
+def test_live_source_reconnects_with_doubling_backoff(warnings_logged: list[str]) -> None:
     class QuickCapture(CaptureThread):
         BACKOFF_START = 0.01
         BACKOFF_MAX = 0.04
@@ -217,6 +231,30 @@ def test_live_source_reconnects_with_doubling_backoff() -> None:
         "reconnected: capturing flaky:",
     ]
     assert source.opens == 6
+    # The outage is a record and two warnings; the retries in between are detail (INFO).
+    (outage,) = thread.outages
+    assert outage.reason == "unplugged" and outage.recovered
+    assert outage.frames_lost is None  # the source does not know its frame rate
+    assert 0 < outage.start < outage.end and outage.duration < 10
+    assert warnings_logged[0] == "flaky: stream lost, reconnecting… (unplugged)"
+    assert re.fullmatch(r"flaky: reconnected after \d+\.\d s", warnings_logged[1])
+    assert len(warnings_logged) == 2
+
+
+def test_an_outage_still_going_at_stop_is_recorded_as_such() -> None:
+    class QuickCapture(CaptureThread):
+        BACKOFF_START = 0.01
+        BACKOFF_MAX = 0.02
+
+    rec = Recorder()
+    thread = QuickCapture(FlakyLiveSource(bad_opens=10**6), LatestSlot(), on_status=rec)
+    thread.start()
+    wait_until(lambda: len(rec.calls) > 4)  # gone, and every reopening fails
+    assert thread.outages == ()  # not over yet
+    assert thread.stop()
+    (outage,) = thread.outages
+    assert not outage.recovered and outage.reason == "unplugged"
+    assert 0 < outage.start < outage.end
 
 
 def test_stop_from_the_status_callback() -> None:
@@ -232,3 +270,104 @@ def test_stop_from_the_status_callback() -> None:
     thread.join(5)
     assert not thread.is_alive()
     assert thread.frames_read <= 1
+
+
+def test_watchdog_restarts_a_live_source_stuck_in_read(warnings_logged: list[str]) -> None:
+    release = threading.Event()
+    opened: list[int] = []
+
+    class HangingCamera(FrameSource):
+        """50 fps; its first copy hangs in read after 3 frames, as a driver stuck in an ioctl."""
+
+        is_live = True
+        uri = "hang:"
+        fps = 50.0
+
+        def __init__(self) -> None:
+            self.copy = -1
+            self.index = 0
+
+        def open(self) -> None:
+            self.copy = len(opened)
+            opened.append(self.copy)
+
+        def read(self, timeout: float) -> tuple[ReadStatus, Frame | None, str]:
+            if self.copy == 0 and self.index == 3:
+                release.wait()  # returns only when the test lets it
+                return ReadStatus.TIMEOUT, None, ""
+            time.sleep(1 / self.fps)
+            frame = Frame(self.index, np.zeros((2, 2, 3), np.uint8), time.monotonic(), self.uri)
+            self.index += 1
+            return ReadStatus.OK, frame, ""
+
+        def close(self) -> None:
+            pass
+
+    rec = Recorder()
+    slot: LatestSlot[Frame] = LatestSlot()
+    thread = CaptureThread(HangingCamera(), slot, on_status=rec, stall_timeout=0.5)
+    thread.start()
+    frames: list[Frame] = []
+    try:
+        deadline = time.monotonic() + 20
+        while not frames or frames[-1].index < 40:
+            assert time.monotonic() < deadline, rec.calls
+            frame = slot.take(0.5)
+            if frame is not None:
+                frames.append(frame)
+        assert opened == [0, 1]  # a fresh copy was opened; the stuck one never closed
+        assert thread.restarts == 1 and thread.abandoned == 1
+    finally:
+        release.set()
+    wait_until(lambda: thread.abandoned == 0)  # it returned, saw it was left behind, and ended
+    assert thread.stop()
+    restart = "hang: no frame for 0.5 s (the source stopped answering); restarting the capture"
+    assert rec.calls[1:3] == [
+        (ReadStatus.ERROR, restart),
+        (ReadStatus.OK, "reconnected: capturing hang: at 50 fps"),
+    ]
+    (outage,) = thread.outages
+    assert outage.reason == "the source stopped answering" and outage.recovered
+    assert outage.duration >= 0.5  # the watchdog waited for its limit
+    assert outage.frames_lost == max(0, round(outage.duration * 50) - 1) >= 24
+    # numbering goes on across the copies, with a gap for the frames lost
+    indices = [f.index for f in frames]
+    assert indices == sorted(set(indices))
+    assert [i for i in indices if i <= 2][-1] == 2  # the last frame before the hang
+    after = next(i for i in indices if i > 2)
+    assert after >= 3 + outage.frames_lost
+    assert warnings_logged[0] == restart
+    assert re.fullmatch(r"hang: reconnected after \d+\.\d s, \d+ frames lost", warnings_logged[1])
+
+
+def test_watchdog_gives_up_on_a_stuck_file() -> None:
+    release = threading.Event()
+
+    class StuckFile(FrameSource):
+        """A file on a mount that stopped answering: its first read never returns."""
+
+        uri = "stuck.mp4"
+
+        def open(self) -> None:
+            pass
+
+        def read(self, timeout: float) -> tuple[ReadStatus, Frame | None, str]:
+            release.wait()
+            return ReadStatus.END, None, "stuck.mp4: end of file"
+
+        def close(self) -> None:
+            pass
+
+    rec = Recorder()
+    slot: LatestSlot[Frame] = LatestSlot()
+    thread = CaptureThread(StuckFile(), slot, on_status=rec, stall_timeout=0.3)
+    thread.start()
+    try:
+        assert slot.take(20) is None and slot.closed  # a file is not reopened: it ends
+        thread.join(10)
+        assert not thread.is_alive() and thread.abandoned == 1 and thread.restarts == 0
+    finally:
+        release.set()
+    wait_until(lambda: thread.abandoned == 0)
+    give_up = "stuck.mp4: no frame for 0.3 s (the source stopped answering); giving up"
+    assert rec.calls == [(ReadStatus.OK, "capturing stuck.mp4"), (ReadStatus.ERROR, give_up)]

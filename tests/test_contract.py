@@ -179,7 +179,7 @@ def test_a_broken_contract_in_the_user_registry_is_one_line(
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        f"mesolive: error: {path}: model 'tight': preprocessing field 'crop' is missing"
+        f"mesolive: error: {path} entry 1: model 'tight': preprocessing field 'crop' is missing"
     ]
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import logging
 import shutil
 import zipfile
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -19,11 +19,13 @@ from mesolive.detect.base import FaceDetector
 from mesolive.detect.scrfd import (
     DEFAULT_DET_SIZE,
     ScrfdDetector,
+    fetch_pack,
     fetch_pack_detector,
     nms,
     resolve_detector,
 )
 from mesolive.errors import DownloadError, InputError, ModelError
+from mesolive.models.registry import DetectorSpec, list_detectors
 from mesolive.track.iou_tracker import iou_matrix
 
 from .conftest import MODELS
@@ -39,20 +41,8 @@ def detector() -> Iterator[ScrfdDetector]:
 
 
 @pytest.fixture
-def warnings_of() -> Iterator[list[str]]:
-    """Warnings logged by mesolive.detect (caplog misses them once the CLI set up logging)."""
-    records: list[str] = []
-
-    class _H(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if record.levelno >= logging.WARNING:
-                records.append(record.getMessage())
-
-    h = _H()
-    logger = logging.getLogger("mesolive.detect")
-    logger.addHandler(h)
-    yield records
-    logger.removeHandler(h)
+def warnings_of(warnings_from: Callable[[str], list[str]]) -> list[str]:
+    return warnings_from("mesolive.detect")
 
 
 def _labelled(shared: Path) -> dict[str, np.ndarray]:
@@ -192,68 +182,112 @@ def test_model_dir_with_the_dynamic_file_is_used() -> None:
     assert resolve_detector(None, MODELS) == MODELS / "scrfd_500m_bnkps_dynamic.onnx"
 
 
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _write_pack(site: Path, member: Path | None) -> Path:
+    """A buffalo_sc.zip holding ``member`` as its det_500m.onnx (``None``: no detector)."""
+    pack = site / "buffalo_sc.zip"
+    with zipfile.ZipFile(pack, "w") as zf:
+        if member is not None:
+            zf.write(member, "det_500m.onnx")
+        zf.writestr("w600k_mbf.onnx", b"recognition model, not needed")
+    return pack
+
+
 @pytest.fixture
 def mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh cache and a file:// mirror holding a buffalo_sc.zip, no model folder."""
     site = tmp_path / "mirror"
     site.mkdir()
-    with zipfile.ZipFile(site / "buffalo_sc.zip", "w") as zf:
-        zf.write(FIXED, "det_500m.onnx")
-        zf.writestr("w600k_mbf.onnx", b"recognition model, not needed")
+    _write_pack(site, FIXED)
     monkeypatch.delenv("MESOLIVE_MODEL_DIR", raising=False)
     monkeypatch.setenv("MESOLIVE_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("MESOLIVE_DOWNLOAD_BASE", site.as_uri())
     return site
 
 
-def test_pack_detector_is_downloaded_once_and_its_checksum_recorded(
-    mirror: Path, tmp_path: Path
-) -> None:
-    path = resolve_detector(None, None)
-    assert path.name == "det_500m.onnx" and path.read_bytes() == FIXED.read_bytes()
-    record = tmp_path / "cache" / "models" / "buffalo_sc.sha256.json"
-    import json
+def _pinned_to(site: Path, member: Path = FIXED) -> DetectorSpec:
+    """The manifest's buffalo_sc entry with its pins moved to the mirror's pack.
 
-    data = json.loads(record.read_text())
-    assert data["sha256"] == hashlib.sha256(FIXED.read_bytes()).hexdigest()
-    assert (
-        data["zip_sha256"] == hashlib.sha256((mirror / "buffalo_sc.zip").read_bytes()).hexdigest()
+    The real pack is not available offline; this exercises the same code on
+    a pack whose checksums are known here.
+    """
+    spec = next(d for d in list_detectors() if d.name == "buffalo_sc")
+    pack = site / "buffalo_sc.zip"
+    return replace(
+        spec,
+        archive_sha256=_sha(pack),
+        archive_size=pack.stat().st_size,
+        sha256=_sha(member),
+        size=member.stat().st_size,
     )
+
+
+def test_the_manifest_pins_insightface_release_pack() -> None:
+    spec = next(d for d in list_detectors() if d.name == "buffalo_sc")
+    assert spec.url == (
+        "https://github.com/deepinsight/insightface/releases/download/v0.7/buffalo_sc.zip"
+    )
+    assert len(spec.archive_sha256) == len(spec.sha256) == 64
+    assert spec.archive_size > spec.size > 0
+    # the shared SCRFD-500M is a different export of the same network, not this file
+    assert (spec.sha256, spec.size) != (_sha(FIXED), FIXED.stat().st_size)
+
+
+def test_a_mirror_cannot_serve_another_pack(mirror: Path, tmp_path: Path) -> None:
+    with pytest.raises(DownloadError, match=r"buffalo_sc\.zip: .*checksum mismatch"):
+        resolve_detector(None, None)
+    assert not any((tmp_path / "cache").rglob("*.onnx"))
+    assert not any((tmp_path / "cache").rglob("*.zip"))
+
+
+def test_a_pinned_pack_is_downloaded_once(mirror: Path) -> None:
+    spec = _pinned_to(mirror)
+    path = fetch_pack(spec, progress=False)
+    assert path.name == "det_500m.onnx" and path.read_bytes() == FIXED.read_bytes()
+    assert not (path.parent / "buffalo_sc.zip").exists()
     (mirror / "buffalo_sc.zip").unlink()  # a second use must not download
-    assert fetch_pack_detector(progress=False) == path
+    assert fetch_pack(spec, progress=False) == path
     with ScrfdDetector(path) as d:
         assert d.input_size == (640, 640)
 
 
-def test_a_tampered_cached_detector_is_fetched_again(mirror: Path) -> None:
-    path = fetch_pack_detector(progress=False)
+def test_a_tampered_cached_detector_is_fetched_again(mirror: Path, warnings_of: list[str]) -> None:
+    spec = _pinned_to(mirror)
+    path = fetch_pack(spec, progress=False)
     path.write_bytes(b"tampered")
-    assert fetch_pack_detector(progress=False).read_bytes() == FIXED.read_bytes()
+    assert fetch_pack(spec, progress=False).read_bytes() == FIXED.read_bytes()
+    assert any("not the pinned det_500m.onnx" in w for w in warnings_of)
 
 
-def test_a_changed_upstream_pack_is_refused(mirror: Path) -> None:
-    path = fetch_pack_detector(progress=False)
-    path.unlink()
-    with zipfile.ZipFile(mirror / "buffalo_sc.zip", "w") as zf:
-        zf.write(DYNAMIC, "det_500m.onnx")  # not the file recorded at first download
-    with pytest.raises(DownloadError, match="checksum mismatch"):
-        fetch_pack_detector(progress=False)
-    assert not path.exists()
+def test_a_pack_with_another_detector_is_refused(mirror: Path) -> None:
+    spec = replace(_pinned_to(mirror), sha256=_sha(DYNAMIC))  # the zip matches, its file not
+    with pytest.raises(DownloadError, match=r"det_500m\.onnx is not the pinned one"):
+        fetch_pack(spec, progress=False)
+    assert not any(mirror.parent.joinpath("cache").rglob("*.onnx"))
+
+
+def test_an_oversized_detector_in_the_pack_is_cut_off(mirror: Path) -> None:
+    spec = replace(_pinned_to(mirror), size=1000)
+    with pytest.raises(DownloadError, match="larger than the 1000 bytes expected"):
+        fetch_pack(spec, progress=False)
+    assert not any(mirror.parent.joinpath("cache").rglob("*det_500m*"))
 
 
 def test_offline_without_a_cached_pack_says_what_to_do(
     mirror: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("MESOLIVE_OFFLINE", "1")
+    monkeypatch.setenv("MESOLIVE_OFFLINE", "yes")
     with pytest.raises(ModelError, match="--detector"):
         fetch_pack_detector(progress=False)
 
 
 def test_a_pack_without_the_detector_is_a_download_error(mirror: Path) -> None:
-    with zipfile.ZipFile(mirror / "buffalo_sc.zip", "w") as zf:
-        zf.writestr("readme.txt", b"no model")
+    _write_pack(mirror, None)
     with pytest.raises(DownloadError, match=r"holds no det_500m\.onnx"):
-        fetch_pack_detector(progress=False)
+        fetch_pack(_pinned_to(mirror), progress=False)
 
 
 def test_copy_of_the_dynamic_file_in_a_model_dir(tmp_path: Path) -> None:

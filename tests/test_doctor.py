@@ -100,9 +100,7 @@ def test_doctor_with_a_gpu_stack_checks_each_engine(tmp_path: Path) -> None:
     sha = sha256_file(onnx_path(get_spec(MODEL), "fp32"))
     gpu = "NVIDIA Fake GPU 9000"
     engines = tmp_path / "engines"
-    good = ec.Sidecar(
-        MODEL, sha, "10.8.0.43", gpu, "8.9", "fp16", {"min": 1, "opt": 8, "max": 64}
-    )
+    good = ec.Sidecar(MODEL, sha, "10.8.0.43", gpu, "8.9", "fp16", {"min": 1, "opt": 8, "max": 64})
     good_name = ec.engine_name(MODEL, sha, gpu, (8, 9), "10.8.0.43", "fp16")
     ec.write_engine(engines / good_name, b"plan", good)
     old = ec.Sidecar(

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from mesolive.errors import DownloadError, ModelError
+from mesolive.errors import DownloadError, InputError, ModelError
 from mesolive.models import registry
-from mesolive.models.download import download, sha256_file
+from mesolive.models.download import MAX_DOWNLOAD_BYTES, download, sha256_file
 
 from .conftest import MODELS
 
@@ -32,6 +32,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_error(404)
             return
         body = path.read_bytes()
+        if mode in ("huge", "endless"):
+            self._oversized(mode, body)
+            return
         if mode == "badsum":
             body = body[:-1] + bytes([body[-1] ^ 0xFF])
         self.send_response(200)
@@ -50,6 +53,19 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         else:
             self.wfile.write(body)
+
+    def _oversized(self, mode: str, body: bytes) -> None:
+        """``huge``: announces 300 MB; ``endless``: no length, streams until cut off."""
+        self.send_response(200)
+        if mode == "huge":
+            self.send_header("Content-Length", str(300 << 20))
+        self.end_headers()
+        try:
+            for _ in range(1 if mode == "huge" else 64):
+                self.wfile.write(body)  # 64 x 156 KB at most: 10 MB
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client hung up, as it should
+        self.close_connection = True
 
 
 @pytest.fixture
@@ -140,3 +156,45 @@ def test_offline_mode_without_file(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 def test_unknown_model_lists_known_ones() -> None:
     with pytest.raises(ModelError, match="known models: meso4-df"):
         registry.get_spec("meso5")
+
+
+def test_an_announced_oversized_body_is_refused_before_reading(server: str, tmp_path: Path) -> None:
+    size = (MODELS / FILE).stat().st_size
+    with pytest.raises(DownloadError, match=f"announces {300 << 20} bytes, more than the {size}"):
+        download(f"{server}/huge/{FILE}", tmp_path / FILE, _sha(), size=size, progress=False)
+    with pytest.raises(DownloadError, match=f"more than the {MAX_DOWNLOAD_BYTES} expected"):
+        download(f"{server}/huge/{FILE}", tmp_path / FILE, None, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_endless_body_is_cut_at_the_known_size(server: str, tmp_path: Path) -> None:
+    size = (MODELS / FILE).stat().st_size
+    with pytest.raises(DownloadError, match=f"sent more than the {size} bytes expected") as info:
+        download(f"{server}/endless/{FILE}", tmp_path / FILE, _sha(), size=size, progress=False)
+    assert "\n" not in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_registry_caps_downloads_at_the_manifest_size(
+    server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MESOLIVE_MODEL_DIR")
+    monkeypatch.setenv("MESOLIVE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("MESOLIVE_DOWNLOAD_BASE", f"{server}/endless")
+    spec = registry.get_spec("meso4-df")
+    assert spec.size == (MODELS / FILE).stat().st_size
+    with pytest.raises(DownloadError, match=f"sent more than the {spec.size} bytes"):
+        registry.weights_path(spec, progress=False)
+    assert not any((tmp_path / "models").iterdir())
+
+
+def test_a_mirror_url_without_a_scheme_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MESOLIVE_MODEL_DIR")
+    monkeypatch.setenv("MESOLIVE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("MESOLIVE_DOWNLOAD_BASE", "mirror.example/models")
+    with pytest.raises(
+        InputError, match=r"^MESOLIVE_DOWNLOAD_BASE=mirror\.example/models: expected"
+    ):
+        registry.weights_path(registry.get_spec("meso4-df"), progress=False)

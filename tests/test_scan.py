@@ -156,9 +156,14 @@ def test_bad_options_are_one_line_errors(shared: Path, args: list[str], message:
     assert lines[-1].startswith("mesolive: error: ") and message in lines[-1], proc.stderr
 
 
-def test_unwritable_report_is_an_error(shared: Path, tmp_path: Path) -> None:
-    proc = mesolive(str(shared / "facebox" / "dogs.jpg"), "--csv", str(tmp_path / "no" / "x.csv"))
-    assert proc.returncode == 2 and "cannot write the CSV" in proc.stderr
+def test_a_report_goes_where_asked_or_the_run_does_not_start(shared: Path, tmp_path: Path) -> None:
+    dogs = str(shared / "facebox" / "dogs.jpg")
+    proc = mesolive(dogs, "--csv", str(tmp_path / "new" / "x.csv"))
+    assert proc.returncode == 0 and (tmp_path / "new" / "x.csv").is_file()  # folders are made
+    (tmp_path / "file").write_text("")
+    proc = mesolive(dogs, "--csv", str(tmp_path / "file" / "x.csv"))
+    assert proc.returncode == 2 and proc.stderr.strip().endswith("file is not a folder")
+    assert proc.stdout == ""  # refused before anything ran
 
 
 def test_sparkline() -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -110,21 +112,26 @@ def test_stream_reads_frames(server: Server) -> None:
     assert not np.shares_memory(frames[0].image, frames[1].image)
 
 
+@pytest.fixture
+def warnings_logged(warnings_from: Callable[[str], list[str]]) -> list[str]:
+    return warnings_from("mesolive.pipeline.capture")
+
+
 @needs_ffmpeg
 @pytest.mark.slow
-def test_dropped_stream_is_retried_and_reported(server: Server) -> None:
+def test_dropped_stream_is_retried_and_reported(server: Server, warnings_logged: list[str]) -> None:
+    url = server.url.replace("http://", "http://alice:s3cret@")
+    shown = server.url.replace("http://", "http://alice:***@")
     statuses: list[tuple[ReadStatus, str]] = []
     slot: LatestSlot[Frame] = LatestSlot()
-    thread = CaptureThread(
-        make_source(server.url), slot, on_status=lambda s, m: statuses.append((s, m))
-    )
+    thread = CaptureThread(make_source(url), slot, on_status=lambda s, m: statuses.append((s, m)))
     thread.start()
     try:
         first = slot.take(10.0)
         assert first is not None, statuses
         server.kill()  # the stream drops mid-run
         dropped = wait_for(statuses, "stream dropped; retrying in 0.5 s", 10)
-        assert dropped.startswith(server.url)
+        assert dropped.startswith(shown)
         # While the server is down each attempt fails fast and the wait doubles.
         refused = wait_for(statuses, "cannot open the stream", 10)
         assert "retrying in 1 s" in refused
@@ -139,6 +146,34 @@ def test_dropped_stream_is_retried_and_reported(server: Server) -> None:
     assert statuses[0][0] is ReadStatus.OK
     assert thread.last_status is ReadStatus.OK
     assert not slot.closed  # a live source never ends by itself
+    # The outage: two warnings (the retries in between are INFO) and one record.
+    assert warnings_logged[0] == f"{shown}: stream lost, reconnecting… (stream dropped)"
+    assert re.fullmatch(
+        rf"{re.escape(shown)}: reconnected after \d+\.\d s, \d+ frames lost", warnings_logged[1]
+    )
+    (outage,) = thread.outages
+    assert outage.recovered and outage.reason == "stream dropped"
+    assert outage.duration > 1.0  # at least the 0.5 s and 1 s waits
+    assert outage.frames_lost == max(0, round(outage.duration * 29.97) - 1)
+    assert "s3cret" not in " ".join(warnings_logged + [m for _, m in statuses])
+
+
+@needs_ffmpeg
+def test_a_silent_server_fails_the_read_within_its_timeout(server: Server) -> None:
+    # The server stops sending but keeps the connection open (SIGSTOP): the
+    # read timeout, not the peer, ends the wait.
+    src = StreamSource(server.url, read_timeout=1.0)
+    with src:
+        assert src.read(1.0)[0] is ReadStatus.OK
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGSTOP)
+        t0 = time.monotonic()
+        status, _, message = src.read(1.0)
+        while status is ReadStatus.OK:  # what was already on its way still arrives
+            assert time.monotonic() - t0 < 30, "reads never failed"
+            status, _, message = src.read(1.0)
+    assert status is ReadStatus.ERROR and message == f"{server.url}: stream dropped"
+    assert time.monotonic() - t0 < 30  # bounded by the timeout (generous, not a timing test)
 
 
 def test_stalled_server_times_out() -> None:
@@ -178,3 +213,42 @@ def test_capture_thread_reports_a_failed_first_open() -> None:
     assert not thread.is_alive()
     assert statuses == [(ReadStatus.ERROR, thread.last_message)]
     assert "cannot open the stream" in thread.last_message
+
+
+@needs_ffmpeg
+@pytest.mark.slow
+def test_scan_reports_an_outage_in_its_report_and_json(server: Server, tmp_path: Path) -> None:
+    """``scan`` of a stream that drops mid-run: the outage is printed and in the JSON."""
+    import io
+    import json
+    import threading
+
+    from mesolive.commands.scan import print_report, scan_input, write_json
+    from mesolive.pipeline.pipeline import FramePipeline, PipelineConfig
+
+    url = server.url.replace("http://", "http://alice:s3cret@")
+    config = PipelineConfig(models=("meso4-df",), every=10)
+    reports = []
+    with FramePipeline(config) as pipeline:
+        scanning = threading.Thread(
+            target=lambda: reports.append(scan_input(pipeline, url, max_frames=90, progress=False))
+        )
+        scanning.start()
+        time.sleep(2.0)
+        server.kill()
+        time.sleep(1.0)
+        server.start()
+        scanning.join(60)
+        assert not scanning.is_alive()
+    (report,) = reports
+    (outage,) = report.outages
+    assert outage.recovered and outage.duration > 0.5
+    assert report.error is None and report.frames + report.dropped == 90
+    text = io.StringIO()
+    print_report(report, text)
+    assert re.search(r"source lost at \d+\.\d s for \d+\.\d s, ~\d+ frames lost", text.getvalue())
+    js = tmp_path / "r.json"
+    write_json(str(js), config, "onnxruntime-cpu", reports)
+    (entry,) = json.loads(js.read_text())["inputs"]
+    assert entry["outages"][0]["recovered"] is True and entry["outages"][0]["frames_lost"] >= 0
+    assert "s3cret" not in text.getvalue() + js.read_text()

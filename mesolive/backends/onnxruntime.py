@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from mesolive.backends.base import Runner, TensorSpec
+from mesolive.env import env_int
 from mesolive.errors import BackendUnavailable, ModelError
 
 log = logging.getLogger(__name__)
@@ -22,7 +23,8 @@ _ORT_TYPES = {
 
 
 def default_threads() -> int:
-    return int(os.environ.get("MESOLIVE_ORT_THREADS", "0")) or max(1, os.cpu_count() or 1)
+    """``MESOLIVE_ORT_THREADS``, else one intra-op thread per CPU core."""
+    return env_int("MESOLIVE_ORT_THREADS", 0, minimum=1) or max(1, os.cpu_count() or 1)
 
 
 def session_options(threads: int | None = None):
@@ -77,8 +79,9 @@ class OnnxRuntimeRunner(Runner):
                 )
             providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
         src = model if isinstance(model, bytes) else str(Path(model))
+        options = session_options(threads)  # a bad MESOLIVE_ORT_THREADS is not a bad file
         try:
-            self._session = ort.InferenceSession(src, session_options(threads), providers=providers)
+            self._session = ort.InferenceSession(src, options, providers=providers)
         except Exception as e:  # ORT raises its own Fail/InvalidGraph types
             where = "model bytes" if isinstance(model, bytes) else str(model)
             raise ModelError(f"{where}: ONNX Runtime cannot load it ({e})") from e

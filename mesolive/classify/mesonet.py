@@ -63,9 +63,7 @@ class MesoClassifier:
         p_real = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
         return FaceScores(logits, fake_score(p_real))
 
-    def score(
-        self, crops: Sequence[np.ndarray] | np.ndarray, order: str = "bgr"
-    ) -> FaceScores:
+    def score(self, crops: Sequence[np.ndarray] | np.ndarray, order: str = "bgr") -> FaceScores:
         """Score uint8 face crops of any size, cut by :attr:`preprocess`'s rule.
 
         ``order`` is the crops' channel order (``bgr`` as OpenCV reads).

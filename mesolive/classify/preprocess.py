@@ -150,9 +150,7 @@ class Preprocess:
         return cv2.resize(crop, (self.size, self.size), interpolation=flag)
 
     # -- batching ---------------------------------------------------------------------
-    def to_batch(
-        self, crops: Sequence[np.ndarray] | np.ndarray, order: str = "bgr"
-    ) -> np.ndarray:
+    def to_batch(self, crops: Sequence[np.ndarray] | np.ndarray, order: str = "bgr") -> np.ndarray:
         """Face crops → the network input.
 
         Parameters

@@ -1,42 +1,73 @@
-"""``mesolive classify PATH…``: a fake score per face-crop image."""
+"""``mesolive classify PATH…``: a fake score per face-crop image.
+
+Rows are printed as each batch is scored, so a long run shows its results as
+it goes and an interrupted one keeps what it printed; ``--json`` writes one
+array whose items come the same way (closed even after Ctrl+C). A bad file
+is one line on stderr and the rest still run; the exit status is 2 when any
+file could not be scored, else 0.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from typing import TextIO
 
-from mesolive.commands.common import open_classifier, report_error, score_files
+from mesolive.commands.common import FileScore, open_classifier, report_error, stream_scores
+from mesolive.errors import InputError
 from mesolive.imageio import expand_paths
 
 THRESHOLD = 0.5
+
+
+class _Printer:
+    """The table or the JSON array on ``out``, a batch at a time."""
+
+    def __init__(self, out: TextIO, as_json: bool, model: str) -> None:
+        self.out, self.as_json, self.model = out, as_json, model
+        self.rows = 0
+
+    def begin(self) -> None:
+        self.out.write("[" if self.as_json else f"{'fake_score':>10}  label  file\n")
+
+    def batch(self, scores: list[FileScore]) -> None:
+        for r in scores:
+            fake = r.fake_score > THRESHOLD
+            if self.as_json:
+                item = {
+                    "path": str(r.path),
+                    "fake_score": round(r.fake_score, 6),
+                    "label": "fake" if fake else "real",
+                    "model": self.model,
+                }
+                self.out.write(("," if self.rows else "") + "\n  " + json.dumps(item))
+            else:
+                self.out.write(f"{r.fake_score:10.4f}  {'FAKE' if fake else 'real':<5}  {r.path}\n")
+            self.rows += 1
+        self.out.flush()
+
+    def end(self) -> None:
+        if self.as_json:
+            self.out.write("\n]\n" if self.rows else "]\n")
+        self.out.flush()
 
 
 def run(args: argparse.Namespace) -> int:
     files, errors = expand_paths(args.paths)
     for e in errors:
         report_error(e)
-    results = []
     if files:
+        bad: list[InputError] = []
         with open_classifier(args) as clf:
-            results, bad = score_files(clf, files, args.batch, model_dir=args.model_dir)
+            printer = _Printer(sys.stdout, args.json, args.model)
+            printer.begin()
+            try:
+                for scores in stream_scores(clf, files, args.batch, bad, model_dir=args.model_dir):
+                    printer.batch(scores)
+            finally:
+                printer.end()
         errors.extend(bad)
-    if args.json:
-        out = [
-            {
-                "path": str(r.path),
-                "fake_score": round(r.fake_score, 6),
-                "label": "fake" if r.fake_score > THRESHOLD else "real",
-                "model": args.model,
-            }
-            for r in results
-        ]
-        json.dump(out, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    elif results:
-        width = max(len(str(r.path)) for r in results)
-        print(f"{'file':<{width}}  fake_score  label")  # noqa: T201
-        for r in results:
-            label = "FAKE" if r.fake_score > THRESHOLD else "real"
-            print(f"{r.path!s:<{width}}  {r.fake_score:10.4f}  {label}")  # noqa: T201
+    elif args.json:
+        sys.stdout.write("[]\n")
     return 2 if errors else 0

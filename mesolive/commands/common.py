@@ -13,7 +13,7 @@ import numpy as np
 
 from mesolive.classify.crops import CropReader
 from mesolive.classify.mesonet import MesoClassifier, load_classifier
-from mesolive.errors import InputError
+from mesolive.errors import InputError, MesoliveError, describe
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,19 @@ def open_classifier(args: argparse.Namespace) -> MesoClassifier:
     )
 
 
+def _read(reader: CropReader, path: Path) -> np.ndarray:
+    """One file's face, framed; any failure on it becomes that file's InputError."""
+    try:
+        return reader.read(path)
+    except MesoliveError:
+        raise  # a bad file is an InputError; a missing model ends the run
+    except OSError as e:
+        raise InputError(f"{path}: cannot read ({e.strerror or e})") from e
+    except Exception as e:  # a library failing on one file must not end the run
+        log.debug("reading %s failed", path, exc_info=True)
+        raise InputError(f"{path}: {describe(e)}") from e
+
+
 def _batches(
     reader: CropReader, files: Sequence[Path], batch: int, errors: list[InputError]
 ) -> Iterator[tuple[list[Path], list[np.ndarray]]]:
@@ -47,7 +60,7 @@ def _batches(
     crops: list[np.ndarray] = []
     for f in files:
         try:
-            crops.append(reader.read(f))
+            crops.append(_read(reader, f))
         except InputError as e:
             report_error(e)
             errors.append(e)
@@ -60,6 +73,33 @@ def _batches(
         yield paths, crops
 
 
+def stream_scores(
+    classifier: MesoClassifier,
+    files: Sequence[Path],
+    batch: int,
+    errors: list[InputError],
+    *,
+    detector: str | None = None,
+    model_dir: str | None = None,
+) -> Iterator[list[FileScore]]:
+    """Score face-crop files batch by batch, framed by the model's contract.
+
+    Yields each batch's scores as soon as it is classified. A bad file is
+    reported on stderr when it is met, appended to ``errors`` and skipped.
+    ``detector``/``model_dir`` choose the detector a ``recut`` contract finds
+    faces with (:mod:`mesolive.classify.crops`).
+    """
+    if batch < 1:
+        raise InputError(f"--batch must be at least 1, got {batch}")
+    with CropReader(classifier.preprocess, detector=detector, model_dir=model_dir) as reader:
+        for paths, crops in _batches(reader, files, batch, errors):
+            s = classifier.score(crops)
+            yield [
+                FileScore(p, float(lg), float(fk))
+                for p, lg, fk in zip(paths, s.logit, s.fake, strict=True)
+            ]
+
+
 def score_files(
     classifier: MesoClassifier,
     files: Sequence[Path],
@@ -68,23 +108,13 @@ def score_files(
     detector: str | None = None,
     model_dir: str | None = None,
 ) -> tuple[list[FileScore], list[InputError]]:
-    """Score face-crop files in batches, framed by the model's contract.
-
-    Bad files are reported and skipped. ``detector``/``model_dir`` choose the
-    detector a ``recut`` contract finds faces with (:mod:`mesolive.classify.crops`).
-    """
-    if batch < 1:
-        raise InputError(f"--batch must be at least 1, got {batch}")
-    results: list[FileScore] = []
+    """All of :func:`stream_scores` at once: (scores, errors)."""
     errors: list[InputError] = []
-    with CropReader(classifier.preprocess, detector=detector, model_dir=model_dir) as reader:
-        scored = [
-            (paths, classifier.score(crops))
-            for paths, crops in _batches(reader, files, batch, errors)
-        ]
-    for paths, s in scored:
-        results.extend(
-            FileScore(p, float(lg), float(fk))
-            for p, lg, fk in zip(paths, s.logit, s.fake, strict=True)
+    results = [
+        r
+        for rows in stream_scores(
+            classifier, files, batch, errors, detector=detector, model_dir=model_dir
         )
+        for r in rows
+    ]
     return results, errors

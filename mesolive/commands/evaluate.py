@@ -33,6 +33,7 @@ from mesolive.datasets import Item, from_csv, from_folder
 from mesolive.errors import InputError
 from mesolive.imageio import IMAGE_EXTS
 from mesolive.metrics import Report, evaluate, roc_auc, roc_curve
+from mesolive.outputs import check_outputs, write_atomic
 
 if TYPE_CHECKING:
     from mesolive.commands.scan import InputReport
@@ -108,9 +109,12 @@ def write_plot(
     ax2.legend()
     fig.suptitle(title)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        write_atomic(
+            path, "--plot", lambda f: fig.savefig(f, format=path.suffix[1:] or "png"), "wb"
+        )
+    finally:
+        plt.close(fig)
 
 
 def _fmt(x: float | None) -> str:
@@ -357,8 +361,9 @@ def run_videos(
 ) -> tuple[list[VideoResult], str]:
     """Scan every video with one pipeline, as ``mesolive scan`` does: (results, back end).
 
-    A video that fails is named in one line on stderr as soon as it ends and
-    the others still run. Ctrl+C stops the run (KeyboardInterrupt).
+    Each video's call is logged as it ends (``n/N path: label, called …``); a
+    video that fails is named in one error line instead, and the others still
+    run. Ctrl+C stops the run (KeyboardInterrupt).
     """
     from mesolive.commands.scan import scan_input
     from mesolive.pipeline.pipeline import FramePipeline
@@ -376,7 +381,16 @@ def run_videos(
             if report.error is not None:
                 msg = report.error if str(it.path) in report.error else f"{it.path}: {report.error}"
                 print(f"mesolive: error: {msg}", file=sys.stderr)  # noqa: T201
-            log.debug("%s: %s (score %s)", it.path, result.verdict, _fmt(result.score))
+                continue
+            log.info(
+                "%d/%d %s: %s, called %s (score %s)",
+                len(results),
+                len(items),
+                it.path,
+                LABEL_NAMES[it.label],
+                result.verdict,
+                _fmt(result.score),
+            )
     return results, backend
 
 
@@ -484,6 +498,12 @@ def run(args: argparse.Namespace) -> int:
     video_plot = plot
     if plot is not None and images and videos:
         video_plot = plot.with_name(f"{plot.stem}-videos{plot.suffix}")
+    inputs = [folder, *(it.path for it in items)]
+    outputs = {
+        "--plot": plot if images else None,
+        "--plot (videos)": video_plot if videos else None,
+    }
+    check_outputs(outputs, inputs, force=args.force)  # before any work
     bad = 0
     lines: list[str] = []
     image_out: dict[str, Any] | None = None

@@ -24,11 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from mesolive.errors import InputError, MesoliveError
+from mesolive.errors import InputError, MesoliveError, OutputError, describe
+from mesolive.outputs import AtomicFile, check_outputs, write_atomic
+from mesolive.redact import redact
 
 if TYPE_CHECKING:
     from mesolive.pipeline.pipeline import FramePipeline, PipelineConfig
-    from mesolive.types import FrameResult, TrackSummary
+    from mesolive.pipeline.watchdog import StepWatchdog
+    from mesolive.types import FrameResult, Outage, TrackSummary
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,7 @@ VIDEO_EXTS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg",
 SPARK = "▁▂▃▄▅▆▇█"
 SPARK_BINS = 24
 READ_TIMEOUT = 1.0  # seconds per synchronous read (files return at once)
+INFERENCE_STALL = 10.0  # seconds before a frame's analysis is reported as stalled
 
 
 @dataclass
@@ -50,6 +54,7 @@ class InputReport:
     tracks: list[TrackSummary] = field(default_factory=list)
     error: str | None = None
     interrupted: bool = False
+    outages: tuple[Outage, ...] = ()  # a live source's drops, each reconnected or not
 
     @property
     def verdict(self) -> str:
@@ -65,17 +70,26 @@ class InputReport:
 
 
 def expand_inputs(inputs: list[str]) -> list[str]:
-    """Inputs as URIs; a folder becomes its videos and images (recursively, sorted)."""
+    """Inputs as URIs; a folder becomes its videos and images (recursively, sorted).
+
+    An input that cannot even be looked at (a name too long, a folder above
+    it unreadable) is kept as given: scanning it reports why, for it alone.
+    """
     from mesolive.sources.file import IMAGE_EXTS
 
     out: list[str] = []
     for text in inputs:
         p = Path(text).expanduser()
-        if p.is_dir():
+        try:
+            is_dir = p.is_dir()
+        except OSError:
+            is_dir = False
+        if is_dir:
+            # not only regular files: a FIFO or a dangling link is named in its own error
             media = sorted(
                 f
                 for f in p.rglob("*")
-                if f.is_file() and f.suffix.lower() in (VIDEO_EXTS | IMAGE_EXTS)
+                if f.suffix.lower() in (VIDEO_EXTS | IMAGE_EXTS) and not f.is_dir()
             )
             out.extend(str(f) for f in media)
             if not media:
@@ -89,19 +103,20 @@ def expand_inputs(inputs: list[str]) -> list[str]:
 
 
 class _Sink:
-    """Writes one CSV row per face per analysed frame, as frames come."""
+    """Writes one CSV row per face per analysed frame, as frames come.
+
+    Rows go to a temporary file that :meth:`commit` renames onto the CSV's
+    path; closing without a commit leaves any older file there untouched.
+    """
 
     def __init__(self, path: str | None, models: tuple[str, ...]) -> None:
         self.models = models
-        self._file: TextIO | None = None
+        self._out: AtomicFile | None = None
         self._writer: Any = None
         if path:
-            try:
-                self._file = open(path, "w", newline="", encoding="utf-8")
-            except OSError as e:
-                raise InputError(f"{path}: cannot write the CSV ({e.strerror or e})") from e
-            self._writer = csv.writer(self._file)
-            self._writer.writerow(
+            self._out = AtomicFile(path, "--csv", "w", newline="", encoding="utf-8")
+            self._writer = csv.writer(self._out.file)
+            self._row(
                 [
                     "input",
                     "frame",
@@ -121,12 +136,18 @@ class _Sink:
                 ]
             )
 
+    def _row(self, row: list[Any]) -> None:
+        try:
+            self._writer.writerow(row)
+        except OSError as e:
+            raise OutputError(f"--csv {self._out.path}: cannot write ({e.strerror or e})") from e
+
     def write(self, uri: str, result: FrameResult) -> None:
         if self._writer is None or not result.analysed:
             return
         pts = "" if result.frame.pts is None else f"{result.frame.pts:.4f}"
         for f in result.faces:
-            self._writer.writerow(
+            self._row(
                 [
                     uri,
                     result.frame.index,
@@ -146,10 +167,16 @@ class _Sink:
                 ]
             )
 
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+    def commit(self) -> None:
+        if self._out is not None:
+            self._out.commit()
+
+    def __enter__(self) -> _Sink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._out is not None:
+            self._out.__exit__(None, None, None)
 
 
 def _total_frames(source: Any, max_frames: int | None) -> int | None:
@@ -174,25 +201,34 @@ def scan_input(
 ) -> InputReport:
     """Run ``pipeline`` over one input; never raises for a bad input (``error`` says why).
 
-    The pipeline is reset first, so track IDs start at 1 for each input.
+    Whatever goes wrong with this input, a bad file or a library's failure on
+    it, is this input's one-line error; only a report that cannot be written
+    (:class:`OutputError`) stops the run. ``report.uri`` is ``uri`` with its
+    credentials redacted. The pipeline is reset first, so track IDs start at
+    1 for each input.
     """
+    from mesolive.pipeline.watchdog import StepWatchdog
     from mesolive.sources.registry import make_source
 
-    report = InputReport(uri)
+    report = InputReport(redact(uri))
     pipeline.reset()
     t0 = time.monotonic()
     try:
         source = make_source(uri)
-    except MesoliveError as e:
-        report.error = str(e)
-        return report
-    try:
-        if realtime or source.is_live:
-            _run_threaded(pipeline, source, report, max_frames, sink, progress)
-        else:
-            _run_sync(pipeline, source, report, max_frames, sink, progress)
+        with StepWatchdog(f"analysis of {report.uri}", INFERENCE_STALL) as watchdog:
+            run = _run_threaded if realtime or source.is_live else _run_sync
+            run(pipeline, source, report, max_frames, sink, progress, watchdog)
     except KeyboardInterrupt:
         report.interrupted = True
+    except OutputError:
+        raise
+    except MesoliveError as e:
+        report.error = redact(str(e))
+    except OSError as e:
+        report.error = f"{report.uri}: cannot read ({e.strerror or e})"
+    except Exception as e:  # one input's failure is that input's error line, not the run's
+        log.debug("scanning %s failed", report.uri, exc_info=True)
+        report.error = redact(f"{report.uri}: {describe(e)}")
     finally:
         report.seconds = time.monotonic() - t0
         report.tracks = pipeline.summaries()
@@ -218,14 +254,11 @@ def _run_sync(
     max_frames: int | None,
     sink: _Sink | None,
     progress: bool,
+    watchdog: StepWatchdog,
 ) -> None:
     from mesolive.types import ReadStatus
 
-    try:
-        source.open()
-    except MesoliveError as e:
-        report.error = str(e)
-        return
+    source.open()
     try:
         with _bar(source, report.uri, max_frames, progress) as bar:
             while max_frames is None or report.frames < max_frames:
@@ -235,9 +268,9 @@ def _run_sync(
                 if status is ReadStatus.END:
                     break
                 if status is ReadStatus.ERROR or frame is None:
-                    report.error = message or f"{report.uri}: read failed"
+                    report.error = redact(message) or f"{report.uri}: read failed"
                     break
-                _process(pipeline, frame, report, sink)
+                _process(pipeline, frame, report, sink, watchdog)
                 bar.update(1)
     finally:
         source.close()
@@ -250,6 +283,7 @@ def _run_threaded(
     max_frames: int | None,
     sink: _Sink | None,
     progress: bool,
+    watchdog: StepWatchdog,
 ) -> None:
     from mesolive.pipeline.capture import CaptureThread
     from mesolive.pipeline.mailbox import LatestSlot
@@ -267,19 +301,27 @@ def _run_threaded(
                     if slot.closed:
                         break
                     continue
-                _process(pipeline, frame, report, sink)
+                _process(pipeline, frame, report, sink, watchdog)
                 report.dropped = capture.drops
                 bar.update(1)
     finally:
         capture.stop(timeout=2.0)
         slot.close()
     report.dropped = capture.drops
+    report.outages = capture.outages
     if capture.last_status is ReadStatus.ERROR:
-        report.error = capture.last_message
+        report.error = redact(capture.last_message)
 
 
-def _process(pipeline: FramePipeline, frame: Any, report: InputReport, sink: _Sink | None) -> None:
-    result = pipeline.process(frame)
+def _process(
+    pipeline: FramePipeline,
+    frame: Any,
+    report: InputReport,
+    sink: _Sink | None,
+    watchdog: StepWatchdog,
+) -> None:
+    with watchdog.step(f"frame {frame.index}"):
+        result = pipeline.process(frame)
     report.frames += 1
     report.analysed += result.analysed
     if sink is not None:
@@ -331,6 +373,13 @@ def print_report(report: InputReport, out: TextIO) -> None:
                 f"{100 * t.fake_share:4.0f}%  {t.verdict.value:<9}  {sparkline(t.timeline)}",
                 file=out,
             )
+    for o in report.outages:
+        lost = "" if o.frames_lost is None else f", ~{o.frames_lost} frames lost"
+        came = "" if o.recovered else ", never came back"
+        print(
+            f"  source lost at {o.start:.1f} s for {o.duration:.1f} s{lost}{came}: {o.reason}",
+            file=out,
+        )
     if report.error:
         print(f"  ERROR after {report.frames} frames: {report.error}", file=out)
     if report.interrupted:
@@ -372,15 +421,14 @@ def write_json(path: str, config: PipelineConfig, backend: str, reports: list[In
                 "analysed": r.analysed,
                 "dropped": r.dropped,
                 "seconds": round(r.seconds, 3),
+                "outages": [asdict(o) for o in r.outages],
                 "tracks": [_summary_dict(t) for t in r.tracks],
             }
             for r in reports
         ],
     }
-    try:
-        Path(path).write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    except OSError as e:
-        raise InputError(f"{path}: cannot write the JSON report ({e.strerror or e})") from e
+    text = json.dumps(data, indent=1) + "\n"
+    write_atomic(path, "--json", lambda f: f.write(text), encoding="utf-8")
 
 
 def exit_code(reports: list[InputReport]) -> int:
@@ -418,28 +466,28 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--max-frames {args.max_frames}: expected a whole number ≥ 1")
     config = config_from_args(args)
     inputs = expand_inputs(args.inputs)
+    check_outputs(
+        {"--json": args.json, "--csv": args.csv}, [*args.inputs, *inputs], force=args.force
+    )
     progress = sys.stderr.isatty() and not getattr(args, "quiet", False)
-    sink = _Sink(args.csv, config.models)
     reports: list[InputReport] = []
-    try:
-        with FramePipeline(config) as pipeline:
-            backend = pipeline.backend
-            for uri in inputs:
-                report = scan_input(
-                    pipeline,
-                    uri,
-                    realtime=args.realtime,
-                    max_frames=args.max_frames,
-                    sink=sink,
-                    progress=progress,
-                )
-                reports.append(report)
-                print_report(report, sys.stdout)
-                sys.stdout.flush()
-                if report.interrupted:
-                    break
-    finally:
-        sink.close()
+    with _Sink(args.csv, config.models) as sink, FramePipeline(config) as pipeline:
+        backend = pipeline.backend
+        for uri in inputs:
+            report = scan_input(
+                pipeline,
+                uri,
+                realtime=args.realtime,
+                max_frames=args.max_frames,
+                sink=sink,
+                progress=progress,
+            )
+            reports.append(report)
+            print_report(report, sys.stdout)
+            sys.stdout.flush()
+            if report.interrupted:
+                break
+        sink.commit()  # also after Ctrl+C: the rows so far are the partial report
     if args.json:
         write_json(args.json, config, backend, reports)
     if any(r.interrupted for r in reports):

@@ -16,19 +16,23 @@ take; here a warning says so.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import time
 import zipfile
+import zlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from mesolive import paths
+from mesolive.env import env_flag, env_url
 from mesolive.errors import DownloadError, InputError, ModelError
 from mesolive.types import FaceDetections
+
+if TYPE_CHECKING:
+    from mesolive.models.registry import DetectorSpec
 
 log = logging.getLogger(__name__)
 
@@ -287,7 +291,8 @@ def resolve_detector(
     In order: ``detector`` (``--detector``); ``scrfd_500m_bnkps_dynamic.onnx``
     in the model folder (``--model-dir``/``MESOLIVE_MODEL_DIR``), checked
     against the manifest's sha256; else ``det_500m.onnx`` of insightface's
-    ``buffalo_sc`` pack from the cache, downloaded on first use.
+    ``buffalo_sc`` pack from the cache, downloaded on first use and checked
+    against the manifest's pins (:func:`fetch_pack`).
 
     Raises
     ------
@@ -308,112 +313,104 @@ def resolve_detector(
     return fetch_pack_detector()
 
 
-def _record_path(pack: str) -> Path:
-    return paths.cache_dir() / "models" / f"{pack}.sha256.json"
-
-
 def fetch_pack_detector(*, progress: bool = True) -> Path:
     """``det_500m.onnx`` of insightface's ``buffalo_sc`` pack, from the cache or downloaded.
 
-    insightface publishes no checksum for its packs, so the first download
-    is trusted and its sha256 (of the zip and of the extracted detector) is
-    recorded in ``<cache>/models/buffalo_sc.sha256.json``; every later use
-    checks the detector against that record, and a fresh download must
-    match the recorded zip. ``MESOLIVE_DOWNLOAD_BASE`` points at a mirror
-    holding ``buffalo_sc.zip``; ``MESOLIVE_OFFLINE=1`` forbids downloading.
-
-    Raises
-    ------
-    DownloadError
-        No network, a failed or changed download, or the pack lacks the file.
+    The manifest pins the pack's release archive and the detector inside it
+    (sha256 and size of both, :class:`~mesolive.models.registry.DetectorSpec`);
+    :func:`fetch_pack` does the work.
     """
-    from mesolive.models.download import download, sha256_file
     from mesolive.models.registry import list_detectors
 
     spec = next((d for d in list_detectors() if d.name == PACK_DETECTOR), None)
     if spec is None or not spec.url:
         raise ModelError(f"the model manifest has no {PACK_DETECTOR!r} detector entry")
-    folder = paths.cache_dir() / "models" / PACK_DETECTOR
+    return fetch_pack(spec, progress=progress)
+
+
+def fetch_pack(spec: DetectorSpec, *, progress: bool = True) -> Path:
+    """The detector ``spec.file`` of the pack ``spec``, from the cache or downloaded.
+
+    The cached file (``<cache>/models/<pack>/<file>``) is used only while its
+    sha256 is the pinned one; else it is fetched again. The archive comes from
+    the pinned release (``spec.url``) or a mirror holding an archive of the
+    same name (``MESOLIVE_DOWNLOAD_BASE``), and both the archive and the file
+    extracted from it must match their pins, so a mirror can serve only the
+    upstream bytes. ``MESOLIVE_OFFLINE`` forbids downloading.
+
+    Raises
+    ------
+    ModelError
+        The entry has no pins, or it is not cached and downloads are off.
+    DownloadError
+        No network, a failed download, an archive or file that is not the
+        pinned one, or an archive without the file.
+    """
+    from mesolive.models.download import download, sha256_file
+
+    if not (spec.sha256 and spec.archive_sha256):
+        raise ModelError(f"the model manifest pins no sha256 for the {spec.name!r} pack")
+    folder = paths.cache_dir() / "models" / spec.name
     target = folder / spec.file
-    record_file = _record_path(PACK_DETECTOR)
-    record = _read_record(record_file)
-    if target.is_file() and record:
-        if sha256_file(target) == record.get("sha256"):
+    if target.is_file():
+        if sha256_file(target) == spec.sha256:
             return target
         log.warning(
-            "%s does not match the sha256 recorded at its first download; fetching again", target
+            "%s is not the pinned %s (sha256 differs); fetching it again", target, spec.file
         )
         target.unlink()
-    if os.environ.get("MESOLIVE_OFFLINE") == "1":
+    if env_flag("MESOLIVE_OFFLINE"):
         raise ModelError(
-            f"{spec.file} of insightface's {PACK_DETECTOR} pack is not cached and "
-            "MESOLIVE_OFFLINE=1; pass --detector PATH.onnx or --model-dir with "
+            f"{spec.file} of insightface's {spec.name} pack is not cached and "
+            "MESOLIVE_OFFLINE is on; pass --detector PATH.onnx or --model-dir with "
             f"{DYNAMIC_FILE}"
         )
     archive = spec.archive or Path(spec.url).name
-    url = spec.url
-    base = os.environ.get("MESOLIVE_DOWNLOAD_BASE")
-    if base:
-        url = base.rstrip("/") + "/" + archive
+    base = env_url("MESOLIVE_DOWNLOAD_BASE")
+    url = f"{base}/{archive}" if base else spec.url
     zip_path = folder / archive
-    log.info("downloading insightface's %s pack for its face detector (%s)", PACK_DETECTOR, url)
-    download(url, zip_path, record.get("zip_sha256") if record else None, progress=progress)
+    log.info("downloading insightface's %s pack for its face detector (%s)", spec.name, url)
+    download(url, zip_path, spec.archive_sha256, size=spec.archive_size, progress=progress)
     try:
-        zip_sha = sha256_file(zip_path)
-        _extract_member(zip_path, spec.file, target)
+        _extract_member(zip_path, spec.file, target, spec.size)
     finally:
         zip_path.unlink(missing_ok=True)
     digest = sha256_file(target)
-    if record and record.get("sha256") != digest:
+    if digest != spec.sha256:
         target.unlink()
         raise DownloadError(
-            f"{archive}: {spec.file} differs from the one recorded at the first download "
-            f"(sha256 {digest[:12]}…, recorded {str(record.get('sha256'))[:12]}…); "
-            f"delete {record_file} to accept the new file"
+            f"{archive}: its {spec.file} is not the pinned one (sha256 {digest[:12]}…, "
+            f"expected {spec.sha256[:12]}…); nothing was kept"
         )
-    if not record:
-        _write_record(record_file, url, zip_sha, spec.file, digest)
-        log.info("recorded sha256 %s of %s in %s", digest, spec.file, record_file)
     return target
 
 
-def _read_record(path: Path) -> dict | None:
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise ModelError(f"{path}: unreadable checksum record ({e}); delete it") from e
-    return data if isinstance(data, dict) and data.get("sha256") else None
+def _extract_member(zip_path: Path, member: str, target: Path, size: int) -> None:
+    """Copy the archive entry whose base name is ``member`` to ``target`` atomically.
 
+    At most ``size`` bytes (0: :data:`~mesolive.models.download.MAX_DOWNLOAD_BYTES`)
+    are extracted, whatever the archive claims.
+    """
+    from mesolive.models.download import MAX_DOWNLOAD_BYTES
 
-def _write_record(path: Path, url: str, zip_sha: str, member: str, sha: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = {
-        "url": url,
-        "zip_sha256": zip_sha,
-        "file": member,
-        "sha256": sha,
-        "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "note": "trust on first use: insightface publishes no checksum for its packs",
-    }
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _extract_member(zip_path: Path, member: str, target: Path) -> None:
-    """Copy the archive entry whose base name is ``member`` to ``target`` atomically."""
+    cap = size or MAX_DOWNLOAD_BYTES
+    tmp = target.with_name(f".{target.name}.part")
     try:
         with zipfile.ZipFile(zip_path) as zf:
             names = [n for n in zf.namelist() if Path(n).name == member]
             if not names:
                 raise DownloadError(f"{zip_path.name}: holds no {member}")
-            tmp = target.with_name(f".{target.name}.part")
             target.parent.mkdir(parents=True, exist_ok=True)
             with zf.open(names[0]) as src, open(tmp, "wb") as dst:
-                while chunk := src.read(1 << 20):
+                while chunk := src.read(min(1 << 20, cap + 1 - dst.tell())):
+                    if dst.tell() + len(chunk) > cap:
+                        raise DownloadError(
+                            f"{zip_path.name}: its {member} is larger than the {cap} bytes "
+                            "expected; nothing was kept"
+                        )
                     dst.write(chunk)
             os.replace(tmp, target)
-    except zipfile.BadZipFile as e:
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as e:
         raise DownloadError(f"{zip_path.name}: not a valid zip archive ({e})") from e
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -34,6 +34,7 @@ from PySide6.QtCore import QObject, QPoint, QRectF, QTimer
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication
 
+from mesolive.env import env_float, env_int, env_path
 from mesolive.gui.overlay import score_band
 from mesolive.types import FrameResult
 
@@ -122,11 +123,12 @@ class TestingHooks(QObject):
         super().__init__(window)
         env = os.environ if env is None else env
         self.window = window
-        self.screenshot = env.get(ENV_SCREENSHOT) or None
-        self.shot_after = int(env.get(ENV_SCREENSHOT_AFTER) or 30)
-        quit_after = env.get(ENV_QUIT_AFTER)
-        self.stats_path = env.get(ENV_STATS) or None
-        self.t0_wall = float(env[ENV_T0]) if env.get(ENV_T0) else None
+        self.screenshot = env_path(ENV_SCREENSHOT, env)
+        self.shot_after = env_int(ENV_SCREENSHOT_AFTER, 30, minimum=0, env=env)
+        quit_after = env_float(ENV_QUIT_AFTER, 0.0, minimum=0.0, env=env)
+        self.stats_path = env_path(ENV_STATS, env)
+        t0 = env_float(ENV_T0, -1.0, env=env)
+        self.t0_wall = None if t0 < 0 else t0
         self.t_start = time.monotonic()
         self.first_paint_wall: float | None = None
         self.rss: list[tuple[float, float]] = []
@@ -135,7 +137,7 @@ class TestingHooks(QObject):
         self.heartbeat_loaded: Heartbeat | None = None  # from the first frame on
         window.video.painted_callbacks.append(self._on_painted)
         if quit_after:
-            QTimer.singleShot(int(float(quit_after) * 1000), self.quit)
+            QTimer.singleShot(int(quit_after * 1000), self.quit)
         if self.screenshot and self.shot_after <= 0:
             self._shot_taken = True
             QTimer.singleShot(1500, self._take_screenshot)

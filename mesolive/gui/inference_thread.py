@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import QThread, Signal
 
 from mesolive.errors import MesoliveError
+from mesolive.pipeline.watchdog import StepWatchdog
 
 if TYPE_CHECKING:
     from mesolive.pipeline.mailbox import LatestSlot
@@ -39,7 +40,10 @@ class InferenceThread(QThread):
         One :class:`~mesolive.types.FrameResult` per processed frame.
     errored(str)
         A frame failed; at most one per :attr:`ERROR_INTERVAL` seconds (the
-        rest are counted in :attr:`errors` and logged at debug level).
+        rest are counted in :attr:`errors` and logged at debug level). Also
+        a frame that has not come back from the pipeline for
+        :attr:`STALL_TIMEOUT` seconds (a driver that hangs), and its return:
+        the thread cannot be killed, so it waits for the step and goes on.
     failed(str)
         The pipeline could not be built, or kept failing after a rebuild; the
         thread ends after emitting it.
@@ -57,6 +61,7 @@ class InferenceThread(QThread):
     TAKE_TIMEOUT = 0.1  # seconds: how quickly a stop request is noticed
     ERROR_INTERVAL = 2.0  # seconds between two errored signals
     REBUILD_AFTER = 10  # consecutive failed frames before the pipeline is rebuilt once
+    STALL_TIMEOUT = 10.0  # seconds one frame may take before the watchdog reports it
 
     def __init__(self, slot: LatestSlot[Frame], config: PipelineConfig, parent: Any = None):
         super().__init__(parent)
@@ -120,8 +125,15 @@ class InferenceThread(QThread):
         self._pipeline = self._build()
         if self._pipeline is None:
             return
+        watchdog = StepWatchdog(
+            "inference",
+            self.STALL_TIMEOUT,
+            on_stall=self.errored.emit,
+            on_resume=self.errored.emit,
+        )
         try:
-            self._loop()
+            with watchdog:
+                self._loop(watchdog)
             if self._pipeline is not None:
                 try:
                     self.summaries_ready.emit(list(self._pipeline.summaries()))
@@ -148,7 +160,7 @@ class InferenceThread(QThread):
         self.pipeline_ready.emit(self.backend)
         return pipeline
 
-    def _loop(self) -> None:
+    def _loop(self, watchdog: StepWatchdog) -> None:
         consecutive = 0
         rebuilt = False
         while not self._stop.is_set() and self._pipeline is not None:
@@ -162,7 +174,8 @@ class InferenceThread(QThread):
             try:
                 if self._pipeline.rule.threshold != self._threshold:
                     self._pipeline.set_threshold(self._threshold)
-                result = self._pipeline.process(frame)
+                with watchdog.step(f"frame {frame.index}"):
+                    result = self._pipeline.process(frame)
             except Exception as e:  # noqa: BLE001 (one bad frame must not end the session)
                 consecutive += 1
                 self._frame_failed(e)

@@ -8,13 +8,13 @@ count as given (argparse cannot tell them apart).
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from PySide6.QtCore import QSettings
 
+from mesolive.env import env_path
 from mesolive.models.registry import default_model
 
 ARCHS = ("meso4", "mesoinception4")
@@ -62,9 +62,9 @@ def split_models(models: tuple[str, ...]) -> tuple[str, tuple[str, ...]] | None:
 
 def open_settings() -> QSettings:
     """The app's QSettings: the user's, or the INI file named by ``MESOLIVE_GUI_SETTINGS``."""
-    path = os.environ.get(SETTINGS_ENV)
+    path = env_path(SETTINGS_ENV)
     if path:
-        return QSettings(path, QSettings.Format.IniFormat)
+        return QSettings(str(path), QSettings.Format.IniFormat)
     return QSettings("mesolive", "mesolive")
 
 

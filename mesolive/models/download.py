@@ -1,8 +1,11 @@
-"""Download a file with a progress bar, a checksum check and an atomic write.
+"""Download a file with a progress bar, a size cap, a checksum check and an atomic write.
 
 The file is streamed into a temporary file beside its destination and moved
 into place with :func:`os.replace` only once its sha256 matches, so a partial,
 truncated or corrupt download never stays where a later run would trust it.
+A server that announces or sends more than the file's known size (else
+:data:`MAX_DOWNLOAD_BYTES`) is cut off: a wrong or hostile address cannot
+fill the disk.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from mesolive.errors import DownloadError
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 16
+MAX_DOWNLOAD_BYTES = 64 << 20
+"""Cap for a file of unknown size: ~4x the largest known download (buffalo_sc.zip, 15 MB)."""
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -45,18 +50,23 @@ def download(
     dest: Path,
     sha256: str | None,
     *,
+    size: int = 0,
     progress: bool = True,
     timeout: float = 30.0,
 ) -> Path:
     """Fetch ``url`` into ``dest`` and check it against ``sha256``.
 
+    ``size`` is the file's size in bytes where known (0: unknown); no more
+    than that, or :data:`MAX_DOWNLOAD_BYTES`, is read.
+
     Raises
     ------
     DownloadError
         With a one-line message naming the file and what to do, for an HTTP
-        error, no network, a dropped connection, a short body or a checksum
-        mismatch. ``dest`` is untouched in every such case.
+        error, no network, a dropped connection, a short body, a body over
+        the cap or a checksum mismatch. ``dest`` is untouched in every such case.
     """
+    cap = size or MAX_DOWNLOAD_BYTES
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     tmp = Path(tmp_name)
@@ -77,14 +87,25 @@ def download(
             with resp:
                 length = resp.headers.get("Content-Length")
                 total = int(length) if length and length.isdigit() else None
+                if total is not None and total > cap:
+                    raise DownloadError(
+                        f"{dest.name}: {url} announces {total} bytes, more than the {cap} "
+                        f"expected; nothing was downloaded; {hint}"
+                    )
                 h = hashlib.sha256()
                 got = 0
                 with _progress_bar(total, dest.name, progress) as bar:
                     try:
-                        while chunk := resp.read(CHUNK):
+                        # one byte past the cap tells an oversized body from an exact one
+                        while chunk := resp.read(min(CHUNK, cap + 1 - got)):
+                            got += len(chunk)
+                            if got > cap:
+                                raise DownloadError(
+                                    f"{dest.name}: {url} sent more than the {cap} bytes "
+                                    f"expected; stopped, nothing was kept; {hint}"
+                                )
                             out.write(chunk)
                             h.update(chunk)
-                            got += len(chunk)
                             bar.update(len(chunk))
                     except (http.client.IncompleteRead, OSError) as e:
                         raise DownloadError(

@@ -60,7 +60,27 @@ class MesoWeights:
     dense: tuple[DenseWeights, ...]
 
 
+def _not_mesonet(path: Path, reason: object) -> ModelError:
+    text = " ".join(str(reason).split())  # h5py messages may span lines
+    return ModelError(f"not a MesoNet Keras .h5 file: {path} ({text[:200]})")
+
+
 def _layer_groups(path: Path) -> dict[str, dict[int, dict[str, np.ndarray]]]:
+    """The conv/batch-norm/dense layers' arrays by kind and creation index.
+
+    A damaged or foreign HDF5 file can fail anywhere in h5py (a missing
+    group, undecodable names, a bad B-tree, an unreadable chunk) with almost
+    any exception type; every one becomes a :class:`ModelError`.
+    """
+    try:
+        return _read_layer_groups(path)
+    except ModelError:
+        raise
+    except Exception as e:  # h5py raises KeyError, OSError, RuntimeError, … here
+        raise _not_mesonet(path, f"{type(e).__name__}: {e}") from e
+
+
+def _read_layer_groups(path: Path) -> dict[str, dict[int, dict[str, np.ndarray]]]:
     import h5py
 
     groups: dict[str, dict[int, dict[str, np.ndarray]]] = {
@@ -71,7 +91,7 @@ def _layer_groups(path: Path) -> dict[str, dict[int, dict[str, np.ndarray]]]:
     try:
         f = h5py.File(path, "r")
     except OSError as e:
-        raise ModelError(f"{path}: not a readable Keras .h5 weights file ({e})") from e
+        raise _not_mesonet(path, e) from e
     with f:
         root = f["model_weights"] if "model_weights" in f else f
         names = [
@@ -79,7 +99,7 @@ def _layer_groups(path: Path) -> dict[str, dict[int, dict[str, np.ndarray]]]:
             for n in root.attrs.get("layer_names", [])
         ]
         if not names:
-            raise ModelError(f"{path}: no Keras layer list inside; not a weights file")
+            raise _not_mesonet(path, "no Keras layer list inside")
         for name in names:
             m = _LAYER.match(name)
             if not m:
@@ -90,6 +110,8 @@ def _layer_groups(path: Path) -> dict[str, dict[int, dict[str, np.ndarray]]]:
                 wname = wname.decode() if isinstance(wname, bytes) else str(wname)
                 short = wname.rsplit("/", 1)[-1].split(":")[0]
                 arrays[short] = np.asarray(g[wname], dtype=np.float32)
+                if not np.isfinite(arrays[short]).all():
+                    raise _not_mesonet(path, f"{wname} holds values that are not finite")
             groups[m.group(1)][int(m.group(2))] = arrays
     return groups
 
@@ -156,13 +178,13 @@ def load_keras_weights(path: str | Path, expect: str | None = None) -> MesoWeigh
                 f"{path}: convolution {i + 1} has shape {cw.kernel.shape}, "
                 f"{arch.name} expects {shape}"
             )
+        if cw.bias.shape != shape[-1:]:
+            raise ModelError(f"{path}: convolution {i + 1} has a bias of the wrong size")
     for bw, stage in zip(bn_w, arch.stages, strict=True):
-        if bw.gamma.shape != (stage.out_channels,):
+        if any(a.shape != (stage.out_channels,) for a in (bw.gamma, bw.beta, bw.mean, bw.var)):
             raise ModelError(f"{path}: batch-norm sizes do not match {arch.name}")
     c, h, w = arch.feature_shape
-    if dense_w[0].kernel.shape != (c * h * w, arch.hidden) or dense_w[1].kernel.shape != (
-        arch.hidden,
-        1,
-    ):
+    expected_dense = [((c * h * w, arch.hidden), (arch.hidden,)), ((arch.hidden, 1), (1,))]
+    if [(d.kernel.shape, d.bias.shape) for d in dense_w] != expected_dense:
         raise ModelError(f"{path}: dense layer sizes do not match {arch.name}")
     return MesoWeights(arch, conv_w, bn_w, dense_w)

@@ -9,10 +9,17 @@ Resolution of a weights file, in order:
 
 1. ``--model-dir`` / ``MESOLIVE_MODEL_DIR``: the file must be there (offline).
 2. ``<cache>/models``: used when present and its checksum matches.
-3. Otherwise downloaded into ``<cache>/models`` (unless ``MESOLIVE_OFFLINE=1``).
+3. Otherwise downloaded into ``<cache>/models`` (unless ``MESOLIVE_OFFLINE`` is on),
+   from the manifest's address or the ``MESOLIVE_DOWNLOAD_BASE`` mirror, and
+   kept only when its sha256 matches the manifest's.
 
 Converted ONNX graphs are cached in ``<cache>/onnx`` under the weights'
-checksum, so a changed weights file can never reuse a stale graph.
+checksum, so a changed weights file can never reuse a stale graph; each
+graph's own sha256 is recorded beside it (``*.onnx.sha256``) and checked on
+every use, so a damaged or swapped graph is rebuilt, never run.
+
+Model names become file names, so they are restricted to
+:data:`NAME_PATTERN` wherever they come from (:func:`check_model_name`).
 
 A model may be a *union*: its own network plus the models named in ``union``,
 one graph that calls a face as fake as its most suspicious network finds it
@@ -26,13 +33,17 @@ import hashlib
 import json
 import logging
 import os
+import re
 import tempfile
-from dataclasses import asdict, dataclass, replace
+import time
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from mesolive import paths
 from mesolive.classify.preprocess import AUTHORS, Preprocess
+from mesolive.env import env_flag, env_url
 from mesolive.errors import ModelError
+from mesolive.models.arch import ARCHS
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +51,32 @@ CONVERTER_VERSION = 2
 """Bumped whenever the ONNX graph builder changes its output."""
 
 USER_REGISTRY = "user_models.json"
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+"""A model name: it becomes part of file names."""
+_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def check_model_name(name: str, what: str = "model name") -> str:
+    """``name`` if it is a safe model name, else a one-line :class:`ModelError`.
+
+    Letters, digits, ``.``, ``_`` and ``-``, at most 64, starting with a
+    letter or digit, no ``..``: a name is used in file names under the cache,
+    so ``../x`` or ``a/b`` must never reach one.
+    """
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or ".." in name:
+        raise ModelError(
+            f"{what} {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with "
+            "a letter or digit (no '..')"
+        )
+    return name
+
+
+def _check_file_name(name: object, what: str) -> None:
+    """A weights or card file must be a plain name inside its folder."""
+    if not isinstance(name, str) or not _FILE_NAME.fullmatch(name) or ".." in name:
+        raise ModelError(f"{what} {name!r}: not a plain file name")
 
 
 @dataclass(frozen=True)
@@ -69,17 +106,28 @@ class ModelSpec:
     builtin: bool = False
     card: str = ""
     default_reason: str = ""
+    size: int = 0  # bytes of ``file`` where known: a download may not exceed it
 
 
 @dataclass(frozen=True)
 class DetectorSpec:
+    """A face detector file; a pack's (``archive``) is pinned twice.
+
+    ``sha256``/``size`` are those of ``file``; for a pack, ``url`` is the
+    upstream release's archive and ``archive_sha256``/``archive_size`` pin it,
+    so a mirror (``MESOLIVE_DOWNLOAD_BASE``) may serve it only byte for byte.
+    """
+
     name: str
     file: str
-    sha256: str  # empty: unknown upstream, recorded at first download (trust on first use)
+    sha256: str
     license: str
     description: str
-    url: str = ""  # download address; for a pack, of the archive holding ``file``
-    archive: str = ""  # name of that archive, e.g. ``buffalo_sc.zip``
+    url: str = ""
+    archive: str = ""
+    archive_sha256: str = ""
+    archive_size: int = 0
+    size: int = 0
 
 
 def _manifest() -> dict:
@@ -92,42 +140,143 @@ def user_registry_path() -> Path:
     return paths.cache_dir() / "models" / USER_REGISTRY
 
 
-def _spec(entry: dict, where: str, *, user: bool) -> ModelSpec:
-    """A registry entry → ModelSpec; its preprocessing block is checked field by field.
+_REQUIRED = ("name", "arch", "forgery", "file", "sha256")
+_TEXT = ("url", "license", "description", "card", "default_reason")
 
-    User entries written before contracts existed carry none: those models
-    were trained on the authors' framing, so they get :data:`AUTHORS`.
+
+def _spec(entry: object, where: str, *, user: bool) -> ModelSpec:
+    """A registry entry → ModelSpec, every field checked; a bad one is a ModelError.
+
+    The names in it (its own, its file's, its card's, its union's) must pass
+    :func:`check_model_name`; a user entry cannot claim ``builtin`` (which
+    would point into the package). User entries written before contracts
+    existed carry no preprocessing block: those models were trained on the
+    authors' framing, so they get :data:`AUTHORS`.
     """
-    name = entry.get("name", "?")
+    if not isinstance(entry, dict):
+        raise ModelError(f"{where}: a model entry is {type(entry).__name__}, not an object")
+    missing = [k for k in _REQUIRED if not isinstance(entry.get(k), str) or not entry[k]]
+    if missing:
+        raise ModelError(
+            f"{where}: model {entry.get('name', '?')!r} lacks {', '.join(missing)} "
+            "(or it is not text)"
+        )
+    name = check_model_name(entry["name"], f"{where}: model name")
+    here = f"{where}: model {name!r}"
+    if entry["arch"] not in ARCHS:
+        raise ModelError(f"{here}: unknown arch {entry['arch']!r} ({', '.join(ARCHS)})")
+    _check_file_name(entry["file"], f"{here}: file")
+    if not _SHA256.fullmatch(entry["sha256"]):
+        raise ModelError(f"{here}: sha256 is not 64 lower-case hex digits")
+    for key in _TEXT:
+        if not isinstance(entry.get(key, ""), str):
+            raise ModelError(f"{here}: {key} is not text")
+    if entry.get("card"):
+        _check_file_name(entry["card"], f"{here}: card file")
+    union = entry.get("union", [])
+    if not isinstance(union, list):
+        raise ModelError(f"{here}: union is not a list of model names")
+    for member in union:
+        check_model_name(member, f"{here}: union member")
+    size = entry.get("size", 0)
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise ModelError(f"{here}: size is not a whole number of bytes")
     block = entry.get("preprocess")
     if block is None and not user:
-        raise ModelError(f"{where}: model {name!r} has no preprocessing block")
-    contract = (
-        AUTHORS
-        if block is None
-        else Preprocess.from_dict(block, f"{where}: model {name!r}")
-    )
-    fields = {k: v for k, v in entry.items() if k != "preprocess"}
+        raise ModelError(f"{here} has no preprocessing block")
+    if block is not None and not isinstance(block, dict):
+        raise ModelError(f"{here}: its preprocessing block is not an object")
+    contract = AUTHORS if block is None else Preprocess.from_dict(block, here)
+    known = {f.name for f in fields(ModelSpec)} - {"user", "union", "preprocess"}
+    if user:
+        known.discard("builtin")
     return ModelSpec(
-        **{**fields, "user": user, "union": tuple(entry.get("union", ())), "preprocess": contract}
+        **{k: v for k, v in entry.items() if k in known},
+        user=user,
+        union=tuple(union),
+        preprocess=contract,
     )
 
 
-def _user_specs() -> list[ModelSpec]:
-    path = user_registry_path()
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """Log a warning about the user registry once per process (it is read often)."""
+    if message not in _warned:
+        _warned.add(message)
+        log.warning("%s", message)
+
+
+@dataclass(frozen=True)
+class _Problem:
+    """Something wrong with the user registry: the whole file (``entry`` 0) or one entry."""
+
+    message: str
+    entry: int = 0
+    name: str = ""
+
+    def warning(self) -> str:
+        return f"{self.message}; {'entry' if self.entry else 'all its entries'} ignored"
+
+
+def _read_user_registry(path: Path, official: set[str]) -> tuple[list[ModelSpec], list[_Problem]]:
+    """The usable entries of the user registry at ``path``, and what is wrong with it.
+
+    A malformed file or entry never stops the built-in models: it is named
+    in the problems and left out.
+    """
     if not path.is_file():
-        return []
+        return [], []
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return [_spec(m, str(path), user=True) for m in data.get("models", [])]
-    except (ValueError, TypeError) as e:
-        raise ModelError(f"{path}: unreadable user model registry ({e})") from e
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        return [], [_Problem(f"{path}: unreadable user model registry ({e})")]
+    entries = data.get("models") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        return [], [
+            _Problem(f'{path}: not a user model registry (expected an object with a "models" list)')
+        ]
+    specs: dict[str, ModelSpec] = {}
+    problems = []
+    for i, entry in enumerate(entries, 1):
+        name = entry.get("name") if isinstance(entry, dict) else None
+        name = name if isinstance(name, str) else ""
+        try:
+            spec = _spec(entry, f"{path} entry {i}", user=True)
+        except ModelError as e:
+            problems.append(_Problem(str(e), i, name))
+            continue
+        if spec.name in official or spec.name in specs:
+            problems.append(
+                _Problem(f"{path} entry {i}: model {name!r} is already defined", i, name)
+            )
+            continue
+        specs[spec.name] = spec
+    return list(specs.values()), problems
+
+
+def _official_specs() -> list[ModelSpec]:
+    where = str(paths.resources_dir() / "models.json")
+    return [_spec(m, where, user=False) for m in _manifest()["models"]]
+
+
+def _all_specs(asked: tuple[str, ...] = ()) -> tuple[list[ModelSpec], dict[str, str]]:
+    """Every usable model, and why each ignored user entry was ignored (by name).
+
+    Ignored entries get a warning, except those of the ``asked`` names: the
+    caller's error about them says it instead.
+    """
+    official = _official_specs()
+    user, problems = _read_user_registry(user_registry_path(), {s.name for s in official})
+    for problem in problems:
+        if problem.name not in asked:
+            _warn_once(problem.warning())
+    return official + user, {p.name: p.message for p in problems if p.name}
 
 
 def list_specs() -> list[ModelSpec]:
-    where = str(paths.resources_dir() / "models.json")
-    official = [_spec(m, where, user=False) for m in _manifest()["models"]]
-    return official + _user_specs()
+    return _all_specs()[0]
 
 
 def default_model() -> str:
@@ -141,9 +290,14 @@ def list_detectors() -> list[DetectorSpec]:
 
 def get_spec(name: str) -> ModelSpec:
     """The model called ``name``; ``A+B+…`` is the union of the models named."""
-    specs = {s.name: s for s in list_specs()}
     parts = name.split("+")
     for part in parts:
+        check_model_name(part)
+    usable, ignored = _all_specs(tuple(parts))
+    specs = {s.name: s for s in usable}
+    for part in parts:
+        if part in ignored and part not in specs:
+            raise ModelError(ignored[part])
         if part not in specs:
             raise ModelError(f"unknown model {part!r}; known models: {', '.join(specs)}")
     if len(parts) == 1:
@@ -184,10 +338,27 @@ def networks(spec: ModelSpec) -> list[ModelSpec]:
 
 
 def register_user_model(spec: ModelSpec) -> None:
-    """Add (or replace) a user model in the user registry, atomically."""
+    """Add (or replace) a user model in the user registry, atomically.
+
+    A registry with entries that cannot be read is first copied aside
+    (``user_models.json.broken-<time>``, with a warning): the new registry
+    keeps only the usable entries, and nothing of the user's is lost.
+    """
+    check_model_name(spec.name)
     path = user_registry_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    models = [asdict(s) for s in _user_specs() if s.name != spec.name]
+    kept, problems = _read_user_registry(path, {s.name for s in _official_specs()})
+    if problems:
+        backup = path.with_name(f"{path.name}.broken-{time.strftime('%Y%m%d-%H%M%S')}")
+        backup.write_bytes(path.read_bytes())
+        more = f" and {len(problems) - 1} more problems" if len(problems) > 1 else ""
+        log.warning(
+            "%s%s; the file is kept as %s and the new registry holds its usable entries",
+            problems[0].message,
+            more,
+            backup,
+        )
+    models = [asdict(s) for s in kept if s.name != spec.name]
     entry = asdict(spec)
     entry["preprocess"] = spec.preprocess.to_dict()
     entry.pop("user")
@@ -212,9 +383,13 @@ def resolve_file(
     url: str,
     model_dir: str | os.PathLike[str] | None = None,
     *,
+    size: int = 0,
     progress: bool = True,
 ) -> Path:
     """Return a local, checksum-verified path to a model file.
+
+    ``size`` (bytes, 0: unknown) caps a download
+    (:func:`mesolive.models.download.download`).
 
     Raises
     ------
@@ -245,17 +420,17 @@ def resolve_file(
         path.unlink()
     if not url:
         raise ModelError(f"{path}: model file is missing and has no download address")
-    if os.environ.get("MESOLIVE_OFFLINE") == "1":
+    if env_flag("MESOLIVE_OFFLINE"):
         raise ModelError(
-            f"{file}: not in {path.parent} and MESOLIVE_OFFLINE=1; "
+            f"{file}: not in {path.parent} and MESOLIVE_OFFLINE is on; "
             "pass --model-dir with a folder that holds it"
         )
     from mesolive.models.download import download
 
-    base = os.environ.get("MESOLIVE_DOWNLOAD_BASE")
-    if base:  # a mirror holding the same file names
-        url = base.rstrip("/") + "/" + file
-    return download(url, path, sha256, progress=progress)
+    base = env_url("MESOLIVE_DOWNLOAD_BASE")
+    if base:  # a mirror holding the same file names (and the same checksums)
+        url = f"{base}/{file}"
+    return download(url, path, sha256, size=size, progress=progress)
 
 
 def card_path(spec: ModelSpec) -> Path:
@@ -282,7 +457,9 @@ def weights_path(
         return resolve_file(
             spec.file, spec.sha256, "", paths.cache_dir() / "models", progress=progress
         )
-    return resolve_file(spec.file, spec.sha256, spec.url, model_dir, progress=progress)
+    return resolve_file(
+        spec.file, spec.sha256, spec.url, model_dir, size=spec.size, progress=progress
+    )
 
 
 def onnx_path(
@@ -294,7 +471,9 @@ def onnx_path(
 ) -> Path:
     """Return the cached ONNX graph of ``spec``, converting the weights if needed.
 
-    A union's graph is keyed by its networks' checksums together.
+    A union's graph is keyed by its networks' checksums together. The graph's
+    sha256 is recorded beside it at conversion and checked here on every
+    call: a graph that fails it, cannot be read or has no record is rebuilt.
     """
     nets = networks(spec)
     key = (
@@ -304,9 +483,15 @@ def onnx_path(
     )
     onnx_dir = paths.cache_dir() / "onnx"
     out = onnx_dir / f"{spec.name}.{key[:16]}.v{CONVERTER_VERSION}.{precision}.onnx"
+    record = graph_record_path(out)
     if out.is_file():
-        return out
+        problem = _graph_problem(out, record)
+        if not problem:
+            return out
+        log.warning("%s %s; rebuilding it", out, problem)
+        out.unlink(missing_ok=True)
     from mesolive.models.convert import convert_to_onnx
+    from mesolive.models.download import sha256_file
 
     convert_to_onnx(
         [weights_path(n, model_dir, progress=progress) for n in nets],
@@ -314,4 +499,41 @@ def onnx_path(
         arch=[n.arch for n in nets],
         precision=precision,
     )
+    _write_atomic(record, f"{sha256_file(out)}  {out.name}\n")
     return out
+
+
+def graph_record_path(graph: Path) -> Path:
+    """Where the sha256 of a cached ONNX graph is recorded (``sha256sum`` format)."""
+    return graph.with_name(graph.name + ".sha256")
+
+
+def _graph_problem(graph: Path, record: Path) -> str:
+    """Why the cached ``graph`` cannot be trusted (``""``: it matches its record)."""
+    from mesolive.models.download import sha256_file
+
+    try:
+        expected = record.read_text(encoding="ascii").split()[0]
+    except (OSError, UnicodeDecodeError, IndexError):
+        return f"has no readable checksum record ({record.name})"
+    try:
+        digest = sha256_file(graph)
+    except OSError as e:
+        return f"cannot be read ({e.strerror or e})"
+    if digest != expected:
+        return (
+            f"does not match the sha256 recorded when it was converted "
+            f"({digest[:12]}…, recorded {expected[:12]}…): it was changed or damaged"
+        )
+    return ""
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

@@ -1,8 +1,16 @@
-"""The capture thread: owns a FrameSource and feeds a latest-frame slot."""
+"""The capture thread: owns a FrameSource and feeds a latest-frame slot.
+
+:class:`CaptureThread` supervises; a reader thread opens, reads and closes
+the source. A reader stuck in a call that never returns cannot be killed:
+the supervisor's watchdog leaves it behind and, for a live source, opens a
+fresh copy of the source in a new reader (as Frigate restarts a camera's
+capture process that stopped answering).
+"""
 
 from __future__ import annotations
 
 import atexit
+import copy
 import dataclasses
 import logging
 import threading
@@ -12,9 +20,9 @@ from collections.abc import Callable
 
 from mesolive.errors import MesoliveError
 from mesolive.pipeline.mailbox import LatestSlot
-from mesolive.sources._cv import redact
+from mesolive.redact import redact
 from mesolive.sources.base import FrameSource
-from mesolive.types import Frame, ReadStatus
+from mesolive.types import Frame, Outage, ReadStatus
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +43,18 @@ def _stop_running_threads() -> None:
 
 
 class CaptureThread(threading.Thread):
-    """Reads ``source`` in its own thread and puts each frame into ``slot``.
+    """Reads ``source`` and puts each frame into ``slot``, off the caller's thread.
 
-    The source is opened, read and closed in this thread, so handles bound
-    to a thread (mss, X11) live here. Frames go into the slot as they come;
-    one the consumer has not taken yet is overwritten and counted in
-    :attr:`drops`.
+    The source is opened, read and closed in one reader thread, so handles
+    bound to a thread (mss, X11) live there; this thread supervises it.
+    Frames go into the slot as they come; one the consumer has not taken yet
+    is overwritten and counted in :attr:`drops`.
 
     Parameters
     ----------
     source
-        An unopened source (``make_source``); closed when the thread ends.
+        An unopened source (``make_source``); closed when the capture ends.
+        It is deep-copied here, so that the watchdog can open a fresh one.
     slot
         Where frames go. Closed when the source ends, fails for good, or
         cannot be opened, or after ``max_frames``; **not** closed by
@@ -57,24 +66,41 @@ class CaptureThread(threading.Thread):
         and a slower consumer drops frames (a scan that must see every frame
         reads the source itself, without this thread).
     on_status
-        Called from this thread with ``(status, message)``: ``OK`` after each
-        successful (re)open, ``ERROR`` for each failure and retry
+        Called from a capture thread with ``(status, message)``: ``OK``
+        after each successful (re)open, ``ERROR`` for each failure and retry
         (``"…; retrying in 2 s"``), ``END`` at the end. Exceptions it raises
         are logged and ignored.
     max_frames
         Stop after this many frames, as if the source had ended.
+    stall_timeout
+        Seconds (at least three frame intervals of the source) a reader may
+        go without a frame, a finished open attempt or a retry wait before
+        the watchdog acts; None: :attr:`STALL_TIMEOUT`.
 
     Live sources (cameras, screens, windows, streams) that fail while
     running are closed and reopened with a backoff that doubles from
     :attr:`BACKOFF_START` to :attr:`BACKOFF_MAX` seconds and resets after a
-    frame arrives; they never end by themselves. A failed first open, or any
-    failure of a non-live source, ends the thread.
+    frame arrives; they never end by themselves. Each time one is cut off is
+    logged at WARNING as it begins ("``URI: stream lost, reconnecting…``")
+    and ends ("``URI: reconnected after 3.2 s, 96 frames lost``") and kept
+    as an :class:`~mesolive.types.Outage` in :attr:`outages`. A failed first
+    open, or any failure of a non-live source, ends the capture.
+
+    The watchdog: a reader that shows no progress for ``stall_timeout`` s
+    (stuck in ``open`` or ``read``) is left behind as a daemon (it exits
+    quietly if its call ever returns; :attr:`abandoned` counts those still
+    stuck). For a live source a copy of the source is then opened in a new
+    reader (:attr:`restarts`), its frames numbered on from the old ones;
+    a non-live source, or more than :attr:`MAX_STUCK` readers stuck at once,
+    ends the capture with ``ERROR``.
     """
 
     READ_TIMEOUT = 0.1  # seconds per read, so stop() is noticed quickly
     BACKOFF_START = 0.5
     BACKOFF_MAX = 10.0
     MAX_LAG = 0.5  # a paced source this far behind its clock restarts the clock
+    STALL_TIMEOUT = 20.0  # above a stream's open timeout (10 s) and the longest backoff
+    MAX_STUCK = 3
 
     def __init__(
         self,
@@ -85,6 +111,7 @@ class CaptureThread(threading.Thread):
         on_status: StatusCallback | None = None,
         max_frames: int | None = None,
         log_final_error: bool = True,
+        stall_timeout: float | None = None,
     ) -> None:
         # A daemon, so that a driver stuck in a blocking read never keeps the
         # process alive; stop() still joins it in the normal case.
@@ -96,12 +123,24 @@ class CaptureThread(threading.Thread):
         self.max_frames = max_frames
         # False when the owner reports last_message itself; retries are still logged
         self.log_final_error = log_final_error
+        self.stall_timeout = float(stall_timeout or self.STALL_TIMEOUT)
+        self.started_at: float | None = None  # time.time() when the capture started
+        try:
+            self._template: FrameSource | None = copy.deepcopy(source)
+        except (TypeError, copy.Error):  # holds a handle before open(): cannot restart
+            self._template = None
         self._stop_event = threading.Event()
+        self._lock = threading.Lock()  # outage state, written by readers and supervisor
         self._frames_read = 0
         self._last_status: ReadStatus | None = None
         self._last_message = ""
-        self._clock: tuple[float, float] | None = None  # (wall time, media time) of the pace
-        self._last_media = 0.0
+        self._t0 = time.monotonic()
+        self._last_frame_at: float | None = None
+        self._last_index = -1
+        self._cut_off: tuple[float, str, float | None] | None = None  # (start, reason, fps)
+        self._outages: tuple[Outage, ...] = ()
+        self._restarts = 0
+        self._left_behind: list[_Reader] = []
 
     # -- public -----------------------------------------------------------------
 
@@ -124,13 +163,30 @@ class CaptureThread(threading.Thread):
     def last_message(self) -> str:
         return self._last_message
 
+    @property
+    def outages(self) -> tuple[Outage, ...]:
+        """Every time the live source was cut off, oldest first; one still going is
+        added (``recovered`` False) when the capture ends."""
+        return self._outages
+
+    @property
+    def restarts(self) -> int:
+        """Readers the watchdog replaced because they stopped answering."""
+        return self._restarts
+
+    @property
+    def abandoned(self) -> int:
+        """Readers left behind by the watchdog that are still stuck in the source."""
+        return sum(r.is_alive() for r in self._left_behind)
+
     def stop(self, timeout: float = 2.0) -> bool:
-        """Ask the thread to end, wait up to ``timeout`` s; True when it has ended."""
+        """Ask the capture to end, wait up to ``timeout`` s; True when it has ended."""
         self._stop_event.set()
         if self.ident is None:  # never started
             return True
-        if threading.current_thread() is self:  # called from on_status: ends after it returns
-            return False
+        me = threading.current_thread()
+        if me is self or (isinstance(me, _Reader) and me.owner is self):
+            return False  # called from on_status: ends after it returns
         self.join(timeout)
         if self.is_alive():
             log.warning(
@@ -141,86 +197,275 @@ class CaptureThread(threading.Thread):
             return False
         return True
 
-    # -- thread -------------------------------------------------------------------
+    # -- supervisor ----------------------------------------------------------------
 
     def run(self) -> None:
         _running.add(self)
+        self._t0 = time.monotonic()
+        self.started_at = time.time()
         try:
-            if not self._open_first():
-                return
-            self._loop()
-        except Exception as e:  # a bug must not vanish silently with the thread
-            log.exception("capture of %s failed", redact(self.source.uri))
-            self._report(ReadStatus.ERROR, f"{redact(self.source.uri)}: capture failed: {e}")
-            self.slot.close()
+            reader: _Reader | None = self._spawn(self.source, restart=False)
+            while reader is not None:
+                reader.join(min(1.0, self.stall_timeout / 4))
+                if not reader.is_alive():
+                    break
+                if self._stop_event.is_set():
+                    continue  # the reader ends by itself; wait for it
+                silent = time.monotonic() - reader.alive_at
+                if silent >= self._stall_limit():
+                    reader = self._stalled(reader)
         finally:
-            self._close_source()
+            self._outage_ends(time.monotonic(), recovered=False)
             _running.discard(self)
 
-    def _open_first(self) -> bool:
-        try:
-            self.source.open()
-        except MesoliveError as e:
-            self._report(ReadStatus.ERROR, str(e), final=True)
-            self.slot.close()
+    def _spawn(self, source: FrameSource, *, restart: bool) -> _Reader:
+        reader = _Reader(self, source, restart=restart)
+        reader.start()
+        return reader
+
+    def _stall_limit(self) -> float:
+        fps = self.source.fps
+        return max(self.stall_timeout, 3.0 / fps) if fps else self.stall_timeout
+
+    def _stalled(self, reader: _Reader) -> _Reader | None:
+        """Leave ``reader`` behind; its replacement, or None when the capture ends."""
+        reader.quit.set()
+        self._left_behind.append(reader)
+        what = _about(
+            self.source.uri,
+            f"no frame for {self._stall_limit():g} s (the source stopped answering)",
+        )
+        stuck = self.abandoned
+        if not self.source.is_live or self._template is None:
+            self._finish(ReadStatus.ERROR, f"{what}; giving up")
+            return None
+        if stuck > self.MAX_STUCK:
+            self._finish(ReadStatus.ERROR, f"{what}; {stuck} readers stuck, giving up")
+            return None
+        self._restarts += 1
+        self._report(ReadStatus.ERROR, f"{what}; restarting the capture", level=logging.WARNING)
+        self._outage_begins("the source stopped answering")
+        self.source = copy.deepcopy(self._template)
+        return self._spawn(self.source, restart=True)
+
+    # -- shared by the readers -----------------------------------------------------
+
+    def _deliver(self, reader: _Reader, frame: Frame) -> bool:
+        """Put a frame of ``reader`` into the slot; False when the reader must end."""
+        if reader.quit.is_set():
             return False
-        self._report(ReadStatus.OK, self._opened_message())
+        now = time.monotonic()
+        reader.alive_at = now
+        outage = self._outage_ends(now, recovered=True)
+        if outage is not None:
+            lost = f", {outage.frames_lost} frames lost" if outage.frames_lost is not None else ""
+            log.warning(
+                "%s", _about(self.source.uri, f"reconnected after {outage.duration:.1f} s{lost}")
+            )
+        if reader.index_offset is None:  # a fresh copy of the source counts from 0 again
+            skipped = (outage.frames_lost or 0) if outage is not None else 0
+            reader.index_offset = self._last_index + 1 + skipped - frame.index
+        if reader.index_offset:
+            frame = dataclasses.replace(frame, index=frame.index + reader.index_offset)
+        self._last_index = frame.index
+        self._last_frame_at = now
+        self.slot.put(frame)
+        self._frames_read += 1
+        if self.max_frames is not None and self._frames_read >= self.max_frames:
+            self._finish(ReadStatus.END, f"stopped after {self._frames_read} frames")
+            return False
         return True
+
+    def _source_lost(self, message: str) -> None:
+        """A live source failed: the outage begins (unless it already has)."""
+        reason = redact(message).removeprefix(_about(self.source.uri, ""))
+        if self._outage_begins(reason):
+            log.warning("%s", _about(self.source.uri, f"stream lost, reconnecting… ({reason})"))
+
+    def _outage_begins(self, reason: str) -> bool:
+        with self._lock:
+            if self._cut_off is not None:
+                return False
+            start = self._last_frame_at if self._last_frame_at is not None else time.monotonic()
+            self._cut_off = (start, reason, self.source.fps)
+            return True
+
+    def _outage_ends(self, now: float, *, recovered: bool) -> Outage | None:
+        with self._lock:
+            if self._cut_off is None:
+                return None
+            start, reason, fps = self._cut_off
+            self._cut_off = None
+            fps = fps or self.source.fps
+            # the frames between the last one before and the first one after
+            lost = max(0, round((now - start) * fps) - 1) if fps else None
+            outage = Outage(start - self._t0, now - self._t0, lost, reason, recovered)
+            self._outages = (*self._outages, outage)
+            return outage
 
     def _opened_message(self) -> str:
         fps = f" at {self.source.fps:g} fps" if self.source.fps else ""
         return f"capturing {redact(self.source.uri)}{fps}"
 
+    def _finish(self, status: ReadStatus, message: str) -> None:
+        self._report(status, message, final=True)
+        self.slot.close()
+
+    def _report(
+        self, status: ReadStatus, message: str, *, final: bool = False, level: int | None = None
+    ) -> None:
+        self._last_status = status
+        self._last_message = message
+        if level is None:
+            if status is ReadStatus.ERROR and final:
+                level = logging.WARNING if self.log_final_error else logging.DEBUG
+            else:  # retries are detail: the outage itself is logged at WARNING
+                level = logging.INFO if status is ReadStatus.ERROR else logging.DEBUG
+        log.log(level, "%s", message)
+        if self.on_status is None:
+            return
+        try:
+            self.on_status(status, message)
+        except Exception:
+            log.exception("on_status callback failed")
+
+
+def _about(uri: str, text: str) -> str:
+    """``"URI: text"`` with the password redacted, one colon after a URI such as ``test:``."""
+    uri = redact(uri)
+    return f"{uri} {text}" if uri.endswith(":") else f"{uri}: {text}"
+
+
+class _Reader(threading.Thread):
+    """Opens, reads and closes one source for a :class:`CaptureThread`, all in this thread.
+
+    ``alive_at`` (monotonic) moves on with every frame, finished open
+    attempt and slice of a wait: the supervisor's watchdog reads it. Once
+    ``quit`` is set (left behind) the reader reports nothing more and ends
+    as soon as its current call returns.
+    """
+
+    WAIT_SLICE = 0.25  # seconds; waits are cut so that progress shows and quit is noticed
+
+    def __init__(self, owner: CaptureThread, source: FrameSource, *, restart: bool) -> None:
+        super().__init__(name="mesolive-capture-read", daemon=True)
+        self.owner = owner
+        self.source = source
+        self.restart = restart
+        self.quit = threading.Event()
+        self.alive_at = time.monotonic()
+        self.index_offset: int | None = None if restart else 0
+        self._clock: tuple[float, float] | None = None  # (wall time, media time) of the pace
+        self._last_media = 0.0
+
+    def run(self) -> None:
+        owner = self.owner
+        try:
+            if self.restart:
+                if not self._reopen(None, owner.BACKOFF_START):
+                    return
+            elif not self._open_first():
+                return
+            self._loop()
+        except Exception as e:  # a bug must not vanish silently with the thread
+            if not self.quit.is_set():
+                log.exception("capture of %s failed", redact(self.source.uri))
+                owner._finish(ReadStatus.ERROR, f"{redact(self.source.uri)}: capture failed: {e}")
+        finally:
+            self._close_source()
+
+    def _stopped(self) -> bool:
+        return self.quit.is_set() or self.owner._stop_event.is_set()
+
+    def _sleep(self, seconds: float) -> bool:
+        """Wait ``seconds``, showing progress; True when told to stop meanwhile."""
+        deadline = time.monotonic() + seconds
+        while not self._stopped():
+            self.alive_at = time.monotonic()
+            left = deadline - self.alive_at
+            if left <= 0:
+                return False
+            self.owner._stop_event.wait(min(left, self.WAIT_SLICE))
+        return True
+
+    def _open_first(self) -> bool:
+        try:
+            self.source.open()
+        except MesoliveError as e:
+            if not self.quit.is_set():
+                self.owner._finish(ReadStatus.ERROR, str(e))
+            return False
+        self.alive_at = time.monotonic()
+        if self.quit.is_set():
+            return False
+        self.owner._report(ReadStatus.OK, self.owner._opened_message())
+        return True
+
     def _loop(self) -> None:
-        source = self.source
-        backoff = self.BACKOFF_START
-        while not self._stop_event.is_set():
+        owner, source = self.owner, self.source
+        uri = redact(source.uri)
+        backoff = owner.BACKOFF_START
+        while not self._stopped():
             try:
-                status, frame, message = source.read(self.READ_TIMEOUT)
+                status, frame, message = source.read(owner.READ_TIMEOUT)
             except MesoliveError as e:
                 status, frame, message = ReadStatus.ERROR, None, str(e)
             except Exception as e:  # e.g. cv2.error from a driver: handled as a failed read
-                log.exception("reading %s failed", redact(source.uri))
-                status, frame, message = ReadStatus.ERROR, None, f"{redact(source.uri)}: {e}"
+                log.exception("reading %s failed", uri)
+                status, frame, message = ReadStatus.ERROR, None, f"{uri}: {e}"
+            if self.quit.is_set():
+                return
             if status is ReadStatus.OK and frame is not None:
-                backoff = self.BACKOFF_START
-                if self.pace and not source.is_live:
+                backoff = owner.BACKOFF_START
+                if owner.pace and not source.is_live:
                     frame = self._paced(frame)
                     if frame is None:
                         return  # stopped while waiting
-                self.slot.put(frame)
-                self._frames_read += 1
-                if self.max_frames is not None and self._frames_read >= self.max_frames:
-                    self._finish(ReadStatus.END, f"stopped after {self._frames_read} frames")
+                if not owner._deliver(self, frame):
                     return
             elif status is ReadStatus.TIMEOUT or status is ReadStatus.OK:
                 continue
             elif status is ReadStatus.END:
-                self._finish(ReadStatus.END, message or f"end of {redact(source.uri)}")
+                owner._finish(ReadStatus.END, message or f"end of {uri}")
                 return
             elif not source.is_live:
-                self._finish(ReadStatus.ERROR, message or f"{redact(source.uri)}: read failed")
+                owner._finish(ReadStatus.ERROR, message or f"{uri}: read failed")
                 return
             else:
-                if not self._reconnect(message or f"{redact(source.uri)}: read failed", backoff):
+                message = message or f"{uri}: read failed"
+                owner._source_lost(message)
+                if not self._reopen(message, backoff):
                     return
-                backoff = min(backoff * 2, self.BACKOFF_MAX)
+                backoff = min(backoff * 2, owner.BACKOFF_MAX)
                 self._clock = None
 
-    def _reconnect(self, message: str, backoff: float) -> bool:
-        """Close and reopen a live source until it opens; False when stopped."""
+    def _reopen(self, message: str | None, backoff: float) -> bool:
+        """Close and reopen the source until it opens; False when stopped.
+
+        ``message`` (why it failed) is reported before each wait; None tries
+        at once first (a fresh copy after the watchdog's restart).
+        """
+        owner = self.owner
         while True:
             self._close_source()
-            self._report(ReadStatus.ERROR, f"{message}; retrying in {backoff:g} s")
-            if self._stop_event.wait(backoff):
-                return False
+            if message is not None:
+                if self.quit.is_set():
+                    return False
+                owner._report(ReadStatus.ERROR, f"{message}; retrying in {backoff:g} s")
+                if self._sleep(backoff):
+                    return False
             try:
                 self.source.open()
             except MesoliveError as e:
+                self.alive_at = time.monotonic()
+                if message is not None:
+                    backoff = min(backoff * 2, owner.BACKOFF_MAX)
                 message = str(e)
-                backoff = min(backoff * 2, self.BACKOFF_MAX)
                 continue
-            self._report(ReadStatus.OK, "reconnected: " + self._opened_message())
+            self.alive_at = time.monotonic()
+            if self._stopped():
+                return False
+            owner._report(ReadStatus.OK, "reconnected: " + owner._opened_message())
             return True
 
     def _paced(self, frame: Frame) -> Frame | None:
@@ -237,30 +482,12 @@ class CaptureThread(threading.Thread):
             self._clock = (now, media)
         self._last_media = media
         due = self._clock[0] + (media - self._clock[1])
-        if due < now - self.MAX_LAG:  # decoding cannot keep up: don't burst to catch up
+        if due < now - self.owner.MAX_LAG:  # decoding cannot keep up: don't burst to catch up
             self._clock = (now, media)
             due = now
-        if due > now and self._stop_event.wait(due - now):
+        if due > now and self._sleep(due - now):
             return None
         return dataclasses.replace(frame, t_capture=time.monotonic())
-
-    def _finish(self, status: ReadStatus, message: str) -> None:
-        self._report(status, message, final=True)
-        self.slot.close()
-
-    def _report(self, status: ReadStatus, message: str, *, final: bool = False) -> None:
-        self._last_status = status
-        self._last_message = message
-        if status is ReadStatus.ERROR and (self.log_final_error or not final):
-            log.warning("%s", message)
-        else:
-            log.debug("%s: %s", status.value, message)
-        if self.on_status is None:
-            return
-        try:
-            self.on_status(status, message)
-        except Exception:
-            log.exception("on_status callback failed")
 
     def _close_source(self) -> None:
         try:

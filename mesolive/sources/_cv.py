@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import time
 from typing import Any
 
@@ -54,20 +53,13 @@ def as_bgr(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-_CREDENTIALS = re.compile(r"(?<=://)([^/@:]+):([^/@]*)@")
-
-
-def redact(uri: str) -> str:
-    """``rtsp://user:secret@host/…`` → ``rtsp://user:***@host/…`` for messages and logs."""
-    return _CREDENTIALS.sub(r"\1:***@", uri)
-
-
 class CaptureReader(FrameSource):
     """``read``/``close`` for a live source backed by one ``cv2.VideoCapture``.
 
     Subclasses open ``self._cap`` in ``open()``; ``_index`` keeps counting across
-    reconnects, so gaps in ``Frame.index`` are lost frames. ``lost_message``
-    says what a failed read means for that kind of source.
+    reconnects, so frame numbers never repeat (the frames a drop cost are in
+    the capture thread's :class:`~mesolive.types.Outage` records, not in
+    gaps). ``lost_message`` says what a failed read means for that kind of source.
     """
 
     lost_message = "stopped delivering frames"

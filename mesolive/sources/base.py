@@ -13,7 +13,9 @@ class FrameSource(ABC):
 
     Some handles (mss grabbers, X11 connections) are bound to the thread that
     created them, so nothing is allocated before :meth:`open`, and ``open``,
-    ``read`` and ``close`` are called from the same thread.
+    ``read`` and ``close`` are called from the same thread. An unopened
+    source holds settings only and can be deep-copied: the capture thread's
+    watchdog opens such a copy when a call on the original never returns.
 
     Attributes
     ----------
@@ -41,6 +43,12 @@ class FrameSource(ABC):
 
         Returns ``(status, frame, message)``: ``frame`` is set only with
         ``ReadStatus.OK``; ``message`` explains ``ERROR`` (else empty).
+
+        A source whose driver cannot honour ``timeout`` per call (OpenCV's
+        blocking reads) bounds the call by a timeout of its own (a stream's
+        ``read_timeout``, a Linux camera's select timeout) and says so. A call
+        that still never returns is left behind by the capture thread's
+        watchdog (see :class:`~mesolive.pipeline.capture.CaptureThread`).
         """
 
     @abstractmethod

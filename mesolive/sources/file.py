@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import logging
+import struct
 import time
 from pathlib import Path
 
 import numpy as np
 
-from mesolive.errors import SourceError
+from mesolive.errors import InputError, SourceError
+from mesolive.imageio import IMAGE_EXTS, check_size, file_problem, list_images, read_still
+from mesolive.sources._container import ends_early
 from mesolive.sources._cv import as_bgr, quiet_opencv
 from mesolive.sources.base import FrameSource
 from mesolive.types import Frame, ReadStatus
 
 log = logging.getLogger(__name__)
-
-IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 
 #: Frame rates used to pace stills when the caller gives none: a looped single
 #: image is repeated so that running scores settle; a folder is a slide show.
@@ -23,33 +24,30 @@ IMAGE_FPS = 10.0
 FOLDER_FPS = 1.0
 
 
-def decode_image(path: Path) -> np.ndarray:
-    """Decode one image file to (H, W, 3) uint8 BGR, EXIF orientation applied.
-
-    Raises
-    ------
-    SourceError
-        The file is missing, unreadable or not an image OpenCV can decode.
-    """
-    import cv2
-
-    try:
-        data = np.fromfile(path, dtype=np.uint8)  # also handles non-ASCII paths on Windows
-    except OSError as e:
-        raise SourceError(f"{path}: cannot read ({e.strerror or e})") from e
-    # IMREAD_COLOR: 8-bit BGR whatever the file holds, with the EXIF rotation applied.
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise SourceError(f"{path}: not an image, or truncated")
-    return as_bgr(image)
+def _gif_screen(path: Path) -> tuple[int, int] | None:
+    """The logical screen size a GIF's header claims; None for other files."""
+    with open(path, "rb") as f:
+        head = f.read(10)
+    if len(head) < 10 or head[:6] not in (b"GIF87a", b"GIF89a"):
+        return None
+    w, h = struct.unpack("<HH", head[6:10])
+    return w, h
 
 
 class VideoFileSource(FrameSource):
     """A video file decoded by OpenCV's FFmpeg backend.
 
-    ``Frame.pts`` is the frame's presentation time in seconds. A read that
-    fails well before the frame count the container announces is reported as
-    ``ERROR`` (truncated or corrupt file) rather than ``END``.
+    ``Frame.pts`` is the frame's presentation time in seconds. A pass that
+    ends early is ``ERROR`` (truncated or corrupt file), not ``END``: when
+    the file stops inside its container's own framing (a cut MP4, MKV,
+    WebM, AVI, MPEG-TS or GIF, see :mod:`mesolive.sources._container`), or
+    when decoding stops well short of the frame count in the header *and*
+    the last timestamp is well short of the duration it implies. The count
+    of many containers is duration × frame rate, an estimate that a
+    variable-frame-rate file never reaches: its timestamps decide. Where
+    neither can tell (no count in the header and framing that cannot show a
+    cut, e.g. an MPEG-TS cut exactly at a packet boundary) the pass ends
+    with ``END``.
     """
 
     is_live = False
@@ -63,26 +61,40 @@ class VideoFileSource(FrameSource):
         self._cap = None
         self._index = 0
         self._in_pass = 0  # frames read since the last (re)start of the file
+        self._pts: tuple[float | None, float | None] = (None, None)  # last two of this pass
 
     def open(self) -> None:
         import cv2
 
         self.close()
-        if not self.path.exists():
-            raise SourceError(f"{self.path}: no such file or folder")
-        if not self.path.is_file():
-            raise SourceError(f"{self.path}: not a file")
+        # checked before FFmpeg opens it: on a FIFO it would wait forever for a writer
+        problem = file_problem(self.path)
+        if problem is not None:
+            raise SourceError(f"{self.path}: {problem}")
+        try:
+            screen = _gif_screen(self.path)
+            if screen is not None:  # FFmpeg allocates a GIF's whole canvas before any frame
+                check_size(self.path, *screen, what="GIF canvas")
+        except InputError as e:
+            raise SourceError(str(e)) from e
         quiet_opencv()
         cap = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
         if not cap.isOpened():
             cap.release()
             raise SourceError(f"{self.path}: cannot open as a video (not a video, or truncated)")
+        try:
+            w, h = (int(cap.get(p)) for p in (cv2.CAP_PROP_FRAME_WIDTH, cv2.CAP_PROP_FRAME_HEIGHT))
+            check_size(self.path, w, h, what="video frame")
+        except InputError as e:
+            cap.release()
+            raise SourceError(str(e)) from e
         fps = cap.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if 0 < fps < 1000 else None
-        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        self.frame_count = count if count > 0 else None
+        count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+        self.frame_count = int(count) if 0 < count < 2**31 else None
         self._cap = cap
         self._in_pass = 0
+        self._pts = (None, None)
 
     def read(self, timeout: float) -> tuple[ReadStatus, Frame | None, str]:
         import cv2
@@ -93,13 +105,8 @@ class VideoFileSource(FrameSource):
         if not ok or image is None:
             if self._in_pass == 0:
                 return ReadStatus.ERROR, None, f"{self.path}: no frame could be decoded"
-            if self._truncated():
-                return (
-                    ReadStatus.ERROR,
-                    None,
-                    f"{self.path}: stopped after {self._in_pass} of {self.frame_count} frames "
-                    "(file truncated or corrupt)",
-                )
+            if shortfall := self._shortfall():
+                return ReadStatus.ERROR, None, f"{self.path}: {shortfall}"
             if not self.loop:
                 return ReadStatus.END, None, f"{self.path}: end of file"
             self.open()  # a reopen is the one rewind that works for every container
@@ -110,13 +117,27 @@ class VideoFileSource(FrameSource):
         frame = Frame(self._index, as_bgr(image), time.monotonic(), self.uri, pts)
         self._index += 1
         self._in_pass += 1
+        self._pts = (self._pts[1], pts)
         return ReadStatus.OK, frame, ""
 
-    def _truncated(self) -> bool:
-        if self.frame_count is None:
-            return False
+    def _shortfall(self) -> str:
+        """Why this pass ended early ("stopped after N of M frames (…)"), else ""."""
+        n, m = self._in_pass, self.frame_count
+        if ends_early(self.path):
+            of = f" of {m}" if m and n < m else ""  # a count made from the cut file says nothing
+            return f"stopped after {n}{of} frames (file truncated or corrupt)"
         # Counts from the container can be estimates: allow 2 % or 2 frames.
-        return self._in_pass < self.frame_count - max(2, int(0.02 * self.frame_count))
+        if m is None or n >= m - max(2, int(0.02 * m)):
+            return ""
+        prev, last = self._pts
+        if self.fps and last is not None:
+            # A count made from duration × rate: did the timestamps reach that duration?
+            fps = self.fps
+            step = max(1 / fps, last - prev) if prev is not None else 1 / fps
+            duration = m / fps
+            if last + step >= duration - max(2 / fps, 0.02 * duration):
+                return ""
+        return f"stopped after {n} of {m} frames (file truncated or corrupt)"
 
     def close(self) -> None:
         if self._cap is not None:
@@ -145,9 +166,10 @@ class ImageSource(FrameSource):
         self._index = 0
 
     def open(self) -> None:
-        if not self.path.exists():
-            raise SourceError(f"{self.path}: no such file or folder")
-        self._image = decode_image(self.path)
+        try:
+            self._image = read_still(self.path)
+        except InputError as e:
+            raise SourceError(str(e)) from e
 
     def read(self, timeout: float) -> tuple[ReadStatus, Frame | None, str]:
         if self._image is None:
@@ -194,9 +216,10 @@ class FolderSource(FrameSource):
     def open(self) -> None:
         if not self.path.is_dir():
             raise SourceError(f"{self.path}: no such folder")
-        self.files = sorted(
-            f for f in self.path.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTS
-        )
+        self.files, unusable = list_images(self.path)
+        for path, problem in unusable.items():
+            log.warning("skipping %s: %s", path, problem)
+            self.skipped[path] = f"{path}: {problem}"
         if not self.files:
             raise SourceError(
                 f"{self.path}: folder holds no images ({', '.join(sorted(IMAGE_EXTS))})"
@@ -218,8 +241,8 @@ class FolderSource(FrameSource):
             if path in self.skipped:
                 continue
             try:
-                image = decode_image(path)
-            except SourceError as e:
+                image = read_still(path)
+            except InputError as e:
                 log.warning("skipping %s", e)
                 self.skipped[path] = str(e)
                 continue

@@ -125,6 +125,13 @@ def _check_kwargs(width: int | None, height: int | None, fps: float | None) -> N
 # -- make_source ---------------------------------------------------------------
 
 
+def _exists(text: str) -> bool:
+    try:
+        return Path(text).exists()
+    except (OSError, ValueError):  # a name too long for the system, a NUL byte
+        return False
+
+
 def make_source(
     uri: str,
     *,
@@ -153,7 +160,7 @@ def make_source(
         Malformed URI, unknown scheme or bad option (one line). Whether the
         device, file or server exists is only checked by ``open()``.
     """
-    text = uri.strip()
+    text = uri if _exists(uri) else uri.strip()  # a file's name may end in a space
     if not text:
         raise SourceError(f"empty source URI; {_EXPECTED}")
     _check_kwargs(width, height, fps)
@@ -182,7 +189,7 @@ def make_source(
         if not path:
             raise SourceError(f"{text}: give a path, e.g. file:clip.mp4")
         return _file(path, text, fps, loop)
-    if m is None or len(scheme) == 1 or Path(text).exists():
+    if m is None or len(scheme) == 1 or _exists(text):
         # No scheme, a Windows drive letter (C:\…), or a file whose name has a colon.
         return _file(text, text, fps, loop)
     raise SourceError(f"{text}: unknown source scheme '{scheme}:'; {_EXPECTED}")

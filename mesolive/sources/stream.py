@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from mesolive.errors import SourceError
-from mesolive.sources._cv import CaptureReader, quiet_opencv, redact
+from mesolive.redact import redact
+from mesolive.sources._cv import CaptureReader, quiet_opencv
 
 #: URI schemes handed to FFmpeg as network streams.
 STREAM_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt"})
@@ -19,7 +20,9 @@ class StreamSource(CaptureReader):
     stream dropped), which the capture thread answers by reconnecting.
 
     ``read(timeout)`` blocks until FFmpeg delivers the next frame (at most
-    ``read_timeout``); it does not honour the shorter ``timeout``.
+    ``read_timeout``); it does not honour the shorter ``timeout``. The one
+    wait FFmpeg cannot interrupt, a host-name lookup, is left to the capture
+    thread's watchdog.
     """
 
     lost_message = "stream dropped"

@@ -55,7 +55,11 @@ class WebcamSource(CaptureReader):
 
     ``width``, ``height`` and ``fps`` are requests: the driver picks the
     nearest mode it has, and :attr:`fps` reports what it chose. ``read``
-    blocks for up to one frame interval of the camera.
+    blocks for up to one frame interval of the camera, not the shorter
+    ``timeout``; a camera that stops sending fails the read after
+    :data:`V4L_SELECT_TIMEOUT` s on Linux. Elsewhere the platform's driver
+    decides, and the capture thread's watchdog covers a read that never
+    returns.
     """
 
     lost_message = "the camera stopped delivering frames"

@@ -188,10 +188,9 @@ class Trainer:
 
     # -- set-up -----------------------------------------------------------------
     def _check_name(self) -> None:
-        from mesolive.models.registry import list_specs
+        from mesolive.models.registry import check_model_name, list_specs
 
-        if not self.cfg.name.replace("-", "").replace("_", "").isalnum():
-            raise TrainingError(f"model name {self.cfg.name!r}: use letters, digits, - and _")
+        check_model_name(self.cfg.name, "--name")
         if any(s.name == self.cfg.name for s in list_specs()):
             raise TrainingError(
                 f"a model named {self.cfg.name!r} already exists; choose another --name"
@@ -543,10 +542,7 @@ class Trainer:
             graph = build_onnx([load_keras_weights(f) for f in nets]).SerializeToString()
             with MesoClassifier(OnnxRuntimeRunner(graph), preprocess=contract) as clf:
                 return np.concatenate(
-                    [
-                        clf.score(val.images[i : i + 128]).fake
-                        for i in range(0, len(val), 128)
-                    ]
+                    [clf.score(val.images[i : i + 128]).fake for i in range(0, len(val), 128)]
                 )
 
         # The ONNX graph of the written file must score the validation set as torch did.

@@ -1,0 +1,89 @@
+"""Typed reads of mesolive's ``MESOLIVE_*`` environment variables.
+
+Every read goes through here, so a value that cannot be used is one line
+naming the variable and what it takes (an :class:`InputError`), never a
+traceback or a misleading error further on. An unset or empty variable means
+"not set". ``env`` stands in for :data:`os.environ` (the GUI passes its own).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from mesolive.errors import InputError
+
+TRUE = ("1", "true", "yes", "on")
+FALSE = ("0", "false", "no", "off")
+URL_SCHEMES = ("http", "https", "file")
+
+
+def _raw(name: str, env: Mapping[str, str] | None) -> str:
+    return (os.environ if env is None else env).get(name, "").strip()
+
+
+def env_flag(name: str, env: Mapping[str, str] | None = None) -> bool:
+    """A yes/no switch: 1/true/yes/on or 0/false/no/off (any case); unset is off."""
+    value = _raw(name, env)
+    if not value or value.lower() in FALSE:
+        return False
+    if value.lower() in TRUE:
+        return True
+    raise InputError(
+        f"{name}={value}: expected one of {', '.join(TRUE)} (on) or {', '.join(FALSE)} (off)"
+    )
+
+
+def env_int(
+    name: str, default: int, minimum: int | None = None, env: Mapping[str, str] | None = None
+) -> int:
+    """A whole number of at least ``minimum``; ``default`` when unset."""
+    value = _raw(name, env)
+    if not value:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        number = None
+    if number is None or (minimum is not None and number < minimum):
+        bound = f" ≥ {minimum}" if minimum is not None else ""
+        raise InputError(f"{name}={value}: expected a whole number{bound}")
+    return number
+
+
+def env_float(
+    name: str, default: float, minimum: float | None = None, env: Mapping[str, str] | None = None
+) -> float:
+    """A finite number of at least ``minimum``; ``default`` when unset."""
+    value = _raw(name, env)
+    if not value:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number) or (minimum is not None and number < minimum):
+        bound = f" ≥ {minimum:g}" if minimum is not None else ""
+        raise InputError(f"{name}={value}: expected a number{bound}")
+    return number
+
+
+def env_path(name: str, env: Mapping[str, str] | None = None) -> Path | None:
+    """A folder or file path (``~`` expanded); ``None`` when unset."""
+    value = (os.environ if env is None else env).get(name, "")
+    return Path(value).expanduser() if value else None
+
+
+def env_url(name: str, env: Mapping[str, str] | None = None) -> str | None:
+    """An http(s) or file URL without a trailing slash; ``None`` when unset."""
+    value = _raw(name, env)
+    if not value:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme.lower() not in URL_SCHEMES or not (parts.netloc or parts.path):
+        starts = ", ".join(f"{s}://" for s in URL_SCHEMES)
+        raise InputError(f"{name}={value}: expected a URL starting with {starts}")
+    return value.rstrip("/")

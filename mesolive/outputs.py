@@ -1,0 +1,146 @@
+"""Report files that never destroy what the user had.
+
+Every verb that writes a file (``scan --json/--csv``, ``evaluate --plot``,
+``models convert -o``) first calls :func:`check_outputs`, before any work
+and before anything is written:
+
+- an output that is one of the inputs, or the same path given twice, is refused;
+- an existing file is refused unless ``--force`` (which then replaces it,
+  still never an input);
+- a folder that cannot be written is refused (missing folders are made).
+
+Then :class:`AtomicFile` writes next to the target under a hidden temporary
+name and renames it into place only when the run commits it, so a failed
+run leaves the old file as it was and never a half-written one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+from mesolive.errors import InputError
+
+log = logging.getLogger(__name__)
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_outputs(
+    outputs: dict[str, str | os.PathLike[str] | None],
+    inputs: Iterable[str | os.PathLike[str]],
+    *,
+    force: bool = False,
+) -> None:
+    """Refuse, in one line, any output that would destroy an input or a file the run did not make.
+
+    Parameters
+    ----------
+    outputs
+        Option name (``"--json"``) → the path given, or None when not given.
+    inputs
+        Every input as given and as expanded from folders; URIs that are not
+        paths are ignored.
+    force
+        Allow replacing an existing file that is not an input.
+
+    Raises
+    ------
+    InputError
+        Naming the option and the path.
+    """
+    given = {opt: Path(p).expanduser() for opt, p in outputs.items() if p}
+    in_paths = [Path(str(p)).expanduser() for p in inputs]
+    seen: dict[Path, str] = {}
+    for opt, path in given.items():
+        key = Path(os.path.abspath(path))
+        if key in seen:
+            raise InputError(f"{opt} {path}: the same file as {seen[key]}")
+        seen[key] = opt
+        if any(_same(path, p) or key == Path(os.path.abspath(p)) for p in in_paths):
+            raise InputError(f"{opt} {path}: that is an input; give another file name")
+        if path.is_dir():
+            raise InputError(f"{opt} {path}: is a folder; give a file name")
+        if path.exists() and not force:
+            raise InputError(f"{opt} {path}: the file exists; pass --force to replace it")
+        parent = key.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent  # missing folders are made when the file is written
+        if not parent.is_dir():
+            raise InputError(f"{opt} {path}: {parent} is not a folder")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise InputError(f"{opt} {path}: folder {parent} is not writable")
+
+
+class AtomicFile:
+    """A file written under a temporary name beside ``path``, renamed onto it by :meth:`commit`.
+
+    Use as a context manager: leaving the block without :meth:`commit`
+    (an error, Ctrl+C before anything was worth keeping) removes the
+    temporary file and leaves ``path`` untouched.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], option: str, mode: str = "w", **kw: Any
+    ) -> None:
+        self.path = Path(path).expanduser()
+        self.option = option
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(
+                prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent or "."
+            )
+        except OSError as e:
+            raise InputError(f"{option} {self.path}: cannot write ({e.strerror or e})") from e
+        self.tmp = Path(tmp)
+        self.file: IO[Any] = os.fdopen(fd, mode, **kw)
+
+    def commit(self) -> None:
+        """Close the temporary file and move it onto ``path``."""
+        try:
+            self.file.close()
+            os.replace(self.tmp, self.path)
+        except OSError as e:
+            self.discard()
+            raise InputError(f"{self.option} {self.path}: cannot write ({e.strerror or e})") from e
+        log.debug("wrote %s", self.path)
+
+    def discard(self) -> None:
+        """Drop what was written; ``path`` stays as it was."""
+        self.file.close()
+        self.tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> AtomicFile:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self.tmp.exists():
+            self.discard()
+
+
+def write_atomic(
+    path: str | os.PathLike[str],
+    option: str,
+    write: Callable[[IO[Any]], None],
+    mode: str = "w",
+    **kw: Any,
+) -> None:
+    """Write a whole file through ``write(file)`` and put it in place only if that succeeded."""
+    with AtomicFile(path, option, mode, **kw) as out:
+        try:
+            write(out.file)
+        except OSError as e:
+            raise InputError(f"{option} {out.path}: cannot write ({e.strerror or e})") from e
+        out.commit()
