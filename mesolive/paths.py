@@ -64,3 +64,9 @@ def engine_dir(cli_value: str | os.PathLike[str] | None = None) -> Path:
     if (_PKG.parent / "pyproject.toml").is_file():
         return checkout
     return cache_dir() / "engines"
+
+
+def cannot_write(path: Path, error: OSError) -> str:
+    """The one-line message for a file mesolive could not write into its cache."""
+    reason = error.strerror or str(error)
+    return f"{path}: cannot write ({reason}); point MESOLIVE_CACHE_DIR at a writable folder"

@@ -362,3 +362,19 @@ def test_a_damaged_cached_graph_is_rebuilt(
     assert len(warnings_of) == 1 and "rebuilding" in warnings_of[0]
     with OnnxRuntimeRunner(graph) as runner:
         assert runner.output_names
+
+
+@pytest.mark.parametrize("model_dir", [True, False], ids=["convert", "download"])
+def test_a_cache_that_cannot_be_written_is_one_line(tmp_path: Path, model_dir: bool) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    env = {"MESOLIVE_CACHE_DIR": str(blocker / "cache"), "MESOLIVE_OFFLINE": "0"}
+    if not model_dir:
+        env["MESOLIVE_MODEL_DIR"] = ""
+        env["MESOLIVE_DOWNLOAD_BASE"] = "http://127.0.0.1:9"
+    face = MODELS.parent / "samples" / "faces" / "real" / "real00240.jpg"
+    proc = mesolive("classify", str(face), "--model", "meso4-df", env=env)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].endswith(
+        "cannot write (Not a directory); point MESOLIVE_CACHE_DIR at a writable folder"
+    ), proc.stderr

@@ -8,8 +8,10 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from mesolive.errors import ModelError
 from mesolive.models.keras_h5 import load_keras_weights
 from mesolive.models.onnx_graph import Precision, build_onnx
+from mesolive.paths import cannot_write
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +36,17 @@ def convert_to_onnx(
     nets = [load_keras_weights(f, expect=a) for f, a in zip(files, archs, strict=True)]
     model = build_onnx(nets, precision)  # type: ignore[arg-type]
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
+    except OSError as e:
+        raise ModelError(cannot_write(out, e)) from e
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(model.SerializeToString())
         os.replace(tmp, out)
+    except OSError as e:
+        raise ModelError(cannot_write(out, e)) from e
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

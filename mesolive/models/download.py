@@ -21,6 +21,7 @@ import urllib.request
 from pathlib import Path
 
 from mesolive.errors import DownloadError
+from mesolive.paths import cannot_write
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +68,11 @@ def download(
         the cap or a checksum mismatch. ``dest`` is untouched in every such case.
     """
     cap = size or MAX_DOWNLOAD_BYTES
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    except OSError as e:
+        raise DownloadError(cannot_write(dest, e)) from e
     tmp = Path(tmp_name)
     hint = f"or put {dest.name} into a folder and pass it with --model-dir"
     try:
