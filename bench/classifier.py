@@ -1,13 +1,19 @@
 """Classifier throughput on this machine, as a share of its own matmul rate.
 
-Prints faces per second at batch 1, 8 and 32 for Meso-4, MesoInception-4 and a
+Prints faces per second at batch 1, 8 and 32 for Meso-4, MesoInception-4, a
 union of two Meso-4 (``meso4-df+meso4-f2f``, the kind ``train --keep-init``
-registers) on the chosen back end, the union's rate as a share of one Meso-4's,
-the machine's float32 matrix-multiply rate measured in the same run (numpy's
-BLAS, all cores), and the classifier's achieved FLOP rate as a percentage of
-it. Run on a quiet machine:
+registers) and the default model, each in float32 and INT8 (ONNX Runtime on
+the CPU; INT8 where the CPU has VNNI/AMX), the machine's float32
+matrix-multiply rate (numpy's BLAS, all cores), and each graph's achieved rate
+of the *authors'* FLOPs (what the folded and quantized graphs save counts as
+speed, not as work) as a percentage of it. Every number comes from the same
+run: the measurements are interleaved in rounds (matmul included) and each
+is the median over the rounds, so a machine shared with other work shifts
+them all alike. Then the ratios: INT8 / float32, union / one Meso-4, default /
+meso4-df. Run on a quiet machine:
 
-    MESOLIVE_MODEL_DIR=../shared/models python bench/classifier.py [--seconds 3]
+    MESOLIVE_MODEL_DIR=../shared/models python bench/classifier.py \\
+        [--calibration ../shared/train/dfdc] [--rounds 8] [--seconds 0.25]
 """
 
 from __future__ import annotations
@@ -15,13 +21,18 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 
 from mesolive.backends.base import Runner
 from mesolive.backends.select import open_runner
+from mesolive.errors import MesoliveError
 from mesolive.models.arch import ARCHS, INPUT_SIZE, Arch, Conv, Inception
+from mesolive.models.int8_cpu import CALIBRATION_ENV
 from mesolive.models.registry import default_model, get_spec, networks
+
+SHARED_TRAIN = Path(__file__).resolve().parents[2] / "shared" / "train" / "dfdc"
 
 
 def conv_flops(arch: Arch) -> float:
@@ -46,68 +57,111 @@ def conv_flops(arch: Arch) -> float:
 
 
 def matmul_rate(seconds: float, n: int = 1024) -> float:
-    """Best sustained float32 GEMM rate in FLOP/s over ``seconds``."""
+    """Sustained float32 GEMM rate in FLOP/s over one window of ``seconds``."""
     a = np.random.default_rng(0).random((n, n), dtype=np.float32)
     b = np.random.default_rng(1).random((n, n), dtype=np.float32)
     a @ b  # warm-up
-    best = 0.0
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        t = time.perf_counter()
-        for _ in range(5):
-            a @ b
-        best = max(best, 5 * 2.0 * n**3 / (time.perf_counter() - t))
-    return best
+    calls, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        calls += 1
+    return calls * 2.0 * n**3 / (time.perf_counter() - t0)
 
 
-def faces_per_second(runner: Runner, batch: int, seconds: float) -> float:
-    x = np.random.default_rng(batch).random((batch, 3, INPUT_SIZE, INPUT_SIZE), dtype=np.float32)
-    for _ in range(3):
-        runner.infer({"input": x})
+def faces_per_second(runner: Runner, x: np.ndarray, seconds: float) -> float:
+    """Faces/s of ``runner`` on the batch ``x`` over one window of ``seconds``."""
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         runner.infer({"input": x})
-        n += batch
+        n += len(x)
     return n / (time.perf_counter() - t0)
+
+
+def open_all(
+    models: dict[str, float], precisions: list[str], backend: str
+) -> dict[tuple[str, str], Runner]:
+    """A runner per model and precision; one that cannot open is reported and left out."""
+    runners = {}
+    for model in models:
+        for precision in precisions:
+            try:
+                runners[model, precision] = open_runner(
+                    model, backend=backend, progress=False, precision=precision
+                )
+            except MesoliveError as e:
+                print(f"{model} {precision}: not measured ({e})")
+    return runners
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=float, default=3.0, help="per measurement")
+    ap.add_argument("--seconds", type=float, default=0.25, help="per window")
+    ap.add_argument("--rounds", type=int, default=8, help="interleaved windows per measurement")
     ap.add_argument("--backend", default="onnxruntime-cpu")
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
+    ap.add_argument("--precisions", nargs="+", default=["fp32", "int8"], choices=["fp32", "int8"])
+    ap.add_argument(
+        "--calibration",
+        default=os.environ.get(CALIBRATION_ENV) or (SHARED_TRAIN if SHARED_TRAIN.is_dir() else ""),
+        help=f"face crops the INT8 graphs calibrate on (sets {CALIBRATION_ENV})",
+    )
     args = ap.parse_args()
+    if args.calibration:
+        os.environ[CALIBRATION_ENV] = str(args.calibration)
 
-    peak = matmul_rate(args.seconds)
-    print(f"machine: {os.cpu_count()} cores, float32 matmul {peak / 1e9:.1f} GFLOP/s (numpy BLAS)")
+    default = get_spec(default_model())
+    flops = {
+        name: sum(conv_flops(ARCHS[n.arch]) for n in networks(get_spec(name)))
+        for name in (default.name, "meso4-df", "mesoinception4-df", "meso4-df+meso4-f2f")
+    }
+    runners = open_all(flops, args.precisions, args.backend)
+    inputs = {
+        b: np.random.default_rng(b).random((b, 3, INPUT_SIZE, INPUT_SIZE), dtype=np.float32)
+        for b in args.batches
+    }
+    for runner in runners.values():
+        for x in inputs.values():
+            runner.infer({"input": x})  # warm-up
+    rates: dict[tuple[str, str, int], list[float]] = {}
+    peaks: list[float] = []
+    for _ in range(args.rounds):
+        peaks.append(matmul_rate(args.seconds))
+        for (model, precision), runner in runners.items():
+            for b, x in inputs.items():
+                fps = faces_per_second(runner, x, args.seconds)
+                rates.setdefault((model, precision, b), []).append(fps)
+    peak = float(np.median(peaks))
+    fps_of = {k: float(np.median(v)) for k, v in rates.items()}
+
     print(
-        f"{'model':<20} {'GFLOP/face':>10} {'batch':>5} {'faces/s':>9} "
+        f"machine: {os.cpu_count()} cores, float32 matmul {peak / 1e9:.1f} GFLOP/s "
+        f"(numpy BLAS; median of {args.rounds} windows, {min(peaks) / 1e9:.0f}-"
+        f"{max(peaks) / 1e9:.0f})"
+    )
+    print(
+        f"{'model':<20} {'prec':<5} {'GFLOP/face':>10} {'batch':>5} {'faces/s':>9} "
         f"{'GFLOP/s':>8} {'% matmul':>8}"
     )
-    measured: dict[tuple[str, int], float] = {}
-    default = get_spec(default_model())
-    models = {
-        default.name: [ARCHS[n.arch] for n in networks(default)],
-        "meso4-df": [ARCHS["meso4"]],
-        "mesoinception4-df": [ARCHS["mesoinception4"]],
-        "meso4-df+meso4-f2f": [ARCHS["meso4"]] * 2,
-    }
-    for model, archs in models.items():
-        f = sum(conv_flops(a) for a in archs)
-        with open_runner(model, backend=args.backend, progress=False) as runner:
-            for b in args.batches:
-                fps = measured[model, b] = faces_per_second(runner, b, args.seconds)
-                rate = fps * f
-                print(
-                    f"{model:<20} {f / 1e9:>10.3f} {b:>5} {fps:>9.0f} {rate / 1e9:>8.1f} "
-                    f"{100 * rate / peak:>7.0f}%"
-                )
+    for (model, precision, b), fps in fps_of.items():
+        f = flops[model]
+        print(
+            f"{model:<20} {precision:<5} {f / 1e9:>10.3f} {b:>5} {fps:>9.0f} "
+            f"{fps * f / 1e9:>8.1f} {100 * fps * f / peak:>7.0f}%"
+        )
     for b in args.batches:
-        ratio = measured["meso4-df+meso4-f2f", b] / measured["meso4-df", b]
-        print(f"union of two Meso-4 / one Meso-4 at batch {b}: x{ratio:.2f} the faces/s")
-        ratio = measured[default.name, b] / measured["meso4-df", b]
-        print(f"default {default.name} / meso4-df at batch {b}: x{ratio:.2f} the faces/s")
-    print(f"matmul re-measured after the runs: {matmul_rate(args.seconds) / 1e9:.1f} GFLOP/s")
+        for model in flops:
+            if (model, "int8", b) in fps_of and (model, "fp32", b) in fps_of:
+                ratio = fps_of[model, "int8", b] / fps_of[model, "fp32", b]
+                print(f"{model} INT8 / float32 at batch {b}: x{ratio:.2f} the faces/s")
+        for precision in args.precisions:
+            pair = ("meso4-df+meso4-f2f", precision, b), ("meso4-df", precision, b)
+            if all(k in fps_of for k in pair):
+                ratio = fps_of[pair[0]] / fps_of[pair[1]]
+                print(f"union of two Meso-4 / one Meso-4, {precision}, batch {b}: x{ratio:.2f}")
+            pair = (default.name, precision, b), ("meso4-df", precision, b)
+            if all(k in fps_of for k in pair):
+                ratio = fps_of[pair[0]] / fps_of[pair[1]]
+                print(f"default {default.name} / meso4-df, {precision}, batch {b}: x{ratio:.2f}")
 
 
 if __name__ == "__main__":

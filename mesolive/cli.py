@@ -1,7 +1,8 @@
 """The ``mesolive`` command line.
 
-Only argparse is imported at module level so that ``mesolive --help`` stays
-fast; each verb imports what it needs when it runs.
+Only argparse and the names in :mod:`mesolive.backends` are imported at module
+level, so that ``mesolive --help`` stays fast; each verb imports what it needs
+when it runs.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from mesolive.backends import BACKENDS
+from mesolive.backends.cpuinfo import PRECISIONS
 
 log = logging.getLogger("mesolive")
 
@@ -41,6 +45,24 @@ def _decay(text: str) -> float:
     return value
 
 
+def _backend(text: str) -> str:
+    """An argparse type: a back-end name, or ``triton://HOST:PORT`` (checked when it opens)."""
+    if text in BACKENDS or text.startswith("triton://"):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is not a back end; choose one of {', '.join(BACKENDS)} "
+        "or triton://HOST:PORT"
+    )
+
+
+def _name_list(text: str) -> list[str]:
+    """An argparse type: comma-separated model names (``a,b``)."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("give at least one model name")
+    return names
+
+
 def _common(p: argparse.ArgumentParser, *, top: bool = False) -> None:
     """Options every verb takes, also before the verb (``mesolive -q scan …``).
 
@@ -60,8 +82,11 @@ def _common(p: argparse.ArgumentParser, *, top: bool = False) -> None:
     p.add_argument(
         "--backend",
         default=d("auto"),
-        choices=["auto", "tensorrt", "onnxruntime", "onnxruntime-cpu", "onnxruntime-cuda"],
-        help="inference back end (default: auto, the fastest that works here)",
+        type=_backend,
+        metavar="BACKEND",
+        help="inference back end: auto (default: the fastest that works here), tensorrt, "
+        "onnxruntime, onnxruntime-cpu, onnxruntime-cuda, or triton://HOST:PORT (a Triton "
+        "Inference Server over gRPC)",
     )
     p.add_argument("--threads", type=int, default=d(None), help="CPU threads for ONNX Runtime")
     p.add_argument("-v", "--verbose", action="count", default=d(0), help="more log output")
@@ -76,6 +101,17 @@ class _Parser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
+
+
+def _precision_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="graph ONNX Runtime runs on the CPU: int8 (CPUs with VNNI/AMX; calibrated once on "
+        "the face crops of MESOLIVE_CALIBRATION), fp32, or auto (default): int8 where it "
+        "measured faster here and agreeing with fp32, else fp32",
+    )
 
 
 def _pipeline_options(p: argparse.ArgumentParser) -> None:
@@ -111,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help=MODEL_NAMES_HINT)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--batch", type=int, default=32, help="faces per inference call")
+    _precision_option(p)
     _common(p)
 
     p = sub.add_parser(
@@ -139,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="videos: detect and classify every N-th frame, track in between (default: 3)",
     )
+    _precision_option(p)
     _common(p)
 
     p = sub.add_parser("models", help="list, fetch or convert models")
@@ -166,6 +204,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-frames", type=int, default=None, help="stop each input after N frames")
     p.add_argument("--force", action="store_true", help="replace existing --json/--csv files")
+    _precision_option(p)
+    p.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="scan each input as a task on a Ray cluster: auto (the running one), "
+        "local[:N] (start one here with N CPUs), or ray://HOST:PORT (a remote one); "
+        "needs pip install 'mesolive[cluster]'",
+    )
     _common(p)
 
     p = sub.add_parser("build-engine", help="compile TensorRT engines (NVIDIA GPUs)")
@@ -186,6 +232,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--verify", action="store_true", help="only verify existing engines against ONNX Runtime"
     )
     _common(p)
+
+    p = sub.add_parser("export", help="write models for other servers")
+    esub = p.add_subparsers(dest="export_command", metavar="FORMAT", required=True)
+    q = esub.add_parser("triton", help="a model repository for NVIDIA Triton Inference Server")
+    q.add_argument("dir", metavar="DIR", help="the repository folder (made if missing)")
+    q.add_argument(
+        "--models",
+        type=_name_list,
+        default=None,
+        metavar="NAME,…",
+        help="models to export, comma-separated (default: every shipped model)",
+    )
+    q.add_argument(
+        "--max-batch", type=int, default=64, help="Triton's max_batch_size (default: 64)"
+    )
+    q.add_argument(
+        "--tensorrt",
+        choices=["fp16", "fp32"],
+        default=None,
+        help="have Triton run the models through TensorRT at this precision (default: off)",
+    )
+    q.add_argument("--force", action="store_true", help="replace existing model folders")
+    _common(q)
 
     p = sub.add_parser("doctor", help="what this machine offers: GPU, CUDA, TensorRT, engines")
     p.add_argument("--engine-dir", metavar="DIR", help="where engines live")

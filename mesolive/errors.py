@@ -46,6 +46,10 @@ class SourceError(MesoliveError):
     """A frame source cannot be opened or has failed."""
 
 
+class ClusterError(MesoliveError):
+    """A Ray cluster cannot be reached or started, or Ray is not installed (``scan --cluster``)."""
+
+
 def describe(exc: BaseException) -> str:
     """An unexpected exception as one line: its type and its message, white space collapsed.
 

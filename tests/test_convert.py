@@ -38,8 +38,9 @@ def test_logits_match_keras_golden(name: str, golden: dict[str, np.ndarray]) -> 
 def test_fp16_graph_tracks_fp32(name: str, golden: dict[str, np.ndarray]) -> None:
     w = load_keras_weights(MODELS / f"{H5_OF[name]}.h5")
     fp16 = build_onnx(w, "fp16")
+    # every weight is float16; the int64 tensors are the shapes of the folded pools
     types = {i.data_type for i in fp16.graph.initializer}
-    assert types == {onnx.TensorProto.FLOAT16}
+    assert types - {onnx.TensorProto.INT64} == {onnx.TensorProto.FLOAT16}
     assert fp16.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     with OnnxRuntimeRunner(fp16.SerializeToString()) as runner:
         logits = runner.infer({"input": nchw(golden["images_u8"])})["logit"][:, 0]
@@ -97,3 +98,23 @@ def test_converted_file_has_dynamic_batch(tmp_path: Path) -> None:
             assert runner.infer({"input": np.zeros((n, 3, 256, 256), np.float32)})[
                 "logit"
             ].shape == (n, 1)
+
+
+def test_graph_layout_for_the_cpu() -> None:
+    """Meso-4's 8-filter stages are folded; MesoInception-4 keeps ONNX Runtime in NCHW.
+
+    The golden tests above check that both still compute the authors' function.
+    """
+    from mesolive.backends.onnxruntime import _disabled
+
+    m4 = build_onnx(load_keras_weights(MODELS / "Meso4_DF.h5"))
+    ops = [n.op_type for n in m4.graph.node]
+    assert ops.count("ReduceMax") == 2 and ops.count("MaxPool") == 2  # stages 1-2 folded
+    folded = [i for i in m4.graph.initializer if len(i.dims) == 4][:2]
+    assert [list(i.dims) for i in folded] == [[32, 3, 4, 4], [32, 8, 6, 6]]
+    mi4 = build_onnx(load_keras_weights(MODELS / "MesoInception_DF.h5"))
+    pools = [n for n in mi4.graph.node if n.op_type == "MaxPool"]
+    concat = next(n for n in mi4.graph.node if n.op_type == "Concat")
+    assert set(concat.input) <= {p.output[0] for p in pools}  # branches pooled before Concat
+    assert _disabled(mi4.SerializeToString()) == ["NchwcTransformer"]
+    assert _disabled(m4.SerializeToString()) == []

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from mesolive.backends import cpuinfo
 from mesolive.backends import engine_cache as ec
 from mesolive.cli import main
 from mesolive.models.registry import default_model
@@ -34,7 +35,32 @@ def test_doctor_on_a_cpu_machine(capsys: pytest.CaptureFixture[str]) -> None:
     assert rows["engines"].endswith(": none")
     assert rows["auto backend"].startswith("ONNX Runtime CPU (TensorRT not used: no NVIDIA driver")
     assert rows["CPU path"].startswith(f"ok: {MODEL} scored 8 faces in ")
+    vnni = cpuinfo.int8_flags()  # this machine's, read from /proc/cpuinfo
+    assert rows["INT8 (CPU)"].startswith(f"VNNI/AMX: {', '.join(vnni)};" if vnni else "no VNNI")
     assert "pip install 'mesolive[gpu]'" in rows["TensorRT path"]
+
+
+@without_gpu_stack
+def test_doctor_says_whether_int8_runs_on_this_cpu(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = tmp_path / "cpuinfo"
+    monkeypatch.setattr(cpuinfo, "CPUINFO", fake)
+    monkeypatch.delenv("MESOLIVE_CALIBRATION", raising=False)
+    fake.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f\n")
+    assert main(["doctor"]) == 0
+    assert _rows(capsys.readouterr().out)["INT8 (CPU)"] == (
+        "no VNNI/AMX (none of amx_int8, avx512_vnni, avx_vnni): --precision auto runs fp32"
+    )
+    fake.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_vnni\n")
+    monkeypatch.setenv("MESOLIVE_CALIBRATION", str(tmp_path))
+    assert main(["doctor"]) == 0
+    assert _rows(capsys.readouterr().out)["INT8 (CPU)"] == (
+        f"VNNI/AMX: avx512_vnni; INT8 runs here where faster (calibrates on {tmp_path})"
+    )
+    assert main(["doctor", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["cpu_int8"] == {"flags": ["avx512_vnni"], "calibration": str(tmp_path)}
 
 
 @without_gpu_stack

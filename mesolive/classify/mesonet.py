@@ -90,8 +90,12 @@ def load_classifier(
     model_dir: str | os.PathLike[str] | None = None,
     threads: int | None = None,
     progress: bool = True,
+    precision: str = "auto",
 ) -> MesoClassifier:
     """Build a classifier for a registered model on the chosen back end.
+
+    ``precision`` (``auto``, ``fp32``, ``int8``) picks the graph ONNX Runtime
+    runs on the CPU (:func:`mesolive.backends.select.open_runner`).
 
     Raises
     ------
@@ -103,6 +107,11 @@ def load_classifier(
 
     contract = get_spec(name).preprocess
     runner = open_runner(
-        name, backend=backend, model_dir=model_dir, threads=threads, progress=progress
+        name,
+        backend=backend,
+        model_dir=model_dir,
+        threads=threads,
+        progress=progress,
+        precision=precision,
     )
     return MesoClassifier(runner, name, contract)

@@ -37,6 +37,7 @@ def open_classifier(args: argparse.Namespace) -> MesoClassifier:
         model_dir=args.model_dir,
         threads=args.threads,
         progress=sys.stderr.isatty(),
+        precision=args.precision,
     )
 
 

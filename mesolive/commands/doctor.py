@@ -1,16 +1,18 @@
 """``mesolive doctor``: what this machine offers, and whether each piece works.
 
 Prints the GPU, driver, CUDA, TensorRT, pycuda, ONNX Runtime and its
-providers, the engines in the engine folder and whether each matches this
-machine, and which back end ``--backend auto`` would pick. It downloads
-nothing. Exit code 0 when the CPU path (ONNX Runtime on the CPU) works, 1
-when it does not.
+providers, whether the CPU multiplies 8-bit integers natively (VNNI/AMX, which
+``--precision auto`` needs for INT8), the engines in the engine folder and
+whether each matches this machine, and which back end ``--backend auto``
+would pick. It downloads nothing. Exit code 0 when the CPU path (ONNX Runtime
+on the CPU) works, 1 when it does not.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -162,6 +164,7 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
     engines = _engines(stack, folder, args.model_dir)
     cpu = _cpu_check(args.model_dir, args.threads)
     return {
+        "cpu_int8": _cpu_int8(),
         "mesolive": __version__,
         "python": platform.python_version(),
         "platform": f"{platform.system()} {platform.machine()}",
@@ -189,6 +192,28 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _cpu_int8() -> dict[str, Any]:
+    """The CPU's native INT8 instructions and the INT8 calibration folder (none: empty)."""
+    from mesolive.backends.cpuinfo import int8_flags
+    from mesolive.models.int8_cpu import CALIBRATION_ENV
+
+    return {"flags": list(int8_flags()), "calibration": os.environ.get(CALIBRATION_ENV, "")}
+
+
+def _int8_text(r: dict[str, Any]) -> str:
+    from mesolive.backends.cpuinfo import INT8_FLAGS
+    from mesolive.models.int8_cpu import CALIBRATION_ENV
+
+    if not r["flags"]:
+        return f"no VNNI/AMX (none of {', '.join(INT8_FLAGS)}): --precision auto runs fp32"
+    where = (
+        f"calibrates on {r['calibration']}"
+        if r["calibration"]
+        else f"set {CALIBRATION_ENV} to a folder of face crops to calibrate on"
+    )
+    return f"VNNI/AMX: {', '.join(r['flags'])}; INT8 runs here where faster ({where})"
+
+
 def _row(label: str, text: str) -> None:
     _say(f"{label:<14}{text}")
 
@@ -208,6 +233,7 @@ def _print(r: dict[str, Any]) -> None:
     _row("TensorRT", r["tensorrt"])
     _row("pycuda", r["pycuda"])
     _row("ONNX Runtime", f"{r['onnxruntime']}; providers: {', '.join(r['onnxruntime_providers'])}")
+    _row("INT8 (CPU)", _int8_text(r["cpu_int8"]))
     _row("engines", f"{r['engine_dir']}: {len(r['engines']) or 'none'}")
     for e in r["engines"]:
         verdict = "matches this machine" if e["matches"] else e["problem"]

@@ -353,6 +353,7 @@ def pipeline_config(args: argparse.Namespace) -> PipelineConfig:
         backend=args.backend,
         model_dir=args.model_dir,
         threads=args.threads,
+        precision=args.precision,
     )
 
 

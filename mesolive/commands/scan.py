@@ -7,6 +7,8 @@ screens, streams), a capture thread plays the source at its own rate and a
 frame the pipeline is too slow for is dropped (latest frame wins; a dropped
 stream is retried). A folder stands for the videos and images inside it,
 each scanned on its own.
+With ``--cluster`` each input is one task on a Ray cluster instead
+(:mod:`mesolive.commands.cluster`); its report is built and printed the same way.
 
 Exit status: 1 when any track is fake, else 2 when any input failed, else 0
 (every track real, uncertain or too short to call, or no face at all).
@@ -29,6 +31,8 @@ from mesolive.outputs import AtomicFile, check_outputs, write_atomic
 from mesolive.redact import redact
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from mesolive.pipeline.pipeline import FramePipeline, PipelineConfig
     from mesolive.pipeline.watchdog import StepWatchdog
     from mesolive.types import FrameResult, Outage, TrackSummary
@@ -143,29 +147,37 @@ class _Sink:
             raise OutputError(f"--csv {self._out.path}: cannot write ({e.strerror or e})") from e
 
     def write(self, uri: str, result: FrameResult) -> None:
-        if self._writer is None or not result.analysed:
-            return
+        if self._writer is not None:
+            self.write_rows(self.rows(uri, result))
+
+    def write_rows(self, rows: list[list[Any]]) -> None:
+        """Rows made by :meth:`rows`, here or on a cluster's worker."""
+        if self._writer is not None:
+            for row in rows:
+                self._row(row)
+
+    def rows(self, uri: str, result: FrameResult) -> list[list[Any]]:
+        """The CSV rows of one frame: one per face when it was analysed, else none."""
+        if not result.analysed:
+            return []
         pts = "" if result.frame.pts is None else f"{result.frame.pts:.4f}"
-        for f in result.faces:
-            self._row(
-                [
-                    uri,
-                    result.frame.index,
-                    pts,
-                    f.track_id,
-                    *(f"{v:.1f}" for v in f.xyxy),
-                    "" if f.fake_score is None else f"{f.fake_score:.5f}",
-                    *(
-                        f"{f.model_scores[m]:.5f}" if m in f.model_scores else ""
-                        for m in self.models
-                    ),
-                    f"{f.running_score:.5f}",
-                    f"{f.window_score:.5f}",
-                    f"{f.fake_share:.4f}",
-                    f.n_scored,
-                    f.verdict.value,
-                ]
-            )
+        return [
+            [
+                uri,
+                result.frame.index,
+                pts,
+                f.track_id,
+                *(f"{v:.1f}" for v in f.xyxy),
+                "" if f.fake_score is None else f"{f.fake_score:.5f}",
+                *(f"{f.model_scores[m]:.5f}" if m in f.model_scores else "" for m in self.models),
+                f"{f.running_score:.5f}",
+                f"{f.window_score:.5f}",
+                f"{f.fake_share:.4f}",
+                f.n_scored,
+                f.verdict.value,
+            ]
+            for f in result.faces
+        ]
 
     def commit(self) -> None:
         if self._out is not None:
@@ -456,23 +468,22 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
         backend=args.backend,
         model_dir=args.model_dir,
         threads=args.threads,
+        precision=args.precision,
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def _scan_here(
+    config: PipelineConfig,
+    inputs: list[str],
+    args: argparse.Namespace,
+    sink: _Sink,
+    progress: bool,
+    done: Callable[[InputReport], None],
+) -> str:
+    """Scan ``inputs`` one after the other in this process; returns the back end's name."""
     from mesolive.pipeline.pipeline import FramePipeline
 
-    if args.max_frames is not None and args.max_frames < 1:
-        raise InputError(f"--max-frames {args.max_frames}: expected a whole number ≥ 1")
-    config = config_from_args(args)
-    inputs = expand_inputs(args.inputs)
-    check_outputs(
-        {"--json": args.json, "--csv": args.csv}, [*args.inputs, *inputs], force=args.force
-    )
-    progress = sys.stderr.isatty() and not getattr(args, "quiet", False)
-    reports: list[InputReport] = []
-    with _Sink(args.csv, config.models) as sink, FramePipeline(config) as pipeline:
-        backend = pipeline.backend
+    with FramePipeline(config) as pipeline:
         for uri in inputs:
             report = scan_input(
                 pipeline,
@@ -482,11 +493,37 @@ def run(args: argparse.Namespace) -> int:
                 sink=sink,
                 progress=progress,
             )
-            reports.append(report)
-            print_report(report, sys.stdout)
-            sys.stdout.flush()
+            done(report)
             if report.interrupted:
                 break
+        return pipeline.backend
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.max_frames is not None and args.max_frames < 1:
+        raise InputError(f"--max-frames {args.max_frames}: expected a whole number ≥ 1")
+    config = config_from_args(args)
+    inputs = expand_inputs(args.inputs)
+    check_outputs(
+        {"--json": args.json, "--csv": args.csv}, [*args.inputs, *inputs], force=args.force
+    )
+    progress = sys.stderr.isatty() and not getattr(args, "quiet", False)
+    reports: list[InputReport] = []
+    out = sys.stdout  # the report's stream, even while a cluster's notices go to stderr
+
+    def done(report: InputReport) -> None:
+        """The one place a finished input is kept and printed, in input order."""
+        reports.append(report)
+        print_report(report, out)
+        out.flush()
+
+    with _Sink(args.csv, config.models) as sink:
+        if args.cluster:
+            from mesolive.commands.cluster import scan_on_cluster
+
+            backend = scan_on_cluster(args.cluster, config, inputs, args, sink, progress, done)
+        else:
+            backend = _scan_here(config, inputs, args, sink, progress, done)
         sink.commit()  # also after Ctrl+C: the rows so far are the partial report
     if args.json:
         write_json(args.json, config, backend, reports)

@@ -47,7 +47,7 @@ from mesolive.models.arch import ARCHS
 
 log = logging.getLogger(__name__)
 
-CONVERTER_VERSION = 2
+CONVERTER_VERSION = 3
 """Bumped whenever the ONNX graph builder changes its output."""
 
 USER_REGISTRY = "user_models.json"
@@ -483,15 +483,13 @@ def onnx_path(
     )
     onnx_dir = paths.cache_dir() / "onnx"
     out = onnx_dir / f"{spec.name}.{key[:16]}.v{CONVERTER_VERSION}.{precision}.onnx"
-    record = graph_record_path(out)
     if out.is_file():
-        problem = _graph_problem(out, record)
+        problem = graph_problem(out)
         if not problem:
             return out
         log.warning("%s %s; rebuilding it", out, problem)
         out.unlink(missing_ok=True)
     from mesolive.models.convert import convert_to_onnx
-    from mesolive.models.download import sha256_file
 
     convert_to_onnx(
         [weights_path(n, model_dir, progress=progress) for n in nets],
@@ -499,7 +497,7 @@ def onnx_path(
         arch=[n.arch for n in nets],
         precision=precision,
     )
-    _write_atomic(record, f"{sha256_file(out)}  {out.name}\n")
+    record_graph(out)
     return out
 
 
@@ -508,10 +506,19 @@ def graph_record_path(graph: Path) -> Path:
     return graph.with_name(graph.name + ".sha256")
 
 
-def _graph_problem(graph: Path, record: Path) -> str:
+def record_graph(graph: Path) -> None:
+    """Record the sha256 of a graph just written into the cache, beside it."""
+    from mesolive.models.download import sha256_file
+
+    record = f"{sha256_file(graph)}  {graph.name}\n"
+    write_bytes_atomic(graph_record_path(graph), record.encode("ascii"))
+
+
+def graph_problem(graph: Path) -> str:
     """Why the cached ``graph`` cannot be trusted (``""``: it matches its record)."""
     from mesolive.models.download import sha256_file
 
+    record = graph_record_path(graph)
     try:
         expected = record.read_text(encoding="ascii").split()[0]
     except (OSError, UnicodeDecodeError, IndexError):
@@ -528,11 +535,12 @@ def _graph_problem(graph: Path, record: Path) -> str:
     return ""
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all: a temporary file beside it, then a rename."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
-        with os.fdopen(fd, "w", encoding="ascii") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

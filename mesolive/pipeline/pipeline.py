@@ -58,7 +58,7 @@ class PipelineConfig:
         Detect and classify every ``every``-th frame; track in between.
     threshold
         Fake-score threshold of the verdicts and of the paper's share.
-    backend, model_dir, threads
+    backend, model_dir, threads, precision
         As the CLI options of the same names.
     """
 
@@ -71,6 +71,7 @@ class PipelineConfig:
     backend: str = "auto"
     model_dir: str | None = None
     threads: int | None = None
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         if isinstance(self.models, str):
@@ -143,6 +144,7 @@ class FramePipeline:
                         model_dir=config.model_dir,
                         threads=config.threads,
                         progress=sys.stderr.isatty(),
+                        precision=config.precision,
                     )
                 )
             for clf in self.classifiers:
