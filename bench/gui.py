@@ -61,7 +61,7 @@ def _launch(args: argparse.Namespace, seconds: float, tmp: Path, tag: str) -> di
         "--every",
         str(args.every),
     ]
-    cmd += ["--models", *args.models, "-q"]
+    cmd += ["--models", ",".join(args.models), "-q"]
     if args.backend:
         cmd += ["--backend", args.backend]
     if not (env.get("DISPLAY") or env.get("WAYLAND_DISPLAY")) and env.get("QT_QPA_PLATFORM") != (

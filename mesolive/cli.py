@@ -117,11 +117,12 @@ def _precision_option(p: argparse.ArgumentParser) -> None:
 def _pipeline_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--models",
-        nargs="+",
+        type=_name_list,
+        action="extend",  # --models a,b or --models a --models b; never swallows inputs
         default=None,
-        metavar="NAME",
-        help="classifier models to run together (default: the default model, "
-        "see 'mesolive models list')",
+        metavar="NAME,…",
+        help="classifier models to run together, comma-separated or repeated (default: the "
+        "default model, see 'mesolive models list')",
     )
     p.add_argument("--detector", metavar="PATH.onnx", help="an SCRFD detector ONNX file")
     p.add_argument("--det-size", type=int, default=None, help="detector input side in pixels")

@@ -37,6 +37,7 @@ def test_group_clip_six_faces_stable_ids_real(shared: Path, tmp_path: Path) -> N
         "60",
         "--models",
         "meso4-df",
+        "--models",
         "meso4-f2f",
         "--json",
         str(js),
@@ -196,3 +197,19 @@ def test_a_stream_that_cannot_open_is_reported_once() -> None:
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert f"{uri}: ERROR: " in proc.stdout
     assert proc.stderr.count(f"127.0.0.1:{port}") == 1, proc.stderr
+
+
+def test_models_is_a_comma_list_or_repeated_and_never_swallows_an_input(
+    shared: Path, tmp_path: Path
+) -> None:
+    face = str(shared / "samples" / "faces" / "real" / "real00240.jpg")
+    for models in (
+        ["--models", "meso4-df,meso4-f2f"],
+        ["--models", "meso4-df", "--models", "meso4-f2f"],
+    ):
+        js = tmp_path / f"{len(models)}.json"
+        proc = mesolive(*models, face, "--json", str(js))
+        assert proc.returncode == 0, proc.stderr
+        report = json.loads(js.read_text())
+        assert report["config"]["models"] == ["meso4-df", "meso4-f2f"]
+        assert [e["input"] for e in report["inputs"]] == [face]

@@ -88,7 +88,7 @@ def test_command_line_overrides_kept_settings(qtbot, qsettings):
 
 
 def test_a_trained_model_is_kept_as_a_custom_choice(qtbot, qsettings):
-    win = MainWindow(parse("--models", "my-finetuned", "meso4-df"), qsettings)
+    win = MainWindow(parse("--models", "my-finetuned,meso4-df"), qsettings)
     qtbot.addWidget(win)
     assert win.controls.models() == ("my-finetuned", "meso4-df")
     assert win.controls.arch.currentData() == "custom"
