@@ -50,8 +50,7 @@ def _backend(text: str) -> str:
     if text in BACKENDS or text.startswith("triton://"):
         return text
     raise argparse.ArgumentTypeError(
-        f"{text!r} is not a back end; choose one of {', '.join(BACKENDS)} "
-        "or triton://HOST:PORT"
+        f"{text!r} is not a back end; choose one of {', '.join(BACKENDS)} or triton://HOST:PORT"
     )
 
 
@@ -126,8 +125,13 @@ def _pipeline_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--detector", metavar="PATH.onnx", help="an SCRFD detector ONNX file")
     p.add_argument("--det-size", type=int, default=None, help="detector input side in pixels")
-    p.add_argument("--every", type=int, default=1, help="detect and classify every N-th frame")
-    p.add_argument("--threshold", type=float, default=0.5, help="fake-score threshold")
+    # None = not given: the app's kept settings apply, else the pipeline's defaults
+    p.add_argument(
+        "--every", type=int, default=None, help="detect and classify every N-th frame (default: 1)"
+    )
+    p.add_argument(
+        "--threshold", type=_share, default=None, help="fake-score threshold, 0-1 (default: 0.5)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -195,7 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("-o", "--output", metavar="PATH", help="output file (one model) or folder")
     _common(q)
 
-    p = sub.add_parser("scan", help="detect, track and score faces in videos, streams, images")
+    p = sub.add_parser(
+        "scan",
+        help="detect, track and score faces in videos, streams, images",
+        epilog="exit status: 0 every face real, uncertain or no face; 1 a face is fake; "
+        "2 an input or option failed (the others still ran); 130 interrupted",
+    )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="file, folder, or source URI")
     _pipeline_options(p)
     p.add_argument("--json", metavar="FILE", help="write every track's timeline and verdict")

@@ -463,12 +463,11 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
         models=tuple(args.models or (default_model(),)),
         detector=args.detector,
         det_size=args.det_size,
-        every=args.every,
-        threshold=args.threshold,
         backend=args.backend,
         model_dir=args.model_dir,
         threads=args.threads,
         precision=args.precision,
+        **{k: v for k in ("every", "threshold") if (v := getattr(args, k)) is not None},
     )
 
 

@@ -130,16 +130,20 @@ def save(qs: QSettings, s: UiSettings) -> None:
 
 
 def apply_cli(s: UiSettings, args: Any) -> UiSettings:
-    """Command-line options that differ from their defaults override the kept ones."""
+    """Every option given on the command line overrides the kept setting, for this run.
+
+    Options not given are None (the parser has no defaults for them), so a
+    value equal to the default (``--threshold 0.5``) still wins.
+    """
     if getattr(args, "models", None):
         s.models = tuple(args.models)
     threshold = getattr(args, "threshold", None)
-    if threshold is not None and threshold != 0.5:
+    if threshold is not None:
         s.threshold = float(threshold)
     det_size = getattr(args, "det_size", None)
     if det_size:
         s.det_size = int(det_size)
     every = getattr(args, "every", None)
-    if every is not None and every != 1:
+    if every is not None:
         s.every = int(every)
     return s

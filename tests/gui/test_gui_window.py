@@ -87,6 +87,14 @@ def test_command_line_overrides_kept_settings(qtbot, qsettings):
     win.shutdown()
 
 
+def test_a_value_equal_to_the_default_still_wins_over_a_kept_one(qtbot, qsettings):
+    ui_settings.save(qsettings, ui_settings.UiSettings(every=4, threshold=0.1))
+    win = MainWindow(parse("--threshold", "0.5", "--every", "1"), qsettings)
+    qtbot.addWidget(win)
+    assert (win.settings.threshold, win.settings.every) == (pytest.approx(0.5), 1)
+    win.shutdown()
+
+
 def test_a_trained_model_is_kept_as_a_custom_choice(qtbot, qsettings):
     win = MainWindow(parse("--models", "my-finetuned,meso4-df"), qsettings)
     qtbot.addWidget(win)
