@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 from mesolive.env import env_path
@@ -70,3 +71,15 @@ def cannot_write(path: Path, error: OSError) -> str:
     """The one-line message for a file mesolive could not write into its cache."""
     reason = error.strerror or str(error)
     return f"{path}: cannot write ({reason}); point MESOLIVE_CACHE_DIR at a writable folder"
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all: a temporary file beside it, then a rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

@@ -25,8 +25,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -293,14 +291,7 @@ def write_engine(engine: Path, plan: bytes, side: Sidecar) -> None:
     """Write engine and sidecar atomically (sidecar last: its presence marks a whole engine)."""
     engine.parent.mkdir(parents=True, exist_ok=True)
     for dest, data in ((engine, plan), (sidecar_path(engine), side.to_json().encode())):
-        fd, tmp = tempfile.mkstemp(dir=engine.parent, prefix=f".{dest.name}.", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, dest)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        paths.write_bytes_atomic(dest, data)
 
 
 def remove_engine(engine: Path) -> None:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from mesolive.errors import ModelError
 from mesolive.models.keras_h5 import load_keras_weights
 from mesolive.models.onnx_graph import Precision, build_onnx
-from mesolive.paths import cannot_write
+from mesolive.paths import cannot_write, write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -38,18 +37,9 @@ def convert_to_onnx(
     out = Path(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
+        write_bytes_atomic(out, model.SerializeToString())
     except OSError as e:
         raise ModelError(cannot_write(out, e)) from e
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(model.SerializeToString())
-        os.replace(tmp, out)
-    except OSError as e:
-        raise ModelError(cannot_write(out, e)) from e
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     log.info(
         "converted %s -> %s (%s, %s)",
         ", ".join(map(str, files)),

@@ -33,7 +33,7 @@ import numpy as np
 from mesolive.env import env_path
 from mesolive.errors import BackendUnavailable, InputError, ModelError
 from mesolive.models import registry
-from mesolive.paths import cannot_write
+from mesolive.paths import cannot_write, write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -225,9 +225,9 @@ def int8_graph_path(
         cpu_flags=int8_flags(),
     )
     try:
-        registry.write_bytes_atomic(out, data)
+        write_bytes_atomic(out, data)
         registry.record_graph(out)
-        registry.write_bytes_atomic(verdict_file, json.dumps(asdict(verdict), indent=2).encode())
+        write_bytes_atomic(verdict_file, json.dumps(asdict(verdict), indent=2).encode())
     except OSError as e:
         raise ModelError(cannot_write(out, e)) from e
     log.info("%s: INT8 graph %s: %s", spec.name, out.name, verdict.line())

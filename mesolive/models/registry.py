@@ -511,7 +511,7 @@ def record_graph(graph: Path) -> None:
     from mesolive.models.download import sha256_file
 
     record = f"{sha256_file(graph)}  {graph.name}\n"
-    write_bytes_atomic(graph_record_path(graph), record.encode("ascii"))
+    paths.write_bytes_atomic(graph_record_path(graph), record.encode("ascii"))
 
 
 def graph_problem(graph: Path) -> str:
@@ -533,15 +533,3 @@ def graph_problem(graph: Path) -> str:
             f"({digest[:12]}…, recorded {expected[:12]}…): it was changed or damaged"
         )
     return ""
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write ``path`` whole or not at all: a temporary file beside it, then a rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
