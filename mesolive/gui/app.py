@@ -4,6 +4,12 @@
 Qt would abort the process ("could not connect to display") instead of
 raising, so a headless machine gets one line pointing at ``mesolive scan``
 and exit code 2.
+
+SIGINT (Ctrl+C in the terminal) and SIGTERM quit the app the way closing the
+window does (capture and inference stop, settings are saved), then exit with
+128 + the signal's number: 130 and 143, as a shell reports a process the
+signal ended. See :func:`_install_signal_handlers` for why this needs a
+wakeup socket.
 """
 
 from __future__ import annotations
@@ -11,8 +17,10 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import signal
+import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from mesolive.errors import MesoliveError
@@ -21,6 +29,9 @@ log = logging.getLogger(__name__)
 
 #: QT_QPA_PLATFORM values that need no display server.
 HEADLESS_PLATFORMS = ("offscreen", "minimal", "vnc", "linuxfb", "eglfs")
+
+#: Signals that quit the app through the window's normal close path.
+QUIT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 #: Libraries Qt's xcb plugin loads, and the Debian package of each.
 XCB_LIBS = {
@@ -117,6 +128,76 @@ def _install_qt_logging() -> None:
     sys.excepthook = excepthook
 
 
+def _noted(_signum: int, _frame: Any) -> None:
+    """The Python-level handler: does nothing, the wakeup socket carries the signal.
+
+    It must be a Python function (not SIG_IGN or SIG_DFL): only then does
+    CPython's C handler write the signal number to the wakeup fd.
+    """
+
+
+def _exit_at_once(signum: int, _frame: Any) -> None:
+    """A quit signal after the app quit by one: exit now, with 128 + its number.
+
+    Threads are stopped and settings saved by then, but the interpreter's
+    teardown (ONNX Runtime, Qt) takes a few hundred milliseconds more, and
+    Python's default handler would raise KeyboardInterrupt in the middle of it.
+    """
+    os._exit(128 + signum)
+
+
+def _install_signal_handlers(on_signal: Callable[[int], None]) -> Callable[[], None]:
+    """Have the Qt event loop call ``on_signal(signum)`` for SIGINT and SIGTERM.
+
+    Returns ``restore``, to call after the window shut down: it passes on a
+    signal that came since the loop ended, then puts the previous handlers
+    back or, once a signal was seen (the app is quitting by it), has any
+    further one end the process at once (:func:`_exit_at_once`).
+
+    Python runs a signal handler only when the interpreter gets control. While
+    Qt's loop waits in C++ it never does, and Python's default SIGINT handler
+    later raises KeyboardInterrupt inside whatever slot runs next: a
+    traceback, the app running on, and a second Ctrl+C crashing it. So the
+    Python handler does nothing; CPython's C handler writes the signal number
+    to a socket (``signal.set_wakeup_fd``) and a QSocketNotifier on the other
+    end wakes the loop, which reads the number and calls ``on_signal``.
+    """
+    from PySide6.QtCore import QSocketNotifier
+
+    rsock, wsock = socket.socketpair()
+    rsock.setblocking(False)
+    wsock.setblocking(False)  # set_wakeup_fd requires it: the C handler must never block
+    old_fd = signal.set_wakeup_fd(wsock.fileno(), warn_on_full_buffer=False)
+    old = {sig: signal.signal(sig, _noted) for sig in QUIT_SIGNALS}
+    notifier = QSocketNotifier(rsock.fileno(), QSocketNotifier.Type.Read)
+    seen = False
+
+    def drain() -> None:
+        nonlocal seen
+        try:
+            data = rsock.recv(64)
+        except (BlockingIOError, InterruptedError):
+            return
+        for signum in data:
+            seen = True
+            on_signal(signum)
+
+    notifier.activated.connect(drain)
+
+    def restore() -> None:
+        notifier.setEnabled(False)
+        drain()  # a signal that came after the loop ended, while the threads stopped
+        signal.set_wakeup_fd(old_fd)
+        for sig, handler in old.items():
+            if seen:
+                handler = _exit_at_once
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        rsock.close()
+        wsock.close()
+
+    return restore
+
+
 def initial_source(args: Any) -> str | None:
     """``--source``, else the first camera found; None means "open the source picker"."""
     if getattr(args, "source", None):
@@ -144,14 +225,30 @@ def run(args: Any) -> int:
 
     window = MainWindow(args, open_settings())
     hooks = TestingHooks(window)
-    window.show()
-    first = initial_source(args)
-    if first:
-        QTimer.singleShot(0, lambda: window.start_source(first))
-    else:  # no camera here: start on the picker (screens, windows, files), not on an error
-        QTimer.singleShot(0, window.choose_source)
-    code = app.exec()
-    if not window.shutdown():
-        log.warning("some threads did not stop in time")
-    hooks.write_stats()
-    return int(code)
+    quit_code: list[int] = []  # 128 + the first quit signal's number
+
+    def on_signal(signum: int) -> None:
+        name = signal.Signals(signum).name
+        if quit_code:  # a second Ctrl+C while the threads stop: they are bounded by timeouts
+            log.info("%s again: already quitting", name)
+            return
+        quit_code.append(128 + signum)
+        log.info("%s: quitting", name)
+        window.close()  # the normal path: closeEvent stops the threads and saves settings
+        app.quit()  # also ends a modal dialog's loop
+
+    restore = _install_signal_handlers(on_signal)
+    try:
+        window.show()
+        first = initial_source(args)
+        if first:
+            QTimer.singleShot(0, lambda: window.start_source(first))
+        else:  # no camera here: start on the picker (screens, windows, files), not on an error
+            QTimer.singleShot(0, window.choose_source)
+        code = app.exec()
+        if not window.shutdown():
+            log.warning("some threads did not stop in time")
+        hooks.write_stats()
+    finally:
+        restore()  # only now: a signal during shutdown must not raise KeyboardInterrupt in it
+    return quit_code[0] if quit_code else int(code)

@@ -163,6 +163,7 @@ class TestingHooks(QObject):
     def _on_painted(self, result: FrameResult) -> None:
         if self.first_paint_wall is None:
             self.first_paint_wall = time.time()
+            log.debug("first frame drawn")  # tests wait for this line before they signal
             if self.heartbeat_loaded is not None:
                 self.heartbeat_loaded.start()
         if (

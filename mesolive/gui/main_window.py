@@ -31,9 +31,10 @@ from PySide6.QtWidgets import (
 from mesolive.errors import MesoliveError
 from mesolive.gui import settings as ui_settings
 from mesolive.gui.controls import ControlsPanel
+from mesolive.gui.exporter import ExportOutcome, FrameShot, ReportExporter
 from mesolive.gui.overlay_window import OverlayWindow, overlay_problem
 from mesolive.gui.presenter import Level, Presenter, State
-from mesolive.gui.report import SessionInfo, export_session
+from mesolive.gui.report import SessionInfo, take_snapshot
 from mesolive.gui.settings import UiSettings
 from mesolive.gui.source_picker import SourcePickerDialog
 from mesolive.gui.timeline import TimelinePanel
@@ -130,6 +131,7 @@ class MainWindow(QMainWindow):
     STATS_INTERVAL_MS = 1000
     PANEL_INTERVAL_MS = 250
     RESTART_DELAY_MS = 600
+    EXPORT_JOIN_TIMEOUT = 10.0  # seconds the window waits at close for a report being written
 
     def __init__(self, args: Any, qsettings: QSettings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -149,6 +151,7 @@ class MainWindow(QMainWindow):
         self._shut_down: bool | None = None
         self._panel_key: tuple[int, float, int, float] | None = None
         self._superseded0 = 0
+        self.exporter = ReportExporter(self)
 
         self._build_widgets()
         self._build_actions()
@@ -300,6 +303,7 @@ class MainWindow(QMainWindow):
         p.message.connect(self._on_message)
         p.backend_changed.connect(self._on_backend)
         p.alert_raised.connect(self.on_alert)
+        self.exporter.finished.connect(self._on_exported)
         self.banner.action_clicked.connect(self.choose_source)
         self.controls.pipeline_changed.connect(self._on_pipeline_settings)
         self.controls.threshold_changed.connect(self._on_threshold)
@@ -509,9 +513,10 @@ class MainWindow(QMainWindow):
         s = self.settings
         return SessionInfo(
             source=self.presenter.uri,
-            models=list(s.models),
+            models=tuple(s.models),
             threshold=s.threshold,
             backend=self.presenter.backend,
+            started=self.presenter.counters.started,
             every=s.every,
             det_size=s.det_size or None,
         )
@@ -539,26 +544,38 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"snapshot saved to {path}", 5000)
         return Path(path)
 
-    def export_report(self, folder: str | None = None) -> dict[str, Path] | None:
-        """Write timeline JSON, CSV, PNG and an annotated snapshot into ``folder``."""
+    def export_report(self, folder: str | None = None) -> bool:
+        """Start writing timeline JSON, CSV, PNG and an annotated snapshot; False if not started.
+
+        ``folder`` is made for the report (a number is added where it exists);
+        without one, a dialog asks for the parent folder and a timestamped
+        folder is made in it. The session is copied here; the files are
+        written in a worker thread, and :meth:`_on_exported` says how it went.
+        """
+        if self.exporter.busy:
+            self.statusBar().showMessage("A report is still being written: wait for it", 5000)
+            return False
         if not folder:
             base = QFileDialog.getExistingDirectory(self, "Export the session report into")
             if not base:
-                return None
+                return False
             folder = str(Path(base) / f"mesolive-session-{time.strftime('%Y%m%d-%H%M%S')}")
-        out_dir = Path(folder)
-        try:
-            out = export_session(
-                out_dir, self.session_info(), self.presenter.tracks, self.presenter.summaries
-            )
-        except OSError as e:
-            QMessageBox.warning(self, "Export", f"could not write the report: {e}")
-            return None
-        snap = self.save_snapshot(str(out_dir / "snapshot.png"))
-        if snap is not None:
-            out["snapshot"] = snap
-        self.statusBar().showMessage(f"session report written to {out_dir}", 8000)
-        return out
+        tracks = self.presenter.tracks
+        snap = take_snapshot(self.session_info(), tracks, self.presenter.summaries)
+        result = self.video.result
+        shot = None
+        if result is not None:
+            shot = FrameShot.of(result, self.video.overlay, tracks.recent_scores())
+        self.exporter.start(Path(folder), snap, shot)
+        self.statusBar().showMessage("Exporting report…")
+        return True
+
+    def _on_exported(self, outcome: ExportOutcome) -> None:
+        if outcome.error:
+            self.statusBar().clearMessage()
+            self.banner.show_message(Level.ERROR, outcome.error)
+            return
+        self.statusBar().showMessage(f"Session report written to {outcome.folder}", 10000)
 
     # -- view ------------------------------------------------------------------------------
 
@@ -647,6 +664,7 @@ class MainWindow(QMainWindow):
         for t in (self.stats_timer, self.panel_timer, self.restart_timer):
             t.stop()
         ok = self.presenter.shutdown()
+        ok = self.exporter.join(self.EXPORT_JOIN_TIMEOUT) and ok  # a report being written
         if self.overlay_window is not None:
             self.overlay_window.close()
             self.overlay_window = None

@@ -54,6 +54,7 @@ class SessionCounters:
 
     uri: str = ""
     t_start: float = field(default_factory=time.monotonic)
+    started: float = field(default_factory=time.time)  # wall clock of t_start, for reports
     t_ready: float | None = None  # pipeline built
     t_first_result: float | None = None
     results: int = 0

@@ -1,22 +1,31 @@
 """Session report: every track's timeline as JSON and CSV, and a PNG plot.
 
 No Qt here: the plot is drawn with matplotlib's Agg canvas (no pyplot, so no
-global backend is switched inside a running Qt app). The annotated snapshot
-is drawn by the video view and saved by the main window.
+global backend is switched inside a running Qt app), which is safe in any
+thread. The window takes a :class:`ReportSnapshot` on the GUI thread (array
+copies, milliseconds) and writes it from a worker thread with
+:func:`export_session`; the annotated snapshot is drawn by the GUI package
+and handed in as an extra file.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, is_dataclass
+from array import array
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, is_dataclass
+from itertools import repeat
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+import numpy as np
 
 from mesolive.gui.tracks import TrackStore
+from mesolive.outputs import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -30,18 +39,88 @@ CSV_FIELDS = [
     "model_scores",
 ]
 
+#: Writes one file's whole content to the (binary) file object it is given.
+Writer = Callable[[IO[bytes]], None]
 
-@dataclass
+
+@dataclass(frozen=True)
 class SessionInfo:
     """What a report says about the session besides the tracks."""
 
     source: str
-    models: Sequence[str]
+    models: tuple[str, ...]
     threshold: float
     backend: str
-    started: float = field(default_factory=time.time)  # wall-clock seconds (epoch)
+    started: float  # wall-clock seconds (epoch) when the session's source was started
     every: int = 1
     det_size: int | None = None
+
+
+@dataclass(frozen=True)
+class TrackSnapshot:
+    """One track at the moment of the export: its last state and read-only columns."""
+
+    track_id: int
+    verdict: str
+    fake_share: float
+    n_scored: int
+    running_score: float
+    window_score: float
+    first_seen: float
+    last_seen: float
+    alerts: int
+    t: np.ndarray
+    frame: np.ndarray
+    fake: np.ndarray
+    running: np.ndarray
+    window: np.ndarray
+    model_scores: tuple[tuple[str, np.ndarray], ...]  # NaN where a model gave no score
+
+
+@dataclass(frozen=True)
+class ReportSnapshot:
+    """Everything a report holds, copied so another thread may write it while the session runs."""
+
+    info: SessionInfo
+    duration_s: float
+    tracks: tuple[TrackSnapshot, ...]
+    summaries: tuple[Any, ...]  # the pipeline's TrackSummary (frozen) after a session ended
+
+
+def _column(values: array) -> np.ndarray:
+    col = np.array(values)  # a copy through the buffer protocol
+    col.flags.writeable = False
+    return col
+
+
+def take_snapshot(
+    info: SessionInfo, store: TrackStore, summaries: Sequence[Any] = ()
+) -> ReportSnapshot:
+    """Copy what the report needs out of ``store`` (cheap: one memcpy per column)."""
+    tracks = []
+    for tid in sorted(store.tracks):
+        rec = store.tracks[tid]
+        last, pts = rec.last, rec.points
+        tracks.append(
+            TrackSnapshot(
+                track_id=tid,
+                verdict=last.verdict.value,
+                fake_share=float(last.fake_share),
+                n_scored=int(last.n_scored),
+                running_score=float(last.running_score),
+                window_score=float(last.window_score),
+                first_seen=rec.first_seen,
+                last_seen=rec.last_seen,
+                alerts=rec.alerts,
+                t=_column(pts.t),
+                frame=_column(pts.frame),
+                fake=_column(pts.fake),
+                running=_column(pts.running),
+                window=_column(pts.window),
+                model_scores=tuple((m, _column(c)) for m, c in pts.models.items()),
+            )
+        )
+    return ReportSnapshot(info, store.t_last, tuple(tracks), tuple(summaries))
 
 
 def _jsonable(value: Any) -> Any:
@@ -58,122 +137,195 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def report_dict(info: SessionInfo, store: TrackStore, summaries: Sequence[Any] = ()) -> dict:
-    """The JSON report as a dict: session info, then one entry per track."""
-    by_id = {getattr(s, "track_id", None): s for s in summaries}
-    tracks = []
-    for tid in sorted(store.tracks):
-        rec = store.tracks[tid]
-        last = rec.last
-        entry: dict[str, Any] = {
-            "track_id": tid,
-            "verdict": last.verdict.value,
-            "fake_share": float(last.fake_share),
-            "n_scored": int(last.n_scored),
-            "running_score": float(last.running_score),
-            "window_score": float(last.window_score),
-            "first_seen": round(rec.first_seen, 3),
-            "last_seen": round(rec.last_seen, 3),
-            "alerts": rec.alerts,
-            "points": [
-                {
-                    "t": round(p.t, 4),
-                    "frame": p.frame,
-                    "fake_score": round(p.fake_score, 5),
-                    "running_score": round(p.running_score, 5),
-                    "window_score": round(p.window_score, 5),
-                    "model_scores": {k: round(v, 5) for k, v in p.model_scores.items()},
-                }
-                for p in rec.points.rows()
-            ],
-        }
-        if tid in by_id:  # the pipeline's own account (after the session ended)
-            summary = _jsonable(by_id[tid])
-            summary.pop("timeline", None)  # the same scores as "points" above
-            entry["summary"] = summary
-        tracks.append(entry)
+Row = tuple[float, int, float, float, float, dict[str, float]]
+
+
+def _rows(track: TrackSnapshot) -> Iterator[Row]:
+    """``(t, frame, fake, running, window, model scores)`` per point, NaN scores left out.
+
+    A generator: a long session's report never holds a Python object per
+    point at once, so the worker does not set off full garbage collections,
+    which hold the GIL (and so stall the GUI thread) for their whole run.
+    """
+    names = [m for m, _ in track.model_scores]
+    cols = [c.tolist() for _, c in track.model_scores]
+    scores = zip(*cols, strict=True) if cols else repeat((), len(track.t))
+    for t, frame, fake, running, window, vals in zip(
+        track.t.tolist(),
+        track.frame.tolist(),
+        track.fake.tolist(),
+        track.running.tolist(),
+        track.window.tolist(),
+        scores,
+        strict=True,
+    ):
+        models = {m: v for m, v in zip(names, vals, strict=True) if v == v}  # v != v: NaN
+        yield t, frame, fake, running, window, models
+
+
+def _track_entry(track: TrackSnapshot, summary: Any | None) -> dict[str, Any]:
+    """A track's JSON entry without its points."""
+    entry: dict[str, Any] = {
+        "track_id": track.track_id,
+        "verdict": track.verdict,
+        "fake_share": track.fake_share,
+        "n_scored": track.n_scored,
+        "running_score": track.running_score,
+        "window_score": track.window_score,
+        "first_seen": round(track.first_seen, 3),
+        "last_seen": round(track.last_seen, 3),
+        "alerts": track.alerts,
+    }
+    if summary is not None:  # the pipeline's own account (after the session ended)
+        entry["summary"] = _jsonable(summary)
+        entry["summary"].pop("timeline", None)  # the same scores as "points"
+    return entry
+
+
+def _point(row: Row) -> dict[str, Any]:
+    t, frame, fake, running, window, models = row
     return {
-        "session": {
-            "source": info.source,
-            "models": list(info.models),
-            "threshold": info.threshold,
-            "backend": info.backend,
-            "every": info.every,
-            "det_size": info.det_size,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(info.started)),
-            "duration_s": round(store.t_last, 3),
-        },
-        "tracks": tracks,
+        "t": round(t, 4),
+        "frame": frame,
+        "fake_score": round(fake, 5),
+        "running_score": round(running, 5),
+        "window_score": round(window, 5),
+        "model_scores": {k: round(v, 5) for k, v in models.items()},
     }
 
 
-def write_json(path: Path, info: SessionInfo, store: TrackStore, summaries: Sequence[Any] = ()):
-    path.write_text(json.dumps(report_dict(info, store, summaries), indent=1) + "\n")
+def _session(snap: ReportSnapshot) -> dict[str, Any]:
+    info = snap.info
+    return {
+        "source": info.source,
+        "models": list(info.models),
+        "threshold": info.threshold,
+        "backend": info.backend,
+        "every": info.every,
+        "det_size": info.det_size,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(info.started)),
+        "duration_s": round(snap.duration_s, 3),
+    }
 
 
-def write_csv(path: Path, store: TrackStore) -> None:
+def write_json(f: IO[bytes], snap: ReportSnapshot) -> None:
+    """``{"session": {…}, "tracks": [{…, "points": [{…}, …]}, …]}``, a point a line.
+
+    Streamed a point at a time (see :func:`_rows`), never built whole.
+    """
+    by_id = {getattr(s, "track_id", None): s for s in snap.summaries}
+    f.write(b'{"session": ' + json.dumps(_session(snap)).encode() + b',\n "tracks": [')
+    for i, track in enumerate(snap.tracks):
+        head = json.dumps(_track_entry(track, by_id.get(track.track_id)))
+        f.write((("," if i else "") + "\n  " + head[:-1] + ', "points": [').encode())
+        sep = "\n   "
+        for row in _rows(track):
+            f.write((sep + json.dumps(_point(row))).encode())
+            sep = ",\n   "
+        f.write(b"]}")
+    f.write(b"\n]}\n")
+
+
+def write_csv(f: IO[bytes], snap: ReportSnapshot) -> None:
     """One row per track per analysed frame."""
-    with path.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(CSV_FIELDS)
-        for tid in sorted(store.tracks):
-            for p in store.tracks[tid].points.rows():
-                w.writerow(
-                    [
-                        tid,
-                        f"{p.t:.4f}",
-                        p.frame,
-                        f"{p.fake_score:.5f}",
-                        f"{p.running_score:.5f}",
-                        f"{p.window_score:.5f}",
-                        json.dumps({k: round(v, 5) for k, v in p.model_scores.items()}),
-                    ]
-                )
+    text = io.TextIOWrapper(f, encoding="utf-8", newline="")
+    w = csv.writer(text)
+    w.writerow(CSV_FIELDS)
+    for tr in snap.tracks:
+        for t, frame, fake, running, window, models in _rows(tr):
+            w.writerow(
+                [
+                    tr.track_id,
+                    f"{t:.4f}",
+                    frame,
+                    f"{fake:.5f}",
+                    f"{running:.5f}",
+                    f"{window:.5f}",
+                    json.dumps({k: round(v, 5) for k, v in models.items()}),
+                ]
+            )
+    text.flush()
+    text.detach()  # the caller closes ``f``
 
 
-def write_plot(path: Path, store: TrackStore, threshold: float, title: str = "") -> None:
-    """Running fake score of each track over time, with the threshold."""
+def write_plot(f: IO[bytes], snap: ReportSnapshot) -> None:
+    """Running fake score of each track over time, with the threshold, as PNG."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(10, 4.5), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    for tid in sorted(store.tracks):
-        rec = store.tracks[tid]
-        pts = rec.points
-        if not len(pts):
+    for tr in snap.tracks:
+        if not len(tr.t):
             continue
         ax.plot(
-            pts.t,
-            pts.running,
-            label=f"#{tid} {rec.verdict.value} ({100 * rec.last.fake_share:.0f}% fake frames)",
+            tr.t,
+            tr.running,
+            label=f"#{tr.track_id} {tr.verdict} ({100 * tr.fake_share:.0f}% fake frames)",
             linewidth=1.5,
         )
+    threshold = snap.info.threshold
     ax.axhline(threshold, color="black", linestyle="--", linewidth=1, label="threshold")
     ax.set_ylim(0, 1)
     ax.set_xlabel("time (s)")
     ax.set_ylabel("running fake score")
-    ax.set_title(title or "mesolive session")
+    ax.set_title(f"mesolive: {snap.info.source}")
     ax.grid(True, alpha=0.3)
-    if store.tracks:
+    if snap.tracks:
         ax.legend(loc="upper left", fontsize=8, ncol=2)
-    fig.tight_layout()
-    fig.savefig(str(path))
+    # fixed margins for the fixed figure size: tight_layout() would draw every text
+    # once more, a third of the plot's time, all of it holding the GIL
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.11, top=0.92)
+    fig.savefig(f, format="png")
+
+
+def new_folder(folder: Path) -> Path:
+    """Make ``folder``, or ``folder-2``, ``folder-3``… where it exists; returns the one made.
+
+    A report never lands among the files of an earlier one.
+
+    Raises
+    ------
+    OSError
+        The folder cannot be made (a read-only disk, a path under a file).
+    """
+    for n in range(1, 1000):
+        path = folder if n == 1 else folder.with_name(f"{folder.name}-{n}")
+        try:
+            path.mkdir(parents=True)
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(f"{folder}: too many reports of that name")
 
 
 def export_session(
-    folder: Path, info: SessionInfo, store: TrackStore, summaries: Sequence[Any] = ()
+    folder: Path, snap: ReportSnapshot, extra: Mapping[str, tuple[str, Writer]] | None = None
 ) -> dict[str, Path]:
-    """Write ``timeline.json``, ``timeline.csv`` and ``timeline.png`` into ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    out = {
-        "json": folder / "timeline.json",
-        "csv": folder / "timeline.csv",
-        "png": folder / "timeline.png",
+    """Write ``timeline.json``, ``timeline.csv``, ``timeline.png`` into a new folder.
+
+    ``folder`` is made (see :func:`new_folder`: an existing one gets a number).
+    ``extra`` maps more keys to ``(file name, writer)``. Every file is written
+    whole or not at all, so a full disk leaves complete files and no partial
+    one. Returns each key's path; runs in any thread.
+
+    Raises
+    ------
+    OSError, mesolive.errors.InputError
+        Naming the folder or the file that could not be written.
+    """
+    folder = new_folder(folder)
+    files: dict[str, tuple[str, Writer]] = {
+        "json": ("timeline.json", lambda f: write_json(f, snap)),
+        "csv": ("timeline.csv", lambda f: write_csv(f, snap)),
+        "png": ("timeline.png", lambda f: write_plot(f, snap)),
+        **(extra or {}),
     }
-    write_json(out["json"], info, store, summaries)
-    write_csv(out["csv"], store)
-    write_plot(out["png"], store, info.threshold, title=f"mesolive: {info.source}")
+    out = {}
+    for key, (name, write) in files.items():
+        path = folder / name
+        write_atomic(path, "report", write, mode="wb")
+        out[key] = path
     log.info("session report written to %s", folder)
     return out

@@ -5,11 +5,13 @@ from __future__ import annotations
 import csv
 import json
 import math
+import time
 
 import pytest
 from PIL import Image
 
-from mesolive.gui.report import SessionInfo, export_session
+from mesolive.errors import InputError
+from mesolive.gui.report import SessionInfo, export_session, new_folder, take_snapshot
 from mesolive.gui.tracks import TrackSeries, TrackStore
 from tests.gui.conftest import make_face, make_result
 
@@ -34,15 +36,27 @@ def test_series_keeps_columns_aligned_and_bounded():
     assert all(not math.isnan(r.fake_score) for r in rows)
 
 
-def test_export_writes_json_csv_and_plot(tmp_path):
+def _store(n: int = 30) -> TrackStore:
     store = TrackStore(threshold=0.5)
-    for i in range(30):
+    for i in range(n):
         faces = [make_face(1, (0, 0, 10, 10), 0.2), make_face(2, (20, 0, 30, 10), 0.8)]
         store.update(make_result(faces, index=i, t=100.0 + i / 30))
-    info = SessionInfo(source="test:", models=["meso4-df"], threshold=0.5, backend="x")
-    out = export_session(tmp_path / "r", info, store)
+    return store
+
+
+INFO = SessionInfo(
+    source="test:", models=("meso4-df",), threshold=0.5, backend="x", started=1_700_000_000.0
+)
+
+
+def test_export_writes_json_csv_and_plot(tmp_path):
+    snap = take_snapshot(INFO, _store())
+    out = export_session(tmp_path / "r", snap)
+    assert set(out) == {"json", "csv", "png"} and out["json"].parent == tmp_path / "r"
     report = json.loads(out["json"].read_text())
     assert report["session"]["duration_s"] == pytest.approx(29 / 30, abs=1e-3)
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(INFO.started))
+    assert report["session"]["started"] == started
     assert [t["track_id"] for t in report["tracks"]] == [1, 2]
     assert report["tracks"][1]["verdict"] == "fake"
     assert len(report["tracks"][0]["points"]) == 30
@@ -52,3 +66,40 @@ def test_export_writes_json_csv_and_plot(tmp_path):
     assert len(rows) == 60 and rows[0]["track_id"] == "1"
     assert json.loads(rows[0]["model_scores"]) == {"meso4-df": 0.2}
     assert Image.open(out["png"]).size == (1000, 450)
+    assert not list((tmp_path / "r").glob(".*"))  # no temporary file left
+
+
+def test_a_snapshot_is_a_copy_the_session_cannot_change(tmp_path):
+    store = _store(10)
+    snap = take_snapshot(INFO, store)
+    store.update(make_result([make_face(1, (0, 0, 10, 10), 0.9)], index=10, t=101.0))
+    store.clear()
+    assert [len(t.t) for t in snap.tracks] == [10, 10]
+    with pytest.raises(ValueError):
+        snap.tracks[0].running[0] = 1.0  # read-only: another thread writes from it
+    report = json.loads(export_session(tmp_path / "r", snap)["json"].read_text())
+    assert [len(t["points"]) for t in report["tracks"]] == [10, 10]
+
+
+def test_an_export_never_lands_among_the_files_of_an_earlier_one(tmp_path):
+    snap = take_snapshot(INFO, _store(5))
+    first = export_session(tmp_path / "r", snap)
+    second = export_session(tmp_path / "r", snap)
+    assert first["json"].parent == tmp_path / "r"
+    assert second["json"].parent == tmp_path / "r-2"
+    assert new_folder(tmp_path / "r") == tmp_path / "r-3"
+
+
+def test_a_failed_file_keeps_the_ones_written_and_leaves_no_partial_file(tmp_path):
+    def broken(f):
+        f.write(b"half")
+        raise OSError(28, "No space left on device")
+
+    snap = take_snapshot(INFO, _store(5))
+    with pytest.raises(InputError, match="No space left on device"):
+        export_session(tmp_path / "r", snap, {"extra": ("extra.bin", broken)})
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == [
+        "timeline.csv",
+        "timeline.json",
+        "timeline.png",
+    ]

@@ -71,8 +71,10 @@ def test_pipeline_results_reach_the_overlay_timeline_and_report(window, qtbot, c
     assert window.fps_label.text().endswith("fps")
 
     # session report and snapshot
-    out = window.export_report(str(tmp_path / "report"))
-    assert out is not None and set(out) == {"json", "csv", "png", "snapshot"}
+    with qtbot.waitSignal(window.exporter.finished, timeout=WAIT_MS) as done:
+        assert window.export_report(str(tmp_path / "report"))
+    out = done.args[0].paths
+    assert set(out) == {"json", "csv", "png", "snapshot"}
     report = json.loads(out["json"].read_text())
     assert report["session"]["backend"] == backend
     assert report["session"]["source"] == str(clip)

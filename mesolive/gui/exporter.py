@@ -1,0 +1,142 @@
+"""Writes a session report in a worker thread, so the window never waits for the disk.
+
+The window hands :meth:`ReportExporter.start` immutable values only: a
+:class:`~mesolive.gui.report.ReportSnapshot` and a :class:`FrameShot`. The
+worker draws the annotated frame on a ``QImage`` (QPainter on an image is
+allowed outside the GUI thread; widgets are not), plots with matplotlib's
+Agg canvas, writes every file atomically, and reports one
+:class:`ExportOutcome` through a queued signal.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QObject, Signal, Slot
+
+from mesolive.errors import MesoliveError
+from mesolive.gui.overlay import OverlayPainter
+from mesolive.gui.report import ReportSnapshot, Writer, export_session
+from mesolive.gui.video_view import render_annotated
+from mesolive.types import FrameResult
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FrameShot:
+    """The frame shown and how its overlay is drawn, for ``snapshot.png``."""
+
+    result: FrameResult
+    threshold: float
+    line_width: float
+    history: tuple[tuple[int, tuple[float, ...]], ...]  # track ID → recent fake scores
+
+    @classmethod
+    def of(
+        cls, result: FrameResult, overlay: OverlayPainter, history: Mapping[int, Sequence[float]]
+    ) -> FrameShot:
+        hist = tuple((tid, tuple(scores)) for tid, scores in history.items())
+        return cls(result, overlay.threshold, overlay.line_width, hist)
+
+    def write_png(self, f: IO[bytes]) -> None:
+        overlay = OverlayPainter(self.threshold, self.line_width)
+        img = render_annotated(self.result, overlay, dict(self.history))
+        data = QByteArray()
+        buf = QBuffer(data)
+        buf.open(QIODevice.OpenModeFlag.WriteOnly)
+        if not img.save(buf, "PNG"):
+            raise OSError("the snapshot could not be encoded as PNG")
+        buf.close()
+        f.write(data.data())
+
+
+@dataclass(frozen=True)
+class ExportOutcome:
+    """What one export wrote: ``files`` (key → path), or the one-line ``error``."""
+
+    base: Path
+    files: tuple[tuple[str, Path], ...] = ()
+    error: str = ""
+
+    @property
+    def paths(self) -> dict[str, Path]:
+        return dict(self.files)
+
+    @property
+    def folder(self) -> Path | None:
+        """The folder the report went into (None when it could not be made)."""
+        return self.files[0][1].parent if self.files else None
+
+
+class ReportExporter(QObject):
+    """Runs one export at a time in a plain thread.
+
+    Signals
+    -------
+    finished(object)
+        The :class:`ExportOutcome`, in the GUI thread, after the worker ended.
+    """
+
+    finished = Signal(object)
+    _done = Signal(object)  # from the worker; queued into the GUI thread
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._thread: threading.Thread | None = None
+        self._done.connect(self._on_done)
+
+    @property
+    def busy(self) -> bool:
+        return self._thread is not None
+
+    def start(self, folder: Path, snap: ReportSnapshot, shot: FrameShot | None) -> bool:
+        """Write the report into ``folder`` (a new one, see ``new_folder``); False while busy."""
+        if self._thread is not None:
+            return False
+        self._thread = threading.Thread(
+            target=self._run, args=(folder, snap, shot), name="mesolive-report", daemon=False
+        )
+        self._thread.start()
+        return True
+
+    def join(self, timeout: float) -> bool:
+        """Wait for a running export (window closing); True when none is left."""
+        t = self._thread
+        if t is None:
+            return True
+        t.join(timeout)
+        if t.is_alive():
+            log.warning("the report export did not finish in %.0f s", timeout)
+            return False
+        return True
+
+    def _run(self, folder: Path, snap: ReportSnapshot, shot: FrameShot | None) -> None:
+        extra: dict[str, tuple[str, Writer]] = {}
+        if shot is not None:
+            extra["snapshot"] = ("snapshot.png", shot.write_png)
+        try:
+            files = export_session(folder, snap, extra)
+            outcome = ExportOutcome(folder, tuple(files.items()))
+        except (OSError, MesoliveError) as e:
+            log.warning("report export to %s failed: %s", folder, e)
+            outcome = ExportOutcome(folder, error=f"Could not write the report: {e}")
+        except Exception as e:  # a bug; the session must go on
+            log.exception("report export to %s failed", folder)
+            outcome = ExportOutcome(folder, error=f"Could not write the report: {e}")
+        try:
+            self._done.emit(outcome)
+        except RuntimeError:  # the window was deleted while the export ran
+            log.info("report export ended after the window closed: %s", outcome)
+
+    @Slot(object)
+    def _on_done(self, outcome: ExportOutcome) -> None:
+        t, self._thread = self._thread, None
+        if t is not None:
+            t.join(1.0)  # it returns right after the emit
+        self.finished.emit(outcome)
