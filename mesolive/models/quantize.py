@@ -338,14 +338,7 @@ def quantize_qdq(
         node.input[1] = f"{w_name}_dq"
         nodes.append(node)
 
-    del g.node[:]
-    g.node.extend(nodes)
-    kept = [i for i in g.initializer if i.name not in dropped]
-    del g.initializer[:]
-    g.initializer.extend(kept + new_inits)
-    g.name = g.name.replace("_fp32", "") + "_int8"
-    onnx.checker.check_model(out)
-    return out
+    return _rewritten(out, nodes, dropped, new_inits, "_int8")
 
 
 MIN_INT8_CHANNELS = 8
@@ -470,12 +463,24 @@ def quantize_cpu(model: onnx.ModelProto, calibration: Calibration) -> onnx.Model
         nodes.append(node)
         if node.op_type == "Relu" and node.input[0] in conv_outputs:
             quantize(node.output[0])
+    dropped = {n.input[i] for n in model.graph.node if n.output[0] in conv_outputs for i in (1, 2)}
+    return _rewritten(out, nodes, dropped, new_inits, "_int8cpu")
+
+
+def _rewritten(
+    out: onnx.ModelProto,
+    nodes: list[onnx.NodeProto],
+    dropped: set[str],
+    new_inits: list[TensorProto],
+    suffix: str,
+) -> onnx.ModelProto:
+    """``out`` with ``nodes``, its initializers less ``dropped`` plus ``new_inits``, checked."""
+    g = out.graph
     del g.node[:]
     g.node.extend(nodes)
-    dropped = {n.input[i] for n in model.graph.node if n.output[0] in conv_outputs for i in (1, 2)}
     kept = [i for i in g.initializer if i.name not in dropped]
     del g.initializer[:]
     g.initializer.extend(kept + new_inits)
-    g.name = g.name.replace("_fp32", "") + "_int8cpu"
+    g.name = g.name.replace("_fp32", "") + suffix
     onnx.checker.check_model(out)
     return out
