@@ -22,6 +22,8 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from mesolive.env import env_path
@@ -73,13 +75,27 @@ def cannot_write(path: Path, error: OSError) -> str:
     return f"{path}: cannot write ({reason}); point MESOLIVE_CACHE_DIR at a writable folder"
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write ``path`` whole or not at all: a temporary file beside it, then a rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+@contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """A fresh temporary path beside ``path``, renamed onto it when the block ends well.
+
+    The name is unique (several processes may write the same file at once, as
+    the ranks of a torchrun job do with the face cache; the last rename wins
+    and every reader sees a whole file). An exception leaves ``path`` as it
+    was and removes the temporary file. The parent folder is created.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        yield tmp
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all: a temporary file beside it, then a rename."""
+    with replacing(path) as tmp:
+        tmp.write_bytes(data)

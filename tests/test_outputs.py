@@ -12,6 +12,7 @@ import pytest
 
 from mesolive.errors import InputError
 from mesolive.outputs import AtomicFile, check_outputs
+from mesolive.paths import replacing
 from mesolive.redact import RedactingFormatter, redact
 from tests.conftest import mesolive
 
@@ -151,3 +152,25 @@ def test_atomic_file_commits_or_leaves_the_old_file(tmp_path: Path) -> None:
         out.file.write("new")
         out.commit()
     assert target.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["r.csv"]
+
+
+def test_replacing_lets_two_writers_race_and_keeps_the_old_file_on_failure(
+    tmp_path: Path,
+) -> None:
+    """Two processes writing one cache file (torchrun's ranks) must both succeed."""
+    target = tmp_path / "sub" / "faces.npz"
+    with replacing(target) as first, replacing(target) as second:
+        assert first != second  # unique temporary names: no rename under the other writer
+        first.write_bytes(b"one")
+        second.write_bytes(b"two")
+    assert target.read_bytes() == b"one"  # the outer block renamed last
+
+    def interrupted() -> None:
+        with replacing(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError):
+        interrupted()
+    assert target.read_bytes() == b"one"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["faces.npz"]

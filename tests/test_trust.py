@@ -375,6 +375,8 @@ def test_a_cache_that_cannot_be_written_is_one_line(tmp_path: Path, model_dir: b
     face = MODELS.parent / "samples" / "faces" / "real" / "real00240.jpg"
     proc = mesolive("classify", str(face), "--model", "meso4-df", env=env)
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1].endswith(
-        "cannot write (Not a directory); point MESOLIVE_CACHE_DIR at a writable folder"
+    assert (
+        proc.stderr.strip()
+        .splitlines()[-1]
+        .endswith("cannot write (Not a directory); point MESOLIVE_CACHE_DIR at a writable folder")
     ), proc.stderr

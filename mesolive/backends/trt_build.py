@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from mesolive.backends import engine_cache
 from mesolive.errors import EngineBuildError
 from mesolive.models.arch import INPUT_SIZE
 from mesolive.models.onnx_graph import INPUT_NAME
+from mesolive.paths import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +208,5 @@ def build_serialized(
             log.warning("%s does not fit this GPU/TensorRT; starting a new one", timing_cache)
             config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
         plan = build()
-        tmp = timing_cache.with_name(timing_cache.name + ".part")
-        tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
-        os.replace(tmp, timing_cache)
+        write_bytes_atomic(timing_cache, bytes(config.get_timing_cache().serialize()))
     return plan

@@ -245,7 +245,7 @@ def ship(ray: Any, files: list[tuple[str, Path]]) -> list[ModelFile]:
 def _stored(store: Path, f: ModelFile) -> Path:
     """This node's checked copy of ``f``: fetched and written on first use, verified every use."""
     from mesolive.models.download import sha256_file
-    from mesolive.paths import cannot_write
+    from mesolive.paths import cannot_write, write_bytes_atomic
 
     path = store / f"{f.sha256}{Path(f.name).suffix}"
     if path.is_file():
@@ -267,15 +267,7 @@ def _stored(store: Path, f: ModelFile) -> Path:
             f"expected {f.sha256[:12]}…); not used"
         )
     try:
-        store.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=store, prefix=f".{path.name}.", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-            os.replace(tmp, path)  # tasks on one node may write the same file at once
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        write_bytes_atomic(path, data)  # tasks on one node may write the same file at once
     except OSError as e:
         raise ModelError(cannot_write(path, e)) from e
     return path

@@ -394,14 +394,16 @@ def _extract_member(zip_path: Path, member: str, target: Path, size: int) -> Non
     from mesolive.models.download import MAX_DOWNLOAD_BYTES
 
     cap = size or MAX_DOWNLOAD_BYTES
-    tmp = target.with_name(f".{target.name}.part")
     try:
         with zipfile.ZipFile(zip_path) as zf:
             names = [n for n in zf.namelist() if Path(n).name == member]
             if not names:
                 raise DownloadError(f"{zip_path.name}: holds no {member}")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(names[0]) as src, open(tmp, "wb") as dst:
+            with (
+                zf.open(names[0]) as src,
+                paths.replacing(target) as tmp,
+                open(tmp, "wb") as dst,
+            ):
                 while chunk := src.read(min(1 << 20, cap + 1 - dst.tell())):
                     if dst.tell() + len(chunk) > cap:
                         raise DownloadError(
@@ -409,8 +411,5 @@ def _extract_member(zip_path: Path, member: str, target: Path, size: int) -> Non
                             "expected; nothing was kept"
                         )
                     dst.write(chunk)
-            os.replace(tmp, target)
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as e:
         raise DownloadError(f"{zip_path.name}: not a valid zip archive ({e})") from e
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -54,11 +54,22 @@ class Dist:
         per_rank = max(1, len(starts) // self.world)
         return [starts[(self.rank + k * self.world) % len(starts)] for k in range(per_rank)]
 
-    def close(self) -> None:
+    def close(self, finished: bool) -> None:
+        """Leave the process group.
+
+        After a finished run every rank first waits for the others, so none tears
+        its connections down while a peer still reads from them (gloo aborts the
+        process when a pair closes under it). After a failure there is no
+        waiting: the peers may never arrive, and torchrun stops them.
+        """
         if self.owns_group:
             import torch.distributed as dist
 
-            dist.destroy_process_group()
+            try:
+                if finished:
+                    dist.barrier()
+            finally:
+                dist.destroy_process_group()
 
 
 def setup(device: str) -> Dist:

@@ -65,15 +65,11 @@ def _save(path: Path, **arrays: np.ndarray) -> None:
     The cache only saves time: a full disk or an unwritable folder is a
     warning, and the faces are cut again next time.
     """
-    tmp = path.with_name(path.name + ".part")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
+        with paths.replacing(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, **arrays)
-        os.replace(tmp, path)
     except OSError as e:
         log.warning("%s: cannot keep the cut faces (%s); going on without the cache", path, e)
-        tmp.unlink(missing_ok=True)
 
 
 class FaceCutter:

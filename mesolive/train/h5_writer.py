@@ -8,12 +8,12 @@ every tool that takes the official files takes a trained one too.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from mesolive.models.keras_h5 import MesoWeights
+from mesolive.paths import replacing
 
 
 def write_keras_h5(weights: MesoWeights, path: str | os.PathLike[str]) -> Path:
@@ -21,9 +21,6 @@ def write_keras_h5(weights: MesoWeights, path: str | os.PathLike[str]) -> Path:
     import h5py
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(fd)
     layers: list[tuple[str, dict[str, np.ndarray]]] = []
     for i, c in enumerate(weights.convs, 1):
         layers.append((f"conv2d_{i}", {"kernel:0": c.kernel, "bias:0": c.bias}))
@@ -41,21 +38,16 @@ def write_keras_h5(weights: MesoWeights, path: str | os.PathLike[str]) -> Path:
         )
     for i, d in enumerate(weights.dense, 1):
         layers.append((f"dense_{i}", {"kernel:0": d.kernel, "bias:0": d.bias}))
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["backend"] = b"tensorflow"
-            f.attrs["keras_version"] = b"2.1.5"
-            f.attrs["mesolive_arch"] = weights.arch.name.encode()
-            f.attrs["layer_names"] = np.array([n.encode() for n, _ in layers])
-            for name, arrays in layers:
-                g = f.create_group(name)
-                names = [f"{name}/{k}".encode() for k in arrays]
-                g.attrs["weight_names"] = np.array(names)
-                sub = g.create_group(name)
-                for k, v in arrays.items():
-                    sub.create_dataset(k, data=np.asarray(v, dtype=np.float32))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with replacing(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["backend"] = b"tensorflow"
+        f.attrs["keras_version"] = b"2.1.5"
+        f.attrs["mesolive_arch"] = weights.arch.name.encode()
+        f.attrs["layer_names"] = np.array([n.encode() for n, _ in layers])
+        for name, arrays in layers:
+            g = f.create_group(name)
+            names = [f"{name}/{k}".encode() for k in arrays]
+            g.attrs["weight_names"] = np.array(names)
+            sub = g.create_group(name)
+            for k, v in arrays.items():
+                sub.create_dataset(k, data=np.asarray(v, dtype=np.float32))
     return path

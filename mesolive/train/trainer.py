@@ -13,7 +13,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -142,14 +141,11 @@ def _atomic_save(obj: object, path: Path) -> None:
 
     buf = io.BytesIO()
     torch.save(obj, buf)  # in memory: torch's own writer hides OSError's errno
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
-        with os.fdopen(fd, "wb") as f:
+        with paths.replacing(path) as tmp, open(tmp, "wb") as f:
             f.write(buf.getbuffer())
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
     except OSError as e:
         if e.errno in _DISK_FULL:
             raise TrainingError(
@@ -157,9 +153,6 @@ def _atomic_save(obj: object, path: Path) -> None:
                 "again with --resume (the previous checkpoint is intact)"
             ) from e
         raise
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 class Trainer:
@@ -335,9 +328,12 @@ class Trainer:
         if not self.dist.main:  # one voice: rank 0 logs, the others only warn
             logging.getLogger("mesolive").setLevel(logging.WARNING)
         try:
-            return self._run()
-        finally:
-            self.dist.close()
+            card = self._run()
+        except BaseException:
+            self.dist.close(finished=False)
+            raise
+        self.dist.close(finished=True)
+        return card
 
     def _run(self) -> dict:
         cfg, dist = self.cfg, self.dist
