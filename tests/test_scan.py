@@ -106,6 +106,8 @@ def test_bad_inputs_are_reported_and_the_scan_carries_on(shared: Path, tmp_path:
     assert "truncated or corrupt" in out
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("mesolive: error: ")]
     assert len(errors) == 3
+    last = out.strip().splitlines()[-1]  # the run's one-line summary
+    assert last.startswith("5 inputs: 1 ") and last.endswith(", 1 no face, 3 failed"), last
     entries = {Path(e["input"]).name: e for e in json.loads(js.read_text())["inputs"]}
     assert entries["missing.mp4"]["verdict"] == "error"
     assert entries["dogs.jpg"]["verdict"] == "no face" and entries["dogs.jpg"]["error"] is None
@@ -126,11 +128,12 @@ def test_a_folder_is_its_images_and_videos(shared: Path, tmp_path: Path) -> None
     shutil.copy(shared / "facebox" / "Tom_Cruise_avp_2014_4.jpg", folder / "b_face.jpg")
     (folder / "notes.txt").write_text("not media")
     proc = mesolive(str(folder))
-    lines = [ln for ln in proc.stdout.splitlines() if not ln.startswith(" ")]
+    *lines, summary = [ln for ln in proc.stdout.splitlines() if not ln.startswith(" ")]
     assert [ln.split(":")[0] for ln in lines] == [
         str(folder / "a_dogs.jpg"),
         str(folder / "b_face.jpg"),
     ]
+    assert summary.startswith("2 inputs: ") and summary.endswith("1 no face"), summary
     assert proc.returncode in (0, 1)
 
 

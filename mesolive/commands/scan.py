@@ -22,6 +22,7 @@ import json
 import logging
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -443,6 +444,14 @@ def write_json(path: str, config: PipelineConfig, backend: str, reports: list[In
     write_atomic(path, "--json", lambda f: f.write(text), encoding="utf-8")
 
 
+def summary_line(reports: list[InputReport]) -> str:
+    """One line for a run over several inputs: how many got each verdict or failed."""
+    calls = Counter("failed" if r.error else r.verdict for r in reports)
+    order = ("fake", "uncertain", "real", "unknown", "no face", "failed")
+    parts = [f"{calls[k]} {k}" for k in order if calls[k]]
+    return f"{len(reports)} inputs: {', '.join(parts)}"
+
+
 def exit_code(reports: list[InputReport]) -> int:
     """1 if any track is fake; else 2 if any input failed; else 0."""
     if any(r.verdict == "fake" for r in reports):
@@ -529,6 +538,8 @@ def run(args: argparse.Namespace) -> int:
     if any(r.interrupted for r in reports):
         print("mesolive: interrupted", file=sys.stderr)  # noqa: T201
         return 130
+    if len(reports) > 1:
+        print(summary_line(reports), file=out)
     for r in reports:
         if r.error:
             print(f"mesolive: error: {r.error}", file=sys.stderr)  # noqa: T201
