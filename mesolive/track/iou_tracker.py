@@ -8,15 +8,48 @@ box by the track's velocity, which keeps IDs through pans and through the
 frames skipped with ``--every``. A track that finds no box is kept, hidden,
 for a while, so a face that is missed once or turns away briefly keeps its
 ID.
+
+Given a :class:`~mesolive.track.appearance.Describer`, tracks also remember
+what their face looks like. A face that no box continues is compared with
+the hidden tracks and with those that expired less than ``reid_seconds``
+ago; the one it resembles (similarity at least
+:data:`~mesolive.track.appearance.SAME_FACE`, clearly ahead of the next)
+gets its ID back, so someone who leaves the picture and returns, or a clip
+that loops, keeps one ID per person. A match by position alone (the second,
+nearest-centre pass) is refused when the faces look like different people.
+Faces are described only when that decides something: a face no box
+continued, a nearest-centre match, a young track's every match and an older
+one's every :data:`LOOK_EVERY`-th; never a face cut by the frame's edge.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from mesolive.track.appearance import NOT_SAME_FACE, SAME_FACE, Describer
 from mesolive.types import FaceDetections
+
+LOOK_EVERY = 10
+"""A track's appearance is refreshed at every n-th match once it has :data:`FIRST_LOOKS`."""
+
+FIRST_LOOKS = 5
+"""Looks averaged before a track's appearance is trusted to refuse a match."""
+
+YOUNG_LOOKS = 10
+"""A track with fewer looks learns its look at every match, and may still prove to be an
+earlier track (:meth:`IouTracker._fold_young`)."""
+
+EDGE = 0.1
+"""A face box closer to the frame's edge than this share of its side is not described."""
+
+REID_MARGIN = 0.02
+"""A returning face must resemble one earlier track by this much more than any other."""
+
+GONE_KEPT = 32
+"""Expired tracks remembered at most (the oldest are forgotten first)."""
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -64,9 +97,10 @@ def greedy_match(iou: np.ndarray, min_iou: float) -> list[tuple[int, int]]:
     return pairs
 
 
-@dataclass
+@dataclass(eq=False)
 class Track:
-    """One face followed across frames (mutable; lives in the pipeline's thread).
+    """One face followed across frames (mutable; lives in the pipeline's thread; equal only
+    to itself).
 
     Attributes
     ----------
@@ -98,6 +132,23 @@ class Track:
     last_frame: int = 0
     hits: int = 1
     visible: bool = True
+    appearance: np.ndarray | None = None
+    looks: int = 0
+    gone_at: float = 0.0
+
+    def look(self, descriptor: np.ndarray) -> None:
+        """Fold one (D,) unit descriptor into :attr:`appearance` (a running mean, unit length)."""
+        self.looks += 1
+        if self.appearance is None:
+            self.appearance = descriptor.astype(np.float32)
+            return
+        w = 1.0 / min(self.looks, 2 * FIRST_LOOKS)  # equal weights, then a slow average
+        mean = (1.0 - w) * self.appearance + w * descriptor
+        self.appearance = (mean / np.linalg.norm(mean)).astype(np.float32)
+
+    @property
+    def known_look(self) -> bool:
+        return self.appearance is not None and self.looks >= FIRST_LOOKS
 
     def predict(self, frame: int) -> tuple[np.ndarray, np.ndarray]:
         """Box (4,) and keypoints (5, 2) moved by the velocity to ``frame``."""
@@ -127,6 +178,11 @@ class IouTracker:
         ``near_max`` box sizes) of its prediction, and of similar size,
         continues it. 0.4 follows someone walking past a 1080p camera
         (0.3 box sizes per frame in ``street_talk.mp4``) at ``--every 3``.
+    describe
+        Describes faces (module docstring); None: position and size only.
+    reid_seconds
+        How long an expired track may still be recognised and get its ID
+        back (0: once expired, never), in the time given to :meth:`update`.
     """
 
     def __init__(
@@ -137,8 +193,15 @@ class IouTracker:
         velocity_smoothing: float = 0.5,
         near: float = 0.4,
         near_max: float = 1.5,
+        describe: Describer | None = None,
+        reid_seconds: float = 0.0,
     ) -> None:
         self.min_iou = float(min_iou)
+        self.describe = describe
+        self.reid_seconds = float(reid_seconds)
+        self._gone: deque[Track] = deque(maxlen=GONE_KEPT)
+        self.merged: dict[int, int] = {}
+        """IDs of young tracks folded into earlier ones at the last :meth:`update`."""
         self.near = float(near)
         self.near_max = float(near_max)
         self.max_missed = int(max_missed)
@@ -149,31 +212,54 @@ class IouTracker:
 
     def reset(self) -> None:
         self.tracks = []
+        self._gone.clear()
         self._next_id = 1
         self._last_analysed = []
 
-    def update(self, detections: FaceDetections, frame: int) -> list[tuple[Track, int]]:
+    def update(
+        self,
+        detections: FaceDetections,
+        frame: int,
+        image: np.ndarray | None = None,
+        now: float = 0.0,
+    ) -> list[tuple[Track, int]]:
         """Match one analysed frame's detections; returns ``(track, detection index)`` pairs.
 
-        Every detection gets a track (a new one if nothing matched); the
-        pairs are in detection order. Unmatched tracks become hidden and
-        expire after ``max_missed`` frames.
+        Every detection gets a track (an earlier one it resembles, else a new
+        one, if no box matched); the pairs are in detection order. Unmatched
+        tracks become hidden and expire after ``max_missed`` frames.
+        ``image`` (the frame) lets the tracker describe faces; ``now`` is the
+        frame's time in seconds, for ``reid_seconds``.
         """
         n = len(detections)
+        looks = _Looks(self.describe, image, detections)
         live = self.tracks
         if live and n:
             predicted = np.stack([t.predict(frame)[0] for t in live])
             pairs = greedy_match(iou_matrix(predicted, detections.xyxy), self.min_iou)
             gaps = np.array([frame - t.frame for t in live], np.float64)
-            pairs += self._match_near(predicted, detections.xyxy, gaps, pairs)
+            near = self._match_near(predicted, detections.xyxy, gaps, pairs)
+            pairs += [(r, c) for r, c in near if not looks.unlike(live[r], c)]
         else:
             pairs = []
         matched: dict[int, Track] = {}
         for r, c in pairs:
-            track = live[r]
+            matched[c] = live[r]
+        self.merged = {}
+        self._fold_young(looks, matched, detections, now)
+        areas = np.prod(detections.xyxy[:, 2:] - detections.xyxy[:, :2], axis=1)
+        for c in sorted(set(range(n)) - set(matched), key=lambda c: -areas[c]):  # clearest first
+            back = self._recognise(looks, c, detections.xyxy[c], matched, now)
+            if back is not None:
+                # it was away: start again from here, with no motion to carry on
+                back.xyxy, back.frame = detections.xyxy[c].astype(np.float32), frame
+                back.velocity = np.zeros(4, np.float32)
+                matched[c] = back
+        for c, track in matched.items():
             self._observe(track, detections.xyxy[c], detections.kps[c], frame)
-            matched[c] = track
-        for t in live:
+            if track.looks < YOUNG_LOOKS or track.hits % LOOK_EVERY == 0:
+                looks.add_to(track, c)
+        for t in self.tracks:
             t.visible = any(t is m for m in matched.values())
         for c in range(n):
             if c not in matched:
@@ -188,12 +274,94 @@ class IouTracker:
                 self._next_id += 1
                 self.tracks.append(track)
                 matched[c] = track
+                looks.add_to(track, c)
         self._last_analysed = ([*self._last_analysed, frame])[-2:]
         # Keep a hidden track while it is younger than max_missed frames, or
         # has missed only this analysed frame (with --every k > max_missed).
         horizon = min(frame - self.max_missed, self._last_analysed[0])
+        for t in self.tracks:
+            if not t.visible and t.last_frame < horizon and t.appearance is not None:
+                t.gone_at = now
+                self._gone.append(t)
         self.tracks = [t for t in self.tracks if t.visible or t.last_frame >= horizon]
+        while self._gone and now - self._gone[0].gone_at > self.reid_seconds:
+            self._gone.popleft()
         return [(matched[c], c) for c in range(n)]
+
+    def _candidates(self, matched: dict[int, Track], now: float) -> list[Track]:
+        """Tracks a face may turn out to be: hidden ones, and recently expired ones."""
+        taken = {id(t) for t in matched.values()}
+        cands = [t for t in self.tracks if id(t) not in taken and t.appearance is not None]
+        if self.reid_seconds > 0:
+            cands += [t for t in self._gone if now - t.gone_at <= self.reid_seconds]
+        return cands
+
+    def _recognise(
+        self,
+        looks: _Looks,
+        col: int,
+        box: np.ndarray,
+        matched: dict[int, Track],
+        now: float,
+        look: np.ndarray | None = None,
+    ) -> Track | None:
+        """The earlier track that detection ``col`` (at ``box``) is, if one is clear.
+
+        The most similar candidate counts when its similarity reaches
+        ``SAME_FACE``, or ``NOT_SAME_FACE`` where the face is back where that
+        track was last seen (the same place and size), and beats every
+        candidate that looks like someone else by ``REID_MARGIN`` (two earlier
+        tracks of one person do not block each other). ``look`` replaces the
+        detection's own descriptor (a young track's running appearance).
+        """
+        if look is None:
+            if not looks.usable(col):
+                return None
+            look = looks.of(col)
+        cands = self._candidates(matched, now)
+        if not cands:
+            return None
+        sims = np.stack([t.appearance for t in cands]) @ look
+        best = int(np.argmax(sims))
+        track = cands[best]
+        bar = NOT_SAME_FACE if _same_place(track.xyxy, box) else SAME_FACE
+        rivals = [
+            float(s)
+            for t, s in zip(cands, sims, strict=True)
+            if t is not track and float(t.appearance @ track.appearance) < SAME_FACE
+        ]
+        if sims[best] < bar or (rivals and sims[best] - max(rivals) < REID_MARGIN):
+            return None
+        if track in self._gone:
+            self._gone.remove(track)
+            self.tracks.append(track)
+        return track
+
+    def _fold_young(
+        self, looks: _Looks, matched: dict[int, Track], detections: FaceDetections, now: float
+    ) -> None:
+        """A track begun in the last few frames that proves to be an earlier one gives way.
+
+        A face returning half-turned or blurred is not recognised at once, and
+        gets a new track; once its first looks are averaged it may resemble an
+        earlier track clearly enough. Then the earlier track takes this frame's
+        detection and the young one ends; :attr:`merged` maps its ID to the
+        earlier one, so that whoever keeps per-ID records can fold them.
+        """
+        if looks.describe is None:
+            return
+        for c, young in list(matched.items()):
+            if not 2 <= young.looks < YOUNG_LOOKS:
+                continue
+            old = self._recognise(looks, c, detections.xyxy[c], matched, now, look=young.appearance)
+            if old is None or old.track_id > young.track_id:
+                continue
+            old.look(young.appearance)
+            old.xyxy, old.frame = detections.xyxy[c].astype(np.float32), young.frame
+            old.velocity = young.velocity
+            matched[c] = old
+            self.tracks = [t for t in self.tracks if t is not young]
+            self.merged[young.track_id] = old.track_id
 
     def _match_near(
         self,
@@ -241,3 +409,56 @@ class IouTracker:
         track.frame = frame
         track.last_frame = frame
         track.hits += 1
+
+
+class _Looks:
+    """One frame's face descriptors, computed on first use and kept for the frame.
+
+    A face cut by the frame's edge is never described: the aligned crop would
+    be part face, part repeated border, and look like no one.
+    """
+
+    def __init__(
+        self, describe: Describer | None, image: np.ndarray | None, detections: FaceDetections
+    ) -> None:
+        self.describe = describe if image is not None else None
+        self.image = image
+        self.kps = detections.kps
+        self.n = len(detections)
+        self._whole = np.zeros(self.n, bool)
+        if image is not None and self.n:
+            h, w = image.shape[:2]
+            box = detections.xyxy
+            m = EDGE * np.max(box[:, 2:] - box[:, :2], axis=1)
+            self._whole = (
+                (box[:, 0] > m) & (box[:, 1] > m) & (box[:, 2] < w - m) & (box[:, 3] < h - m)
+            )
+        self._rows: dict[int, np.ndarray] = {}
+
+    def usable(self, col: int) -> bool:
+        return self.describe is not None and bool(self._whole[col])
+
+    def of(self, col: int) -> np.ndarray:
+        """The (D,) descriptor of detection ``col`` (a usable one)."""
+        if col not in self._rows:
+            self._rows[col] = self.describe(self.image, self.kps[col : col + 1])[0]
+        return self._rows[col]
+
+    def unlike(self, track: Track, col: int) -> bool:
+        """True when ``track``'s face and detection ``col`` look like different people."""
+        if not self.usable(col) or not track.known_look:
+            return False
+        return float(track.appearance @ self.of(col)) < NOT_SAME_FACE
+
+    def add_to(self, track: Track, col: int) -> None:
+        if self.usable(col):
+            track.look(self.of(col))
+
+
+def _same_place(old: np.ndarray, new: np.ndarray) -> bool:
+    """Boxes (x1 y1 x2 y2) with centres within one box side and sides within a factor 2."""
+    side_old = max(float(old[2] - old[0]), float(old[3] - old[1]), 1e-6)
+    side_new = max(float(new[2] - new[0]), float(new[3] - new[1]), 1e-6)
+    dx = (old[0] + old[2] - new[0] - new[2]) / 2
+    dy = (old[1] + old[3] - new[1] - new[3]) / 2
+    return bool(np.hypot(dx, dy) <= side_old and 0.5 < side_new / side_old < 2.0)
