@@ -1,12 +1,16 @@
 """End-to-end speed of the live pipeline: time per stage, frames per second, p95 latency.
 
-For each clip and configuration the clip is read frame by frame as
-``mesolive scan`` reads a file (decode in the same thread, every frame
-processed), after a warm-up, and the script prints mean milliseconds per
-frame for each stage (capture = read + decode, detect, crop, classify,
-track), end-to-end frames per second (frames / wall time, decode included)
-and the median and 95th percentile of the per-frame latency (read start to
-result). Run on a quiet machine:
+For each clip and configuration every frame is processed twice after a
+warm-up: ``inline`` (read, decode and process in turn in one thread) and
+``overlap`` (as ``mesolive scan`` reads a file: decoded ahead in one thread,
+detected ahead in another while this one classifies,
+:meth:`~mesolive.pipeline.pipeline.FramePipeline.stream`). The script prints
+mean milliseconds per frame for each stage (capture = read + decode where it
+runs in the processing thread, detect, crop, classify, track), end-to-end
+frames per second (frames / wall time, decode included) as a multiple of
+real time (30 fps), and the median and 95th percentile of the per-frame
+latency (from the frame's read, ``overlap``: from its entering the pipeline,
+to its result). Run on a quiet machine:
 
     MESOLIVE_MODEL_DIR=../shared/models python bench/pipeline.py
 
@@ -25,6 +29,7 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,8 +37,9 @@ import numpy as np
 
 from mesolive.models.registry import default_model
 from mesolive.pipeline.pipeline import FramePipeline, PipelineConfig
+from mesolive.pipeline.readahead import ReadAhead
 from mesolive.sources.registry import make_source
-from mesolive.types import ReadStatus
+from mesolive.types import Frame, FrameResult, ReadStatus
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MESOLIVE_SHARED", ROOT.parent / "shared"))
@@ -54,6 +60,17 @@ class Run:
     stage: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STAGES})
     latency: list[float] = field(default_factory=list)
     dropped: int = 0
+
+    def add(self, result: FrameResult, capture: float, latency: float) -> None:
+        """One processed frame: its stage times, the ``capture`` time and its latency."""
+        self.frames += 1
+        self.faces += len(result.faces)
+        tm = result.timings
+        for name, v in zip(
+            STAGES, (capture, tm.detect, tm.crop, tm.classify, tm.track), strict=True
+        ):
+            self.stage[name].append(v)
+        self.latency.append(latency)
 
     @property
     def fps(self) -> float:
@@ -81,19 +98,24 @@ def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def run_sync(pipeline: FramePipeline, clip: Path, label: str, frames: int, warmup: int) -> Run:
-    """Every frame, decode in this thread (as ``mesolive scan``)."""
-    run = Run(clip.name, label)
+def run_sync(
+    pipeline: FramePipeline, clip: Path, label: str, frames: int, warmup: int, overlap: bool
+) -> Run:
+    """Every frame, after a warm-up pass: read and processed in turn in this thread, or as
+    ``mesolive scan`` reads a file (``overlap``: decoded ahead in one thread, detected ahead
+    in another, :meth:`FramePipeline.stream`)."""
+    timed = _overlapped_pass if overlap else _inline_pass
+    timed(pipeline, clip, Run(clip.name, "warm-up"), warmup)
+    return timed(
+        pipeline, clip, Run(clip.name, label + (" overlap" if overlap else " inline")), frames
+    )
+
+
+def _inline_pass(pipeline: FramePipeline, clip: Path, run: Run, frames: int) -> Run:
     src = make_source(str(clip))
     src.open()
+    pipeline.reset()
     try:
-        for _ in range(warmup):  # decoder and sessions warm, then rewind by reopening
-            status, frame, _ = src.read(1.0)
-            if status is ReadStatus.OK:
-                pipeline.process(frame)
-        src.close()
-        src.open()
-        pipeline.reset()
         t_start = time.perf_counter()
         while run.frames < frames:
             t0 = time.perf_counter()
@@ -102,18 +124,30 @@ def run_sync(pipeline: FramePipeline, clip: Path, label: str, frames: int, warmu
             if status is not ReadStatus.OK:
                 break
             result = pipeline.process(frame)
-            t2 = time.perf_counter()
-            run.frames += 1
-            run.faces += len(result.faces)
-            tm = result.timings
-            for name, v in zip(
-                STAGES, (t1 - t0, tm.detect, tm.crop, tm.classify, tm.track), strict=True
-            ):
-                run.stage[name].append(v)
-            run.latency.append(t2 - t0)
+            run.add(result, t1 - t0, time.perf_counter() - t0)
         run.wall = time.perf_counter() - t_start
     finally:
         src.close()
+    return run
+
+
+def _overlapped_pass(pipeline: FramePipeline, clip: Path, run: Run, frames: int) -> Run:
+    handed: dict[int, float] = {}  # frame index -> when it entered the pipeline
+
+    def read(reader: ReadAhead) -> Iterator[Frame]:
+        for _ in range(frames):
+            status, frame, _ = reader.read(1.0)
+            if status is not ReadStatus.OK:
+                return
+            handed[frame.index] = time.perf_counter()
+            yield frame
+
+    pipeline.reset()
+    with ReadAhead(make_source(str(clip))) as reader:
+        t_start = time.perf_counter()
+        for result in pipeline.stream(read(reader)):
+            run.add(result, 0.0, time.perf_counter() - handed.pop(result.frame.index))
+        run.wall = time.perf_counter() - t_start
     return run
 
 
@@ -136,14 +170,7 @@ def run_live(pipeline: FramePipeline, clip: Path, label: str, frames: int) -> Ru
                     break
                 continue
             result = pipeline.process(frame)
-            run.frames += 1
-            run.faces += len(result.faces)
-            tm = result.timings
-            for name, v in zip(
-                STAGES[1:], (tm.detect, tm.crop, tm.classify, tm.track), strict=True
-            ):
-                run.stage[name].append(v)
-            run.latency.append(result.latency)
+            run.add(result, 0.0, result.latency)
     finally:
         cap.stop(2.0)
     run.wall = time.perf_counter() - t_start
@@ -204,7 +231,10 @@ def print_table(runs: list[Run]) -> None:
             f"{r.clip[:24]:<24} {r.label:<26} {r.frames:6d} {faces:7.2f} {stages} "
             f"{r.fps:7.1f} {r.pct(50):7.1f} {r.pct(95):7.1f} {r.dropped:5d}"
         )
-    print("stage columns: mean ms per frame (capture = read + decode; 0 where skipped)")
+    print(
+        "stage columns: mean ms per frame (capture = read + decode in the processing thread; "
+        "0 where skipped or done in another thread)"
+    )
 
 
 def main() -> int:
@@ -253,7 +283,10 @@ def main() -> int:
                 if spec == args.configs[0] and model == models[0]:
                     print(f"backend: {pipeline.backend}; detector: {pipeline.detector_name}")
                 for clip in args.clips:
-                    runs.append(run_sync(pipeline, clip, label, args.frames, args.warmup))
+                    for overlap in (False, True):
+                        runs.append(
+                            run_sync(pipeline, clip, label, args.frames, args.warmup, overlap)
+                        )
                     if args.live:
                         runs.append(run_live(pipeline, clip, label, args.frames))
                 if args.soak and spec == args.configs[0] and model == models[0]:

@@ -24,6 +24,17 @@ MODEL_NAMES_HINT = (
 )
 
 
+def _seconds(text: str) -> float:
+    """An argparse type: a number of seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0.0:  # also NaN
+        raise argparse.ArgumentTypeError(f"{text} is below 0")
+    return value
+
+
 def _share(text: str) -> float:
     """An argparse type: a number from 0 to 1 (argparse turns the error into one line)."""
     try:
@@ -32,6 +43,19 @@ def _share(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return value
+
+
+def _every(text: str) -> int | str:
+    """An argparse type of the app: a whole number ≥ 1, or ``auto`` (as often as it keeps up)."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number or 'auto'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is below 1")
     return value
 
 
@@ -113,7 +137,7 @@ def _precision_option(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _pipeline_options(p: argparse.ArgumentParser) -> None:
+def _pipeline_options(p: argparse.ArgumentParser, *, app: bool = False) -> None:
     p.add_argument(
         "--models",
         type=_name_list,
@@ -126,11 +150,40 @@ def _pipeline_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--detector", metavar="PATH.onnx", help="an SCRFD detector ONNX file")
     p.add_argument("--det-size", type=int, default=None, help="detector input side in pixels")
     # None = not given: the app's kept settings apply, else the pipeline's defaults
-    p.add_argument(
-        "--every", type=int, default=None, help="detect and classify every N-th frame (default: 1)"
-    )
+    if app:
+        p.add_argument(
+            "--every",
+            type=_every,
+            default=None,
+            metavar="N|auto",
+            help="detect and classify every N-th frame, track in between; auto (default): N "
+            "raised or lowered to keep up with the source, shown in the status bar",
+        )
+    else:
+        p.add_argument(
+            "--every",
+            type=int,
+            default=None,
+            metavar="N",
+            help="detect and classify every N-th frame, track in between (default: 1)",
+        )
     p.add_argument(
         "--threshold", type=_share, default=None, help="fake-score threshold, 0-1 (default: 0.5)"
+    )
+    p.add_argument(
+        "--alert-seconds",
+        type=_seconds,
+        default=None,
+        metavar="S",
+        help="alert when a face stays FAKE this long (default: 3)",
+    )
+    p.add_argument(
+        "--reid-seconds",
+        type=_seconds,
+        default=None,
+        metavar="S",
+        help="a face that leaves and returns within S seconds keeps its ID, recognised by its "
+        "look; 0: follow faces by position only (default: 10)",
     )
 
 
@@ -143,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     parser.add_argument("--source", metavar="URI", help="start the app on this source")
-    _pipeline_options(parser)
+    _pipeline_options(parser, app=True)
     _common(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
@@ -239,7 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine-dir", metavar="DIR", help="where engines go (MESOLIVE_ENGINE_DIR)")
     p.add_argument("--force", action="store_true", help="rebuild even if a matching one exists")
     p.add_argument(
-        "--verify", action="store_true", help="only verify existing engines against ONNX Runtime"
+        "--verify",
+        action="store_true",
+        help="only verify existing engines against ONNX Runtime (one that fails is moved to "
+        "<engine>.failed, which is never loaded)",
     )
     _common(p)
 

@@ -122,12 +122,24 @@ class FaceDetections:
 
 
 class Verdict(enum.Enum):
-    """A track's call, with hysteresis between the thresholds."""
+    """How fake a face is: the one vocabulary of the app, the reports and ``scan``.
+
+    The value is the word written to JSON and CSV; :attr:`word` is the same
+    word as a person reads it (labels, table, alerts, plots), FAKE in
+    capitals so that it stands out. The pipeline's
+    :class:`~mesolive.track.smoothing.VerdictRule` decides which applies; the
+    GUI's colours are one per verdict.
+    """
 
     UNKNOWN = "unknown"  # too few scored frames yet
     REAL = "real"
     UNCERTAIN = "uncertain"
     FAKE = "fake"
+
+    @property
+    def word(self) -> str:
+        """The verdict as shown to a person: ``real``, ``uncertain``, ``FAKE``, ``unknown``."""
+        return self.value.upper() if self is Verdict.FAKE else self.value
 
 
 @dataclass(frozen=True)
@@ -157,7 +169,20 @@ class FaceResult:
     n_scored
         Frames of this track classified so far.
     verdict
-        Call with hysteresis.
+        The live call from ``running_score``, with hysteresis (see
+        :class:`~mesolive.track.smoothing.VerdictRule`): what the box colour,
+        the label and the alerts show.
+    track_verdict
+        The whole track's call so far by the paper's share (``fake_share``),
+        as ``scan`` reports it in :attr:`TrackSummary.verdict`.
+    fake_for
+        Seconds this face's live verdict has been FAKE without a break (0 when
+        it is not FAKE), in the source's time (``Frame.pts``, else
+        ``Frame.t_capture``).
+    alerts
+        Alerts raised for this track so far: one each time ``fake_for``
+        reached the rule's ``alert_seconds``; the verdict must leave FAKE to
+        re-arm it.
     """
 
     track_id: int
@@ -170,6 +195,9 @@ class FaceResult:
     fake_share: float
     n_scored: int
     verdict: Verdict
+    track_verdict: Verdict = Verdict.UNKNOWN
+    fake_for: float = 0.0
+    alerts: int = 0
 
 
 @dataclass(frozen=True)
@@ -192,6 +220,17 @@ class FrameResult:
 
     ``frame.image`` is the unannotated frame; overlays are drawn by the GUI.
     ``latency`` is seconds from ``frame.t_capture`` to the end of processing.
+    ``threshold`` is the fake-score threshold the faces' verdicts were judged
+    with (a keyword; it moves while a session runs): whatever draws or reports
+    a result reads it here, never a copy of its own. ``merged`` lists
+    ``(young_id, earlier_id)`` for each track that proved at this frame to be
+    an earlier face returning (:mod:`mesolive.track.iou_tracker`): the young
+    ID is gone for good and its history now belongs to the earlier one.
+
+    Raises
+    ------
+    ValueError
+        ``threshold`` outside (0, 1), or ``faces`` not a tuple.
     """
 
     frame: Frame
@@ -202,6 +241,18 @@ class FrameResult:
     backend: str = ""
     dropped: int = 0  # frames the capture dropped so far
     extra: dict[str, float] = field(default_factory=dict)
+    threshold: float = field(kw_only=True)
+    merged: tuple[tuple[int, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(
+                f"FrameResult.threshold: expected a value in (0, 1), got {self.threshold}"
+            )
+        if not isinstance(self.faces, tuple):
+            raise ValueError(
+                f"FrameResult.faces: expected a tuple, got {type(self.faces).__name__}"
+            )
 
 
 @dataclass(frozen=True)
@@ -237,6 +288,13 @@ class TrackSummary:
         Mean fake score per model, e.g. ``{"meso4-df": 0.21}``.
     running_score
         The exponential moving average at the track's last scored frame.
+    last_verdict
+        The live verdict at the track's last frame (what the app's label
+        showed last; :attr:`FaceResult.verdict`).
+    alerts
+        ``(frame_index, pts)`` of each alert raised for the track (its live
+        verdict FAKE for the rule's ``alert_seconds``); ``pts`` None where the
+        source has none.
     """
 
     track_id: int
@@ -250,3 +308,5 @@ class TrackSummary:
     timeline: tuple[tuple[int, float | None, float], ...] = ()
     model_means: dict[str, float] = field(default_factory=dict)
     running_score: float = 0.0
+    last_verdict: Verdict = Verdict.UNKNOWN
+    alerts: tuple[tuple[int, float | None], ...] = ()

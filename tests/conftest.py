@@ -106,6 +106,15 @@ def _isolated_env(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _logging_as_it_was():
+    """Undo what a verb run in this process (``cli.main``) did to mesolive's logger."""
+    logger = logging.getLogger("mesolive")
+    state = (logger.handlers[:], logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.level, logger.propagate = state
+
+
+@pytest.fixture(autouse=True)
 def _no_dangling_threads():
     """Fail a test that leaves a thread running (as napari's fixture does)."""
     before = set(threading.enumerate())
@@ -125,7 +134,12 @@ XVFB_SIZE = (800, 600)
 
 @pytest.fixture(scope="module")
 def xvfb() -> Iterator[str]:
-    """A private X server on a free display number (Xvfb picks it: ``-displayfd``).
+    """A private X server on a free display number (Xvfb picks it: ``-displayfd``)."""
+    yield from run_xvfb()
+
+
+def run_xvfb(*extra: str) -> Iterator[str]:
+    """Start Xvfb with ``extra`` arguments, yield its display name, then end it.
 
     ``-noreset`` matters: by default Xvfb resets when its last client leaves, and
     a connection made during the reset fails. ``-br`` gives a black root window.
@@ -143,6 +157,7 @@ def xvfb() -> Iterator[str]:
             "tcp",
             "-br",
             "-noreset",
+            *extra,
         ],
         pass_fds=[w],
         stdout=subprocess.DEVNULL,

@@ -11,22 +11,30 @@
 
 Each test runs mesolive in a subprocess with these on ``PYTHONPATH`` /
 ``LD_LIBRARY_PATH``, so the code under test imports them for real.
+
+* :func:`import_gpu_stack` imports, in this process and for one test, the
+  stand-in ``tensorrt`` and ``pycuda`` packages of ``tests/gpu_stack``: the
+  part of their API mesolive calls, behaving as TensorRT's and pycuda's own
+  sources say they do where it matters (each module's docstring cites them).
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 from mesolive.backends.gpuinfo import probe_driver, probe_module
 
 ROOT = Path(__file__).resolve().parents[1]
+GPU_STACK = Path(__file__).resolve().with_name("gpu_stack")
 
 without_gpu_stack = pytest.mark.skipif(
     bool(probe_driver().library)
@@ -115,3 +123,15 @@ def run_mesolive(
     e.update(env or {})
     cmd = [sys.executable, "-c", code] if code else [sys.executable, "-m", "mesolive", *args]
     return subprocess.run(cmd, capture_output=True, text=True, env=e, timeout=300, check=False)
+
+
+def import_gpu_stack(monkeypatch: pytest.MonkeyPatch) -> tuple[ModuleType, ModuleType]:
+    """The stand-in ``tensorrt`` and ``pycuda.driver``, imported fresh; gone after the test."""
+    names = ("tensorrt", "pycuda", "pycuda.driver")
+    for name in names:
+        monkeypatch.setitem(sys.modules, name, None)  # remembers what was there (or nothing)
+        del sys.modules[name]
+    monkeypatch.syspath_prepend(str(GPU_STACK))
+    trt, driver = (importlib.import_module(n) for n in ("tensorrt", "pycuda.driver"))
+    assert Path(trt.__file__).is_relative_to(GPU_STACK), trt.__file__
+    return trt, driver

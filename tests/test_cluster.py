@@ -144,6 +144,7 @@ def test_a_worker_killed_mid_scan_is_that_inputs_error(shared: Path, tmp_path: P
         f"{images[0]}: no face found in 1 frames (1 analysed)",
         f"{doomed}: ERROR: the worker scanning it died (killed, out of memory, or crashed)",
         f"{images[1]}: REAL · 1 face track(s) in 1 frames (1 analysed)",
+        "3 inputs: 1 real, 1 no face, 1 failed",
     ]
     assert f"mesolive: error: {doomed}: the worker scanning it died" in err
 

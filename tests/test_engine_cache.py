@@ -222,11 +222,60 @@ def test_several_bad_engines_are_counted(tmp_path: Path) -> None:
         ec.find_matching(tmp_path, TARGET)
 
 
-def test_remove_engine(tmp_path: Path) -> None:
-    path = _engine(tmp_path, _sidecar())
-    ec.remove_engine(path)
-    ec.remove_engine(path)  # idempotent
-    assert not list(tmp_path.iterdir())
+def _names(folder: Path) -> list[str]:
+    return sorted(
+        p.name.replace("meso4-df.1a2b3c4d.rtx-4090-sm89.trt10.8.0.43.", "*.")
+        for p in folder.iterdir()
+    )
+
+
+def test_a_verified_plan_is_installed_and_its_failed_files_go(tmp_path: Path) -> None:
+    engine = tmp_path / ec.engine_name("meso4-df", SHA, GPU, CC, TRT, "int8")
+    seen: list[tuple[str, ...]] = []
+
+    def verify(plan_file: Path) -> bool:
+        seen.append((plan_file.name, plan_file.read_bytes().decode()))
+        assert _names(tmp_path) == [
+            "*.int8.engine.failed",
+            "*.int8.engine.failed.json",
+            "*.int8.engine.failed.onnx",
+        ]
+        return True
+
+    assert ec.install_verified(
+        engine, b"new plan", _sidecar(precision="int8"), verify, {".onnx": b"qdq"}
+    )
+    assert seen == [(engine.name + ".failed", "new plan")]
+    assert _names(tmp_path) == ["*.int8.engine", "*.int8.json", "*.int8.onnx"]
+    assert engine.read_bytes() == b"new plan" and engine.with_suffix(".onnx").read_bytes() == b"qdq"
+    assert ec.read_sidecar(engine).precision == "int8"
+
+
+def test_a_plan_that_fails_stays_failed_and_the_engine_there_is_kept(tmp_path: Path) -> None:
+    engine = _engine(tmp_path, _sidecar())  # a good engine: "plan bytes"
+    assert not ec.install_verified(engine, b"bad plan", _sidecar(workspace_mb=7), lambda p: False)
+    assert engine.read_bytes() == b"plan bytes"
+    assert ec.read_sidecar(engine).workspace_mb == 0
+    failed = ec.failed_path(engine)
+    assert failed.read_bytes() == b"bad plan"
+    assert json.loads(Path(f"{failed}.json").read_text())["workspace_mb"] == 7
+    assert ec.list_engines(tmp_path) == [engine]  # a .failed plan is never loaded
+
+
+def test_retire_moves_an_engine_and_its_files_to_failed(tmp_path: Path) -> None:
+    engine = _engine(tmp_path, _sidecar(precision="int8"))
+    engine.with_suffix(".onnx").write_bytes(b"qdq")
+    failed = ec.retire(engine)
+    assert failed == ec.failed_path(engine)
+    assert _names(tmp_path) == [
+        "*.int8.engine.failed",
+        "*.int8.engine.failed.json",
+        "*.int8.engine.failed.onnx",
+    ]
+    assert ec.list_engines(tmp_path) == []
+    other = _engine(tmp_path, _sidecar())  # no INT8 graph: only what is there moves
+    ec.retire(other)
+    assert ec.list_engines(tmp_path) == []
 
 
 def test_timing_cache_is_per_gpu_and_version(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -43,28 +44,52 @@ class Run:
     peak_mb: float
 
 
+# Linux keeps a process's peak RSS across exec, and a child spawned by this (large)
+# pytest process starts with this process's RSS as its peak. A small launcher
+# forks the verb instead and reports the verb's own peak (``wait4``) and status.
+_LAUNCHER = """
+import os, sys
+report, args = sys.argv[1], sys.argv[2:]
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.executable, [sys.executable, "-m", "mesolive", *args])
+_, status, usage = os.wait4(pid, 0)
+with open(report, "w") as f:
+    f.write(f"{os.waitstatus_to_exitcode(status)} {usage.ru_maxrss}")
+"""
+
+
 def run_cli(*args: str) -> Run:
-    """``python -m mesolive ARGS`` with its own peak RSS (``wait4``), killed after TIMEOUT."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen([sys.executable, "-m", "mesolive", *args], stdout=out, stderr=err)
-        timer = threading.Timer(TIMEOUT, proc.kill)
+    """``python -m mesolive ARGS`` with its own peak RSS, killed after TIMEOUT."""
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        report = Path(tmp) / "rc"
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _LAUNCHER, str(report), *args],
+            stdout=out,
+            stderr=err,
+            start_new_session=True,  # a kill reaches the verb too
+        )
+        timer = threading.Timer(TIMEOUT, os.killpg, (proc.pid, signal.SIGKILL))
         timer.start()
         try:
-            _pid, status, usage = os.wait4(proc.pid, 0)
+            proc.wait()
         finally:
             timer.cancel()
             timer.join()
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        assert proc.returncode != -signal.SIGKILL, f"mesolive {args[0]} hung for {TIMEOUT} s"
+        rc, peak_kb = (int(v) for v in report.read_text().split())
         out.seek(0)
         err.seek(0)
-        run = Run(
-            proc.returncode,
+        return Run(
+            rc,
             out.read().decode("utf-8", "replace"),
             err.read().decode("utf-8", "replace"),
-            usage.ru_maxrss / 1024,
+            peak_kb / 1024,
         )
-    assert run.rc != -9, f"mesolive {args[0]} hung for {TIMEOUT} s"
-    return run
 
 
 def check_stderr(run: Run) -> list[str]:

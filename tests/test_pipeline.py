@@ -151,6 +151,23 @@ def test_every_third_frame_is_analysed_and_tracked_between(
     assert a.track_id == b.track_id and not np.allclose(a.xyxy, b.xyxy)
 
 
+def test_the_interval_changes_between_frames_tracks_kept(group: list[Frame]) -> None:
+    with FramePipeline(PipelineConfig()) as p:
+        first = run(p, group[:4])
+        p.set_every(3)  # as the app's "auto" interval does while running
+        rest = [p.process(f) for f in group[4:12]]  # no reset: the same stream
+        assert p.tracker.max_missed == 15 and p.config.every == 3
+        p.set_every(10)
+        assert p.tracker.max_missed == 20  # a track outlives the longer gaps
+        with pytest.raises(InputError, match="--every 0"):
+            p.set_every(0)
+    assert all(r.analysed for r in first)
+    # analysed where the frame count is a multiple of 3: frames 6, 9 (4, 5, 7, 8 carried)
+    assert [r.analysed for r in rest] == [False, False, True, False, False, True, False, False]
+    ids = {f.track_id for r in first for f in r.faces}
+    assert len(ids) >= 5 and {f.track_id for r in rest for f in r.faces} == ids  # the same faces
+
+
 def test_a_frame_without_faces_is_a_normal_state(two_models: FramePipeline) -> None:
     two_models.reset()
     black = Frame(0, np.zeros((360, 640, 3), np.uint8), time.monotonic())
@@ -186,10 +203,56 @@ def test_threshold_moves_while_running(group: list[Frame]) -> None:
         before = [p.process(f) for f in group[:20]][-1]
         assert any(f.verdict is Verdict.REAL for f in before.faces)  # the authors' net: real
         counted = {f.track_id: f.fake_share for f in before.faces}
-        p.set_threshold(0.05)  # nothing is "real" below 0.05 - 0.1
+        p.set_rule(threshold=0.05, alert_seconds=3.0)  # nothing is "real" below 0.05 - 0.1
         after = [p.process(f) for f in group[20:26]][-1]
+        assert after.threshold == 0.05  # every result says what it was judged with
         live = [f for f in after.faces if f.n_scored >= 5]
         assert live and all(f.verdict is not Verdict.REAL for f in live)
         assert any(f.fake_share > counted.get(f.track_id, 1.0) for f in live)
         with pytest.raises(InputError, match="threshold"):
-            p.set_threshold(1.0)
+            p.set_rule(threshold=1.0, alert_seconds=3.0)
+
+
+def _same(a: list[FrameResult], b: list[FrameResult]) -> bool:
+    def key(r: FrameResult) -> list[tuple]:
+        return [(f.track_id, f.fake_score, f.verdict, tuple(f.xyxy)) for f in r.faces]
+
+    return [r.frame.index for r in a] == [r.frame.index for r in b] and all(
+        key(x) == key(y) and x.analysed == y.analysed for x, y in zip(a, b, strict=True)
+    )
+
+
+def test_stream_gives_what_process_gives_in_order(
+    two_models: FramePipeline, group: list[Frame]
+) -> None:
+    """Detection overlapping classification changes nothing in the results."""
+    expected = run(two_models, group)
+    two_models.reset()
+    streamed = list(two_models.stream(iter(group)))
+    assert _same(streamed, expected)
+    assert all(r.timings.detect > 0 for r in streamed)
+
+
+def test_stream_raises_a_failure_after_the_frames_before_it(
+    two_models: FramePipeline, group: list[Frame]
+) -> None:
+    def frames_then_a_failure() -> Iterator[Frame]:
+        yield from group[:5]
+        raise OSError("the disk went away")
+
+    two_models.reset()
+    got: list[FrameResult] = []
+    with pytest.raises(OSError, match="disk went away"):
+        got.extend(two_models.stream(frames_then_a_failure()))
+    assert [r.frame.index for r in got] == [f.index for f in group[:5]]
+
+
+def test_leaving_a_stream_early_stops_its_thread(
+    two_models: FramePipeline, group: list[Frame]
+) -> None:
+    """The conftest fails a test that leaves a thread running."""
+    two_models.reset()
+    results = two_models.stream(iter(group), depth=1)
+    assert next(results).frame.index == group[0].index
+    results.close()
+    assert two_models.frames_processed <= 3  # one taken, at most depth + 1 detected ahead

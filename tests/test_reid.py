@@ -132,3 +132,29 @@ def test_someone_else_in_a_familiar_place_is_not_taken_for_the_face_that_left(cl
     new = {i: t.track_id for t, i in pairs}
     assert new[a] not in ids.values()
     assert all(new[i] == ids[i] for i in ids if i != a)
+
+
+def test_the_pipeline_reports_six_faces_after_three_loops_of_the_clip(shared: Path) -> None:
+    """What the app shows on a looping file: six IDs, young IDs folded away in the results."""
+    from mesolive.pipeline.pipeline import FramePipeline, PipelineConfig
+    from mesolive.sources.registry import make_source
+    from mesolive.types import ReadStatus
+
+    source = make_source(str(shared / GROUP), loop=True)
+    shown: set[int] = set()
+    folded: dict[int, int] = {}
+    scored = 0
+    config = PipelineConfig(models=("meso4-df",), every=EVERY, model_dir=str(MODELS))
+    with FramePipeline(config) as pipeline, source:
+        for _ in range(3 * 300):
+            status, frame, message = source.read(5.0)
+            assert status is ReadStatus.OK, message
+            result = pipeline.process(frame)
+            shown |= {f.track_id for f in result.faces}
+            folded.update(result.merged)
+            scored += sum(f.fake_score is not None for f in result.faces)
+        tracks = pipeline.summaries()
+    assert folded and len(shown - set(folded)) == 6, (shown, folded)
+    assert [t.track_id for t in tracks] == sorted(shown - set(folded))
+    # the folded tracks' frames went to the earlier ones: every scored face counted once
+    assert sum(t.n_scored for t in tracks) == scored

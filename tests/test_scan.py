@@ -72,13 +72,22 @@ def test_every_3_and_a_low_threshold_give_exit_code_1(shared: Path, tmp_path: Pa
     js = tmp_path / "scan.json"
     proc = mesolive(
         str(shared / GROUP), "--max-frames", "45", "--every", "3", "--threshold", "0.02",
-        "--json", str(js),
+        "--alert-seconds", "0.5", "--json", str(js),
     )  # fmt: skip
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "FAKE" in proc.stdout
-    entry = json.loads(js.read_text())["inputs"][0]
+    report = json.loads(js.read_text())
+    assert report["config"]["alert_seconds"] == 0.5
+    entry = report["inputs"][0]
     assert entry["analysed"] == 15
     assert max(t["n_scored"] for t in entry["tracks"]) == 15
+    # the app's alerts: a face FAKE (from its 5th scored frame) for 0.5 s of the video
+    alerted = [t for t in entry["tracks"] if t["alerts"]]
+    assert alerted and all(t["last_verdict"] == "fake" for t in alerted)
+    for t in alerted:
+        (alert,) = t["alerts"]  # one per stay in FAKE
+        scored = [p["frame"] for p in t["timeline"]]
+        assert alert["frame"] in scored and alert["frame"] >= scored[4] + 15  # 0.5 s at 30 fps
 
 
 def test_bad_inputs_are_reported_and_the_scan_carries_on(shared: Path, tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.skipif(
     shutil.which("Xvfb") is None, reason="needs the Xvfb binary (apt xvfb)"
 )
 
-from .conftest import XVFB_SIZE  # noqa: E402
+from .conftest import XVFB_SIZE, run_xvfb  # noqa: E402
 
 SCREEN_W, SCREEN_H = XVFB_SIZE
 BLUE = 0x3366CC  # 0xRRGGBB on a 24-bit TrueColor visual
@@ -36,12 +36,29 @@ def xdisplay(xvfb: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """``$DISPLAY`` set to the Xvfb server, and a connection for drawing windows.
 
     Windows made on it are destroyed when the test ends (the connection closes).
+    Xvfb has the Composite extension: ``window:`` reads windows' own pixels.
     """
+    yield from connect_to(xvfb, monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def xvfb_plain() -> Iterator[str]:
+    """An Xvfb server without the Composite extension (as some X servers are)."""
+    yield from run_xvfb("-extension", "Composite")
+
+
+@pytest.fixture
+def xdisplay_plain(xvfb_plain: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """As ``xdisplay``, on the server without Composite."""
+    yield from connect_to(xvfb_plain, monkeypatch)
+
+
+def connect_to(name: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     from Xlib import display
 
-    monkeypatch.setenv("DISPLAY", xvfb)
+    monkeypatch.setenv("DISPLAY", name)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    disp = display.Display(xvfb)
+    disp = display.Display(name)
     yield disp
     disp.close()
 
@@ -57,13 +74,19 @@ def make_window(disp: Any, title: str, x: int, y: int, w: int, h: int, color: in
     win.set_wm_name(title.encode("latin-1", "replace"))
     utf8 = disp.intern_atom("UTF8_STRING")
     win.change_property(disp.intern_atom("_NET_WM_NAME"), utf8, 8, title.encode())
+    map_and_wait(disp, win)
+    return win
+
+
+def map_and_wait(disp: Any, win: Any) -> None:
+    from Xlib import X
+
     win.map()
     disp.sync()
     deadline = time.monotonic() + 5
     while win.get_attributes().map_state != X.IsViewable:
         assert time.monotonic() < deadline, "window never became viewable"
         time.sleep(0.01)
-    return win
 
 
 def read_frame(source: ScreenSource | WindowSource, tries: int = 50) -> Frame:
@@ -129,10 +152,11 @@ def test_window_is_found_followed_and_lost(xdisplay: Any) -> None:
         assert src.grab_region == Region(300, 200, 160, 100)
         assert (frame.image == np.array(BLUE_BGR, np.uint8)).all()
 
-        win.configure(x=700, y=550)  # partly off screen: the visible part
+        win.configure(x=700, y=550)  # partly off screen: its own pixels, all of them
         xdisplay.sync()
         frame = read_frame(src)
-        assert src.grab_region == Region(700, 550, 100, 50)
+        assert src.grab_region == Region(700, 550, 160, 100)
+        assert (frame.image == np.array(BLUE_BGR, np.uint8)).all()
 
         win.unmap()
         xdisplay.sync()
@@ -210,3 +234,95 @@ def test_capture_thread_retries_a_closed_window(xdisplay: Any) -> None:
     retry = next(m for s, m in statuses if s is ReadStatus.ERROR)
     assert "window 'Flaky Window' was closed" in retry and "retrying in 0.5 s" in retry
     assert not slot.closed  # stop() leaves the slot to its owner
+
+
+def test_a_covered_window_is_read_from_its_own_pixels(xdisplay: Any) -> None:
+    win = make_window(xdisplay, "Lower Call", 100, 50, 200, 120, BLUE)
+    make_window(xdisplay, "Upper Thing", 150, 80, 200, 120, GREEN)  # covers its lower right
+    with make_source("screen:1") as screen:
+        assert tuple(read_frame(screen).image[150, 250]) == GREEN_BGR  # covered on screen
+    src = WindowSource("lower call", refresh=0.0)
+    with src:
+        assert xdisplay.has_extension("Composite") and src.note == ""
+        frame = read_frame(src)
+        assert frame.image.shape == (120, 200, 3) and frame.image.flags["C_CONTIGUOUS"]
+        assert (frame.image == np.array(BLUE_BGR, np.uint8)).all()
+        assert frame.image.flags["WRITEABLE"]  # owned, not a view of the X reply
+
+        win.configure(x=850, y=700)  # entirely off screen: still its own pixels
+        xdisplay.sync()
+        frame = read_frame(src)
+        assert src.grab_region == Region(850, 700, 200, 120)
+        assert (frame.image == np.array(BLUE_BGR, np.uint8)).all()
+
+
+def test_a_large_window_is_read_whole_in_bands(xdisplay: Any) -> None:
+    from Xlib import X
+
+    win = make_window(xdisplay, "Tall Call", 100, 20, 600, 500, BLUE)  # 1.2 MB: two bands
+    depth = xdisplay.screen().root_depth
+    child = win.create_window(  # its lower part, green: a band boundary falls in it
+        0, 300, 600, 200, 0, depth, X.InputOutput, X.CopyFromParent, background_pixel=GREEN
+    )
+    map_and_wait(xdisplay, child)
+    make_window(xdisplay, "Cover", 0, 0, 800, 600, 0x000000)  # hides it all on screen
+    with WindowSource("tall call") as src:
+        image = read_frame(src).image
+    assert image.shape == (500, 600, 3)
+    assert (image[:300] == np.array(BLUE_BGR, np.uint8)).all()
+    assert (image[300:] == np.array(GREEN_BGR, np.uint8)).all()
+
+
+def test_a_window_unmapped_or_closed_between_refreshes_is_one_line(
+    xdisplay: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
+    win = make_window(xdisplay, "Going Away", 100, 50, 64, 48, BLUE)
+    src = WindowSource("Going Away", refresh=3600.0)  # only the grab notices
+    with src:
+        read_frame(src)
+        win.unmap()
+        xdisplay.sync()
+        status, frame, message = src.read(0.5)
+        assert (status, frame) == (ReadStatus.ERROR, None)
+        assert message == "window:Going Away: window 'Going Away' is minimised or hidden"
+
+        map_and_wait(xdisplay, win)  # mapped again: a new pixmap, read as before
+        assert (read_frame(src).image == np.array(BLUE_BGR, np.uint8)).all()
+
+        win.destroy()
+        xdisplay.sync()
+        status, frame, message = src.read(0.5)
+        assert (status, frame) == (ReadStatus.ERROR, None)
+        assert message.startswith("window:Going Away: window 'Going Away' was closed (Bad")
+    # python-xlib prints X errors that reach its default handler: none did
+    assert capfd.readouterr().err == ""
+
+
+def test_without_composite_the_screen_under_the_window_is_read_and_said(
+    xdisplay_plain: Any, warnings_from: Any
+) -> None:
+    make_window(xdisplay_plain, "Lower Call", 100, 50, 200, 120, BLUE)
+    make_window(xdisplay_plain, "Upper Thing", 150, 80, 200, 120, GREEN)
+    warnings = warnings_from("mesolive.pipeline.capture")
+    statuses: list[tuple[ReadStatus, str]] = []
+    slot: LatestSlot[Frame] = LatestSlot()
+    thread = CaptureThread(
+        WindowSource("Lower Call", fps=60),
+        slot,
+        on_status=lambda s, m: statuses.append((s, m)),
+    )
+    thread.start()
+    try:
+        frame = slot.take(5.0)
+        assert frame is not None and frame.image.shape == (120, 200, 3)
+        assert tuple(frame.image[0, 0]) == BLUE_BGR
+        assert tuple(frame.image[100, 150]) == GREEN_BGR  # the covering window, as on screen
+        note = thread.note
+    finally:
+        assert thread.stop()
+    assert note == (
+        "this X server has no Composite extension; capturing the screen under the window "
+        "instead: whatever covers it is captured too, and the part off screen is cut"
+    )
+    assert statuses[0] == (ReadStatus.OK, f"capturing window:Lower Call at 60 fps ({note})")
+    assert warnings == [statuses[0][1]]

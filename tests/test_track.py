@@ -1,4 +1,4 @@
-"""Track IDs, running scores, verdict hysteresis and the paper's summary rule."""
+"""Track IDs, running scores, verdict hysteresis, the paper's summary rule, alerts."""
 
 from __future__ import annotations
 
@@ -8,8 +8,16 @@ import numpy as np
 import pytest
 
 from mesolive.track.iou_tracker import IouTracker, greedy_match, iou_matrix
+from mesolive.track.judge import TrackJudge
 from mesolive.track.smoothing import RunningScore, Timeline, VerdictRule, wilson_interval
-from mesolive.types import FaceDetections, Verdict
+from mesolive.types import (
+    FaceDetections,
+    FaceResult,
+    Frame,
+    FrameResult,
+    StageTimings,
+    Verdict,
+)
 
 
 def dets(*boxes: tuple[float, float, float, float]) -> FaceDetections:
@@ -193,3 +201,93 @@ def test_timeline_is_bounded_and_keeps_the_whole_span() -> None:
     assert pts[0][0] == 0 and pts[-1][0] >= 1000 - tl.stride
     assert all(a[0] < b[0] for a, b in itertools.pairwise(pts))
     assert any(p is None for _, p, _ in pts) or tl.stride > 1
+
+
+def _frame(index: int, pts: float | None, t_capture: float = 0.0) -> Frame:
+    return Frame(index, np.zeros((4, 4, 3), np.uint8), t_capture, "test:", pts)
+
+
+def _judge_run(judge: TrackJudge, scores: list[float], fps: float = 10.0) -> list[FaceResult]:
+    box, kps = np.zeros(4, np.float32), np.zeros((5, 2), np.float32)
+    return [
+        judge.face(1, _frame(i, i / fps), box, kps, s, {"m": s}, analysed=i + 1)
+        for i, s in enumerate(scores)
+    ]
+
+
+def test_an_alert_needs_the_live_verdict_fake_for_the_alert_time() -> None:
+    judge = TrackJudge(VerdictRule(alert_seconds=1.0))
+    faces = _judge_run(judge, [0.9] * 30)  # 3 s of a fake face at 10 fps
+    fake_from = next(i for i, f in enumerate(faces) if f.verdict is Verdict.FAKE)
+    assert fake_from == 4  # a verdict needs 5 scored frames
+    alerted_at = next(i for i, f in enumerate(faces) if f.alerts)
+    assert alerted_at == fake_from + 10  # one second later, in the source's time
+    assert faces[alerted_at].fake_for == pytest.approx(1.0)
+    assert faces[-1].alerts == 1  # one alert per stay, however long
+    assert all(f.fake_for == 0.0 for f in faces[:fake_from])
+
+
+def test_an_alert_re_arms_only_when_the_verdict_leaves_fake() -> None:
+    judge = TrackJudge(VerdictRule(alert_seconds=0.5))
+    faces = _judge_run(judge, [0.9] * 15 + [0.1] * 10 + [0.9] * 20)
+    assert faces[14].alerts == 1
+    assert any(f.verdict is not Verdict.FAKE and f.fake_for == 0.0 for f in faces[15:25])
+    assert faces[-1].alerts == 2
+    (summary,) = judge.summaries(analysed=len(faces))
+    assert [frame for frame, _pts in summary.alerts] == [
+        i for i in range(1, len(faces)) if faces[i].alerts > faces[i - 1].alerts
+    ]
+    assert summary.alerts[0][1] == pytest.approx(summary.alerts[0][0] / 10)  # (frame, pts)
+    assert summary.last_verdict is faces[-1].verdict is Verdict.FAKE
+
+
+def test_a_file_that_starts_again_does_not_alert_twice_for_one_stay() -> None:
+    judge = TrackJudge(VerdictRule(alert_seconds=0.5))
+    box, kps = np.zeros(4, np.float32), np.zeros((5, 2), np.float32)
+    pts = [i / 10 for i in range(12)] + [i / 10 for i in range(12)]  # looped: pts restart
+    faces = [judge.face(1, _frame(i, p), box, kps, 0.9, analysed=i + 1) for i, p in enumerate(pts)]
+    assert faces[-1].alerts == 1
+    assert faces[12].fake_for == 0.0  # the stay is timed again from the restart
+
+
+def test_without_pts_the_capture_clock_times_the_alert() -> None:
+    judge = TrackJudge(VerdictRule(alert_seconds=2.0))
+    box, kps = np.zeros(4, np.float32), np.zeros((5, 2), np.float32)
+    faces = [
+        judge.face(1, _frame(i, None, 100.0 + i), box, kps, 0.9, analysed=i + 1) for i in range(8)
+    ]
+    assert [f.alerts for f in faces] == [0, 0, 0, 0, 0, 0, 1, 1]  # FAKE from frame 4
+
+
+def test_the_track_verdict_is_the_summary_scan_reports() -> None:
+    judge = TrackJudge(VerdictRule())
+    faces = _judge_run(judge, [0.9] * 8 + [0.2] * 12)
+    (summary,) = judge.summaries(analysed=len(faces))
+    assert faces[-1].track_verdict is summary.verdict
+    assert faces[-1].verdict is summary.last_verdict  # the live call at the last frame
+
+
+def test_a_new_rule_re_bands_live_tracks_and_keeps_their_history() -> None:
+    judge = TrackJudge(VerdictRule())
+    before = _judge_run(judge, [0.3] * 10)[-1]
+    assert before.verdict is Verdict.REAL
+    judge.set_rule(VerdictRule(threshold=0.1))
+    box, kps = np.zeros(4, np.float32), np.zeros((5, 2), np.float32)
+    after = judge.face(1, _frame(10, 1.0), box, kps, 0.3, analysed=11)
+    assert after.verdict is Verdict.FAKE  # 0.3 > 0.1 + 0.1
+    assert after.fake_share == pytest.approx(1 / 11)  # earlier frames counted at 0.5
+    with pytest.raises(ValueError, match="alert_seconds"):
+        VerdictRule(alert_seconds=-1.0)
+
+
+def test_a_frame_result_says_which_threshold_judged_it() -> None:
+    frame = _frame(0, 0.0)
+    r = FrameResult(frame, (), StageTimings(), 0.0, True, threshold=0.3)
+    assert r.threshold == 0.3
+    for bad in (0.0, 1.0, float("nan")):
+        with pytest.raises(ValueError, match="threshold"):
+            FrameResult(frame, (), StageTimings(), 0.0, True, threshold=bad)
+    with pytest.raises(TypeError):
+        FrameResult(frame, (), StageTimings(), 0.0, True)  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="faces"):
+        FrameResult(frame, [], StageTimings(), 0.0, True, threshold=0.5)  # type: ignore[arg-type]

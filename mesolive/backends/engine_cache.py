@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -294,11 +294,64 @@ def write_engine(engine: Path, plan: bytes, side: Sidecar) -> None:
         paths.write_bytes_atomic(dest, data)
 
 
-def remove_engine(engine: Path) -> None:
-    """Delete an engine, its sidecar and its INT8 Q/DQ graph (``<engine stem>.onnx``)."""
-    for p in (sidecar_path(engine), engine, engine.with_suffix(".onnx")):
-        with contextlib.suppress(FileNotFoundError):
-            p.unlink()
+FAILED_SUFFIX = ".failed"
+
+
+def failed_path(engine: Path) -> Path:
+    """Where an engine that failed verification is kept: ``<engine>.failed``.
+
+    Its sidecar is ``<engine>.failed.json`` and an INT8 engine's Q/DQ graph
+    ``<engine>.failed.onnx``. :func:`list_engines` never returns these, so no
+    later run loads them; they are there to be looked at, and the next build of
+    the same engine replaces them.
+    """
+    return engine.with_name(engine.name + FAILED_SUFFIX)
+
+
+def install_verified(
+    engine: Path,
+    plan: bytes,
+    side: Sidecar,
+    verify: Callable[[Path], bool],
+    extras: Mapping[str, bytes] | None = None,
+) -> bool:
+    """Write a new plan as ``<engine>.failed``, ``verify`` it there, install it only if it passes.
+
+    ``extras`` are more files of the engine by suffix (``{".onnx": INT8
+    graph}``). On success the plan, its sidecar and the extras are written as
+    ``engine`` (replacing an older one) and the ``.failed`` files removed. On
+    failure they stay ``.failed`` and an engine already at ``engine`` is left
+    as it was: a failed rebuild never costs a working engine.
+    """
+    failed = failed_path(engine)
+    files = {"": plan, SIDECAR_SUFFIX: side.to_json().encode(), **(extras or {})}
+    engine.parent.mkdir(parents=True, exist_ok=True)
+    for suffix, data in files.items():
+        paths.write_bytes_atomic(failed.with_name(failed.name + suffix), data)
+    if not verify(failed):
+        return False
+    for suffix, data in (extras or {}).items():
+        paths.write_bytes_atomic(engine.with_suffix(suffix), data)
+    write_engine(engine, plan, side)
+    for suffix in files:
+        failed.with_name(failed.name + suffix).unlink(missing_ok=True)
+    return True
+
+
+def retire(engine: Path) -> Path:
+    """Move an engine that failed verification (and its sidecar, INT8 graph) to ``.failed``.
+
+    The sidecar goes first: an engine without one is never loaded.
+    """
+    failed = failed_path(engine)
+    for suffix, path in (
+        (SIDECAR_SUFFIX, sidecar_path(engine)),
+        ("", engine),
+        (".onnx", engine.with_suffix(".onnx")),
+    ):
+        if path.exists():
+            path.replace(failed.with_name(failed.name + suffix))
+    return failed
 
 
 def timing_cache_path(

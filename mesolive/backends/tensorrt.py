@@ -7,7 +7,9 @@ Runtime API used (TensorRT 10.x/11.x Python API, named tensors only):
 ``create_execution_context``, ``IExecutionContext.set_input_shape`` /
 ``set_tensor_address`` / ``execute_async_v3``; and pycuda's
 ``pagelocked_empty``, ``mem_alloc``, ``Stream``, ``memcpy_htod_async`` /
-``memcpy_dtoh_async``.
+``memcpy_dtoh_async``. ``deserialize_cuda_engine`` and ``create_execution_context``
+return ``None`` when they fail (a plan TensorRT cannot read; too little GPU
+memory): each becomes one line saying what to do.
 
 Design, per call of :meth:`TensorRTRunner.infer`:
 
@@ -32,7 +34,14 @@ import numpy as np
 
 from mesolive import paths
 from mesolive.backends.base import Runner, TensorSpec, split_batches
-from mesolive.backends.engine_cache import Sidecar, Target, find_matching, read_sidecar
+from mesolive.backends.engine_cache import (
+    DEFAULT_OPT_BATCH,
+    Sidecar,
+    Target,
+    find_matching,
+    read_sidecar,
+    rebuild_command,
+)
 from mesolive.errors import BackendUnavailable, EngineIncompatible, MesoliveError
 from mesolive.models.onnx_graph import INPUT_NAME
 
@@ -70,18 +79,44 @@ class TensorRTRunner(Runner):
             with self._ctx:
                 self._logger = make_logger()
                 self._runtime = trt.Runtime(self._logger)
+                # Both calls return None on failure (NVIDIA/TensorRT
+                # python/src/infer/pyCore.cpp binds the C++ pointers as they are),
+                # after TensorRT has logged why through our logger.
                 self._engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
                 if self._engine is None:
                     raise EngineIncompatible(
-                        f"{self.path}: TensorRT cannot load this engine (built by another "
-                        "TensorRT or for another GPU?); rebuild it with mesolive build-engine"
+                        f"{self.path}: TensorRT cannot load this engine (a damaged file, or "
+                        "built by another TensorRT or for another GPU; see the TensorRT "
+                        f"error above); rebuild: {self._rebuild_command()}"
                     )
                 self._context = self._engine.create_execution_context()
+                if self._context is None:
+                    raise BackendUnavailable(
+                        f"{self.path.name}: TensorRT could not create an execution context: "
+                        "too little free GPU memory (see the TensorRT error above); close "
+                        "other programs on the GPU (nvidia-smi lists them) or rebuild with "
+                        f"a smaller --max-batch: {self._rebuild_command(smaller=True)}"
+                    )
                 self._allocate(trt)
                 self._stream = cuda.Stream()
         except BaseException:
             self.close()
             raise
+
+    def _rebuild_command(self, *, smaller: bool = False) -> str:
+        """The build-engine command for this engine (half its batch range if ``smaller``)."""
+        side = self.sidecar
+        if side is None:
+            return "mesolive build-engine --force"
+        top = max(1, side.max_batch // 2) if smaller else side.max_batch
+        return rebuild_command(
+            side.model,
+            side.precision,
+            top,
+            min(int(side.profile.get("opt", DEFAULT_OPT_BATCH)), top),
+            self.path.parent,
+            force=not smaller,
+        )
 
     def _allocate(self, trt: Any) -> None:
         """Buffers for the profile's maximum batch; addresses are set here, once."""
@@ -193,14 +228,17 @@ class TensorRTRunner(Runner):
             ctx.release()
 
 
-def open_engine(engine_path: str | os.PathLike[str], device: int = 0) -> TensorRTRunner:
-    """Open one engine file with its sidecar (for ``--verify`` and benchmarks)."""
+def open_engine(
+    engine_path: str | os.PathLike[str], device: int = 0, sidecar: Sidecar | None = None
+) -> TensorRTRunner:
+    """Open one engine file with ``sidecar``, else its own (for ``--verify`` and benchmarks)."""
     path = Path(engine_path)
-    try:
-        side: Sidecar | None = read_sidecar(path)
-    except (OSError, ValueError, TypeError):
-        side = None
-    return TensorRTRunner(path, side, device)
+    if sidecar is None:
+        try:
+            sidecar = read_sidecar(path)
+        except (OSError, ValueError, TypeError):
+            sidecar = None
+    return TensorRTRunner(path, sidecar, device)
 
 
 def open_matching_engine(

@@ -18,6 +18,11 @@ Everything here follows TensorRT's documented Python API; what it relies on:
 * ``BuilderFlag.TF32`` is cleared for float32 engines: TF32 rounds the inputs of
   every product to 10 mantissa bits, and an engine called "fp32" should agree
   with the float32 reference to float32 precision.
+* What the documentation does not say, read from TensorRT's Python bindings
+  (NVIDIA/TensorRT ``python/src/infer/pyCore.cpp``): ``create_timing_cache``
+  returns ``None`` for a blob it cannot read (see :func:`attach_timing_cache`),
+  and the ``IProgressMonitor`` trampoline swallows a callback's exception and
+  cancels the build (see :class:`BuildProgress`).
 """
 
 from __future__ import annotations
@@ -68,11 +73,50 @@ def make_logger() -> Any:
     return _Logger()
 
 
-def make_progress_monitor(show: bool) -> Any | None:
+class BuildProgress:
+    """What the build's progress monitor saw go wrong, for the report after the build.
+
+    TensorRT's Python trampoline swallows an exception raised in a monitor's
+    callback: it prints it, and for ``step_complete`` answers ``False``, which
+    *cancels* the build (NVIDIA/TensorRT ``python/src/infer/pyCore.cpp``,
+    ``PyProgressMonitor``). The build would then fail with no word of why. So
+    the callbacks catch everything themselves: a failing display is switched
+    off and the build goes on; Ctrl-C (``KeyboardInterrupt``, which Python
+    raises in whatever Python code runs next: often these callbacks) cancels
+    the build and is raised again once TensorRT has stopped.
+    """
+
+    def __init__(self) -> None:
+        self.error: BaseException | None = None
+
+    @property
+    def interrupted(self) -> bool:
+        return isinstance(self.error, KeyboardInterrupt)
+
+    def failed(self, error: BaseException) -> None:
+        """Remember the first error, or an interrupt over any other."""
+        if self.error is None or isinstance(error, KeyboardInterrupt):
+            self.error = error
+
+    def report(self) -> None:
+        """After the build: raise an interrupt again, log a display failure."""
+        if self.interrupted:
+            raise KeyboardInterrupt
+        if self.error is not None:
+            log.warning(
+                "the build's progress display failed and was switched off (%s: %s); "
+                "this did not affect the build",
+                type(self.error).__name__,
+                self.error,
+            )
+
+
+def make_progress_monitor(show: bool, progress: BuildProgress) -> Any | None:
     """A ``trt.IProgressMonitor`` that draws the top-level build phase as a bar.
 
     TensorRT calls it from its own threads ("must be thread-safe"), so state is
-    guarded by a lock. Nested phases only update the bar's label.
+    guarded by a lock. Nested phases only update the bar's label. Errors are
+    caught and handed to ``progress`` (see :class:`BuildProgress`).
     """
     import tensorrt as trt
 
@@ -85,30 +129,58 @@ def make_progress_monitor(show: bool) -> Any | None:
             trt.IProgressMonitor.__init__(self)
             self._lock = threading.Lock()
             self._bars: dict[str, Any] = {}
+            self._on = True
+
+        def _fail(self, error: BaseException) -> bool:
+            progress.failed(error)
+            self._on = False
+            bars, self._bars = list(self._bars.values()), {}
+            for bar in bars:
+                try:
+                    bar.close()  # on the stream that just failed: may fail again
+                except BaseException as e:  # noqa: BLE001 - an interrupt still counts
+                    progress.failed(e)
+            return not progress.interrupted
 
         def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
             with self._lock:
-                if parent_phase is None:
-                    log.info("TensorRT: %s", phase_name)
-                    if show:
-                        self._bars[phase_name] = progress_bar(total=num_steps, desc=phase_name)
-                else:
-                    for bar in self._bars.values():
-                        bar.set_postfix_str(phase_name, refresh=False)
+                try:
+                    if not self._on:
+                        return
+                    if parent_phase is None:
+                        log.info("TensorRT: %s", phase_name)
+                        if show:  # first drawn at its first step: tqdm's constructor
+                            # draws holding tqdm's global lock, which a failing draw keeps
+                            self._bars[phase_name] = progress_bar(
+                                total=num_steps, desc=phase_name, delay=1e-9
+                            )
+                    else:
+                        for bar in self._bars.values():
+                            bar.set_postfix_str(phase_name, refresh=False)
+                except BaseException as e:  # noqa: BLE001 - reported after the build
+                    self._fail(e)
 
         def step_complete(self, phase_name: str, step: int) -> bool:
             with self._lock:
-                bar = self._bars.get(phase_name)
-                if bar is not None:
-                    bar.n = step + 1
-                    bar.refresh()
-            return True  # False would cancel the build
+                try:
+                    bar = self._bars.get(phase_name) if self._on else None
+                    if bar is not None:
+                        bar.n = step + 1
+                        # nolock: tqdm's refresh() keeps its global lock when the draw
+                        # raises, and every later bar in any thread would wait on it
+                        bar.refresh(nolock=True)
+                except BaseException as e:  # noqa: BLE001 - reported after the build
+                    return self._fail(e)
+                return not progress.interrupted  # False cancels the build
 
         def phase_finish(self, phase_name: str) -> None:
             with self._lock:
-                bar = self._bars.pop(phase_name, None)
-                if bar is not None:
-                    bar.close()
+                try:
+                    bar = self._bars.pop(phase_name, None)
+                    if bar is not None:
+                        bar.close()
+                except BaseException as e:  # noqa: BLE001 - reported after the build
+                    self._fail(e)
 
     return _Monitor()
 
@@ -183,13 +255,15 @@ def build_serialized(
     lo, opt, hi = options.shapes()
     profile.set_shape(INPUT_NAME, lo, opt, hi)
     config.add_optimization_profile(profile)
-    monitor = make_progress_monitor(show_progress)
+    progress = BuildProgress()
+    monitor = make_progress_monitor(show_progress, progress)
     if monitor is not None:
         config.progress_monitor = monitor
 
     def build() -> bytes:
         started = time.perf_counter()
         plan = builder.build_serialized_network(network, config)
+        progress.report()
         if plan is None:
             raise EngineBuildError(
                 "TensorRT could not build the engine (see the TensorRT errors above; "
@@ -202,11 +276,33 @@ def build_serialized(
         return build()
     with engine_cache.locked(timing_cache):
         blob = timing_cache.read_bytes() if timing_cache.is_file() else b""
-        cache = config.create_timing_cache(blob)
-        # ignore_mismatch=False: a cache from another device or version is not used.
-        if not config.set_timing_cache(cache, ignore_mismatch=False):
-            log.warning("%s does not fit this GPU/TensorRT; starting a new one", timing_cache)
-            config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
+        attached = attach_timing_cache(config, blob, timing_cache)
         plan = build()
-        write_bytes_atomic(timing_cache, bytes(config.get_timing_cache().serialize()))
+        if attached:
+            write_bytes_atomic(timing_cache, bytes(config.get_timing_cache().serialize()))
     return plan
+
+
+def attach_timing_cache(config: Any, blob: bytes, source: Path) -> bool:
+    """Give ``config`` the timing cache ``blob`` read from ``source``; ``False``: none at all.
+
+    ``create_timing_cache`` hands back TensorRT's pointer as it is, so a blob
+    TensorRT cannot read (a truncated or damaged file) gives ``None``
+    (NVIDIA/TensorRT ``python/src/infer/pyCore.cpp``; trtexec checks for
+    ``nullptr``, ``samples/utils/timingCache.cpp``), and ``set_timing_cache``
+    refuses a cache measured on another device or TensorRT
+    (``ignore_mismatch=False``: its timings would mislead). Either way the
+    build starts a new cache, which replaces the file after the build, with
+    one warning. Should even an empty cache fail, the build runs without one.
+    """
+    cache = config.create_timing_cache(blob) if blob else None
+    if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
+        return True
+    if blob:
+        why = "cannot be read" if cache is None else "was measured on another GPU or TensorRT"
+        log.warning("timing cache %s %s; starting a new one (it replaces the file)", source, why)
+    fresh = config.create_timing_cache(b"")
+    if fresh is not None and config.set_timing_cache(fresh, ignore_mismatch=False):
+        return True
+    log.warning("TensorRT could not start a timing cache; building without one")
+    return False

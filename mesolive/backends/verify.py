@@ -38,6 +38,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -135,6 +136,101 @@ class Comparison:
         )
 
 
+REFERENCES = {
+    "fp32": ("float32 graph", None),
+    "fp16": ("float32 graph", "FP16 graph"),
+    "int8": ("INT8 Q/DQ graph", "float32 graph"),
+}
+"""Per precision: the graph an engine must match, and the other graph it is shown against.
+
+An FP16 engine must match float32 (what a user cares about) and is also
+compared with the FP16 graph it was compiled from: the engine against that
+graph is TensorRT's own error, that graph against float32 the FP16 rounding.
+An INT8 engine must match its Q/DQ graph; its distance from float32 is a
+calibration question, shown for information.
+"""
+
+
+@dataclass(frozen=True)
+class Verification:
+    """An engine's logits against its reference graph's and (fp16, int8) the other graph's.
+
+    All arrays are (N,) float32 logits of the same inputs, in ONNX Runtime on
+    the CPU except ``engine``.
+    """
+
+    names: tuple[str, ...]
+    engine: np.ndarray
+    reference: np.ndarray
+    precision: str
+    other: np.ndarray | None = None
+
+    @property
+    def main(self) -> Comparison:
+        return Comparison(self.names, self.engine, self.reference, self.precision)
+
+    @property
+    def passed(self) -> bool:
+        return self.main.passed
+
+    def lines(self) -> list[str]:
+        """The report: the verdict, the other graph, and on failure every row and why."""
+        ref_label, other_label = REFERENCES[self.precision]
+        out = [f"vs ONNX Runtime CPU ({ref_label}): {self.main.line()}"]
+        cause = ""
+        if self.other is not None:
+            vs_other = Comparison(self.names, self.engine, self.other, self.precision)
+            if self.precision == "fp16":
+                rounding = Comparison(self.names, self.other, self.reference, "fp16")
+                out += [
+                    f"vs the FP16 graph it compiled (TensorRT's own error): largest logit "
+                    f"difference {vs_other.max_diff:.4g} (row {vs_other.worst})",
+                    f"FP16 graph vs float32 graph, both in ONNX Runtime (the FP16 rounding): "
+                    f"largest logit difference {rounding.max_diff:.4g} (row {rounding.worst})",
+                ]
+                cause = _FP16_CAUSE[rounding.passed]
+            else:
+                flips = int(np.sum((self.engine > 0) != (self.other > 0)))
+                out.append(
+                    f"vs the {other_label} (information): largest logit difference "
+                    f"{vs_other.max_diff:.3g}, {flips} of {len(self.names)} decisions differ"
+                )
+        if not self.passed:
+            out += self.row_lines()
+            if cause:
+                out.append(cause)
+        return out
+
+    def row_lines(self) -> list[str]:
+        """Every input: the graphs' logits, the engine's, the differences; bad rows marked."""
+        tolerance = self.main.tolerance
+        ref_label, other_label = REFERENCES[self.precision]
+        columns = [(ref_label, self.reference)]
+        if self.other is not None:
+            columns.append((str(other_label), self.other))
+        columns.append(("engine", self.engine))
+        columns += [(f"engine - {label.split()[0]}", self.engine - v) for label, v in columns[:-1]]
+        out = ["  ".join(["row".ljust(9), *(label.rjust(16) for label, _ in columns)])]
+        for i, name in enumerate(self.names):
+            diff = self.engine[i] - self.reference[i]
+            marks = ["over the tolerance"] if abs(diff) > tolerance else []
+            clear = abs(self.reference[i]) > tolerance
+            if clear and (self.engine[i] > 0) != (self.reference[i] > 0):
+                marks.append("decision flips")
+            row = "  ".join([name.ljust(9), *(f"{v[i]:>16.5f}" for _, v in columns)])
+            out.append(f"{row}  {', '.join(marks)}".rstrip())
+        return out
+
+
+_FP16_CAUSE = {
+    False: "cause: the FP16 graph itself fails this check in ONNX Runtime: FP16 precision, "
+    "not TensorRT; build with --precision fp32",
+    True: "cause: the FP16 graph passes this check in ONNX Runtime and the engine compiled "
+    "from it does not: TensorRT's kernels; try --precision fp32, and report it with this output",
+}
+"""Why a failed FP16 engine failed, by whether its FP16 graph passes in ONNX Runtime."""
+
+
 def logits(runner: Runner, x: np.ndarray, batch: int = 16) -> np.ndarray:
     """(N,) float32 logits of ``runner`` on ``x`` in chunks of ``batch``."""
     out = [
@@ -142,12 +238,6 @@ def logits(runner: Runner, x: np.ndarray, batch: int = 16) -> np.ndarray:
         for i in range(0, len(x), batch)
     ]
     return np.concatenate(out) if out else np.zeros(0, np.float32)
-
-
-def compare(
-    candidate: Runner, reference: Runner, names: Sequence[str], x: np.ndarray, precision: str
-) -> Comparison:
-    return Comparison(tuple(names), logits(candidate, x), logits(reference, x), precision)
 
 
 @dataclass(frozen=True)
@@ -176,3 +266,31 @@ def throughput(runner: Runner, batch: int, seconds: float = 1.0, min_calls: int 
         times.append(time.perf_counter() - t)
     median = float(np.median(times))
     return Throughput(batch, batch / median, median * 1e3)
+
+
+def check_engine(
+    engine: Runner,
+    precision: str,
+    onnx32: Path | bytes,
+    compiled: bytes,
+    names: list[str],
+    x: np.ndarray,
+    threads: int | None,
+) -> Verification:
+    """``engine``'s logits on ``x`` against the graphs it must match, in ONNX Runtime.
+
+    ``compiled`` is the graph TensorRT compiled: the float32 graph, the FP16
+    graph, or the INT8 Q/DQ graph (see :data:`mesolive.backends.verify.REFERENCES`).
+    """
+    from mesolive.backends.onnxruntime import OnnxRuntimeRunner
+
+    with OnnxRuntimeRunner(onnx32, threads=threads) as ref32:
+        float32 = logits(ref32, x)
+    graph = None
+    if precision != "fp32":
+        with OnnxRuntimeRunner(compiled, threads=threads) as ref:
+            graph = logits(ref, x)
+    out = logits(engine, x)
+    if precision == "int8" and graph is not None:
+        return Verification(tuple(names), out, graph, precision, other=float32)
+    return Verification(tuple(names), out, float32, precision, other=graph)

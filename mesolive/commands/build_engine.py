@@ -123,48 +123,51 @@ def verify_engine(
     side: ec.Sidecar,
     spec: registry.ModelSpec,
     onnx32: Path,
+    compiled: bytes,
     faces: list[np.ndarray],
     threads: int | None,
 ) -> bool:
     """Engine vs ONNX Runtime CPU on faces + random + smooth images, then faces/s.
 
-    FP32 and FP16 engines are compared with the float32 graph; INT8 engines
-    with their own Q/DQ graph (saved next to the engine), and their distance
-    from float32 is printed for information.
+    On failure every input's logits and differences are printed (and for FP16
+    whether FP16 rounding or TensorRT is to blame); faces/s are measured only
+    for an engine that passes.
     """
-    from mesolive.backends.onnxruntime import OnnxRuntimeRunner
     from mesolive.backends.tensorrt import open_engine
-    from mesolive.backends.verify import compare, throughput, verification_inputs
+    from mesolive.backends.verify import check_engine, throughput, verification_inputs
 
     names, x = verification_inputs(faces[:VERIFY_FACES], preprocess=spec.preprocess)
     if not faces:
         _say("  (no face crops given: --calibration FOLDER adds faces to the check)")
-    reference: Path | bytes = onnx32
-    if side.precision == "int8":
-        qdq = engine.with_suffix(".onnx")
-        if not qdq.is_file() or _sha256(qdq.read_bytes()) != side.graph_sha256:
-            _say(f"  {qdq.name} is missing or changed: cannot verify; rebuild with --force")
+    with open_engine(engine, sidecar=side) as trt_runner:
+        result = check_engine(trt_runner, side.precision, onnx32, compiled, names, x, threads)
+        for line in result.lines():
+            _say(f"  {line}")
+        if not result.passed:
             return False
-        reference = qdq.read_bytes()
-    with open_engine(engine) as trt_runner:
-        with OnnxRuntimeRunner(reference, threads=threads) as ref:
-            cmp = compare(trt_runner, ref, names, x, side.precision)
-        _say(f"  vs ONNX Runtime CPU: {cmp.line()}")
-        if side.precision == "int8":
-            with OnnxRuntimeRunner(onnx32, threads=threads) as ref32:
-                c32 = compare(trt_runner, ref32, names, x, "int8")
-            flips = int(np.sum((c32.candidate > 0) != (c32.reference > 0)))
-            _say(
-                f"  vs float32 (information): largest logit difference {c32.max_diff:.3g}, "
-                f"{flips} of {len(names)} decisions differ"
-            )
         rates: dict[int, object] = {}
         for b in sorted({1, 8, side.max_batch}):
             if b <= side.max_batch:
                 rates[b] = throughput(trt_runner, b)
                 _say(f"  {rates[b].line()}")  # type: ignore[attr-defined]
         _targets(spec, side, rates)
-    return cmp.passed
+    return True
+
+
+def _compiled_graph(
+    spec: registry.ModelSpec, side: ec.Sidecar, engine: Path, args: argparse.Namespace
+) -> bytes | None:
+    """The graph ``engine`` was compiled from, checked against its sidecar (``None``: not here)."""
+    if side.precision == "int8":
+        path = engine.with_suffix(".onnx")
+    else:
+        tty = sys.stderr.isatty()
+        path = registry.onnx_path(spec, side.precision, args.model_dir, progress=tty)
+    graph = path.read_bytes() if path.is_file() else b""
+    if _sha256(graph) != side.graph_sha256:
+        _say(f"  {path.name}, the graph it was compiled from, is missing or changed: cannot verify")
+        return None
+    return graph
 
 
 def _header(stack: GpuStack) -> str:
@@ -234,20 +237,25 @@ def _build_one(
         calibration=calibration,
         mesolive_version=__version__,
     )
-    if precision == "int8":
-        engine.parent.mkdir(parents=True, exist_ok=True)
-        engine.with_suffix(".onnx").write_bytes(graph)
-    ec.write_engine(engine, plan, side)
-    _say(f"{spec.name}: wrote {engine} ({len(plan) / 1e6:.1f} MB in {side.build_seconds:.0f} s)")
-    ok = verify_engine(engine, side, spec, onnx32, faces, args.threads)
-    if not ok:
-        ec.remove_engine(engine)
-        print(  # noqa: T201
-            f"mesolive: error: {engine.name} failed verification against ONNX Runtime and "
-            "was removed",
-            file=sys.stderr,
-        )
-    return ok
+    extras = {".onnx": graph} if precision == "int8" else {}
+
+    def verify(plan_file: Path) -> bool:
+        return verify_engine(plan_file, side, spec, onnx32, graph, faces, args.threads)
+
+    _say(f"{spec.name}: built in {side.build_seconds:.0f} s ({len(plan) / 1e6:.1f} MB); verifying")
+    if ec.install_verified(engine, plan, side, verify, extras):
+        _say(f"{spec.name}: wrote {engine}")
+        return True
+    _fail_line(
+        f"{engine.name} failed verification against ONNX Runtime; kept as "
+        f"{ec.failed_path(engine).name}, which is never loaded"
+        + ("; the engine already there is unchanged" if engine.is_file() else "")
+    )
+    return False
+
+
+def _fail_line(text: str) -> None:
+    print(f"mesolive: error: {text}", file=sys.stderr)  # noqa: T201 - the command's verdict
 
 
 def _verify_existing(
@@ -271,12 +279,23 @@ def _verify_existing(
     ok = True
     for f in files:
         entry = ec.check(f, target)
-        if not entry.matches or entry.sidecar is None:
+        side = entry.sidecar
+        if not entry.matches or side is None:
             _say(f"{f.name}: {entry.problem}; {ec.rebuild_hint(entry, spec.name, folder, target)}")
             ok = False
             continue
         _say(f"{f.name}:")
-        ok &= verify_engine(f, entry.sidecar, spec, onnx32, faces, args.threads)
+        graph = _compiled_graph(spec, side, f, args)
+        if graph is None:
+            ok = False
+        elif not verify_engine(f, side, spec, onnx32, graph, faces, args.threads):
+            opt = side.profile.get("opt", ec.DEFAULT_OPT_BATCH)
+            rebuild = ec.rebuild_command(spec.name, side.precision, side.max_batch, opt, folder)
+            _fail_line(
+                f"{f.name} failed verification against ONNX Runtime; moved to "
+                f"{ec.retire(f).name}, which is never loaded; rebuild: {rebuild}"
+            )
+            ok = False
     return ok
 
 

@@ -32,11 +32,11 @@ from mesolive.outputs import AtomicFile, check_outputs, write_atomic
 from mesolive.redact import redact
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from mesolive.pipeline.pipeline import FramePipeline, PipelineConfig
     from mesolive.pipeline.watchdog import StepWatchdog
-    from mesolive.types import FrameResult, Outage, TrackSummary
+    from mesolive.types import Frame, FrameResult, Outage, TrackSummary
 
 log = logging.getLogger(__name__)
 
@@ -269,24 +269,48 @@ def _run_sync(
     progress: bool,
     watchdog: StepWatchdog,
 ) -> None:
-    from mesolive.types import ReadStatus
+    """Every frame of a file: decoded ahead, the next detected while this one is classified."""
+    from mesolive.pipeline.readahead import ReadAhead
 
-    source.open()
+    reader = ReadAhead(source)
+    reader.open()
     try:
         with _bar(source, report.uri, max_frames, progress) as bar:
-            while max_frames is None or report.frames < max_frames:
-                status, frame, message = source.read(READ_TIMEOUT)
-                if status is ReadStatus.TIMEOUT:
-                    continue
-                if status is ReadStatus.END:
-                    break
-                if status is ReadStatus.ERROR or frame is None:
-                    report.error = redact(message) or f"{report.uri}: read failed"
-                    break
-                _process(pipeline, frame, report, sink, watchdog)
-                bar.update(1)
+            results = pipeline.stream(_frames(reader, report, max_frames))
+            try:
+                while True:
+                    with watchdog.step(f"frame {report.frames}"):
+                        result = next(results, None)
+                    if result is None:
+                        break
+                    _count(result, report, sink)
+                    bar.update(1)
+            finally:
+                results.close()
     finally:
-        source.close()
+        reader.close()
+
+
+def _frames(reader: Any, report: InputReport, max_frames: int | None) -> Iterator[Frame]:
+    """The frames of ``reader`` up to ``max_frames``; a read error ends them in ``report.error``.
+
+    Runs in the pipeline's detection thread (:meth:`FramePipeline.stream`); the
+    report's error is read only after the stream has ended.
+    """
+    from mesolive.types import ReadStatus
+
+    n = 0
+    while max_frames is None or n < max_frames:
+        status, frame, message = reader.read(READ_TIMEOUT)
+        if status is ReadStatus.TIMEOUT:
+            continue
+        if status is ReadStatus.END:
+            return
+        if status is ReadStatus.ERROR or frame is None:
+            report.error = redact(message) or f"{report.uri}: read failed"
+            return
+        n += 1
+        yield frame
 
 
 def _run_threaded(
@@ -335,6 +359,10 @@ def _process(
 ) -> None:
     with watchdog.step(f"frame {frame.index}"):
         result = pipeline.process(frame)
+    _count(result, report, sink)
+
+
+def _count(result: FrameResult, report: InputReport, sink: _Sink | None) -> None:
     report.frames += 1
     report.analysed += result.analysed
     if sink is not None:
@@ -410,6 +438,8 @@ def _summary_dict(t: TrackSummary) -> dict[str, Any]:
         "mean_score": round(t.mean_score, 6),
         "fake_share": round(t.fake_share, 6),
         "running_score": round(t.running_score, 6),
+        "last_verdict": t.last_verdict.value,
+        "alerts": [{"frame": f, "t": None if p is None else round(p, 4)} for f, p in t.alerts],
         "model_means": {k: round(v, 6) for k, v in t.model_means.items()},
         "timeline": [
             {"frame": f, "t": None if p is None else round(p, 4), "fake_score": round(s, 6)}
@@ -476,7 +506,11 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
         model_dir=args.model_dir,
         threads=args.threads,
         precision=args.precision,
-        **{k: v for k in ("every", "threshold") if (v := getattr(args, k)) is not None},
+        **{
+            k: v
+            for k in ("every", "threshold", "alert_seconds", "reid_seconds")
+            if (v := getattr(args, k)) is not None
+        },
     )
 
 

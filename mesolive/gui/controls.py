@@ -1,4 +1,8 @@
-"""The settings panel: models, threshold, detection size and interval, alerts."""
+"""The settings panel: models and their folder, threshold, detection size and interval, alerts.
+
+Each number field is checked (:mod:`mesolive.gui.fields`): a value not
+accepted gets a message beside the field and is not applied.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +10,15 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
+from mesolive.gui.fields import CheckedField, DoubleBox, IntBox, config_problem
+from mesolive.gui.model_folder import ModelFolderField
 from mesolive.gui.settings import ARCHS, DET_SIZES, VARIANTS, UiSettings, split_models
 from mesolive.models.registry import default_model
 
@@ -58,41 +62,69 @@ class ControlsPanel(QWidget):
             cb.setToolTip("trained on this kind of forgery; both: the mean of the two scores")
             self.variant_boxes[v] = cb
             row.addWidget(cb)
+        self.model_folder = ModelFolderField()
         form = QFormLayout(models_box)
         form.addRow("Network", self.arch)
         form.addRow("Trained on", row)
+        form.addRow("Model folder", self.model_folder)
+        form.addRow(self.model_folder.message)
 
         analysis = QGroupBox("Analysis")
-        self.threshold = QDoubleSpinBox()
-        self.threshold.setRange(0.05, 0.95)
+        self.threshold = DoubleBox()
+        self.threshold.setRange(0.0, 1.0)  # what can be typed; the pipeline says what it takes
         self.threshold.setSingleStep(0.05)
         self.threshold.setDecimals(2)
-        self.threshold.setToolTip("fake score at which a face turns red")
+        self.threshold.setToolTip(
+            "centre of the 'uncertain' band: a face is FAKE (red) above it + 0.1, "
+            "real (green) below it - 0.1"
+        )
         self.det_size = QComboBox()
         for size in DET_SIZES:
             self.det_size.addItem("auto" if size == 0 else f"{size} px", size)
         self.det_size.setToolTip("face detector input size: larger finds smaller faces, slower")
-        self.every = QSpinBox()
-        self.every.setRange(1, 30)
+        self.every = IntBox()
+        self.every.setRange(0, 30)
         self.every.setSuffix(" frame(s)")
-        self.every.setToolTip("detect and classify every N-th frame; track in between")
+        self.every.setSpecialValueText("auto")  # 0: the status bar shows the N chosen
+        self.every.setToolTip(
+            "detect and classify every N-th frame; track in between. auto: N is raised or "
+            "lowered to keep up with the source (the status bar shows it and why)"
+        )
         self.loop_files = QCheckBox("Loop video files")
+        self.threshold_field = CheckedField(
+            self.threshold,
+            config_problem(threshold=0.0),  # the pipeline's words for what it accepts
+            lambda v: config_problem(threshold=v),
+            self,
+        )
+        self.every_field = CheckedField(
+            self.every, "expected auto (0) or a whole number from 1 to 30", parent=self
+        )
         form = QFormLayout(analysis)
         form.addRow("Threshold", self.threshold)
+        form.addRow(self.threshold_field.message)
         form.addRow("Detection size", self.det_size)
         form.addRow("Analyse every", self.every)
+        form.addRow(self.every_field.message)
         form.addRow(self.loop_files)
 
         alerts = QGroupBox("Alerts")
-        self.alert_seconds = QDoubleSpinBox()
+        self.alert_seconds = DoubleBox()
         self.alert_seconds.setRange(0.0, 600.0)
         self.alert_seconds.setSingleStep(0.5)
         self.alert_seconds.setSuffix(" s")
-        self.alert_seconds.setToolTip("alert when a face stays above the threshold this long")
+        self.alert_seconds.setToolTip("alert when a face stays FAKE (red) this long")
         self.alert_sound = QCheckBox("Sound")
         self.alert_notify = QCheckBox("Desktop notification")
+        self.alert_seconds_field = CheckedField(
+            self.alert_seconds,
+            "expected 0 to 600 s",
+            lambda v: config_problem(alert_seconds=v),
+            self,
+        )
         form = QFormLayout(alerts)
         form.addRow("Above threshold for", self.alert_seconds)
+        form.addRow(self.alert_seconds_field.message)
         form.addRow(self.alert_sound)
         form.addRow(self.alert_notify)
 
@@ -108,45 +140,48 @@ class ControlsPanel(QWidget):
         for cb in self.variant_boxes.values():
             cb.toggled.connect(self._models_edited)
         self.det_size.currentIndexChanged.connect(lambda _i: self.pipeline_changed.emit())
-        self.every.valueChanged.connect(lambda _v: self.pipeline_changed.emit())
-        self.threshold.valueChanged.connect(self.threshold_changed.emit)
+        self.every_field.accepted.connect(lambda _v: self.pipeline_changed.emit())
+        self.threshold_field.accepted.connect(self.threshold_changed.emit)
         for w in (self.alert_sound, self.alert_notify):
             w.toggled.connect(lambda _b: self.alerts_changed.emit())
-        self.alert_seconds.valueChanged.connect(lambda _v: self.alerts_changed.emit())
+        self.alert_seconds_field.accepted.connect(lambda _v: self.alerts_changed.emit())
 
     # -- settings in and out ---------------------------------------------------------
 
     def load(self, s: UiSettings) -> None:
         """Show ``s`` without emitting change signals."""
-        widgets = [self.arch, self.threshold, self.det_size, self.every, self.alert_seconds]
+        widgets = [self.arch, self.det_size]
         widgets += [*self.variant_boxes.values(), self.alert_sound, self.alert_notify]
         widgets.append(self.loop_files)
         for w in widgets:
             w.blockSignals(True)
         try:
             self._set_models(s.models)
-            self.threshold.setValue(s.threshold)
+            self.threshold_field.load(s.threshold)
             idx = self.det_size.findData(s.det_size)
             if idx < 0:
                 self.det_size.addItem(f"{s.det_size} px", s.det_size)
                 idx = self.det_size.count() - 1
             self.det_size.setCurrentIndex(idx)
-            self.every.setValue(s.every)
-            self.alert_seconds.setValue(s.alert_seconds)
+            self.every_field.load(s.every)
+            self.alert_seconds_field.load(s.alert_seconds)
             self.alert_sound.setChecked(s.alert_sound)
             self.alert_notify.setChecked(s.alert_notify)
             self.loop_files.setChecked(s.loop_files)
         finally:
             for w in widgets:
                 w.blockSignals(False)
+        self.model_folder.load(s.model_dir, self.models())
 
     def store(self, s: UiSettings) -> UiSettings:
         """Copy the controls' values into ``s`` (and return it)."""
         s.models = self.models()
-        s.threshold = round(self.threshold.value(), 4)
+        s.threshold = round(self.threshold_field.value, 4)  # the values in force
         s.det_size = int(self.det_size.currentData())
-        s.every = self.every.value()
-        s.alert_seconds = self.alert_seconds.value()
+        s.every = self.every_field.value
+        s.alert_seconds = self.alert_seconds_field.value
+        if not self.model_folder.forced_by:  # one given for the run is not kept
+            s.model_dir = self.model_folder.value
         s.alert_sound = self.alert_sound.isChecked()
         s.alert_notify = self.alert_notify.isChecked()
         s.loop_files = self.loop_files.isChecked()
@@ -194,4 +229,5 @@ class ControlsPanel(QWidget):
             cb.blockSignals(True)
             cb.setChecked(True)
             cb.blockSignals(False)
+        self.model_folder.set_models(self.models())
         self.pipeline_changed.emit()

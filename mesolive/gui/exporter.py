@@ -33,7 +33,6 @@ class FrameShot:
     """The frame shown and how its overlay is drawn, for ``snapshot.png``."""
 
     result: FrameResult
-    threshold: float
     line_width: float
     history: tuple[tuple[int, tuple[float, ...]], ...]  # track ID → recent fake scores
 
@@ -42,10 +41,10 @@ class FrameShot:
         cls, result: FrameResult, overlay: OverlayPainter, history: Mapping[int, Sequence[float]]
     ) -> FrameShot:
         hist = tuple((tid, tuple(scores)) for tid, scores in history.items())
-        return cls(result, overlay.threshold, overlay.line_width, hist)
+        return cls(result, overlay.line_width, hist)
 
     def write_png(self, f: IO[bytes]) -> None:
-        overlay = OverlayPainter(self.threshold, self.line_width)
+        overlay = OverlayPainter(line_width=self.line_width)
         img = render_annotated(self.result, overlay, dict(self.history))
         data = QByteArray()
         buf = QBuffer(data)
@@ -95,12 +94,26 @@ class ReportExporter(QObject):
     def busy(self) -> bool:
         return self._thread is not None
 
-    def start(self, folder: Path, snap: ReportSnapshot, shot: FrameShot | None) -> bool:
-        """Write the report into ``folder`` (a new one, see ``new_folder``); False while busy."""
+    def start(
+        self,
+        folder: Path,
+        snap: ReportSnapshot,
+        shot: FrameShot | None,
+        extra: Mapping[str, tuple[str, Writer]] | None = None,
+    ) -> bool:
+        """Write the report into ``folder`` (a new one, see ``new_folder``); False while busy.
+
+        ``extra`` maps more keys to ``(file name, writer)``; the writers run in
+        the worker, so they must hold immutable values only (the alert history's
+        :func:`~mesolive.gui.alert_history.report_files` does).
+        """
         if self._thread is not None:
             return False
         self._thread = threading.Thread(
-            target=self._run, args=(folder, snap, shot), name="mesolive-report", daemon=False
+            target=self._run,
+            args=(folder, snap, shot, dict(extra or {})),
+            name="mesolive-report",
+            daemon=False,
         )
         self._thread.start()
         return True
@@ -116,8 +129,13 @@ class ReportExporter(QObject):
             return False
         return True
 
-    def _run(self, folder: Path, snap: ReportSnapshot, shot: FrameShot | None) -> None:
-        extra: dict[str, tuple[str, Writer]] = {}
+    def _run(
+        self,
+        folder: Path,
+        snap: ReportSnapshot,
+        shot: FrameShot | None,
+        extra: dict[str, tuple[str, Writer]],
+    ) -> None:
         if shot is not None:
             extra["snapshot"] = ("snapshot.png", shot.write_png)
         try:

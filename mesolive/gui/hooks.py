@@ -35,7 +35,7 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication
 
 from mesolive.env import env_float, env_int, env_path
-from mesolive.gui.overlay import score_band
+from mesolive.gui.overlay import BANDS, label_text
 from mesolive.types import FrameResult
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,12 @@ class Heartbeat(QObject):
 
 
 class TestingHooks(QObject):
-    """Installs what the environment asks for on ``window`` (a MainWindow)."""
+    """Installs what the environment asks for on ``window`` (a MainWindow).
+
+    Figures come from the session's read-only statistics
+    (:meth:`Presenter.stats`); only the screenshot looks at widgets, for
+    where the frame lies on screen and what is drawn.
+    """
 
     def __init__(self, window: Any, env: Mapping[str, str] | None = None) -> None:
         super().__init__(window)
@@ -169,7 +174,7 @@ class TestingHooks(QObject):
         if (
             self.screenshot
             and not self._shot_taken
-            and self.window.video.painted >= self.shot_after
+            and self.window.presenter.stats().painted >= self.shot_after
         ):
             self._shot_taken = True
             self.window.video.frozen = True  # what is grabbed is what the sidecar describes
@@ -201,7 +206,6 @@ class TestingHooks(QObject):
         r = QRectF(rect.x() + origin.x(), rect.y() + origin.y(), rect.width(), rect.height())
         path.parent.mkdir(parents=True, exist_ok=True)
         pix.save(str(path))
-        threshold = video.overlay.threshold
         faces = []
         if result is not None:
             for f in result.faces:
@@ -211,7 +215,9 @@ class TestingHooks(QObject):
                         "xyxy": [float(v) for v in f.xyxy],
                         "running_score": float(f.running_score),
                         "n_scored": int(f.n_scored),
-                        "band": score_band(f.running_score, threshold) if f.n_scored else "grey",
+                        "verdict": f.verdict.value,
+                        "label": label_text(f),
+                        "band": BANDS[f.verdict],
                     }
                 )
         side = {
@@ -221,8 +227,8 @@ class TestingHooks(QObject):
             "image_rect": [r.x() * dpr, r.y() * dpr, r.width() * dpr, r.height() * dpr],
             "frame_index": result.frame.index if result is not None else None,
             "frame_size": [result.frame.width, result.frame.height] if result else None,
-            "threshold": threshold,
-            "backend": win.presenter.backend,
+            "threshold": result.threshold if result is not None else None,
+            "backend": win.presenter.stats().backend,
             "faces": faces,
             "windows": [  # visible top-level windows, e.g. the source picker at start-up
                 w.windowTitle() for w in QApplication.topLevelWidgets() if w.isVisible()
@@ -248,14 +254,10 @@ class TestingHooks(QObject):
         for hb in (self.heartbeat, self.heartbeat_loaded):
             if hb is not None:
                 hb.stop()
-        win = self.window
-        c = win.presenter.counters
-        video = win.video
-        t_end = time.monotonic()
+        s = self.window.presenter.stats()
         fps = None
-        if video.t_first_paint is not None and t_end > video.t_first_paint:
-            fps = (video.painted - 1) / (t_end - video.t_first_paint)
-        dropped = c.capture_drops + video.superseded
+        if s.t_first_paint is not None and s.t > s.t_first_paint:
+            fps = (s.painted - 1) / (s.t - s.t_first_paint)
         stats = {
             "t0_wall": self.t0_wall,
             "first_paint_wall": self.first_paint_wall,
@@ -264,16 +266,16 @@ class TestingHooks(QObject):
                 if self.first_paint_wall is not None and self.t0_wall is not None
                 else None
             ),
-            "backend": win.presenter.backend,
-            "painted": video.painted,
-            "superseded": video.superseded,
-            "results": c.results,
-            "frames_read": c.frames_read,
-            "capture_drops": c.capture_drops,
-            "dropped_share": (dropped / c.frames_read) if c.frames_read else None,
+            "backend": s.backend,
+            "painted": s.painted,
+            "superseded": s.superseded,
+            "results": s.results,
+            "frames_read": s.frames_read,
+            "capture_drops": s.capture_drops,
+            "dropped_share": s.dropped_share,
             "fps_shown": fps,
-            "latency_ema_ms": 1000 * c.latency_ema if c.latency_ema is not None else None,
-            "errors": c.errors,
+            "latency_ema_ms": 1000 * s.latency_ema if s.latency_ema is not None else None,
+            "errors": s.errors,
             "heartbeat_all": self.heartbeat.summary() if self.heartbeat else None,
             "heartbeat_running": self.heartbeat_loaded.summary() if self.heartbeat_loaded else None,
             "rss_mb": self.rss,

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import QThread, Signal
 
 from mesolive.errors import MesoliveError
+from mesolive.pipeline.interval import IntervalController
 from mesolive.pipeline.watchdog import StepWatchdog
 
 if TYPE_CHECKING:
@@ -50,6 +51,9 @@ class InferenceThread(QThread):
     summaries_ready(object)
         The pipeline's ``summaries()`` (a list of TrackSummary), once, when the
         thread ends after a successful start.
+    interval_changed(object)
+        With ``auto_every``: the new :class:`~mesolive.pipeline.interval.Interval`
+        each time the analysis interval is raised or lowered to keep up.
     """
 
     pipeline_ready = Signal(str)
@@ -57,17 +61,27 @@ class InferenceThread(QThread):
     errored = Signal(str)
     failed = Signal(str)
     summaries_ready = Signal(object)
+    interval_changed = Signal(object)
 
     TAKE_TIMEOUT = 0.1  # seconds: how quickly a stop request is noticed
     ERROR_INTERVAL = 2.0  # seconds between two errored signals
     REBUILD_AFTER = 10  # consecutive failed frames before the pipeline is rebuilt once
     STALL_TIMEOUT = 10.0  # seconds one frame may take before the watchdog reports it
 
-    def __init__(self, slot: LatestSlot[Frame], config: PipelineConfig, parent: Any = None):
+    def __init__(
+        self,
+        slot: LatestSlot[Frame],
+        config: PipelineConfig,
+        parent: Any = None,
+        *,
+        auto_every: bool = False,
+    ):
         super().__init__(parent)
         self.setObjectName("mesolive-inference")
         self.slot = slot
         self.config = config
+        # "auto" interval: start at config.every, then follow an IntervalController
+        self.auto_every = auto_every
         self._stop = threading.Event()
         self._paused = threading.Event()
         self.processed = 0
@@ -75,9 +89,9 @@ class InferenceThread(QThread):
         self.backend = ""
         self._last_error_emit = -1e9
         self._pipeline: FramePipeline | None = None
-        # written by the GUI thread, read by this one: a float swap is atomic, and
+        # written by the GUI thread, read by this one: swapping a tuple is atomic, and
         # the loop applies whatever value it last sees (a rebuilt pipeline too)
-        self._threshold = float(config.threshold)
+        self._rule = (float(config.threshold), float(config.alert_seconds))
 
     # -- control (any thread) ------------------------------------------------------
 
@@ -88,9 +102,13 @@ class InferenceThread(QThread):
         else:
             self._paused.clear()
 
-    def set_threshold(self, value: float) -> None:
-        """The verdicts' fake-score threshold; applied before the next frame."""
-        self._threshold = float(value)
+    def set_rule(self, threshold: float, alert_seconds: float) -> None:
+        """The verdicts' fake-score threshold and the alert time; applied before the next frame.
+
+        The pipeline judges with them from then on and each result says which
+        threshold it was judged with, so what the window shows follows.
+        """
+        self._rule = (float(threshold), float(alert_seconds))
 
     @property
     def paused(self) -> bool:
@@ -163,6 +181,7 @@ class InferenceThread(QThread):
     def _loop(self, watchdog: StepWatchdog) -> None:
         consecutive = 0
         rebuilt = False
+        keep_up = IntervalController(start=self.config.every) if self.auto_every else None
         while not self._stop.is_set() and self._pipeline is not None:
             frame = self.slot.take(self.TAKE_TIMEOUT)
             if frame is None:
@@ -170,12 +189,20 @@ class InferenceThread(QThread):
                     return
                 continue
             if self._paused.is_set():
+                if keep_up is not None:
+                    keep_up.reset_window()  # a pause says nothing about the load
                 continue
             try:
-                if self._pipeline.rule.threshold != self._threshold:
-                    self._pipeline.set_threshold(self._threshold)
+                threshold, alert_seconds = self._rule
+                rule = self._pipeline.rule
+                if (rule.threshold, rule.alert_seconds) != (threshold, alert_seconds):
+                    self._pipeline.set_rule(threshold=threshold, alert_seconds=alert_seconds)
+                if keep_up is not None and self._pipeline.config.every != keep_up.every:
+                    self._pipeline.set_every(keep_up.every)  # a rebuilt pipeline too
+                t0 = time.perf_counter()
                 with watchdog.step(f"frame {frame.index}"):
                     result = self._pipeline.process(frame)
+                busy = time.perf_counter() - t0
             except Exception as e:  # noqa: BLE001 (one bad frame must not end the session)
                 consecutive += 1
                 self._frame_failed(e)
@@ -192,6 +219,12 @@ class InferenceThread(QThread):
             consecutive = 0
             self.processed += 1
             self.result_ready.emit(result)
+            if keep_up is not None:
+                change = keep_up.observe(
+                    time.monotonic(), result.latency, busy, result.analysed, self.slot.drops
+                )
+                if change is not None:
+                    self.interval_changed.emit(change)
 
     def _frame_failed(self, e: Exception) -> None:
         self.errors += 1

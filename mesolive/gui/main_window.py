@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -28,18 +27,24 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from mesolive import paths
 from mesolive.errors import MesoliveError
 from mesolive.gui import settings as ui_settings
+from mesolive.gui.alert_history import AlertHistory, report_files
+from mesolive.gui.alert_panel import AlertPanel
 from mesolive.gui.controls import ControlsPanel
-from mesolive.gui.exporter import ExportOutcome, FrameShot, ReportExporter
-from mesolive.gui.overlay_window import OverlayWindow, overlay_problem
-from mesolive.gui.presenter import Level, Presenter, State
-from mesolive.gui.report import SessionInfo, take_snapshot
+from mesolive.gui.export_controller import ExportController
+from mesolive.gui.keys import KeyGuard
+from mesolive.gui.overlay_controller import OverlayController
+from mesolive.gui.presenter import Level, Presenter, SessionStats, State
+from mesolive.gui.recorder import SessionRecorder, recording_stem
+from mesolive.gui.report import SessionInfo
 from mesolive.gui.settings import UiSettings
 from mesolive.gui.source_picker import SourcePickerDialog
 from mesolive.gui.timeline import TimelinePanel
 from mesolive.gui.tracks import Alert
-from mesolive.gui.video_view import VideoView, render_annotated
+from mesolive.gui.video_view import VideoView
+from mesolive.pipeline.interval import Interval
 from mesolive.types import FrameResult
 
 log = logging.getLogger(__name__)
@@ -91,9 +96,14 @@ def gpu_expected() -> bool:
 
 
 class Banner(QFrame):
-    """A one-line coloured message across the top of the video, with buttons."""
+    """A one-line coloured message across the top of the video, with buttons.
+
+    ``action`` is the banner's own button (``action_text``); ``settings``, the
+    "Model folder…" button, leads to the model folder in the Settings tab.
+    """
 
     action_clicked = Signal()
+    settings_clicked = Signal()
 
     def __init__(self, action_text: str = "", parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -102,17 +112,24 @@ class Banner(QFrame):
         self.action = QPushButton(action_text)
         self.action.setVisible(bool(action_text))
         self.action.clicked.connect(self.action_clicked.emit)
+        self.settings = QPushButton("Model folder…")
+        self.settings.setToolTip("set the folder the models are read from (Settings tab)")
+        self.settings.setVisible(False)
+        self.settings.clicked.connect(self.settings_clicked.emit)
         self.close_button = QPushButton("Dismiss")
         self.close_button.clicked.connect(self.hide)
         lay = QHBoxLayout(self)
         lay.setContentsMargins(10, 6, 10, 6)
         lay.addWidget(self.label, 1)
         lay.addWidget(self.action)
+        lay.addWidget(self.settings)
         lay.addWidget(self.close_button)
         self.level = Level.INFO
         self.hide()
 
-    def show_message(self, level: Level, text: str, *, action: bool = False) -> None:
+    def show_message(
+        self, level: Level, text: str, *, action: bool = False, settings: bool = False
+    ) -> None:
         if not text:
             self.hide()
             return
@@ -122,6 +139,7 @@ class Banner(QFrame):
         )
         self.label.setText(text)
         self.action.setVisible(action and bool(self.action.text()))
+        self.settings.setVisible(settings)
         self.show()
 
 
@@ -140,21 +158,24 @@ class MainWindow(QMainWindow):
         self.settings: UiSettings = ui_settings.apply_cli(ui_settings.load(qsettings), args)
         self.setWindowTitle("mesolive: deepfake monitor")
         self.presenter = Presenter(self)
-        self.presenter.set_threshold(self.settings.threshold)
-        self.presenter.tracks.alert_seconds = self.settings.alert_seconds
+        self.presenter.set_rule(self.settings.threshold, self.settings.alert_seconds)
         self._gpu_expected = gpu_expected()
-        self.overlay_window: OverlayWindow | None = None
+        self.overlay = OverlayController(self.presenter, self.presenter.tracks.recent_scores, self)
         self._tray: QSystemTrayIcon | None = None
-        self._last_painted = 0
-        self._last_stats_t = time.monotonic()
-        self.fps_shown = 0.0
+        self._last_stats: SessionStats | None = None  # the status bar's previous figures
         self._shut_down: bool | None = None
-        self._panel_key: tuple[int, float, int, float] | None = None
-        self._superseded0 = 0
-        self.exporter = ReportExporter(self)
+        self._panel_key: tuple[int, float, int, float | None] | None = None
 
         self._build_widgets()
+        self.exporter = ExportController(
+            self.presenter,
+            self.video,
+            self.session_info,
+            lambda: report_files(self.alerts.snapshot()),
+            self,
+        )
         self._build_actions()
+        self.key_guard = KeyGuard(self)  # single-key shortcuts stay out of text fields
         self._connect()
         self._restore_geometry()
         self._update_actions()
@@ -163,7 +184,6 @@ class MainWindow(QMainWindow):
 
     def _build_widgets(self) -> None:
         self.video = VideoView()
-        self.video.overlay.threshold = self.settings.threshold
         self.video.history = self.presenter.tracks.recent_scores
         self.banner = Banner("Choose another source…")
         self.alert_banner = Banner()
@@ -177,12 +197,25 @@ class MainWindow(QMainWindow):
 
         self.timeline = TimelinePanel()
         self.controls = ControlsPanel(self.settings)
+        forced = paths.model_dir_override(getattr(self.args, "model_dir", None))
+        if forced is not None:  # wins over the kept folder for this run (not kept)
+            cli = getattr(self.args, "model_dir", None)
+            given_by = "--model-dir" if cli else "MESOLIVE_MODEL_DIR"
+            self.controls.model_folder.force(forced, given_by)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.controls)
+        self.settings_scroll = scroll
         self.side = QTabWidget()
         self.side.addTab(self.timeline, "Faces")
         self.side.addTab(scroll, "Settings")
+        self.alerts = AlertHistory()
+        self.alert_panel = AlertPanel(self.alerts, self.presenter.tracks)
+        self.side.addTab(self.alert_panel, "Alerts")
+        self.recorder = SessionRecorder(
+            self.video.overlay, self.presenter.tracks.recent_scores, self
+        )
+        self.record_folder: Path | None = None  # asked once a run, for recordings and clips
         self.side.setMinimumWidth(300)
 
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
@@ -200,9 +233,11 @@ class MainWindow(QMainWindow):
         self.fps_label = QLabel("– fps")
         self.latency_label = QLabel("latency –")
         self.drops_label = QLabel("dropped –")
+        self.interval_label = QLabel("")  # "analysing every 3rd frame to keep up"
         sb.addWidget(self.state_label)
         sb.addWidget(self.source_label, 1)
-        for w in (self.backend_label, self.fps_label, self.latency_label, self.drops_label):
+        labels = (self.backend_label, self.fps_label, self.latency_label, self.drops_label)
+        for w in (*labels, self.interval_label):
             sb.addPermanentWidget(w)
 
         self.stats_timer = QTimer(self)
@@ -257,6 +292,9 @@ class MainWindow(QMainWindow):
             sp.SP_TitleBarNormalButton,
             checkable=True,
         )
+        self.act_record = self._action(
+            "&Record video…", "Ctrl+R", self.set_recording, sp.SP_DialogNoButton, checkable=True
+        )
         self.act_panel = self._action("Side &panel", "Ctrl+B", self._toggle_panel, checkable=True)
         self.act_panel.setChecked(True)
         self.act_fullscreen = self._action("&Full screen", "F11", self._toggle_fullscreen)
@@ -270,7 +308,7 @@ class MainWindow(QMainWindow):
         m.addSeparator()
         m.addAction(self.act_quit)
         m = menu.addMenu("&Session")
-        for a in (self.act_start, self.act_pause, self.act_stop):
+        for a in (self.act_start, self.act_pause, self.act_stop, self.act_record):
             m.addAction(a)
         m = menu.addMenu("&View")
         for a in (self.act_overlay, self.act_panel, self.act_fullscreen):
@@ -283,6 +321,7 @@ class MainWindow(QMainWindow):
             self.act_snapshot: "Snapshot",
             self.act_export: "Report",
             self.act_overlay: "Overlay",
+            self.act_record: "Record",
         }
         for act, text in short.items():
             act.setIconText(text)
@@ -293,18 +332,33 @@ class MainWindow(QMainWindow):
         for a in (self.act_source, self.act_start, self.act_pause, self.act_stop):
             tb.addAction(a)
         tb.addSeparator()
-        for a in (self.act_snapshot, self.act_export, self.act_overlay):
+        for a in (self.act_snapshot, self.act_export, self.act_record, self.act_overlay):
             tb.addAction(a)
 
     def _connect(self) -> None:
         p = self.presenter
         p.result_ready.connect(self._on_result)
+        self.video.painted_callbacks.append(p.note_painted)
         p.state_changed.connect(lambda _s: self._update_actions())
         p.message.connect(self._on_message)
         p.backend_changed.connect(self._on_backend)
+        p.interval_changed.connect(self._on_interval)
         p.alert_raised.connect(self.on_alert)
-        self.exporter.finished.connect(self._on_exported)
+        p.alert_raised.connect(self.alerts.add_alert)  # before the result that raised it
+        p.alert_raised.connect(self.recorder.mark_alert)
+        p.result_ready.connect(self.alerts.add_result)
+        p.result_ready.connect(self.recorder.add)
+        p.state_changed.connect(self._on_session_state)
+        self.recorder.message.connect(self._on_recorder_message)
+        self.recorder.recording_changed.connect(lambda on: self._set_checked(self.act_record, on))
+        self.recorder.clips_changed.connect(
+            lambda on: self._set_checked(self.alert_panel.clips, on)
+        )
+        self.alert_panel.clips_changed.connect(self.set_alert_clips)
+        self.exporter.status.connect(self.statusBar().showMessage)
+        self.exporter.failed.connect(lambda text: self.banner.show_message(Level.ERROR, text))
         self.banner.action_clicked.connect(self.choose_source)
+        self.banner.settings_clicked.connect(self.show_model_folder)
         self.controls.pipeline_changed.connect(self._on_pipeline_settings)
         self.controls.threshold_changed.connect(self._on_threshold)
         self.controls.alerts_changed.connect(self._on_alert_settings)
@@ -322,12 +376,21 @@ class MainWindow(QMainWindow):
             models=tuple(s.models),
             detector=getattr(a, "detector", None),
             det_size=s.det_size or None,
-            every=s.every,
+            every=s.every or 1,  # 0 = auto: start at every frame
             threshold=s.threshold,
+            alert_seconds=s.alert_seconds,
+            **({"reid_seconds": r} if (r := getattr(a, "reid_seconds", None)) is not None else {}),
             backend=getattr(a, "backend", "auto") or "auto",
-            model_dir=getattr(a, "model_dir", None),
+            model_dir=self.model_dir(),
             threads=getattr(a, "threads", None),
         )
+
+    def model_dir(self) -> str | None:
+        """The model folder of the next start: the option, else the variable, else the kept one."""
+        forced = paths.model_dir_override(getattr(self.args, "model_dir", None))
+        if forced is not None:
+            return str(forced)
+        return self.controls.model_folder.value or None
 
     def start_source(self, uri: str) -> bool:
         """Start monitoring ``uri`` (replacing what runs). False if it failed at once."""
@@ -340,15 +403,16 @@ class MainWindow(QMainWindow):
         self.timeline.clear()
         self.video.clear("Starting…")
         self.source_label.setText(uri)
-        self._superseded0 = self.video.superseded  # the status bar counts per session
         try:
             config = self.pipeline_config()
         except (MesoliveError, ValueError) as e:
             self._on_message(Level.ERROR, str(e))
             return False
-        ok = self.presenter.start(uri, config, loop=self.settings.loop_files)
-        if self.overlay_window is not None:
-            self.set_overlay_mode(True)  # follow the new source's region
+        ok = self.presenter.start(
+            uri, config, loop=self.settings.loop_files, auto_every=self.settings.every == 0
+        )
+        if self.overlay.active:
+            self.set_overlay_mode(True)  # over the new source, or off with the reason
         return ok
 
     def start(self) -> None:
@@ -392,24 +456,20 @@ class MainWindow(QMainWindow):
             self.start_source(self.presenter.uri)
 
     def _on_threshold(self, value: float) -> None:
+        # To the pipeline only: what is drawn follows the results judged with it.
         self.settings.threshold = value
-        self.presenter.set_threshold(value)
-        self.video.overlay.threshold = value
-        if self.overlay_window is not None:
-            self.overlay_window.overlay.threshold = value
-        self.timeline.set_threshold(value)
-        self.video.update()
+        self.presenter.set_rule(value, self.settings.alert_seconds)
 
     def _on_alert_settings(self) -> None:
         self.controls.store(self.settings)
-        self.presenter.tracks.alert_seconds = self.settings.alert_seconds
+        self.presenter.set_rule(self.settings.threshold, self.settings.alert_seconds)
 
     # -- results and messages -------------------------------------------------------------
 
     def _on_result(self, result: FrameResult) -> None:
-        self.video.set_result(result)
-        if self.overlay_window is not None:
-            self.overlay_window.set_result(result, self.presenter.tracks.recent_scores())
+        if self.video.set_result(result):
+            self.presenter.note_superseded()
+        self.overlay.set_result(result)
 
     def _on_message(self, level: Level, text: str) -> None:
         if not text:
@@ -417,12 +477,22 @@ class MainWindow(QMainWindow):
                 self.banner.hide()
             return
         source_error = level is Level.ERROR and self.presenter.last_error_source
-        self.banner.show_message(level, text, action=source_error)
+        model_error = level is Level.ERROR and not source_error  # models or back end
+        self.banner.show_message(level, text, action=source_error, settings=model_error)
         if source_error:
             self.video.clear(text + "\n\nPress Ctrl+O to choose another source.")
-        elif level is Level.ERROR:  # models or back end: the Settings tab, not the source
-            self.video.clear(text + "\n\nCheck the models in the Settings tab, then press F5.")
+        elif model_error:
+            self.video.clear(
+                text + "\n\nCheck the models and the model folder in the Settings tab "
+                "(Model folder… above), then press F5."
+            )
         self.statusBar().showMessage(text, 10000)
+
+    def _on_interval(self, interval: Interval) -> None:
+        self.interval_label.setText(interval.text)
+        self.interval_label.setToolTip(
+            interval.reason or "set in the Settings tab (auto: raised or lowered to keep up)"
+        )
 
     def _on_backend(self, backend: str) -> None:
         requested = getattr(self.args, "backend", "auto") or "auto"
@@ -458,30 +528,22 @@ class MainWindow(QMainWindow):
 
     def update_stats(self) -> None:
         """Once a second (friture's slow timer): fps shown, latency, drops, state."""
-        now = time.monotonic()
-        dt = max(1e-6, now - self._last_stats_t)
-        painted = self.video.painted
-        self.fps_shown = (painted - self._last_painted) / dt
-        self._last_painted, self._last_stats_t = painted, now
-        c = self.presenter.refresh_counters()
-        state = self.presenter.state
-        self.state_label.setText(state.value)
-        if state in (State.RUNNING, State.PAUSED):
-            self.fps_label.setText(f"{self.fps_shown:.1f} fps")
+        s = self.presenter.stats()
+        prev, self._last_stats = self._last_stats, s
+        self.state_label.setText(s.state.value)
+        if s.state in (State.RUNNING, State.PAUSED) and prev is not None:
+            self.fps_label.setText(f"{s.fps_since(prev):.1f} fps")
         else:
             self.fps_label.setText("– fps")
-        lat = c.latency_ema
+        lat = s.latency_ema
         self.latency_label.setText(
             f"latency {1000 * lat:.0f} ms" if lat is not None else "latency –"
         )
-        superseded = self.video.superseded - self._superseded0
-        dropped = c.capture_drops + superseded
-        share = 100.0 * dropped / c.frames_read if c.frames_read else 0.0
-        self.drops_label.setText(f"dropped {dropped} ({share:.1f}%)")
+        self.drops_label.setText(f"dropped {s.dropped} ({100.0 * (s.dropped_share or 0.0):.1f}%)")
         self.drops_label.setToolTip(
-            f"{c.capture_drops} frames the analysis had no time for, {superseded} "
-            f"results replaced before they were drawn, of {c.frames_read} frames captured; "
-            f"{c.errors} frames failed"
+            f"{s.capture_drops} frames the analysis had no time for, {s.superseded} "
+            f"results replaced before they were drawn, of {s.frames_read} frames captured; "
+            f"{s.errors} frames failed"
         )
 
     def _refresh_panel(self) -> None:
@@ -514,100 +576,84 @@ class MainWindow(QMainWindow):
         return SessionInfo(
             source=self.presenter.uri,
             models=tuple(s.models),
-            threshold=s.threshold,
+            threshold=self.presenter.judged_threshold,
             backend=self.presenter.backend,
             started=self.presenter.counters.started,
-            every=s.every,
+            every=self.presenter.interval.every,  # in force now (auto moves it)
             det_size=s.det_size or None,
         )
 
-    def snapshot_image(self) -> Any:
-        """The current frame with the overlay at full resolution (QImage), or None."""
-        result = self.video.result
-        if result is None:
-            return None
-        return render_annotated(result, self.video.overlay, self.presenter.tracks.recent_scores())
-
     def save_snapshot(self, path: str | None = None) -> Path | None:
-        img = self.snapshot_image()
-        if img is None:
-            self.statusBar().showMessage("nothing to save yet", 5000)
-            return None
-        if not path:
-            default = f"mesolive-snapshot-{time.strftime('%Y%m%d-%H%M%S')}.png"
-            path, _ = QFileDialog.getSaveFileName(self, "Save snapshot", default, "PNG (*.png)")
-            if not path:
-                return None
-        if not img.save(path):
-            QMessageBox.warning(self, "Snapshot", f"could not write {path}")
-            return None
-        self.statusBar().showMessage(f"snapshot saved to {path}", 5000)
-        return Path(path)
+        return self.exporter.save_snapshot(path)
 
     def export_report(self, folder: str | None = None) -> bool:
-        """Start writing timeline JSON, CSV, PNG and an annotated snapshot; False if not started.
+        """Start exporting the session report (see :meth:`ExportController.export_report`)."""
+        return self.exporter.export_report(folder)
 
-        ``folder`` is made for the report (a number is added where it exists);
-        without one, a dialog asks for the parent folder and a timestamped
-        folder is made in it. The session is copied here; the files are
-        written in a worker thread, and :meth:`_on_exported` says how it went.
-        """
-        if self.exporter.busy:
-            self.statusBar().showMessage("A report is still being written: wait for it", 5000)
-            return False
-        if not folder:
-            base = QFileDialog.getExistingDirectory(self, "Export the session report into")
-            if not base:
-                return False
-            folder = str(Path(base) / f"mesolive-session-{time.strftime('%Y%m%d-%H%M%S')}")
-        tracks = self.presenter.tracks
-        snap = take_snapshot(self.session_info(), tracks, self.presenter.summaries)
-        result = self.video.result
-        shot = None
-        if result is not None:
-            shot = FrameShot.of(result, self.video.overlay, tracks.recent_scores())
-        self.exporter.start(Path(folder), snap, shot)
-        self.statusBar().showMessage("Exporting report…")
-        return True
+    # -- alert history and recording ----------------------------------------------------
 
-    def _on_exported(self, outcome: ExportOutcome) -> None:
-        if outcome.error:
-            self.statusBar().clearMessage()
-            self.banner.show_message(Level.ERROR, outcome.error)
+    def _on_session_state(self, state: State) -> None:
+        """A new session starts a new alert history; an ended one ends its recording."""
+        if state is State.STARTING:
+            self.alerts.clear()
+        elif state is State.STOPPED:
+            self.alerts.finish()
+            self.recorder.end_session()  # also when the source closed: files are finalised
+
+    def _ask_folder(self, title: str, folder: Path | None) -> Path | None:
+        if folder is None and self.record_folder is None:
+            chosen = QFileDialog.getExistingDirectory(self, title)
+            folder = Path(chosen) if chosen else None
+        self.record_folder = folder or self.record_folder
+        return self.record_folder
+
+    def set_recording(self, on: bool, folder: Path | None = None) -> None:
+        """Record the annotated session into ``folder`` (asked once a run), or stop."""
+        if not on:
+            self.recorder.stop_recording()
             return
-        self.statusBar().showMessage(f"Session report written to {outcome.folder}", 10000)
+        folder = self._ask_folder("Record the session into", folder)
+        if folder is None:
+            self._set_checked(self.act_record, False)
+            return
+        self.recorder.start_recording(recording_stem(folder))
+
+    def set_alert_clips(self, on: bool, seconds: float, folder: Path | None = None) -> None:
+        """Keep a clip around each alert in ``folder`` (asked once a run), or stop keeping them."""
+        folder = self._ask_folder("Save alert clips into", folder) if on else None
+        if on and folder is None:
+            self._set_checked(self.alert_panel.clips, False)
+        self.recorder.set_clips(folder, seconds)
+
+    def _on_recorder_message(self, level: Level, text: str) -> None:
+        if level is Level.ERROR:  # one message in the window; the session goes on
+            self.banner.show_message(level, text)
+        self.statusBar().showMessage(text, 10000)
 
     # -- view ------------------------------------------------------------------------------
 
     def set_overlay_mode(self, on: bool) -> None:
-        """Show or hide the click-through overlay over the captured region."""
-        if self.overlay_window is not None:
-            self.overlay_window.close()
-            self.overlay_window.deleteLater()
-            self.overlay_window = None
+        """Show or hide the click-through overlay over the running source's region."""
+        problem = self.overlay.start(self.video.result) if on else None
         if not on:
-            self._set_checked(self.act_overlay, False)
-            return
-        problem = overlay_problem()
-        try:
-            if problem:
-                raise MesoliveError(problem)
-            win = OverlayWindow(self.presenter.uri or self.settings.source, self.settings.threshold)
-        except MesoliveError as e:
-            self._set_checked(self.act_overlay, False)
-            self.statusBar().showMessage(f"overlay mode: {e}", 10000)
-            self.banner.show_message(Level.WARNING, f"Overlay mode: {e}")
-            return
-        self.overlay_window = win
-        win.set_result(self.video.result, self.presenter.tracks.recent_scores())
-        win.show()
-        self._set_checked(self.act_overlay, True)
+            self.overlay.stop()
+        if problem:
+            self.statusBar().showMessage(f"overlay mode: {problem}", 10000)
+            self.banner.show_message(Level.WARNING, f"Overlay mode: {problem}")
+        self._set_checked(self.act_overlay, self.overlay.active)
 
     @staticmethod
     def _set_checked(act: QAction, on: bool) -> None:
         act.blockSignals(True)
         act.setChecked(on)
         act.blockSignals(False)
+
+    def show_model_folder(self) -> None:
+        """Open the Settings tab at the model folder, with the keyboard in it."""
+        self.act_panel.setChecked(True)  # shows the side panel
+        self.side.setCurrentWidget(self.settings_scroll)
+        self.settings_scroll.ensureWidgetVisible(self.controls.model_folder)
+        self.controls.model_folder.focus()
 
     def _toggle_panel(self, on: bool) -> None:
         self.side.setVisible(on)
@@ -665,9 +711,8 @@ class MainWindow(QMainWindow):
             t.stop()
         ok = self.presenter.shutdown()
         ok = self.exporter.join(self.EXPORT_JOIN_TIMEOUT) and ok  # a report being written
-        if self.overlay_window is not None:
-            self.overlay_window.close()
-            self.overlay_window = None
+        ok = self.recorder.shutdown() and ok  # finalises a recording and open clips
+        self.overlay.stop()
         if self._tray is not None:
             self._tray.hide()
         self.save_settings()

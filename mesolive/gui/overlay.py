@@ -1,9 +1,12 @@
 """Drawing the per-face overlay: boxes, labels and score sparklines.
 
-The colour of a box follows the face's *running* score against the threshold
-(green well below, amber close below, red at or above). Colour is never the
-only cue: each label spells the verdict and the score in text and carries a
-small bar chart of the recent scores, so the overlay reads the same in
+Nothing here judges a face. The colour of a box is its live verdict, as the
+pipeline decided it (:attr:`FaceResult.verdict`: green real, amber
+uncertain, red FAKE, grey not called yet), and the label spells the same
+verdict in words (:attr:`Verdict.word`), so box and label cannot disagree.
+Colour is never the only cue: the label also gives the running score and a
+small bar chart of the recent frame scores (red above the threshold the
+result was judged with, green below), so the overlay reads the same in
 greyscale and for colour-blind users.
 
 All functions draw with a ``QPainter`` the caller has opened, in the painter's
@@ -19,54 +22,46 @@ from dataclasses import dataclass
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter, QPen, QRegion
 
-from mesolive.types import FaceResult, Verdict
-
-#: A running score at least this far below the threshold is green; closer is amber.
-AMBER_MARGIN = 0.15
+from mesolive.types import FaceResult, FrameResult, Verdict
 
 GREEN = QColor(40, 200, 70)
 AMBER = QColor(255, 176, 0)
 RED = QColor(230, 30, 40)
-GREY = QColor(170, 170, 170)  # a face not scored yet
+GREY = QColor(170, 170, 170)  # a face without a verdict yet
+
+#: The colour band of each verdict, by name (the screenshot hook writes the name).
+BANDS = {
+    Verdict.REAL: "green",
+    Verdict.UNCERTAIN: "amber",
+    Verdict.FAKE: "red",
+    Verdict.UNKNOWN: "grey",
+}
+_BAND_COLOURS = {"green": GREEN, "amber": AMBER, "red": RED, "grey": GREY}
 
 #: Recent scores shown in a label's sparkline.
 SPARK_POINTS = 24
 
-_VERDICT_TEXT = {
-    Verdict.FAKE: "FAKE",
-    Verdict.REAL: "real",
-    Verdict.UNCERTAIN: "unsure",
-    Verdict.UNKNOWN: "…",
-}
+
+def verdict_colour(verdict: Verdict) -> QColor:
+    """The colour of a verdict (a copy: callers may change it)."""
+    return QColor(_BAND_COLOURS[BANDS[verdict]])
 
 
-def score_band(score: float, threshold: float) -> str:
-    """``"green"``, ``"amber"`` or ``"red"`` for a fake score in [0, 1]."""
-    if score >= threshold:
-        return "red"
-    if score >= threshold - AMBER_MARGIN:
-        return "amber"
-    return "green"
+def face_colour(face: FaceResult) -> QColor:
+    """Colour of a face's box: its live verdict's."""
+    return verdict_colour(face.verdict)
 
 
-def score_colour(score: float | None, threshold: float) -> QColor:
-    """The box colour of a running fake score (grey while a face has no score)."""
-    if score is None:
-        return QColor(GREY)
-    return QColor({"green": GREEN, "amber": AMBER, "red": RED}[score_band(score, threshold)])
-
-
-def face_colour(face: FaceResult, threshold: float) -> QColor:
-    """Colour of a face's box: its running score's band, grey before its first score."""
-    return score_colour(face.running_score if face.n_scored > 0 else None, threshold)
+def frame_score_colour(score: float, threshold: float) -> QColor:
+    """A sparkline bar's colour: red for a fake frame by the paper's rule (above), else green."""
+    return QColor(RED if score > threshold else GREEN)
 
 
 def label_text(face: FaceResult) -> str:
-    """``"#3 FAKE 72%"``: track ID, the verdict in words and the running fake %."""
+    """``"#3 FAKE 72%"``: track ID, the live verdict's word and the running fake %."""
     if face.n_scored <= 0:
         return f"#{face.track_id} …"
-    word = _VERDICT_TEXT.get(face.verdict, face.verdict.value)
-    return f"#{face.track_id} {word} {round(100 * face.running_score):d}%"
+    return f"#{face.track_id} {face.verdict.word} {round(100 * face.running_score):d}%"
 
 
 @dataclass(frozen=True)
@@ -101,18 +96,15 @@ class FrameToView:
 
 
 class OverlayPainter:
-    """Draws faces with a given threshold and per-track score histories.
+    """Draws a result's faces with per-track score histories.
 
     Parameters
     ----------
-    threshold
-        Fake-score threshold of the colour bands.
     line_width
         Box outline width in painter pixels (the label font scales with it).
     """
 
-    def __init__(self, threshold: float = 0.5, line_width: float = 3.0) -> None:
-        self.threshold = threshold
+    def __init__(self, *, line_width: float = 3.0) -> None:
         self.line_width = line_width
         self._font = QFont()
         self._font.setBold(True)
@@ -121,11 +113,11 @@ class OverlayPainter:
     def draw(
         self,
         painter: QPainter,
-        faces: Sequence[FaceResult],
+        result: FrameResult,
         to_view: FrameToView,
         history: Mapping[int, Sequence[float]] | None = None,
     ) -> list[QRectF]:
-        """Draw every face; returns the rectangles painted (boxes and labels).
+        """Draw every face of ``result``; returns the rectangles painted (boxes and labels).
 
         ``history`` maps a track ID to its recent fake scores (oldest first) for
         the sparkline; tracks without one get no sparkline.
@@ -134,10 +126,9 @@ class OverlayPainter:
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
         painter.setFont(self._font)
         painted: list[QRectF] = []
-        for face in faces:
-            painted.extend(
-                self._draw_face(painter, face, to_view, (history or {}).get(face.track_id))
-            )
+        for face in result.faces:
+            scores = (history or {}).get(face.track_id)
+            painted.extend(self._draw_face(painter, face, to_view, scores, result.threshold))
         painter.restore()
         return painted
 
@@ -173,8 +164,9 @@ class OverlayPainter:
         face: FaceResult,
         to_view: FrameToView,
         history: Sequence[float] | None,
+        threshold: float,
     ) -> list[QRectF]:
-        colour = face_colour(face, self.threshold)
+        colour = face_colour(face)
         box = to_view.rect(face.xyxy)
         pen = QPen(colour, self.line_width)
         pen.setJoinStyle(Qt.PenJoinStyle.MiterJoin)
@@ -200,11 +192,15 @@ class OverlayPainter:
         spark = QRectF(
             label.x() + 2 * pad + text_w, label.y() + pad, SPARK_POINTS * 2.0 + 4, fm.height()
         )
-        self._draw_sparkline(painter, spark, history)
+        self._draw_sparkline(painter, spark, history, threshold)
         return [box, label]
 
     def _draw_sparkline(
-        self, painter: QPainter, rect: QRectF, scores: Sequence[float] | None
+        self,
+        painter: QPainter,
+        rect: QRectF,
+        scores: Sequence[float] | None,
+        threshold: float,
     ) -> None:
         """Bars of recent scores on a dark inset, with a tick at the threshold."""
         painter.setPen(Qt.PenStyle.NoPen)
@@ -217,8 +213,8 @@ class OverlayPainter:
         for i, v in enumerate(values):
             v = min(max(float(v), 0.0), 1.0)
             h = max(2.0, v * inner.height())  # a low score still shows as a stub
-            painter.setBrush(score_colour(v, self.threshold))
+            painter.setBrush(frame_score_colour(v, threshold))
             painter.drawRect(QRectF(x0 + i * bar_w, inner.bottom() - h, max(1.0, bar_w - 0.5), h))
-        y_thr = inner.bottom() - self.threshold * inner.height()
+        y_thr = inner.bottom() - threshold * inner.height()
         painter.setPen(QPen(QColor(255, 255, 255, 160), 1.0, Qt.PenStyle.DotLine))
         painter.drawLine(QPointF(inner.left(), y_thr), QPointF(inner.right(), y_thr))

@@ -18,11 +18,10 @@ import logging
 import sys
 from collections.abc import Mapping, Sequence
 
-from PySide6.QtCore import QRect, QRectF, Qt, QTimer
+from PySide6.QtCore import QRect, QRectF, Qt
 from PySide6.QtGui import QGuiApplication, QPainter, QPaintEvent, QRegion
 from PySide6.QtWidgets import QWidget
 
-from mesolive.errors import MesoliveError, SourceError
 from mesolive.gui.overlay import FrameToView, OverlayPainter
 from mesolive.types import FrameResult
 
@@ -37,43 +36,6 @@ def overlay_problem() -> str | None:
     if sys.platform == "darwin":
         return "overlay mode is not supported on macOS yet"
     return None
-
-
-def capture_region(uri: str) -> tuple[int, int, int, int]:
-    """The virtual-screen rectangle ``(x, y, w, h)`` that ``uri`` captures, in pixels.
-
-    Raises
-    ------
-    SourceError
-        ``uri`` is not a screen or window source, or the region cannot be found.
-    """
-    from mesolive.sources.registry import make_source
-    from mesolive.sources.screen import ScreenSource
-    from mesolive.sources.window import WindowSource
-
-    source = make_source(uri)
-    if isinstance(source, ScreenSource):
-        source.open()  # resolves the region; the grabber lives only in this call
-        try:
-            r = source.grab_region
-        finally:
-            source.close()
-    elif isinstance(source, WindowSource):
-        from mesolive.sources import _x11
-
-        disp = _x11.connect()
-        try:
-            r = _x11.find_window(disp, source.title).region
-        finally:
-            disp.close()
-    else:
-        raise SourceError(
-            "overlay mode draws over a screen or window source (screen:N, "
-            "screen:N@x,y,w,h or window:TITLE), not over a camera or a file"
-        )
-    if r is None:
-        raise SourceError(f"{uri}: capture region unknown")
-    return r.left, r.top, r.width, r.height
 
 
 def _compositing() -> bool:
@@ -95,17 +57,14 @@ def _compositing() -> bool:
 
 
 class OverlayWindow(QWidget):
-    """Draws the newest result's boxes over the captured region.
+    """Draws the newest result's boxes over a screen rectangle.
 
-    Parameters
-    ----------
-    uri
-        The screen or window source whose region it covers.
+    It knows nothing of sources: :class:`~mesolive.gui.overlay_controller.OverlayController`
+    places it over the running source's capture region (:meth:`place`) and
+    hands it the results.
     """
 
-    FOLLOW_INTERVAL_MS = 500  # window: sources move; follow them this often
-
-    def __init__(self, uri: str, threshold: float = 0.5) -> None:
+    def __init__(self) -> None:
         super().__init__(None)
         flags = (
             Qt.WindowType.Window
@@ -120,31 +79,18 @@ class OverlayWindow(QWidget):
         self.setAttribute(Qt.WidgetAttribute.WA_TranslucentBackground, True)
         self.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents, True)
         self.setAttribute(Qt.WidgetAttribute.WA_ShowWithoutActivating, True)
-        self.uri = uri
-        self.overlay = OverlayPainter(threshold, line_width=3.0)
+        self.overlay = OverlayPainter(line_width=3.0)
         self.history: Mapping[int, Sequence[float]] | None = None
         self._result: FrameResult | None = None
         self._use_mask = not _compositing()
-        self.region = (0, 0, 1, 1)
-        self.follow()
-        self._timer = QTimer(self)
-        self._timer.setInterval(self.FOLLOW_INTERVAL_MS)
-        self._timer.timeout.connect(self._follow_quietly)
-        if uri.startswith("window:"):
-            self._timer.start()
+        self.region: tuple[int, int, int, int] | None = None
 
-    def follow(self) -> None:
-        """Move over the source's current region. Raises :class:`SourceError`."""
-        x, y, w, h = capture_region(self.uri)
-        self.region = (x, y, w, h)
+    def place(self, region: tuple[int, int, int, int]) -> None:
+        """Lie over ``(x, y, w, h)``, a rectangle in virtual-screen pixels."""
+        self.region = region
+        x, y, w, h = region
         dpr = self.devicePixelRatioF() or 1.0  # mss speaks pixels, Qt logical units
         self.setGeometry(QRect(round(x / dpr), round(y / dpr), round(w / dpr), round(h / dpr)))
-
-    def _follow_quietly(self) -> None:
-        try:
-            self.follow()
-        except MesoliveError as e:
-            log.debug("overlay cannot follow %s: %s", self.uri, e)
 
     def set_result(
         self, result: FrameResult | None, history: Mapping[int, Sequence[float]] | None = None
@@ -175,6 +121,6 @@ class OverlayWindow(QWidget):
             p.fillRect(self.rect(), Qt.GlobalColor.transparent)
             p.setCompositionMode(QPainter.CompositionMode.CompositionMode_SourceOver)
             if self._result is not None:
-                self.overlay.draw(p, self._result.faces, self._to_view(), self.history)
+                self.overlay.draw(p, self._result, self._to_view(), self.history)
         finally:
             p.end()

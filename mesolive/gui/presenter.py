@@ -23,6 +23,8 @@ from PySide6.QtCore import QObject, Signal, Slot
 from mesolive.errors import MesoliveError
 from mesolive.gui.inference_thread import InferenceThread
 from mesolive.gui.tracks import Alert, TrackStore
+from mesolive.pipeline.interval import Interval
+from mesolive.pipeline.pipeline import preload
 from mesolive.types import FrameResult, ReadStatus
 
 if TYPE_CHECKING:
@@ -50,7 +52,7 @@ class Level(enum.Enum):
 
 @dataclass
 class SessionCounters:
-    """Counts of one session, read by the status bar and the benchmark."""
+    """Counts of one session (mutable, GUI thread); others read :class:`SessionStats`."""
 
     uri: str = ""
     t_start: float = field(default_factory=time.monotonic)
@@ -62,10 +64,69 @@ class SessionCounters:
     capture_drops: int = 0  # frames overwritten in the slot (inference too slow)
     errors: int = 0  # frames the pipeline failed on
     latency_ema: float | None = None  # seconds, capture → processed
+    painted: int = 0  # distinct results drawn
+    superseded: int = 0  # results replaced by a newer one before they were drawn
+    t_first_paint: float | None = None
 
     def add_latency(self, seconds: float, alpha: float = 0.1) -> None:
         prev = self.latency_ema
         self.latency_ema = seconds if prev is None else prev + alpha * (seconds - prev)
+
+
+@dataclass(frozen=True)
+class SessionStats:
+    """The session's figures at one moment: a read-only copy.
+
+    What the status bar, the testing hooks and the benchmark read; none of
+    them reaches into the presenter's counters or the widgets for these.
+
+    Attributes
+    ----------
+    t
+        ``time.monotonic()`` when taken.
+    state, backend
+        The session's state and the back end actually running.
+    results
+        Results received from the pipeline.
+    frames_read, capture_drops
+        Frames the capture thread read, and those it overwrote in the slot
+        because the analysis had no time for them (counted from the moment
+        the pipeline was ready).
+    errors
+        Frames the pipeline failed on.
+    latency_ema
+        Seconds from capture to result (moving average); None before a result.
+    painted, superseded
+        Results drawn, and results replaced by a newer one before a paint.
+    t_first_paint
+        ``time.monotonic()`` of the session's first paint, or None.
+    """
+
+    t: float
+    state: State
+    backend: str
+    results: int
+    frames_read: int
+    capture_drops: int
+    errors: int
+    latency_ema: float | None
+    painted: int
+    superseded: int
+    t_first_paint: float | None
+
+    @property
+    def dropped(self) -> int:
+        """Frames captured but never shown: not analysed, or replaced before a paint."""
+        return self.capture_drops + self.superseded
+
+    @property
+    def dropped_share(self) -> float | None:
+        """:attr:`dropped` over the frames read; None before any was read."""
+        return self.dropped / self.frames_read if self.frames_read else None
+
+    def fps_since(self, earlier: SessionStats) -> float:
+        """Frames drawn per second between ``earlier`` and these figures."""
+        return max(0, self.painted - earlier.painted) / max(1e-6, self.t - earlier.t)
 
 
 class _CaptureRelay(QObject):
@@ -96,6 +157,9 @@ class Presenter(QObject):
         The newest :class:`FrameResult` (in the GUI thread).
     alert_raised(object)
         An :class:`~mesolive.gui.tracks.Alert`.
+    interval_changed(object)
+        The analysis :class:`~mesolive.pipeline.interval.Interval` in force, at
+        each start and each time the "auto" interval moves it.
     """
 
     state_changed = Signal(object)
@@ -103,6 +167,7 @@ class Presenter(QObject):
     backend_changed = Signal(str)
     result_ready = Signal(object)
     alert_raised = Signal(object)
+    interval_changed = Signal(object)
 
     CAPTURE_STOP_TIMEOUT = 2.0
     INFERENCE_STOP_TIMEOUT = 5.0
@@ -111,12 +176,14 @@ class Presenter(QObject):
         super().__init__(parent)
         self.state = State.IDLE
         self.tracks = TrackStore()
+        self._rule = (0.5, 3.0)  # (threshold, alert seconds) asked of the pipeline
         self.counters = SessionCounters()
         self.latest: FrameResult | None = None
         self.backend = ""
         self.uri = ""
         self.config: PipelineConfig | None = None
         self.summaries: list[Any] = []
+        self.interval = Interval(1, auto=False)
         self.last_error = ""
         self.last_error_source = False  # the last error was the source's (not the models')
         self._session = 0
@@ -133,13 +200,30 @@ class Presenter(QObject):
 
     @property
     def threshold(self) -> float:
-        return self.tracks.threshold
+        """The threshold asked of the pipeline (results say which one they were judged with)."""
+        return self._rule[0]
 
-    def set_threshold(self, value: float) -> None:
-        """Threshold of the colours, the alerts and the running pipeline's verdicts."""
-        self.tracks.threshold = float(value)
+    @property
+    def judged_threshold(self) -> float:
+        """The threshold the newest result was judged with, else the one asked for."""
+        shown = self.tracks.threshold
+        return shown if shown is not None else self._rule[0]
+
+    @property
+    def alert_seconds(self) -> float:
+        """The alert time asked of the pipeline."""
+        return self._rule[1]
+
+    def set_rule(self, threshold: float, alert_seconds: float) -> None:
+        """Ask the running pipeline (and the next one) to judge with these values.
+
+        This is the only way a threshold reaches anything: the pipeline applies
+        it from its next frame, each result carries it, and the colours,
+        labels, table, timeline, alerts and report follow the results.
+        """
+        self._rule = (float(threshold), float(alert_seconds))
         if self._inference is not None:
-            self._inference.set_threshold(value)
+            self._inference.set_rule(*self._rule)
 
     @property
     def running(self) -> bool:
@@ -155,10 +239,57 @@ class Presenter(QObject):
             self.counters.errors = inf.errors
         return self.counters
 
+    def stats(self) -> SessionStats:
+        """The session's figures now (the threads' counts pulled first)."""
+        c = self.refresh_counters()
+        return SessionStats(
+            t=time.monotonic(),
+            state=self.state,
+            backend=self.backend,
+            results=c.results,
+            frames_read=c.frames_read,
+            capture_drops=c.capture_drops,
+            errors=c.errors,
+            latency_ema=c.latency_ema,
+            painted=c.painted,
+            superseded=c.superseded,
+            t_first_paint=c.t_first_paint,
+        )
+
+    def note_painted(self, _result: FrameResult) -> None:
+        """The view drew a new result (its paint callback)."""
+        c = self.counters
+        c.painted += 1
+        if c.t_first_paint is None:
+            c.t_first_paint = time.monotonic()
+
+    def note_superseded(self) -> None:
+        """The view replaced a result before drawing it (newest wins)."""
+        self.counters.superseded += 1
+
+    def capture_region(self) -> tuple[int, int, int, int] | None:
+        """The rectangle ``(x, y, w, h)`` the running source reads, in virtual-screen pixels.
+
+        Read from the running screen or window source itself (its
+        ``grab_region``, which a window source moves as its window moves; a
+        frozen value, so reading it here is safe), never by opening the
+        source again. None without such a source, or before it has opened.
+        """
+        cap = self._capture
+        region = getattr(cap.source, "grab_region", None) if cap is not None else None
+        if region is None:
+            return None
+        return int(region.left), int(region.top), int(region.width), int(region.height)
+
     # -- session control ----------------------------------------------------------
 
-    def start(self, uri: str, config: PipelineConfig, *, loop: bool = False) -> bool:
+    def start(
+        self, uri: str, config: PipelineConfig, *, loop: bool = False, auto_every: bool = False
+    ) -> bool:
         """Stop what runs, then start ``uri`` with ``config``; False if it cannot start.
+
+        With ``auto_every`` the analysis interval starts at ``config.every`` and
+        is then raised or lowered to keep up (:mod:`mesolive.pipeline.interval`).
 
         A URI that cannot be parsed fails here (message, state STOPPED); a
         source that cannot be opened fails a moment later from the capture
@@ -172,6 +303,7 @@ class Presenter(QObject):
         self._session += 1
         self.uri = uri
         self.config = config
+        self._rule = (config.threshold, config.alert_seconds)
         self.tracks.clear()
         self.latest = None
         self.summaries = []
@@ -194,14 +326,17 @@ class Presenter(QObject):
         relay = _CaptureRelay(self._session)
         relay.status.connect(self._on_capture_status)
         capture = CaptureThread(source, slot, pace=True, on_status=relay)
-        inference = InferenceThread(slot, config)
+        preload()  # the modules the worker's pipeline imports, here on the GUI thread
+        inference = InferenceThread(slot, config, auto_every=auto_every)
         inference.pipeline_ready.connect(self._on_pipeline_ready)
         inference.result_ready.connect(self._on_result)
         inference.errored.connect(self._on_errored)
         inference.failed.connect(self._on_failed)
         inference.summaries_ready.connect(self._on_summaries)
+        inference.interval_changed.connect(self._on_interval)
         inference.finished.connect(self._on_inference_finished)
         self._slot, self._capture, self._inference, self._relay = slot, capture, inference, relay
+        self._set_interval(Interval(config.every, auto=auto_every))
         self._set_state(State.STARTING)
         inference.start()
         if source.is_live:
@@ -277,8 +412,16 @@ class Presenter(QObject):
 
     @Slot(object)
     def _on_result(self, result: FrameResult) -> None:
-        if not self._current(self.sender()):
-            return
+        if self._current(self.sender()):
+            self.take_result(result)
+
+    def take_result(self, result: FrameResult) -> None:
+        """One result of this session: counters, track histories, alerts, then ``result_ready``.
+
+        The running inference thread's results come here (an older session's
+        are dropped before). Nothing is judged here: verdicts, alerts and the
+        threshold are the result's own.
+        """
         c = self.counters
         c.results += 1
         if c.t_first_result is None:
@@ -304,6 +447,15 @@ class Presenter(QObject):
             self._fail(message, source=False)
 
     @Slot(object)
+    def _on_interval(self, interval: Interval) -> None:
+        if self._current(self.sender()):
+            self._set_interval(interval)
+
+    def _set_interval(self, interval: Interval) -> None:
+        self.interval = interval
+        self.interval_changed.emit(interval)
+
+    @Slot(object)
     def _on_summaries(self, summaries: list[Any]) -> None:
         # Arrives after the thread ended, possibly after stop(): keep the newest.
         self.summaries = list(summaries)
@@ -316,6 +468,9 @@ class Presenter(QObject):
         if status is ReadStatus.ERROR:
             # Fatal errors also end the session (the slot closes and inference
             # ends); this shows live-source retries while they happen.
+            self.message.emit(Level.WARNING, message)
+        elif status is ReadStatus.OK and self._capture is not None and self._capture.note:
+            # read otherwise than asked (a window from the screen under it): say so
             self.message.emit(Level.WARNING, message)
         elif status is ReadStatus.OK and message.startswith("reconnected"):
             self.message.emit(Level.INFO, message)
@@ -363,4 +518,4 @@ def _name(t: Any) -> str:
     return str(t.objectName()) if hasattr(t, "objectName") else str(t.name)
 
 
-__all__ = ["Level", "Presenter", "SessionCounters", "State"]
+__all__ = ["Level", "Presenter", "SessionCounters", "SessionStats", "State"]

@@ -26,6 +26,7 @@ import numpy as np
 
 from mesolive.gui.tracks import TrackStore
 from mesolive.outputs import write_atomic
+from mesolive.types import Verdict
 
 log = logging.getLogger(__name__)
 
@@ -58,17 +59,24 @@ class SessionInfo:
 
 @dataclass(frozen=True)
 class TrackSnapshot:
-    """One track at the moment of the export: its last state and read-only columns."""
+    """One track at the moment of the export: its last state and read-only columns.
+
+    ``verdict`` is the whole track's call by the paper's share (as ``scan``
+    reports it), ``last_verdict`` the live call its label showed last; both
+    are the pipeline's, in the words of :class:`~mesolive.types.Verdict`.
+    ``alerts`` holds ``(t, frame)`` of each alert the pipeline raised.
+    """
 
     track_id: int
-    verdict: str
+    verdict: Verdict
+    last_verdict: Verdict
     fake_share: float
     n_scored: int
     running_score: float
     window_score: float
     first_seen: float
     last_seen: float
-    alerts: int
+    alerts: tuple[tuple[float, int], ...]
     t: np.ndarray
     frame: np.ndarray
     fake: np.ndarray
@@ -104,14 +112,15 @@ def take_snapshot(
         tracks.append(
             TrackSnapshot(
                 track_id=tid,
-                verdict=last.verdict.value,
+                verdict=last.track_verdict,
+                last_verdict=last.verdict,
                 fake_share=float(last.fake_share),
                 n_scored=int(last.n_scored),
                 running_score=float(last.running_score),
                 window_score=float(last.window_score),
                 first_seen=rec.first_seen,
                 last_seen=rec.last_seen,
-                alerts=rec.alerts,
+                alerts=tuple(rec.alert_marks),
                 t=_column(pts.t),
                 frame=_column(pts.frame),
                 fake=_column(pts.fake),
@@ -167,14 +176,15 @@ def _track_entry(track: TrackSnapshot, summary: Any | None) -> dict[str, Any]:
     """A track's JSON entry without its points."""
     entry: dict[str, Any] = {
         "track_id": track.track_id,
-        "verdict": track.verdict,
+        "verdict": track.verdict.value,
+        "last_verdict": track.last_verdict.value,
         "fake_share": track.fake_share,
         "n_scored": track.n_scored,
         "running_score": track.running_score,
         "window_score": track.window_score,
         "first_seen": round(track.first_seen, 3),
         "last_seen": round(track.last_seen, 3),
-        "alerts": track.alerts,
+        "alerts": [{"t": round(t, 4), "frame": frame} for t, frame in track.alerts],
     }
     if summary is not None:  # the pipeline's own account (after the session ended)
         entry["summary"] = _jsonable(summary)
@@ -253,7 +263,7 @@ def write_plot(f: IO[bytes], snap: ReportSnapshot) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(10, 4.5), dpi=100)
+    fig = Figure(figsize=(12, 4.5), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     for tr in snap.tracks:
@@ -262,7 +272,7 @@ def write_plot(f: IO[bytes], snap: ReportSnapshot) -> None:
         ax.plot(
             tr.t,
             tr.running,
-            label=f"#{tr.track_id} {tr.verdict} ({100 * tr.fake_share:.0f}% fake frames)",
+            label=f"#{tr.track_id} {tr.verdict.word} ({100 * tr.fake_share:.0f}% fake frames)",
             linewidth=1.5,
         )
     threshold = snap.info.threshold
@@ -272,11 +282,11 @@ def write_plot(f: IO[bytes], snap: ReportSnapshot) -> None:
     ax.set_ylabel("running fake score")
     ax.set_title(f"mesolive: {snap.info.source}")
     ax.grid(True, alpha=0.3)
-    if snap.tracks:
-        ax.legend(loc="upper left", fontsize=8, ncol=2)
+    if snap.tracks:  # beside the plot, never over the curves
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, fontsize=8)
     # fixed margins for the fixed figure size: tight_layout() would draw every text
     # once more, a third of the plot's time, all of it holding the GIL
-    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.11, top=0.92)
+    fig.subplots_adjust(left=0.06, right=0.76, bottom=0.11, top=0.92)
     fig.savefig(f, format="png")
 
 

@@ -1,9 +1,11 @@
 """UI state kept between runs in QSettings (friture's habit: UI state only).
 
 What is kept: the last source, the model choice, threshold, detection size
-and interval, alert options, the window geometry and splitter layout. Command
-line options win over what was kept; an option left at its default does not
-count as given (argparse cannot tell them apart).
+and interval (``every``, 0 = auto), the model folder, alert options, the window
+geometry and splitter layout. Command line options win over what was kept; an
+option left at its default does not count as given (argparse cannot tell them
+apart). ``--model-dir`` and ``MESOLIVE_MODEL_DIR`` win over the kept model
+folder for the run and are not kept.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ VARIANTS = ("df", "f2f")
 DET_SIZES = (0, 320, 480, 640, 800)  # 0 = the pipeline's default
 _MODEL = re.compile(r"^(meso4|mesoinception4)-(df|f2f)$")
 
-SETTINGS_VERSION = 2  # 2: no models kept = the default model
+SETTINGS_VERSION = 3  # 2: no models kept = the default model; 3: every 0 = auto
 OLD_DEFAULT = "meso4-df"  # the default model of settings version 1
 
 #: Testing hook: keep settings in this INI file instead of the user's.
@@ -37,11 +39,12 @@ class UiSettings:
     models: tuple[str, ...] = field(default_factory=lambda: (default_model(),))
     threshold: float = 0.5
     det_size: int = 0
-    every: int = 1
+    every: int = 0  # analyse every N-th frame; 0 = auto (keep up with the source)
     alert_seconds: float = 3.0
     alert_sound: bool = False
     alert_notify: bool = True
     loop_files: bool = False
+    model_dir: str = ""  # the offline model folder; "" = the cache (downloads)
     recent_sources: list[str] = field(default_factory=list)
 
     def remember_source(self, uri: str, keep: int = 10) -> None:
@@ -86,14 +89,16 @@ def load(qs: QSettings) -> UiSettings:
     No models kept means "the default model", whatever it is now, so a newer
     default reaches users who never picked one. Settings written before that
     rule (no ``settings/version``) kept the old default, ``meso4-df``, by
-    name: it is read as "the default" too.
+    name: it is read as "the default" too. Likewise an interval of 1 kept
+    before "auto" existed (version 3), the old default, is read as auto.
     """
     d = UiSettings()
     models_raw = qs.value("pipeline/models", [])
     if isinstance(models_raw, str):
         models_raw = [m for m in models_raw.split(",") if m]
     models = tuple(str(m) for m in (models_raw or d.models))
-    if qs.value("settings/version") is None and models == (OLD_DEFAULT,):
+    version = _get(qs, "settings/version", 1, int)
+    if version < 2 and models == (OLD_DEFAULT,):
         models = d.models
     recent = qs.value("source/recent", [])
     if isinstance(recent, str):
@@ -103,14 +108,17 @@ def load(qs: QSettings) -> UiSettings:
         models=models or d.models,
         threshold=min(0.99, max(0.01, _get(qs, "pipeline/threshold", d.threshold, float))),
         det_size=_get(qs, "pipeline/det_size", d.det_size, int),
-        every=max(1, _get(qs, "pipeline/every", d.every, int)),
+        every=max(0, _get(qs, "pipeline/every", d.every, int)),
         alert_seconds=max(0.0, _get(qs, "alert/seconds", d.alert_seconds, float)),
         alert_sound=_get(qs, "alert/sound", d.alert_sound, bool),
         alert_notify=_get(qs, "alert/notify", d.alert_notify, bool),
         loop_files=_get(qs, "source/loop_files", d.loop_files, bool),
+        model_dir=_get(qs, "pipeline/model_dir", d.model_dir, str),
         recent_sources=[str(u) for u in (recent or [])][:10],
     )
     s.det_size = max(0, s.det_size)
+    if version < 3 and s.every == 1:
+        s.every = d.every
     return s
 
 
@@ -124,6 +132,7 @@ def save(qs: QSettings, s: UiSettings) -> None:
     qs.setValue("pipeline/threshold", float(s.threshold))
     qs.setValue("pipeline/det_size", int(s.det_size))
     qs.setValue("pipeline/every", int(s.every))
+    qs.setValue("pipeline/model_dir", s.model_dir)
     qs.setValue("alert/seconds", float(s.alert_seconds))
     qs.setValue("alert/sound", bool(s.alert_sound))
     qs.setValue("alert/notify", bool(s.alert_notify))
@@ -145,5 +154,8 @@ def apply_cli(s: UiSettings, args: Any) -> UiSettings:
         s.det_size = int(det_size)
     every = getattr(args, "every", None)
     if every is not None:
-        s.every = int(every)
+        s.every = 0 if every == "auto" else int(every)
+    alert_seconds = getattr(args, "alert_seconds", None)
+    if alert_seconds is not None:
+        s.alert_seconds = float(alert_seconds)
     return s

@@ -7,6 +7,11 @@ pure Python on NumPy, made for plots that are redrawn several times a second.
 The panel is refreshed by a slow timer (a few times a second), not per frame:
 it reads the track store and shows only the last :attr:`TimelinePanel.window`
 seconds, so its cost does not grow with the session's length.
+
+Faces not seen for :attr:`TimelinePanel.gone_after` seconds are "gone": the
+table lists the current faces and folds the gone ones away behind a "Show N
+earlier faces" box, and the plot draws the current faces unless "All faces" is
+ticked. The legend is a line of text above the plot, never on it.
 """
 
 from __future__ import annotations
@@ -17,7 +22,10 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
+    QHBoxLayout,
     QHeaderView,
+    QLabel,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -25,7 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from mesolive.gui.overlay import face_colour
-from mesolive.gui.tracks import TrackStore
+from mesolive.gui.tracks import TrackRecord, TrackStore
 
 # Line colours per track, with no green, amber or red: those mean a score band
 # in the overlay, and a red line for a face drawn green would mislead.
@@ -43,6 +51,13 @@ _TRACK_COLOURS = [
 ]
 
 COLUMNS = ["Track", "Score", "Mean", "Fake frames", "Scored", "Verdict"]
+#: Seconds a face may be missing before it counts as gone (as an alert's face does).
+GONE_AFTER_S = 2.0
+#: Rows of gone faces shown at most (the most recently seen): a crowd or a long
+#: session must not make the table, redrawn four times a second, grow without bound.
+MAX_GONE_ROWS = 50
+#: Legend entries at most; more are summed up as "+N".
+MAX_LEGEND = 12
 
 
 def track_colour(track_id: int) -> QColor:
@@ -50,20 +65,23 @@ def track_colour(track_id: int) -> QColor:
 
 
 class TimelinePanel(QWidget):
-    """The running score of every track over the last :attr:`window` seconds.
+    """The running score of the current tracks over the last :attr:`window` seconds.
 
     Attributes
     ----------
     window
         Seconds of history shown (the report keeps all of it).
-    lost_after
-        A track not seen for this long is shown greyed out as lost.
+    gone_after
+        A track not seen for this long is gone: folded away in the table and
+        off the plot unless asked for.
     """
 
     def __init__(self, parent: QWidget | None = None, window: float = 60.0) -> None:
         super().__init__(parent)
         self.window = window
-        self.lost_after = 2.0
+        self.gone_after = GONE_AFTER_S
+        self._store: TrackStore | None = None  # the last one shown, for the check boxes
+        self._legend_ids: list[int] | None = None
         self.plot = pg.PlotWidget(background=(30, 30, 30))
         self.plot.setMinimumHeight(160)
         self.plot.setLabel("left", "fake score")
@@ -71,12 +89,20 @@ class TimelinePanel(QWidget):
         self.plot.setYRange(0.0, 1.0, padding=0.02)
         self.plot.setMouseEnabled(x=False, y=False)
         self.plot.showGrid(x=True, y=True, alpha=0.2)
-        self.plot.addLegend(offset=(5, 5), labelTextSize="8pt")
         self.threshold_line = pg.InfiniteLine(
             pos=0.5, angle=0, movable=False, pen=pg.mkPen((230, 230, 230), style=Qt.DashLine)
         )
         self.plot.addItem(self.threshold_line)
         self.curves: dict[int, pg.PlotDataItem] = {}
+        self.legend = QLabel()
+        self.legend.setWordWrap(True)
+        self.legend.setTextFormat(Qt.TextFormat.RichText)
+        self.all_faces = QCheckBox("All faces")
+        self.all_faces.setToolTip(
+            f"Plot every face of the last {window:.0f} s, also those gone "
+            "(unticked: only the faces in view now)"
+        )
+        self.all_faces.toggled.connect(self._show_again)
 
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
@@ -89,46 +115,76 @@ class TimelinePanel(QWidget):
             "Score: running fake score · Mean: over the recent window · Fake frames: the "
             "paper's video-level rule, share of scored frames above the threshold"
         )
+        self.show_gone = QCheckBox()
+        self.show_gone.setToolTip(
+            f"Faces not seen for {self.gone_after:.0f} s, greyed, most recent first "
+            f"(at most {MAX_GONE_ROWS}; the session report lists every face)"
+        )
+        self.show_gone.toggled.connect(self._show_again)
+        self._set_gone_count(0)
 
+        top = QHBoxLayout()
+        top.addWidget(self.legend, 1)
+        top.addWidget(self.all_faces, 0, Qt.AlignmentFlag.AlignTop)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
+        lay.addLayout(top)
         lay.addWidget(self.plot, 3)
         lay.addWidget(self.table, 2)
+        lay.addWidget(self.show_gone)
 
     def clear(self) -> None:
         for curve in self.curves.values():
             self.plot.removeItem(curve)
-        legend = self.plot.plotItem.legend
-        if legend is not None:
-            legend.clear()
         self.curves.clear()
+        self._set_legend([])
         self.table.setRowCount(0)
+        self._set_gone_count(0)
 
     def set_threshold(self, threshold: float) -> None:
         self.threshold_line.setPos(threshold)
 
-    def refresh(self, store: TrackStore) -> None:
-        """Redraw the curves and the table from ``store``.
+    def _show_again(self) -> None:
+        if self._store is not None:
+            self.refresh(self._store)
 
-        Only tracks seen within the last :attr:`window` seconds get a curve, a
-        legend entry and a table row; those of older tracks are removed. A
-        looping clip or a crowd brings new track IDs all session long, and
-        keeping a widget item per ID ever seen grew memory and refresh time
-        without bound (the store, and so the report, still keeps every track).
+    def refresh(self, store: TrackStore) -> None:
+        """Redraw the curves, the legend and the table from ``store``.
+
+        Current faces (seen within :attr:`gone_after`) get a curve and a table
+        row, by ID. Gone faces get a row only with "Show earlier faces" (at
+        most :data:`MAX_GONE_ROWS`), and a curve only with "All faces" and
+        only when seen within the last :attr:`window` seconds: a looping clip
+        or a crowd brings new faces all session long, and a widget item per
+        face ever seen grew memory and refresh time without bound (the store,
+        and so the report, still keeps every track).
         """
-        self.set_threshold(store.threshold)
+        self._store = store
+        if store.threshold is not None:
+            self.set_threshold(store.threshold)
         t_end = store.t_last
         t_start = max(0.0, t_end - self.window)
-        shown = {tid: rec for tid, rec in store.tracks.items() if rec.last_seen >= t_start}
-        for tid in [tid for tid in self.curves if tid not in shown]:
-            self.plot.removeItem(self.curves.pop(tid))  # also takes it out of the legend
-        for tid, rec in shown.items():
+        current: list[int] = []
+        gone: list[TrackRecord] = []
+        for tid, rec in store.tracks.items():
+            if t_end - rec.last_seen <= self.gone_after:
+                current.append(tid)
+            else:
+                gone.append(rec)
+        current.sort()
+        gone.sort(key=lambda rec: rec.last_seen, reverse=True)
+        plotted = current
+        if self.all_faces.isChecked():
+            plotted = sorted(current + [r.track_id for r in gone if r.last_seen >= t_start])
+        for tid in [tid for tid in self.curves if tid not in plotted]:
+            self.plot.removeItem(self.curves.pop(tid))
+        for tid in plotted:
             curve = self.curves.get(tid)
             if curve is None:
-                curve = self.plot.plot(name=f"#{tid}", pen=pg.mkPen(track_colour(tid), width=2))
+                curve = self.plot.plot(pen=pg.mkPen(track_colour(tid), width=2))
                 curve.setClipToView(True)
                 self.curves[tid] = curve
-            pts = rec.points
+            pts = store.tracks[tid].points
             i = pts.since(t_start)
             if i < len(pts):
                 # arrays of doubles: NumPy views them without a Python loop
@@ -136,23 +192,46 @@ class TimelinePanel(QWidget):
                     np.frombuffer(pts.t, np.float64)[i:].copy(),
                     np.frombuffer(pts.running, np.float64)[i:].copy(),
                 )
+        self._set_legend(plotted)
         self.plot.setXRange(t_start, max(t_start + 1.0, t_end), padding=0.0)
-        self._refresh_table(store, sorted(shown))
+        self._set_gone_count(len(gone))
+        rows = current
+        if self.show_gone.isChecked():
+            rows = current + [r.track_id for r in gone[:MAX_GONE_ROWS]]
+        self._refresh_table(store, rows, len(current))
 
-    def _refresh_table(self, store: TrackStore, ids: list[int]) -> None:
+    def _set_legend(self, ids: list[int]) -> None:
+        if ids == self._legend_ids:
+            return  # the same faces: no new layout
+        self._legend_ids = list(ids)
+        entries = [
+            f'<span style="color:{track_colour(tid).name()}">■</span> #{tid}'
+            for tid in ids[:MAX_LEGEND]
+        ]
+        if len(ids) > MAX_LEGEND:
+            entries.append(f"+{len(ids) - MAX_LEGEND}")
+        self.legend.setText("&nbsp;&nbsp; ".join(entries) if entries else "no face in view")
+
+    def _set_gone_count(self, n: int) -> None:
+        text = f"Show {n} earlier face{'s' if n != 1 else ''}"
+        if self.show_gone.text() != text:
+            self.show_gone.setText(text)
+            self.show_gone.setEnabled(n > 0)
+
+    def _refresh_table(self, store: TrackStore, ids: list[int], n_current: int) -> None:
         self.table.setRowCount(len(ids))
         for row, tid in enumerate(ids):
             rec = store.tracks[tid]
             face = rec.last
-            lost = store.t_last - rec.last_seen > self.lost_after
+            gone = row >= n_current
             scored = face.n_scored > 0
             cells = [
-                f"#{tid}" + (" (lost)" if lost else ""),
+                f"#{tid}" + (" (gone)" if gone else ""),
                 f"{100 * face.running_score:.0f}%" if scored else "–",
                 f"{100 * face.window_score:.0f}%" if scored else "–",
                 f"{100 * face.fake_share:.0f}%" if scored else "–",
                 str(face.n_scored),
-                face.verdict.value,
+                face.verdict.word,
             ]
             for col, text in enumerate(cells):
                 item = self.table.item(row, col)
@@ -160,9 +239,9 @@ class TimelinePanel(QWidget):
                     item = QTableWidgetItem()
                     self.table.setItem(row, col, item)
                 item.setText(text)
-                fg = QColor(140, 140, 140) if lost else QColor(0, 0, 0)
+                fg = QColor(140, 140, 140) if gone else QColor(0, 0, 0)
                 item.setForeground(QBrush(fg))
             swatch = self.table.item(row, 0)
             swatch.setBackground(QBrush(track_colour(tid).lighter(160)))
             verdict = self.table.item(row, 5)
-            verdict.setBackground(QBrush(face_colour(face, store.threshold).lighter(130)))
+            verdict.setBackground(QBrush(face_colour(face).lighter(130)))

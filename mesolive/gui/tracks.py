@@ -1,18 +1,23 @@
-"""Per-track history of a session and the alert rule. Plain Python, no Qt.
+"""Per-track history of a session. Plain Python, no Qt.
 
 The GUI keeps every scored point of every track for the timeline and the
-session report, and decides when a face has stayed above the threshold long
-enough to raise an alert. Scores themselves come from the pipeline; nothing
-here detects or scores.
+session report. Scores, verdicts and alerts come from the pipeline (its
+:class:`~mesolive.track.judge.TrackJudge`); nothing here judges a face: an
+alert is passed on when a face's alert count grows. A track the tracker folds
+into an earlier one (``FrameResult.merged``: the same face, returned) gives
+its history to that one and is forgotten, as the pipeline's records do.
 """
 
 from __future__ import annotations
 
 import bisect
+import math
 from array import array
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from mesolive.types import FaceResult, FrameResult, Verdict
 
@@ -64,15 +69,37 @@ class TrackSeries:
                 col.append(float("nan"))
 
     def _drop(self, k: int) -> None:
-        for col in (
-            self.t,
-            self.frame,
-            self.fake,
-            self.running,
-            self.window,
-            *self.models.values(),
-        ):
+        for col in self._columns():
             del col[:k]
+
+    def absorb(self, other: TrackSeries) -> None:
+        """Take every point of ``other`` (a track folded into this one), kept in time order.
+
+        The folded track usually began after this one was last seen; where
+        their times interleave, all columns are sorted by ``t`` (stable).
+        """
+        n, m = len(self), len(other)
+        for name in other.models.keys() - self.models.keys():
+            self.models[name] = array("d", [math.nan] * n)
+        for name, col in self.models.items():
+            col.extend(other.models.get(name, array("d", [math.nan] * m)))
+        for mine, theirs in (
+            (self.t, other.t),
+            (self.frame, other.frame),
+            (self.fake, other.fake),
+            (self.running, other.running),
+            (self.window, other.window),
+        ):
+            mine.extend(theirs)
+        if n and m and other.t[0] < self.t[n - 1]:
+            order = np.argsort(np.frombuffer(self.t, np.float64), kind="stable")
+            for col in self._columns():
+                col[:] = array(col.typecode, np.frombuffer(col, col.typecode)[order].tobytes())
+        if len(self) > self.max_points:
+            self._drop(len(self) - self.max_points)
+
+    def _columns(self) -> tuple[array, ...]:
+        return (self.t, self.frame, self.fake, self.running, self.window, *self.models.values())
 
     def since(self, t_start: float) -> int:
         """Index of the first point at or after ``t_start``."""
@@ -105,7 +132,10 @@ class TrackPoint:
 
 @dataclass(frozen=True)
 class Alert:
-    """A face stayed at or above the threshold for ``seconds``."""
+    """The pipeline raised an alert: a face's verdict has been FAKE for ``seconds``.
+
+    ``t`` is seconds since the session's first result.
+    """
 
     track_id: int
     t: float
@@ -115,8 +145,8 @@ class Alert:
     @property
     def message(self) -> str:
         return (
-            f"Face #{self.track_id} looks forged: fake score {round(100 * self.running_score)}% "
-            f"for {self.seconds:.0f} s"
+            f"Face #{self.track_id} looks forged: {Verdict.FAKE.word} for {self.seconds:.0f} s, "
+            f"fake score {round(100 * self.running_score)}%"
         )
 
 
@@ -130,9 +160,8 @@ class TrackRecord:
     last: FaceResult
     points: TrackSeries = field(default_factory=TrackSeries)
     recent: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT))
-    above_since: float | None = None
-    alerted: bool = False
-    alerts: int = 0
+    alerts: int = 0  # the pipeline's count for this track (FaceResult.alerts)
+    alert_marks: list[tuple[float, int]] = field(default_factory=list)  # (t, frame) of each
 
     @property
     def verdict(self) -> Verdict:
@@ -140,26 +169,26 @@ class TrackRecord:
 
 
 class TrackStore:
-    """Collects track histories from frame results and raises alerts.
+    """Collects track histories from frame results and passes on the pipeline's alerts.
 
-    Parameters
+    Attributes
     ----------
     threshold
-        A face is "above" while its running score is at or above this.
-    alert_seconds
-        How long a face must stay above before :meth:`update` returns an alert.
-        One alert per stay: the face must fall below again to re-arm it.
+        The threshold of the newest result (None before the first): what
+        the timeline draws, never set from anywhere else.
+    t_last
+        Seconds from the session's first result to its newest.
     """
 
-    def __init__(self, threshold: float = 0.5, alert_seconds: float = 3.0) -> None:
-        self.threshold = threshold
-        self.alert_seconds = alert_seconds
+    def __init__(self) -> None:
         self.tracks: dict[int, TrackRecord] = {}
+        self.threshold: float | None = None
         self._t0: float | None = None
         self.t_last = 0.0
 
     def clear(self) -> None:
         self.tracks.clear()
+        self.threshold = None
         self._t0 = None
         self.t_last = 0.0
 
@@ -170,9 +199,12 @@ class TrackStore:
         return result.frame.t_capture - self._t0
 
     def update(self, result: FrameResult) -> list[Alert]:
-        """Record one result; returns the alerts it raises (usually none)."""
+        """Record one result; returns the alerts the pipeline raised in it (usually none)."""
         t = self.time_of(result)
         self.t_last = max(self.t_last, t)
+        self.threshold = result.threshold
+        for young, earlier in result.merged:  # before the faces: they carry the earlier IDs
+            self.fold(young, earlier)
         alerts = []
         for face in result.faces:
             rec = self.tracks.get(face.track_id)
@@ -184,24 +216,34 @@ class TrackStore:
             if face.fake_score is not None:
                 rec.points.append(t, result.frame.index, face)
                 rec.recent.append(float(face.fake_score))
-            alert = self._check_alert(rec, face, t)
-            if alert is not None:
-                alerts.append(alert)
+            if face.alerts > rec.alerts:
+                rec.alerts = face.alerts
+                rec.alert_marks.append((t, result.frame.index))
+                alerts.append(Alert(face.track_id, t, face.fake_for, float(face.running_score)))
         return alerts
 
-    def _check_alert(self, rec: TrackRecord, face: FaceResult, t: float) -> Alert | None:
-        if face.n_scored <= 0 or face.running_score < self.threshold:
-            rec.above_since = None
-            rec.alerted = False
-            return None
-        if rec.above_since is None:
-            rec.above_since = t
-        held = t - rec.above_since
-        if rec.alerted or held < self.alert_seconds:
-            return None
-        rec.alerted = True
-        rec.alerts += 1
-        return Alert(face.track_id, t, held, float(face.running_score))
+    def fold(self, young_id: int, earlier_id: int) -> None:
+        """Give ``young_id``'s history to ``earlier_id`` (the same face, returned); forget it.
+
+        Its points, recent scores and alert marks join the earlier track's;
+        the alert count adds up as the pipeline's does, so no alert is raised
+        again for the folded track's alerts.
+        """
+        young = self.tracks.pop(young_id, None)
+        if young is None:
+            return
+        rec = self.tracks.get(earlier_id)
+        if rec is None:  # the earlier face was never shown this session: the young one is it
+            young.track_id = earlier_id
+            self.tracks[earlier_id] = young
+            return
+        rec.points.absorb(young.points)
+        rec.recent.extend(young.recent)  # the young track is the later one
+        rec.first_seen = min(rec.first_seen, young.first_seen)
+        if young.last_seen > rec.last_seen:
+            rec.last_seen, rec.last = young.last_seen, young.last
+        rec.alerts += young.alerts
+        rec.alert_marks = sorted(rec.alert_marks + young.alert_marks)
 
     def recent_scores(self) -> dict[int, list[float]]:
         """Track ID → recent frame scores (oldest first), for the sparklines."""

@@ -48,8 +48,8 @@ def render_annotated(
     painter = QPainter(img)
     try:
         scale = max(1.0, result.frame.width / 960)
-        style = OverlayPainter(overlay.threshold, line_width=overlay.line_width * scale)
-        style.draw(painter, result.faces, FrameToView(), history)
+        style = OverlayPainter(line_width=overlay.line_width * scale)
+        style.draw(painter, result, FrameToView(), history)
     finally:
         painter.end()
     return img
@@ -88,15 +88,20 @@ class VideoView(QWidget):
 
     # -- data in ----------------------------------------------------------------------
 
-    def set_result(self, result: FrameResult | None) -> None:
-        """Show ``result`` at the next paint (newest wins)."""
+    def set_result(self, result: FrameResult | None) -> bool:
+        """Show ``result`` at the next paint (newest wins).
+
+        Returns True when it replaced a result that was never drawn.
+        """
         if self.frozen:
-            return
-        if self._unpainted and result is not None:
+            return False
+        replaced = self._unpainted and result is not None
+        if replaced:
             self.superseded += 1
         self._result = result
         self._unpainted = result is not None
         self.update()
+        return replaced
 
     @property
     def result(self) -> FrameResult | None:
@@ -168,7 +173,7 @@ class VideoView(QWidget):
             target = self.image_rect()
             painter.drawImage(target.topLeft(), self._scaled_image(result, target))
             history = self.history() if self.history is not None else None
-            self.overlay.draw(painter, result.faces, self.frame_to_view(), history)
+            self.overlay.draw(painter, result, self.frame_to_view(), history)
         finally:
             painter.end()
         if self._unpainted and result is not None:

@@ -170,6 +170,12 @@ class CaptureThread(threading.Thread):
         return self._outages
 
     @property
+    def note(self) -> str:
+        """The source's :attr:`~mesolive.sources.base.FrameSource.note` since it last
+        opened ('' for none): a caveat about what is captured, for the user to see."""
+        return self.source.note
+
+    @property
     def restarts(self) -> int:
         """Readers the watchdog replaced because they stopped answering."""
         return self._restarts
@@ -305,7 +311,8 @@ class CaptureThread(threading.Thread):
 
     def _opened_message(self) -> str:
         fps = f" at {self.source.fps:g} fps" if self.source.fps else ""
-        return f"capturing {redact(self.source.uri)}{fps}"
+        note = f" ({self.source.note})" if self.source.note else ""
+        return f"capturing {redact(self.source.uri)}{fps}{note}"
 
     def _finish(self, status: ReadStatus, message: str) -> None:
         self._report(status, message, final=True)
@@ -398,7 +405,8 @@ class _Reader(threading.Thread):
         self.alive_at = time.monotonic()
         if self.quit.is_set():
             return False
-        self.owner._report(ReadStatus.OK, self.owner._opened_message())
+        level = logging.WARNING if self.source.note else None
+        self.owner._report(ReadStatus.OK, self.owner._opened_message(), level=level)
         return True
 
     def _loop(self) -> None:

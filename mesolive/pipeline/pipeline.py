@@ -9,8 +9,10 @@ frame (an *analysed* frame):
    (n, 256, 256, 3) array per contract (:mod:`mesolive.classify.preprocess`);
 3. **classify**: the whole batch through each model in one runner call; a
    face's fake score is the mean over the models;
-4. **track**: detections join tracks by IoU; each track's running scores
-   and verdict are updated (:mod:`mesolive.track`).
+4. **track**: detections join tracks by IoU; each track's running scores,
+   verdict and alert state are updated by one judge under one rule
+   (:mod:`mesolive.track.judge`), and every ``FrameResult`` carries the
+   threshold it was judged with.
 
 On the frames in between only the tracks' boxes move (constant velocity);
 nothing runs on the networks. No Qt here: the GUI's worker thread and
@@ -20,14 +22,29 @@ nothing runs on the networks. No Qt here: the GUI's worker thread and
 from __future__ import annotations
 
 import logging
+import queue
 import sys
+import threading
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mesolive.errors import InputError
-from mesolive.types import FaceResult, Frame, FrameResult, StageTimings, TrackSummary
+from mesolive.track.judge import source_time
+from mesolive.types import (
+    FaceDetections,
+    FaceResult,
+    Frame,
+    FrameResult,
+    StageTimings,
+    TrackSummary,
+)
+
+if TYPE_CHECKING:
+    from mesolive.track.smoothing import VerdictRule
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +75,12 @@ class PipelineConfig:
         Detect and classify every ``every``-th frame; track in between.
     threshold
         Fake-score threshold of the verdicts and of the paper's share.
+    alert_seconds
+        How long a face's live verdict must stay FAKE to raise an alert.
+    reid_seconds
+        How long a face that left keeps its ID for when it returns, by its
+        look (:mod:`mesolive.track.appearance`); 0: faces are followed by
+        position and size alone.
     backend, model_dir, threads, precision
         As the CLI options of the same names.
     """
@@ -68,6 +91,8 @@ class PipelineConfig:
     det_threshold: float = 0.5
     every: int = 1
     threshold: float = 0.5
+    alert_seconds: float = 3.0
+    reid_seconds: float = 10.0
     backend: str = "auto"
     model_dir: str | None = None
     threads: int | None = None
@@ -86,6 +111,10 @@ class PipelineConfig:
             raise InputError(f"--every {self.every}: expected a whole number ≥ 1")
         if not 0.0 < self.threshold < 1.0:
             raise InputError(f"--threshold {self.threshold}: expected a value in (0, 1)")
+        if not self.alert_seconds >= 0:  # also NaN
+            raise InputError(f"alert time {self.alert_seconds}: expected seconds ≥ 0")
+        if not self.reid_seconds >= 0:
+            raise InputError(f"--reid-seconds {self.reid_seconds}: expected seconds ≥ 0")
         if not 0.0 < self.det_threshold < 1.0:
             raise InputError(f"detector threshold {self.det_threshold}: expected a value in (0, 1)")
         if self.det_size is not None and not 32 <= self.det_size <= 2048:
@@ -94,14 +123,51 @@ class PipelineConfig:
             raise InputError(f"--threads {self.threads}: expected a whole number ≥ 1")
 
 
-@dataclass
-class _TrackRecord:
-    score: object  # RunningScore
-    timeline: object  # Timeline
-    first_frame: int
-    last_frame: int
-    frames_seen: int = 0
-    model_scores: dict[str, float] = field(default_factory=dict)
+PIPELINE_MODULES = (
+    "cv2",
+    "h5py",
+    "onnx",
+    "onnxruntime",
+    "mesolive.align.crop",
+    "mesolive.align.identity",
+    "mesolive.backends.onnxruntime",
+    "mesolive.backends.select",
+    "mesolive.backends.tensorrt",
+    "mesolive.classify.mesonet",
+    "mesolive.detect.scrfd",
+    "mesolive.models.convert",
+    "mesolive.models.int8_cpu",
+    "mesolive.models.keras_h5",
+    "mesolive.models.onnx_graph",
+    "mesolive.models.registry",
+    "mesolive.track.appearance",
+    "mesolive.track.iou_tracker",
+)
+"""What building a :class:`FramePipeline` imports on first use (it imports lazily)."""
+
+
+def preload() -> None:
+    """Import :data:`PIPELINE_MODULES` in the calling thread (at once after the first call).
+
+    The app calls it on its GUI thread before a worker thread builds a
+    pipeline. Once PySide6 is imported, its import hook (shiboken's feature
+    import) reads the source of every Python module imported anywhere, and a
+    worker thread's first import of onnx, ml_dtypes or h5py while the Qt
+    event loop ran was seen never to return.
+    """
+    import importlib
+
+    for name in PIPELINE_MODULES:
+        importlib.import_module(name)
+
+
+@dataclass(frozen=True)
+class _Detected:
+    """A frame between the pipeline's two halves: its detections (None: not analysed)."""
+
+    frame: Frame
+    dets: FaceDetections | None
+    seconds: float  # the detector's time on it
 
 
 class FramePipeline:
@@ -109,7 +175,8 @@ class FramePipeline:
 
     Build, use and close it in one thread (the one that calls
     :meth:`process`): the ONNX Runtime sessions (and any CUDA context)
-    belong to it.
+    belong to it. :meth:`stream` lends the detector to a thread of its own
+    while the stream runs.
 
     Attributes
     ----------
@@ -128,11 +195,15 @@ class FramePipeline:
     def __init__(self, config: PipelineConfig) -> None:
         from mesolive.classify.mesonet import load_classifier
         from mesolive.detect.scrfd import ScrfdDetector, resolve_detector
+        from mesolive.track.appearance import LbpDescriber
         from mesolive.track.iou_tracker import IouTracker
+        from mesolive.track.judge import TrackJudge
         from mesolive.track.smoothing import VerdictRule
 
         self.config = config
-        self.rule = VerdictRule(threshold=config.threshold)
+        self.judge = TrackJudge(
+            VerdictRule(threshold=config.threshold, alert_seconds=config.alert_seconds)
+        )
         self.classifiers = []
         self.detector = None
         try:
@@ -169,26 +240,59 @@ class FramePipeline:
             ", ".join(config.models),
             self.backend,
         )
-        self.tracker = IouTracker(max_missed=max(15, 2 * config.every))
-        self._records: dict[int, _TrackRecord] = {}
+        self.tracker = IouTracker(
+            max_missed=max(15, 2 * config.every),
+            describe=LbpDescriber() if config.reid_seconds > 0 else None,
+            reid_seconds=config.reid_seconds,
+        )
         self._processed = 0
         self._analysed = 0
 
     # -- per frame ----------------------------------------------------------------------
 
-    def set_threshold(self, value: float) -> None:
-        """Move the fake-score threshold of the verdicts from the next frame on.
+    @property
+    def rule(self) -> VerdictRule:
+        """The rule the faces are judged by (threshold, bands, alert time)."""
+        return self.judge.rule
+
+    def set_rule(self, *, threshold: float, alert_seconds: float) -> None:
+        """Judge with this threshold and alert time from the next frame on.
 
         Tracks keep their history: frames already counted in the paper's share
         stay counted at the threshold they were scored under, and a track's
         live verdict moves to the new bands at its next scored frame. Call it
         from the thread that calls :meth:`process`.
+
+        Raises
+        ------
+        InputError
+            A value :class:`PipelineConfig` refuses (a threshold outside (0, 1)).
         """
-        # PipelineConfig checks the value as it does at start (InputError outside (0, 1))
-        self.config = replace(self.config, threshold=float(value))
-        self.rule = replace(self.rule, threshold=self.config.threshold)
-        for rec in self._records.values():
-            rec.score.rule = self.rule  # type: ignore[attr-defined]
+        self.config = replace(
+            self.config, threshold=float(threshold), alert_seconds=float(alert_seconds)
+        )
+        self.judge.set_rule(
+            replace(
+                self.rule,
+                threshold=self.config.threshold,
+                alert_seconds=self.config.alert_seconds,
+            )
+        )
+
+    def set_every(self, every: int) -> None:
+        """Analyse every ``every``-th frame from the next frame on (the "auto" interval).
+
+        Tracks and their history stay; the next analysed frame comes at most
+        ``every`` frames after the last one. Call it from the thread that
+        calls :meth:`process`.
+
+        Raises
+        ------
+        InputError
+            Not a whole number ≥ 1.
+        """
+        self.config = replace(self.config, every=every)
+        self.tracker.max_missed = max(15, 2 * every)  # as at start: tracks outlive the gaps
 
     def process(self, frame: Frame) -> FrameResult:
         """Analyse (or track through) one frame.
@@ -199,6 +303,55 @@ class FramePipeline:
             One :class:`FaceResult` per visible face, by track ID; an empty
             ``faces`` is the normal "no face" state.
         """
+        return self._finish(self._detect(frame))
+
+    def stream(self, frames: Iterable[Frame], depth: int = 2) -> Iterator[FrameResult]:
+        """:meth:`process` over ``frames``, the next frames' detection overlapping this one's rest.
+
+        A thread of the pipeline's own takes frames from ``frames`` and runs
+        the detector on them, at most ``depth`` frames ahead; this thread
+        cuts, classifies, tracks and judges them in order. The detector's
+        session is used by that thread alone while the stream runs, the
+        classifiers' and the tracker's by this one. Whatever ``frames`` or
+        the detector raises is raised here, after the results of the frames
+        before it. Closing the generator (``break``, an exception, Ctrl+C)
+        stops the thread and waits for it; no frame is dropped.
+        """
+        items: queue.Queue[_Detected | BaseException | None] = queue.Queue(maxsize=depth)
+        stop = threading.Event()
+
+        def put(item: _Detected | BaseException | None) -> bool:
+            while not stop.is_set():
+                try:
+                    items.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def detect_ahead() -> None:
+            try:
+                for frame in frames:
+                    if not put(self._detect(frame)):
+                        return
+            except Exception as e:  # noqa: BLE001 (raised again by the consumer, in order)
+                put(e)
+                return
+            put(None)
+
+        worker = threading.Thread(target=detect_ahead, name="mesolive-detect", daemon=True)
+        worker.start()
+        try:
+            while (item := items.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield self._finish(item)
+        finally:
+            stop.set()
+            worker.join(5.0)
+
+    def _detect(self, frame: Frame) -> _Detected:
+        """The first half of :meth:`process`: check the frame; on an analysed one, detect."""
         image = frame.image
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(
@@ -206,8 +359,18 @@ class FramePipeline:
             )
         analysed = self._processed % self.config.every == 0
         self._processed += 1
-        if analysed:
-            faces, timings = self._analyse(frame)
+        if not analysed:
+            return _Detected(frame, None, 0.0)
+        t0 = time.perf_counter()
+        dets = self.detector.detect(image)
+        return _Detected(frame, dets, time.perf_counter() - t0)
+
+    def _finish(self, detected: _Detected) -> FrameResult:
+        """The second half of :meth:`process`: crop, classify, track and judge."""
+        frame = detected.frame
+        analysed = detected.dets is not None
+        if detected.dets is not None:
+            faces, timings = self._analyse(frame, detected.dets, detected.seconds)
             self._analysed += 1
         else:
             t0 = time.perf_counter()
@@ -220,11 +383,13 @@ class FramePipeline:
             latency=max(0.0, time.monotonic() - frame.t_capture),
             analysed=analysed,
             backend=self.backend,
+            threshold=self.rule.threshold,
+            merged=tuple(self.tracker.merged.items()) if analysed else (),
         )
 
-    def _analyse(self, frame: Frame) -> tuple[list[FaceResult], StageTimings]:
-        t0 = time.perf_counter()
-        dets = self.detector.detect(frame.image)
+    def _analyse(
+        self, frame: Frame, dets: FaceDetections, t_detect: float
+    ) -> tuple[list[FaceResult], StageTimings]:
         t1 = time.perf_counter()
         n = len(dets)
         scores: list[np.ndarray] = []
@@ -240,23 +405,30 @@ class FramePipeline:
             t3 = time.perf_counter()
         else:
             t2 = t3 = t1
-        pairs = self.tracker.update(dets, frame.index)
+        pairs = self.tracker.update(dets, frame.index, image=frame.image, now=source_time(frame))
+        for young, earlier in self.tracker.merged.items():
+            self.judge.fold(young, earlier)
         mean = np.mean(np.stack(scores), axis=0) if n else np.zeros(0, np.float32)
         faces = []
+        analysed = self._analysed + 1  # this frame included
         for track, i in pairs:
-            rec = self._record(track)
             model_scores = {
                 name: float(s[i]) for name, s in zip(self.config.models, scores, strict=True)
             }
-            fake = float(mean[i])
-            rec.score.add(fake, model_scores)
-            rec.timeline.append(frame.index, frame.pts, fake)
-            rec.frames_seen += 1
-            rec.last_frame = track.last_frame
-            faces.append(self._face(track.track_id, dets.xyxy[i], dets.kps[i], fake, model_scores))
+            faces.append(
+                self.judge.face(
+                    track.track_id,
+                    frame,
+                    dets.xyxy[i],
+                    dets.kps[i],
+                    float(mean[i]),
+                    model_scores,
+                    analysed=analysed,
+                )
+            )
         faces.sort(key=lambda f: f.track_id)
         t4 = time.perf_counter()
-        return faces, StageTimings(detect=t1 - t0, crop=t2 - t1, classify=t3 - t2, track=t4 - t3)
+        return faces, StageTimings(detect=t_detect, crop=t2 - t1, classify=t3 - t2, track=t4 - t3)
 
     def _carry(self, frame: Frame) -> list[FaceResult]:
         """Faces of a frame between analysed ones: boxes moved, scores kept."""
@@ -267,44 +439,9 @@ class FramePipeline:
             box = box.copy()
             np.clip(box[0::2], 0, w, out=box[0::2])
             np.clip(box[1::2], 0, h, out=box[1::2])
-            rec = self._record(track)
-            rec.frames_seen += 1
-            faces.append(self._face(track.track_id, box, kps, None, {}))
+            faces.append(self.judge.face(track.track_id, frame, box, kps, analysed=self._analysed))
         faces.sort(key=lambda f: f.track_id)
         return faces
-
-    def _record(self, track) -> _TrackRecord:
-        rec = self._records.get(track.track_id)
-        if rec is None:
-            from mesolive.track.smoothing import RunningScore, Timeline
-
-            rec = _TrackRecord(
-                RunningScore(self.rule), Timeline(), track.first_frame, track.last_frame
-            )
-            self._records[track.track_id] = rec
-        return rec
-
-    def _face(
-        self,
-        track_id: int,
-        xyxy: np.ndarray,
-        kps: np.ndarray,
-        fake: float | None,
-        model_scores: dict[str, float],
-    ) -> FaceResult:
-        s = self._records[track_id].score
-        return FaceResult(
-            track_id=track_id,
-            xyxy=np.array(xyxy, np.float32),
-            kps=np.array(kps, np.float32),
-            fake_score=fake,
-            model_scores=model_scores,
-            running_score=float(s.running),
-            window_score=s.window_mean,
-            fake_share=s.fake_share,
-            n_scored=s.n_scored,
-            verdict=s.verdict,
-        )
 
     # -- session -----------------------------------------------------------------------
 
@@ -322,31 +459,12 @@ class FramePipeline:
         A track needs ``min_scored`` (5) scored frames for a verdict, or all
         the analysed frames of a shorter input (a photo).
         """
-        out = []
-        for tid in sorted(self._records):
-            rec = self._records[tid]
-            s = rec.score
-            out.append(
-                TrackSummary(
-                    track_id=tid,
-                    first_frame=rec.first_frame,
-                    last_frame=rec.last_frame,
-                    frames_seen=rec.frames_seen,
-                    n_scored=s.n_scored,
-                    mean_score=float(s.mean),
-                    fake_share=float(s.fake_share),
-                    verdict=self.rule.summary(s.n_fake, s.n_scored, self._analysed),
-                    timeline=rec.timeline.points(),
-                    model_means=s.model_means(),
-                    running_score=float(s.running),
-                )
-            )
-        return out
+        return self.judge.summaries(self._analysed)
 
     def reset(self) -> None:
         """Forget every track (a new source begins); the models stay loaded."""
         self.tracker.reset()
-        self._records = {}
+        self.judge.reset()
         self._processed = 0
         self._analysed = 0
 

@@ -27,11 +27,17 @@ class FrameSource(ABC):
         files, folders and ``test:`` when not paced.
     fps
         Nominal frame rate where known (files, cameras), else None.
+    note
+        Set by :meth:`open` where the source reads something other than the
+        user may expect (``window:`` falling back to the screen under the
+        window), one line; '' otherwise. The capture thread logs it as a
+        warning and puts it in its "capturing …" status.
     """
 
     uri: str = ""
     is_live: bool = False
     fps: float | None = None
+    note: str = ""
 
     @abstractmethod
     def open(self) -> None:

@@ -6,7 +6,7 @@ URI                             source
 ``webcam:N``                    camera N through OpenCV (``webcam:`` = 0)
 ``screen:N``                    screen N through mss (1 = first, 0 = all)
 ``screen:N@x,y,w,h``            a region of screen N, relative to its corner
-``window:TITLE``                the screen region under a window (X11)
+``window:TITLE``                a window's own pixels (X11 Composite; else the screen under it)
 ``PATH`` or ``file:PATH``       a video file, an image, a folder of images
 ``rtsp://…``, ``http(s)://…``   a network stream through FFmpeg
 ``test:``                       drawn moving faces (see ``synthetic.py``)

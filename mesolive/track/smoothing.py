@@ -13,7 +13,9 @@ The live verdict has three bands around the threshold (real below
 ``threshold - margin``, fake above ``threshold + margin``, uncertain between)
 and is sticky: leaving the current band needs the score to pass its edge by
 ``hysteresis``, so a score hovering at an edge does not flicker. It stays
-UNKNOWN until ``min_scored`` frames were scored.
+UNKNOWN until ``min_scored`` frames were scored. This live verdict is the one
+owner of "how fake" a face looks now: the app's box colour, label word, table
+and alerts all show it (:mod:`mesolive.track.judge`).
 """
 
 from __future__ import annotations
@@ -42,18 +44,24 @@ class VerdictRule:
         How far past a band edge a score must go to change the verdict.
     min_scored
         Scored frames needed before any verdict.
+    alert_seconds
+        How long a face's live verdict must stay FAKE before it raises an
+        alert (seconds of the source's time).
     """
 
     threshold: float = 0.5
     margin: float = 0.1
     hysteresis: float = 0.05
     min_scored: int = 5
+    alert_seconds: float = 3.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
         if self.margin < 0 or self.hysteresis < 0 or self.min_scored < 1:
             raise ValueError("margin and hysteresis must be >= 0 and min_scored >= 1")
+        if not self.alert_seconds >= 0:  # also NaN
+            raise ValueError(f"alert_seconds must be >= 0, got {self.alert_seconds}")
 
     def band(self, value: float, current: Verdict = Verdict.UNKNOWN) -> Verdict:
         """REAL, UNCERTAIN or FAKE for ``value``, sticky to ``current``."""

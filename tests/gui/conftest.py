@@ -66,8 +66,9 @@ def make_face(
     *,
     n_scored: int = 5,
     verdict: Verdict | None = None,
+    alerts: int = 0,
 ) -> FaceResult:
-    """A hand-made FaceResult (the real type, filled by hand)."""
+    """A hand-made FaceResult (the real type, filled by hand); its track verdict is the live one."""
     if verdict is None:
         verdict = Verdict.FAKE if running >= 0.5 else Verdict.REAL
     return FaceResult(
@@ -81,12 +82,18 @@ def make_face(
         fake_share=1.0 if running > 0.5 else 0.0,
         n_scored=n_scored,
         verdict=verdict,
+        track_verdict=verdict,
+        alerts=alerts,
     )
 
 
-def make_result(faces, *, index: int = 0, t: float = 0.0, size=(1280, 720), value=90):
-    """A FrameResult over a flat grey frame."""
+def make_result(
+    faces, *, index: int = 0, t: float = 0.0, size=(1280, 720), value=90, threshold=0.5
+):
+    """A FrameResult over a flat grey frame, judged with ``threshold``."""
     w, h = size
     image = np.full((h, w, 3), value, np.uint8)
     frame = Frame(index, image, t, "test:")
-    return FrameResult(frame, tuple(faces), StageTimings(), 0.01, True, "onnxruntime-cpu")
+    return FrameResult(
+        frame, tuple(faces), StageTimings(), 0.01, True, "onnxruntime-cpu", threshold=threshold
+    )

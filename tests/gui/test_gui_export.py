@@ -70,7 +70,7 @@ def test_a_running_session_exports_its_report_without_stalling(window, qtbot, tm
     assert report["tracks"] and all(t["points"] for t in report["tracks"])
     with out["csv"].open() as f:
         assert len(list(csv.DictReader(f))) == sum(len(t["points"]) for t in report["tracks"])
-    assert Image.open(out["png"]).size == (1000, 450)
+    assert Image.open(out["png"]).size == (1200, 450)
     assert Image.open(out["snapshot"]).size == (640, 360)
     assert sorted(p.name for p in (tmp_path / "report").iterdir()) == [
         "snapshot.png",

@@ -9,14 +9,15 @@ from PySide6.QtGui import QColor, QImage, QPainter
 
 from mesolive.gui.overlay import (
     AMBER,
+    BANDS,
     GREEN,
     GREY,
     RED,
     FrameToView,
     OverlayPainter,
+    face_colour,
+    frame_score_colour,
     label_text,
-    score_band,
-    score_colour,
 )
 from mesolive.gui.video_view import VideoView, bgr_to_qimage, render_annotated
 from mesolive.types import Verdict
@@ -48,20 +49,34 @@ def box_edge_pixels(rgb: np.ndarray, xyxy, inset: int = 0) -> np.ndarray:
 
 
 @pytest.mark.parametrize(
-    ("score", "band"),
-    [(0.0, "green"), (0.34, "green"), (0.35, "amber"), (0.49, "amber"), (0.5, "red"), (1.0, "red")],
+    ("verdict", "colour"),
+    [
+        (Verdict.REAL, GREEN),
+        (Verdict.UNCERTAIN, AMBER),
+        (Verdict.FAKE, RED),
+        (Verdict.UNKNOWN, GREY),
+    ],
 )
-def test_score_bands_around_threshold(score, band):
-    assert score_band(score, 0.5) == band
+def test_a_box_is_coloured_by_its_verdict_whatever_its_score(verdict, colour):
+    """The pipeline's verdict owns the colour: 0.45 called FAKE is red, not amber."""
+    face = make_face(1, (0, 0, 10, 10), 0.45, verdict=verdict)
+    assert face_colour(face) == colour
+    assert {"green": GREEN, "amber": AMBER, "red": RED, "grey": GREY}[BANDS[verdict]] == colour
 
 
-def test_colour_is_grey_before_the_first_score():
-    assert score_colour(None, 0.5) == GREY
+def test_sparkline_bars_are_the_papers_fake_frames():
+    assert frame_score_colour(0.51, 0.5) == RED
+    assert frame_score_colour(0.5, 0.5) == GREEN  # a fake frame is one *above* the threshold
+    assert frame_score_colour(0.3, 0.2) == RED
 
 
 def test_label_spells_id_verdict_and_percent():
     assert label_text(make_face(3, (0, 0, 10, 10), 0.724, verdict=Verdict.FAKE)) == "#3 FAKE 72%"
     assert label_text(make_face(1, (0, 0, 10, 10), 0.1, verdict=Verdict.REAL)) == "#1 real 10%"
+    unsure = make_face(2, (0, 0, 10, 10), 0.55, verdict=Verdict.UNCERTAIN)
+    assert label_text(unsure) == "#2 uncertain 55%"  # the word of the table and the reports
+    early = make_face(4, (0, 0, 10, 10), 0.4, n_scored=2, verdict=Verdict.UNKNOWN)
+    assert label_text(early) == "#4 unknown 40%"
     unscored = make_face(7, (0, 0, 10, 10), 0.0, n_scored=0, verdict=Verdict.UNKNOWN)
     assert label_text(unscored) == "#7 …"
 
@@ -69,14 +84,14 @@ def test_label_spells_id_verdict_and_percent():
 def test_boxes_are_drawn_in_their_band_colour(qapp):
     faces = [
         make_face(1, (100, 200, 260, 400), 0.10),  # green
-        make_face(2, (400, 200, 560, 400), 0.42),  # amber
+        make_face(2, (400, 200, 560, 400), 0.42, verdict=Verdict.UNCERTAIN),  # amber
         make_face(3, (700, 200, 860, 400), 0.90),  # red
         make_face(4, (1000, 200, 1160, 400), 0.0, n_scored=0, verdict=Verdict.UNKNOWN),
     ]
     img = QImage(1280, 720, QImage.Format.Format_RGB32)
     img.fill(QColor(90, 90, 90))
     p = QPainter(img)
-    painted = OverlayPainter(0.5, line_width=4).draw(p, faces, FrameToView())
+    painted = OverlayPainter(line_width=4).draw(p, make_result(faces), FrameToView())
     p.end()
     assert len(painted) == 2 * len(faces)  # a box and a label each
     rgb = qimage_to_rgb(img)
@@ -101,7 +116,7 @@ def test_sparkline_bars_follow_the_history(qapp):
     img = QImage(800, 600, QImage.Format.Format_RGB32)
     img.fill(QColor(90, 90, 90))
     p = QPainter(img)
-    OverlayPainter(0.5, line_width=4).draw(p, [face], FrameToView(), history)
+    OverlayPainter(line_width=4).draw(p, make_result([face]), FrameToView(), history)
     p.end()
     rgb = qimage_to_rgb(img)
     label = rgb[270:300, 300:520]
@@ -150,8 +165,8 @@ def test_video_view_draws_the_newest_result_scaled(qtbot):
 
 
 def test_annotated_snapshot_is_full_resolution(qapp):
-    result = make_result([make_face(2, (400, 200, 560, 400), 0.42)])
-    img = render_annotated(result, OverlayPainter(0.5))
+    result = make_result([make_face(2, (400, 200, 560, 400), 0.42, verdict=Verdict.UNCERTAIN)])
+    img = render_annotated(result, OverlayPainter())
     assert (img.width(), img.height()) == (1280, 720)
     rgb = qimage_to_rgb(img)
     assert colour_share(box_edge_pixels(rgb, result.faces[0].xyxy), AMBER) > 0.8

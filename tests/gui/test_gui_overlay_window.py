@@ -1,8 +1,9 @@
-"""Overlay mode: the click-through window lies over the captured region.
+"""Overlay mode: the click-through window lies over the running source's region.
 
-Widgets run offscreen; the regions come from a private Xvfb server (mss and
-python-xlib read it through ``$DISPLAY``), with a real X window for
-``window:`` sources.
+Widgets run offscreen; screen and window sources read a private Xvfb server
+(mss and python-xlib use ``$DISPLAY``), with a real X window for ``window:``
+sources. The overlay takes its place from the running source, which the
+session's capture thread opened: nothing opens the source a second time.
 """
 
 from __future__ import annotations
@@ -13,14 +14,14 @@ import time
 import pytest
 from PySide6.QtCore import QPoint, Qt
 
-from mesolive.errors import SourceError
-from mesolive.gui.overlay_window import OverlayWindow, capture_region
+from mesolive.gui.overlay_window import OverlayWindow
+from mesolive.gui.presenter import State
 from tests.gui.conftest import make_face, make_result
 
-pytestmark = [
-    pytest.mark.gui,
-    pytest.mark.skipif(shutil.which("Xvfb") is None, reason="needs Xvfb (apt xvfb)"),
-]
+pytestmark = pytest.mark.gui
+
+needs_xvfb = pytest.mark.skipif(shutil.which("Xvfb") is None, reason="needs Xvfb (apt xvfb)")
+WAIT_MS = 30_000
 
 
 @pytest.fixture
@@ -30,10 +31,18 @@ def display(xvfb, monkeypatch):
     return xvfb
 
 
-def test_overlay_covers_a_screen_region_and_lets_clicks_through(qtbot, display):
-    assert capture_region("screen:1@100,80,640,360") == (100, 80, 640, 360)
-    win = OverlayWindow("screen:1@100,80,640,360")
+def _geometry(window) -> tuple[int, int, int, int] | None:
+    win = window.overlay.window
+    if win is None or not win.isVisible():
+        return None
+    g = win.geometry()
+    return g.x(), g.y(), g.width(), g.height()
+
+
+def test_overlay_window_lies_over_a_region_and_lets_clicks_through(qtbot):
+    win = OverlayWindow()
     qtbot.addWidget(win)
+    win.place((100, 80, 640, 360))
     g = win.geometry()
     assert (g.x(), g.y(), g.width(), g.height()) == (100, 80, 640, 360)
     flags = win.windowFlags()
@@ -56,7 +65,20 @@ def test_overlay_covers_a_screen_region_and_lets_clicks_through(qtbot, display):
     assert not mask.contains(QPoint(400, 300))
 
 
-def test_overlay_follows_a_window_source(qtbot, display):
+@needs_xvfb
+def test_overlay_covers_the_running_screen_source(window, qtbot, display):
+    assert window.start_source("screen:1@100,80,640,360")
+    window.set_overlay_mode(True)
+    assert window.act_overlay.isChecked()
+    qtbot.waitUntil(lambda: _geometry(window) == (100, 80, 640, 360), timeout=WAIT_MS)
+    window.stop()
+    assert window.presenter.state is State.STOPPED
+    window.set_overlay_mode(False)
+    assert window.overlay.window is None and not window.act_overlay.isChecked()
+
+
+@needs_xvfb
+def test_overlay_follows_a_window_source(window, qtbot, display):
     from Xlib import X
     from Xlib import display as xdisplay
 
@@ -73,19 +95,12 @@ def test_overlay_follows_a_window_source(qtbot, display):
         while xwin.get_attributes().map_state != X.IsViewable:
             assert time.monotonic() < deadline
             time.sleep(0.01)
-        win = OverlayWindow("window:Team call")
-        qtbot.addWidget(win)
-        g = win.geometry()
-        assert (g.x(), g.y(), g.width(), g.height()) == (210, 150, 320, 200)
+        assert window.start_source("window:Team call")
+        window.set_overlay_mode(True)
+        qtbot.waitUntil(lambda: _geometry(window) == (210, 150, 320, 200), timeout=WAIT_MS)
         xwin.configure(x=300, y=260)
         disp.sync()
-        qtbot.waitUntil(
-            lambda: (win.geometry().x(), win.geometry().y()) == (300, 260), timeout=5000
-        )
+        qtbot.waitUntil(lambda: _geometry(window) == (300, 260, 320, 200), timeout=WAIT_MS)
+        window.stop()
     finally:
         disp.close()
-
-
-def test_overlay_refuses_cameras_and_files(display):
-    with pytest.raises(SourceError, match="screen or window"):
-        capture_region("/some/clip.mp4")

@@ -37,7 +37,7 @@ def test_series_keeps_columns_aligned_and_bounded():
 
 
 def _store(n: int = 30) -> TrackStore:
-    store = TrackStore(threshold=0.5)
+    store = TrackStore()
     for i in range(n):
         faces = [make_face(1, (0, 0, 10, 10), 0.2), make_face(2, (20, 0, 30, 10), 0.8)]
         store.update(make_result(faces, index=i, t=100.0 + i / 30))
@@ -65,7 +65,7 @@ def test_export_writes_json_csv_and_plot(tmp_path):
         rows = list(csv.DictReader(f))
     assert len(rows) == 60 and rows[0]["track_id"] == "1"
     assert json.loads(rows[0]["model_scores"]) == {"meso4-df": 0.2}
-    assert Image.open(out["png"]).size == (1000, 450)
+    assert Image.open(out["png"]).size == (1200, 450)
     assert not list((tmp_path / "r").glob(".*"))  # no temporary file left
 
 
