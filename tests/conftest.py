@@ -105,6 +105,17 @@ def _isolated_env(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ.pop("MESOLIVE_DOWNLOAD_BASE", None)
 
 
+@pytest.fixture(scope="module")
+def libcuda(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding the stand-in ``libcuda.so.1`` (:func:`tests.gpu_fakes.fake_libcuda`)."""
+    from tests.gpu_fakes import fake_libcuda
+
+    folder = fake_libcuda(tmp_path_factory.mktemp("libcuda"))
+    if folder is None:
+        pytest.skip("needs a C compiler (cc) on Linux to build the stand-in libcuda.so.1")
+    return folder
+
+
 @pytest.fixture(autouse=True)
 def _logging_as_it_was():
     """Undo what a verb run in this process (``cli.main``) did to mesolive's logger."""

@@ -17,19 +17,11 @@ from mesolive.backends import engine_cache as ec
 from mesolive.backends.gpuinfo import probe_module
 from mesolive.models.registry import default_model
 
-from .gpu_fakes import broken_package, fake_libcuda, run_mesolive, stub_package, without_gpu_stack
+from .gpu_fakes import broken_package, run_mesolive, stub_package, without_gpu_stack
 
 MODEL = default_model()
 
 FACE = "samples/faces/real/real00240.jpg"
-
-
-@pytest.fixture(scope="module")
-def libcuda(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = fake_libcuda(tmp_path_factory.mktemp("libcuda"))
-    if folder is None:
-        pytest.skip("needs a C compiler (cc) on Linux to build the stand-in libcuda.so.1")
-    return folder
 
 
 def _backend_lines(stderr: str) -> list[str]:

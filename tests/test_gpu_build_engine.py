@@ -22,7 +22,7 @@ from mesolive.cli import main
 from mesolive.commands.build_engine import load_faces
 from mesolive.models.registry import default_model
 
-from .gpu_fakes import GPU_STACK, fake_libcuda, run_mesolive, without_gpu_stack
+from .gpu_fakes import GPU_STACK, run_mesolive, without_gpu_stack
 
 MODEL = default_model()
 
@@ -76,14 +76,6 @@ def test_calibration_faces_are_read_spread_and_bad_files_skipped(
     (tmp_path / "zz_broken.jpg").unlink()
     assert len(load_faces(str(tmp_path), 4)) == 4  # spread over the folder, not the first 4
     assert load_faces(None, 4) == []
-
-
-@pytest.fixture(scope="module")
-def libcuda(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = fake_libcuda(tmp_path_factory.mktemp("libcuda"))
-    if folder is None:
-        pytest.skip("needs a C compiler (cc) on Linux to build the stand-in libcuda.so.1")
-    return folder
 
 
 def _build_engine(

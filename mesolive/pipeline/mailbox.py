@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
+import queue
 import threading
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+
+
+def put_unless_stopped(items: queue.Queue[T], item: T, stop: threading.Event) -> bool:
+    """Put ``item`` into a bounded queue, waking every 0.1 s to see whether ``stop`` is set.
+
+    For a producer thread whose consumer may give up: returns False (the item
+    not queued) once ``stop`` is set, instead of blocking on a full queue forever.
+    """
+    while not stop.is_set():
+        try:
+            items.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
 
 
 class LatestSlot(Generic[T]):

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mesolive.errors import InputError
+from mesolive.pipeline.mailbox import put_unless_stopped
 from mesolive.track.judge import source_time
 from mesolive.types import (
     FaceDetections,
@@ -321,13 +322,7 @@ class FramePipeline:
         stop = threading.Event()
 
         def put(item: _Detected | BaseException | None) -> bool:
-            while not stop.is_set():
-                try:
-                    items.put(item, timeout=0.1)
-                    return True
-                except queue.Full:
-                    continue
-            return False
+            return put_unless_stopped(items, item, stop)
 
         def detect_ahead() -> None:
             try:

@@ -15,6 +15,7 @@ import queue
 import threading
 from types import TracebackType
 
+from mesolive.pipeline.mailbox import put_unless_stopped
 from mesolive.sources.base import FrameSource
 from mesolive.types import Frame, ReadStatus
 
@@ -93,19 +94,11 @@ class ReadAhead:
                     item: _Item = self.source.read(1.0)
                 except Exception as e:  # noqa: BLE001 (read() raises it, in order)
                     item = e
-                if not self._put(item) or isinstance(item, BaseException):
+                if not put_unless_stopped(self._items, item, self._stop) or isinstance(
+                    item, BaseException
+                ):
                     return
                 if item[0] in (ReadStatus.END, ReadStatus.ERROR):
                     return
         finally:
             self.source.close()
-
-    def _put(self, item: _Item) -> bool:
-        """Queue ``item``, waking every 0.1 s to see whether :meth:`close` was called."""
-        while not self._stop.is_set():
-            try:
-                self._items.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
