@@ -250,6 +250,23 @@ def test_a_file_that_starts_again_does_not_alert_twice_for_one_stay() -> None:
     assert faces[12].fake_for == 0.0  # the stay is timed again from the restart
 
 
+def test_a_stay_in_fake_alerts_once_across_a_fold() -> None:
+    """A returning face (young track 2) folded into its earlier ID keeps its stay and alert."""
+    judge = TrackJudge(VerdictRule(alert_seconds=0.5))
+    box, kps = np.zeros(4, np.float32), np.zeros((5, 2), np.float32)
+    for i in range(10):  # track 1: real, then gone
+        judge.face(1, _frame(i, i / 10), box, kps, 0.1, analysed=i + 1)
+    young = [judge.face(2, _frame(i, i / 10), box, kps, 0.9, analysed=i + 1) for i in range(10, 22)]
+    assert young[-1].verdict is Verdict.FAKE and young[-1].alerts == 1
+    judge.fold(2, 1)
+    after = [judge.face(1, _frame(i, i / 10), box, kps, 0.9, analysed=i + 1) for i in range(22, 40)]
+    assert after[-1].verdict is Verdict.FAKE
+    assert after[-1].fake_for == pytest.approx(young[-1].fake_for + 1.8)  # the same stay
+    assert after[-1].alerts == 1
+    (summary,) = judge.summaries(analysed=40)
+    assert len(summary.alerts) == 1
+
+
 def test_without_pts_the_capture_clock_times_the_alert() -> None:
     judge = TrackJudge(VerdictRule(alert_seconds=2.0))
     box, kps = np.zeros(4, np.float32), np.zeros((5, 2), np.float32)

@@ -4,7 +4,8 @@
 names the place), copies on the GUI thread what the files need (a
 :class:`~mesolive.gui.report.ReportSnapshot` and a
 :class:`~mesolive.gui.exporter.FrameShot`: immutable values, milliseconds)
-and hands them to :class:`~mesolive.gui.exporter.ReportExporter`, which
+and hands them to an :class:`~mesolive.gui.exporter.ExportWorker` (one for
+reports, one for snapshots, so a snapshot need not wait for a report), which
 writes them in a worker thread. How it went reaches the window as signals;
 the controller shows nothing itself but its dialogs.
 """
@@ -18,12 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal, Slot
-from PySide6.QtGui import QImage
-from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
+from PySide6.QtWidgets import QFileDialog, QWidget
 
-from mesolive.gui.exporter import ExportOutcome, FrameShot, ReportExporter
+from mesolive.gui.exporter import ExportOutcome, ExportWorker, FrameShot
 from mesolive.gui.report import SessionInfo, Writer, take_snapshot
-from mesolive.gui.video_view import VideoView, render_annotated
+from mesolive.gui.video_view import VideoView
 
 if TYPE_CHECKING:
     from mesolive.gui.presenter import Presenter
@@ -54,14 +54,17 @@ class ExportController(QObject):
         A status-bar message and how long to show it (ms; 0 until replaced,
         an empty text clears it).
     failed(str)
-        A report that could not be written, in one line.
+        A report or a snapshot that could not be written, in one line.
     finished(object)
         The report's :class:`ExportOutcome`, once its worker ended.
+    snapshot_finished(object)
+        The snapshot's :class:`ExportOutcome`, once its worker ended.
     """
 
     status = Signal(str, int)
     failed = Signal(str)
     finished = Signal(object)
+    snapshot_finished = Signal(object)
 
     def __init__(
         self,
@@ -77,43 +80,46 @@ class ExportController(QObject):
         self.info = info
         self.extra_files = extra_files
         self._dialog_parent = parent
-        self.writer = ReportExporter(self)
-        self.writer.finished.connect(self._on_exported)
+        self.reports = ExportWorker(self)
+        self.reports.finished.connect(self._on_exported)
+        self.snapshots = ExportWorker(self)
+        self.snapshots.finished.connect(self._on_snapshot)
 
     @property
     def busy(self) -> bool:
-        """A report is being written."""
-        return self.writer.busy
+        """A report or a snapshot is being written."""
+        return self.reports.busy or self.snapshots.busy
 
     def join(self, timeout: float) -> bool:
-        """Wait for a report being written (window closing); True when none is left."""
-        return self.writer.join(timeout)
+        """Wait for the files being written (window closing); True when none is left."""
+        ok = self.reports.join(timeout)
+        return self.snapshots.join(timeout) and ok
 
-    def snapshot_image(self) -> QImage | None:
-        """The current frame with the overlay at full resolution, or None before a frame."""
+    def save_snapshot(self, path: str | None = None) -> bool:
+        """Start saving the frame shown, with its overlay, as a PNG at ``path`` (asked when None).
+
+        The frame is the one shown when this is called (not when the dialog
+        closes); it is drawn and written in a worker thread, and
+        :attr:`snapshot_finished` says how it went. False if not started.
+        """
         result = self.video.result
         if result is None:
-            return None
-        return render_annotated(result, self.video.overlay, self.presenter.tracks.recent_scores())
-
-    def save_snapshot(self, path: str | None = None) -> Path | None:
-        """Save the current frame with its overlay to ``path`` (asked when None)."""
-        img = self.snapshot_image()
-        if img is None:
             self.status.emit("nothing to save yet", 5000)
-            return None
+            return False
+        if self.snapshots.busy:
+            self.status.emit("A snapshot is still being saved: wait for it", 5000)
+            return False
+        shot = FrameShot.of(result, self.video.overlay, self.presenter.tracks.recent_scores())
         if not path:
             default = f"mesolive-snapshot-{time.strftime('%Y%m%d-%H%M%S')}.png"
             path, _ = QFileDialog.getSaveFileName(
                 self._dialog_parent, "Save snapshot", default, "PNG (*.png)"
             )
             if not path:
-                return None
-        if not img.save(path):
-            QMessageBox.warning(self._dialog_parent, "Snapshot", f"could not write {path}")
-            return None
-        self.status.emit(f"snapshot saved to {path}", 5000)
-        return Path(path)
+                return False
+        self.snapshots.start_snapshot(Path(path), shot)
+        self.status.emit("Saving snapshot…", 0)
+        return True
 
     def export_report(self, folder: str | None = None) -> bool:
         """Start writing timeline JSON, CSV, PNG and an annotated snapshot; False if not started.
@@ -123,7 +129,7 @@ class ExportController(QObject):
         folder is made in it. The session is copied here; the files are
         written in a worker thread, and :attr:`finished` says how it went.
         """
-        if self.writer.busy:
+        if self.reports.busy:
             self.status.emit("A report is still being written: wait for it", 5000)
             return False
         if not folder:
@@ -139,15 +145,23 @@ class ExportController(QObject):
         shot = None
         if result is not None:
             shot = FrameShot.of(result, self.video.overlay, tracks.recent_scores())
-        self.writer.start(Path(folder), snap, shot, self.extra_files())
+        self.reports.start(Path(folder), snap, shot, self.extra_files())
         self.status.emit("Exporting report…", 0)
         return True
 
     @Slot(object)
     def _on_exported(self, outcome: ExportOutcome) -> None:
+        self._tell(outcome, f"Session report written to {outcome.folder}")
+        self.finished.emit(outcome)
+
+    @Slot(object)
+    def _on_snapshot(self, outcome: ExportOutcome) -> None:
+        self._tell(outcome, f"Snapshot saved to {outcome.base}")
+        self.snapshot_finished.emit(outcome)
+
+    def _tell(self, outcome: ExportOutcome, done: str) -> None:
         if outcome.error:
             self.status.emit("", 0)
             self.failed.emit(outcome.error)
         else:
-            self.status.emit(f"Session report written to {outcome.folder}", 10000)
-        self.finished.emit(outcome)
+            self.status.emit(done, 10000)

@@ -1,6 +1,7 @@
-"""Writes a session report in a worker thread, so the window never waits for the disk.
+"""Writes session reports and snapshots in a worker thread, so the window never waits for the disk.
 
-The window hands :meth:`ReportExporter.start` immutable values only: a
+The window hands :meth:`ExportWorker.start` (a report) or
+:meth:`ExportWorker.start_snapshot` immutable values only: a
 :class:`~mesolive.gui.report.ReportSnapshot` and a :class:`FrameShot`. The
 worker draws the annotated frame on a ``QImage`` (QPainter on an image is
 allowed outside the GUI thread; widgets are not), plots with matplotlib's
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -23,6 +24,7 @@ from mesolive.errors import MesoliveError
 from mesolive.gui.overlay import OverlayPainter
 from mesolive.gui.report import ReportSnapshot, Writer, export_session
 from mesolive.gui.video_view import render_annotated
+from mesolive.outputs import write_atomic
 from mesolive.types import FrameResult
 
 log = logging.getLogger(__name__)
@@ -57,7 +59,10 @@ class FrameShot:
 
 @dataclass(frozen=True)
 class ExportOutcome:
-    """What one export wrote: ``files`` (key → path), or the one-line ``error``."""
+    """What one export wrote: ``files`` (key → path), or the one-line ``error``.
+
+    ``base`` is what was asked for: the report's folder, or the snapshot's file.
+    """
 
     base: Path
     files: tuple[tuple[str, Path], ...] = ()
@@ -69,12 +74,12 @@ class ExportOutcome:
 
     @property
     def folder(self) -> Path | None:
-        """The folder the report went into (None when it could not be made)."""
+        """The folder written into (None when nothing was written)."""
         return self.files[0][1].parent if self.files else None
 
 
-class ReportExporter(QObject):
-    """Runs one export at a time in a plain thread.
+class ExportWorker(QObject):
+    """Runs one export (a report or a snapshot) at a time in a plain thread.
 
     Signals
     -------
@@ -107,16 +112,20 @@ class ReportExporter(QObject):
         the worker, so they must hold immutable values only (the alert history's
         :func:`~mesolive.gui.alert_history.report_files` does).
         """
-        if self._thread is not None:
-            return False
-        self._thread = threading.Thread(
-            target=self._run,
-            args=(folder, snap, shot, dict(extra or {})),
-            name="mesolive-report",
-            daemon=False,
-        )
-        self._thread.start()
-        return True
+        files = dict(extra or {})
+        if shot is not None:
+            files["snapshot"] = ("snapshot.png", shot.write_png)
+        return self._start(folder, "report", lambda: export_session(folder, snap, files))
+
+    def start_snapshot(self, path: Path, shot: FrameShot) -> bool:
+        """Write ``shot`` as a PNG at ``path`` (replaced whole or not at all); False while busy."""
+
+        def write() -> dict[str, Path]:
+            write_atomic(path, "snapshot", shot.write_png, mode="wb")
+            log.info("snapshot written to %s", path)
+            return {"snapshot": path}
+
+        return self._start(path, "snapshot", write)
 
     def join(self, timeout: float) -> bool:
         """Wait for a running export (window closing); True when none is left."""
@@ -125,32 +134,32 @@ class ReportExporter(QObject):
             return True
         t.join(timeout)
         if t.is_alive():
-            log.warning("the report export did not finish in %.0f s", timeout)
+            log.warning("an export did not finish in %.0f s", timeout)
             return False
         return True
 
-    def _run(
-        self,
-        folder: Path,
-        snap: ReportSnapshot,
-        shot: FrameShot | None,
-        extra: dict[str, tuple[str, Writer]],
-    ) -> None:
-        if shot is not None:
-            extra["snapshot"] = ("snapshot.png", shot.write_png)
+    def _start(self, base: Path, what: str, job: Callable[[], Mapping[str, Path]]) -> bool:
+        if self._thread is not None:
+            return False
+        self._thread = threading.Thread(
+            target=self._run, args=(base, what, job), name=f"mesolive-{what}", daemon=False
+        )
+        self._thread.start()
+        return True
+
+    def _run(self, base: Path, what: str, job: Callable[[], Mapping[str, Path]]) -> None:
         try:
-            files = export_session(folder, snap, extra)
-            outcome = ExportOutcome(folder, tuple(files.items()))
+            outcome = ExportOutcome(base, tuple(job().items()))
         except (OSError, MesoliveError) as e:
-            log.warning("report export to %s failed: %s", folder, e)
-            outcome = ExportOutcome(folder, error=f"Could not write the report: {e}")
+            log.warning("%s export to %s failed: %s", what, base, e)
+            outcome = ExportOutcome(base, error=f"Could not write the {what}: {e}")
         except Exception as e:  # a bug; the session must go on
-            log.exception("report export to %s failed", folder)
-            outcome = ExportOutcome(folder, error=f"Could not write the report: {e}")
+            log.exception("%s export to %s failed", what, base)
+            outcome = ExportOutcome(base, error=f"Could not write the {what}: {e}")
         try:
             self._done.emit(outcome)
         except RuntimeError:  # the window was deleted while the export ran
-            log.info("report export ended after the window closed: %s", outcome)
+            log.info("%s export ended after the window closed: %s", what, outcome)
 
     @Slot(object)
     def _on_done(self, outcome: ExportOutcome) -> None:

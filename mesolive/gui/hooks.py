@@ -15,6 +15,11 @@
     stalls), resident memory every few seconds, and the wall-clock time of
     the first frame drawn (compare with ``MESOLIVE_GUI_T0``, the launcher's
     ``time.time()``, to get the time to first frame).
+``MESOLIVE_GUI_EXPORT_EVERY=SECONDS`` (with ``MESOLIVE_GUI_EXPORT_DIR=FOLDER``)
+    Every SECONDS after the first frame, export a session report
+    (``FOLDER/report-N``) and save a snapshot (``FOLDER/snapshot-N.png``),
+    as Ctrl+E and Ctrl+S do; the stats then count the heartbeat's gaps while
+    files are being written apart from the others.
 ``MESOLIVE_GUI_SETTINGS=PATH.ini``
     Keep settings there instead of the user's (see :mod:`settings`).
 """
@@ -26,7 +31,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +40,7 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication
 
 from mesolive.env import env_float, env_int, env_path
+from mesolive.gui.exporter import ExportOutcome
 from mesolive.gui.overlay import BANDS, label_text
 from mesolive.types import FrameResult
 
@@ -45,6 +51,8 @@ ENV_SCREENSHOT_AFTER = "MESOLIVE_GUI_SCREENSHOT_AFTER"
 ENV_QUIT_AFTER = "MESOLIVE_GUI_QUIT_AFTER"
 ENV_STATS = "MESOLIVE_GUI_STATS"
 ENV_T0 = "MESOLIVE_GUI_T0"
+ENV_EXPORT_EVERY = "MESOLIVE_GUI_EXPORT_EVERY"
+ENV_EXPORT_DIR = "MESOLIVE_GUI_EXPORT_DIR"
 
 
 def _rss_mb() -> float | None:
@@ -56,8 +64,8 @@ def _rss_mb() -> float | None:
         return None
 
 
-class Heartbeat(QObject):
-    """A fast timer in the GUI thread; gaps between its ticks are stalls.
+class Gaps:
+    """Gaps between heartbeat ticks: how many, the largest, a histogram for the p99.
 
     Gaps are counted in 10 µs bins, not kept one by one: at 100 ticks a
     second a list of floats grew by ~0.2 MB a minute per heartbeat, which the
@@ -66,13 +74,59 @@ class Heartbeat(QObject):
 
     BIN = 1e-5  # seconds per histogram bin
 
-    def __init__(self, interval_ms: int = 10, parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self.interval = interval_ms / 1000
-        self.gaps: Counter[int] = Counter()  # gap in BIN units → ticks
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.bins: Counter[int] = Counter()  # gap in BIN units → ticks
         self.ticks = 0
         self.max_gap = 0.0
         self.over_50ms = 0
+
+    def add(self, gap: float) -> None:
+        self.bins[round(gap / self.BIN)] += 1
+        self.ticks += 1
+        self.max_gap = max(self.max_gap, gap)
+        self.over_50ms += gap > 0.050
+
+    def summary(self) -> dict[str, Any]:
+        if not self.ticks:
+            return {"ticks": 0}
+        rank = int(0.99 * (self.ticks - 1))  # index of the p99 gap in sorted order
+        seen = 0
+        p99 = 0.0
+        for b in sorted(self.bins):
+            seen += self.bins[b]
+            if seen > rank:
+                p99 = b * self.BIN
+                break
+        return {
+            "ticks": self.ticks,
+            "interval_ms": 1000 * self.interval,
+            "max_gap_ms": round(1000 * self.max_gap, 2),
+            "p99_gap_ms": round(1000 * p99, 2),
+            "max_stall_ms": round(1000 * (self.max_gap - self.interval), 2),
+            "gaps_over_50ms": self.over_50ms,
+        }
+
+
+class Heartbeat(QObject):
+    """A fast timer in the GUI thread; gaps between its ticks are stalls.
+
+    With ``busy``, a gap that begins or ends while ``busy()`` is true (files
+    being exported) goes to :attr:`busy_gaps`, the others to :attr:`gaps`.
+    """
+
+    def __init__(
+        self,
+        interval_ms: int = 10,
+        parent: QObject | None = None,
+        busy: Callable[[], bool] | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.interval = interval_ms / 1000
+        self.gaps = Gaps(self.interval)
+        self.busy_gaps = Gaps(self.interval)
+        self._busy = busy
+        self._was_busy = False
         self._last: float | None = None
         self._timer = QTimer(self)
         self._timer.setInterval(interval_ms)
@@ -87,33 +141,10 @@ class Heartbeat(QObject):
 
     def _tick(self) -> None:
         now = time.perf_counter()
+        busy = self._busy is not None and self._busy()
         if self._last is not None:
-            gap = now - self._last
-            self.gaps[round(gap / self.BIN)] += 1
-            self.ticks += 1
-            self.max_gap = max(self.max_gap, gap)
-            self.over_50ms += gap > 0.050
-        self._last = now
-
-    def summary(self) -> dict[str, Any]:
-        if not self.ticks:
-            return {"ticks": 0}
-        rank = int(0.99 * (self.ticks - 1))  # index of the p99 gap in sorted order
-        seen = 0
-        p99 = 0.0
-        for b in sorted(self.gaps):
-            seen += self.gaps[b]
-            if seen > rank:
-                p99 = b * self.BIN
-                break
-        return {
-            "ticks": self.ticks,
-            "interval_ms": 1000 * self.interval,
-            "max_gap_ms": round(1000 * self.max_gap, 2),
-            "p99_gap_ms": round(1000 * p99, 2),
-            "max_stall_ms": round(1000 * (self.max_gap - self.interval), 2),
-            "gaps_over_50ms": self.over_50ms,
-        }
+            (self.busy_gaps if busy or self._was_busy else self.gaps).add(now - self._last)
+        self._last, self._was_busy = now, busy
 
 
 class TestingHooks(QObject):
@@ -140,6 +171,16 @@ class TestingHooks(QObject):
         self._shot_taken = False
         self.heartbeat: Heartbeat | None = None
         self.heartbeat_loaded: Heartbeat | None = None  # from the first frame on
+        self.exports: list[ExportOutcome] = []  # reports and snapshots written, or failed
+        self._exported = 0
+        self._export_timer = QTimer(self)  # started with the first frame, when asked for
+        export_every = env_float(ENV_EXPORT_EVERY, 0.0, minimum=0.0, env=env)
+        export_dir = env_path(ENV_EXPORT_DIR, env)
+        if export_every and export_dir is not None:
+            self._export_timer.setInterval(int(export_every * 1000))
+            self._export_timer.timeout.connect(lambda: self._export(export_dir))
+            window.exporter.finished.connect(self.exports.append)
+            window.exporter.snapshot_finished.connect(self.exports.append)
         window.video.painted_callbacks.append(self._on_painted)
         if quit_after:
             QTimer.singleShot(int(quit_after * 1000), self.quit)
@@ -149,7 +190,7 @@ class TestingHooks(QObject):
         if self.stats_path:
             self.heartbeat = Heartbeat(10, self)
             self.heartbeat.start()
-            self.heartbeat_loaded = Heartbeat(10, self)
+            self.heartbeat_loaded = Heartbeat(10, self, busy=lambda: window.exporter.busy)
             self._rss_timer = QTimer(self)
             self._rss_timer.setInterval(5000)
             self._rss_timer.timeout.connect(self._sample_rss)
@@ -171,6 +212,8 @@ class TestingHooks(QObject):
             log.debug("first frame drawn")  # tests wait for this line before they signal
             if self.heartbeat_loaded is not None:
                 self.heartbeat_loaded.start()
+            if self._export_timer.interval() > 0:
+                self._export_timer.start()
         if (
             self.screenshot
             and not self._shot_taken
@@ -238,6 +281,12 @@ class TestingHooks(QObject):
         Path(str(path) + ".json").write_text(json.dumps(side, indent=1) + "\n")
         log.info("screenshot written to %s", path)
 
+    def _export(self, folder: Path) -> None:
+        """A report and a snapshot, as Ctrl+E and Ctrl+S make them (one still written: skipped)."""
+        self._exported += 1
+        self.window.export_report(str(folder / f"report-{self._exported}"))
+        self.window.save_snapshot(str(folder / f"snapshot-{self._exported}.png"))
+
     def quit(self) -> None:
         if self.stats_path:
             self._sample_rss()  # the last sample while running, before the pipeline is freed
@@ -251,6 +300,7 @@ class TestingHooks(QObject):
         """Called once after the window shut down."""
         if not self.stats_path:
             return
+        self._export_timer.stop()
         for hb in (self.heartbeat, self.heartbeat_loaded):
             if hb is not None:
                 hb.stop()
@@ -276,8 +326,14 @@ class TestingHooks(QObject):
             "fps_shown": fps,
             "latency_ema_ms": 1000 * s.latency_ema if s.latency_ema is not None else None,
             "errors": s.errors,
-            "heartbeat_all": self.heartbeat.summary() if self.heartbeat else None,
-            "heartbeat_running": self.heartbeat_loaded.summary() if self.heartbeat_loaded else None,
+            "heartbeat_all": self.heartbeat.gaps.summary() if self.heartbeat else None,
+            "heartbeat_running": (
+                self.heartbeat_loaded.gaps.summary() if self.heartbeat_loaded else None
+            ),
+            "heartbeat_exports": (
+                self.heartbeat_loaded.busy_gaps.summary() if self.heartbeat_loaded else None
+            ),
+            "exports": [{"path": str(o.base), "error": o.error} for o in self.exports],
             "rss_mb": self.rss,
         }
         Path(self.stats_path).write_text(json.dumps(stats, indent=1) + "\n")

@@ -10,6 +10,7 @@ the window, accepts the override for them, and for any key typed without
 Ctrl, Alt or Meta while a text field has focus, so a future single-key
 shortcut cannot fire into one either. Escape in a text field hands the
 keyboard back to the window, where the shortcuts work again.
+:func:`show_shortcuts` lists the window's shortcuts (F1).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from PySide6.QtWidgets import (
     QApplication,
     QComboBox,
     QLineEdit,
+    QMessageBox,
     QPlainTextEdit,
     QTextEdit,
     QWidget,
@@ -73,3 +75,22 @@ class KeyGuard(QObject):
             focus.clearFocus()  # the keyboard goes back to the window and its shortcuts
             return True
         return False
+
+
+def show_shortcuts(window: QWidget) -> None:
+    """Open (non-modal) a box listing the shortcuts of ``window``'s actions."""
+    rows = [
+        (a.text().replace("&", ""), a.shortcut().toString())
+        for a in window.actions()
+        if not a.shortcut().isEmpty()
+    ]
+    text = "\n".join(f"{key:<12} {name}" for name, key in rows)
+    box = QMessageBox(
+        QMessageBox.Icon.Information,
+        "Keyboard shortcuts",
+        text,
+        QMessageBox.StandardButton.Ok,
+        window,
+    )
+    box.setStyleSheet("QLabel{font-family: monospace;}")
+    box.open()

@@ -147,6 +147,8 @@ class SessionRecorder(QObject):
         """Queue ``result`` for the recording and the clips (does nothing while both are off)."""
         if self._thread is None or not self.active:
             return
+        for young, earlier in result.merged:  # a clip of the young face takes the earlier ID
+            self._thread.fold(young, earlier)
         hist = self.history()
         faces = tuple(
             (f.track_id, tuple(hist[f.track_id])) for f in result.faces if f.track_id in hist
@@ -157,7 +159,7 @@ class SessionRecorder(QObject):
     def mark_alert(self, alert: Alert) -> None:
         """An alert now: keep a clip around it (when clips are on)."""
         if self._thread is not None and self.clip_folder is not None:
-            self._thread.mark(f"mesolive-alert-{timestamp()}-face{alert.track_id}")
+            self._thread.mark(alert.track_id)
 
     def shutdown(self) -> bool:
         """Finalise every file and end the worker; True when it ended in time."""

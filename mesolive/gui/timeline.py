@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -67,6 +67,9 @@ def track_colour(track_id: int) -> QColor:
 class TimelinePanel(QWidget):
     """The running score of the current tracks over the last :attr:`window` seconds.
 
+    It redraws from ``store`` four times a second, while shown and only when
+    the store changed.
+
     Attributes
     ----------
     window
@@ -76,11 +79,17 @@ class TimelinePanel(QWidget):
         off the plot unless asked for.
     """
 
-    def __init__(self, parent: QWidget | None = None, window: float = 60.0) -> None:
+    REFRESH_MS = 250
+
+    def __init__(
+        self, store: TrackStore, parent: QWidget | None = None, window: float = 60.0
+    ) -> None:
         super().__init__(parent)
         self.window = window
         self.gone_after = GONE_AFTER_S
         self._store: TrackStore | None = None  # the last one shown, for the check boxes
+        self._followed = store
+        self._key: tuple[float, int, float | None] | None = None  # what was drawn last
         self._legend_ids: list[int] | None = None
         self.plot = pg.PlotWidget(background=(30, 30, 30))
         self.plot.setMinimumHeight(160)
@@ -133,6 +142,11 @@ class TimelinePanel(QWidget):
         lay.addWidget(self.table, 2)
         lay.addWidget(self.show_gone)
 
+        self.timer = QTimer(self)
+        self.timer.setInterval(self.REFRESH_MS)
+        self.timer.timeout.connect(self._tick)
+        self.timer.start()
+
     def clear(self) -> None:
         for curve in self.curves.values():
             self.plot.removeItem(curve)
@@ -140,6 +154,13 @@ class TimelinePanel(QWidget):
         self._set_legend([])
         self.table.setRowCount(0)
         self._set_gone_count(0)
+
+    def _tick(self) -> None:
+        store = self._followed
+        key = (store.t_last, len(store.tracks), store.threshold)
+        if key != self._key and self.isVisible():  # hidden: its tab or the side panel
+            self.refresh(store)
+            self._key = key
 
     def set_threshold(self, threshold: float) -> None:
         self.threshold_line.setPos(threshold)

@@ -9,7 +9,10 @@ worker, so the GUI thread neither draws nor encodes a recorded frame.
 
 Clips come from a ring of JPEG-compressed frames held in memory (about
 180 KB a 720p frame); nothing reaches the disk unless a recording or a clip
-was asked for. Stopping finalises every open file, so each one plays.
+was asked for. Stopping finalises every open file, so each one plays. A clip
+is named after the face it is about; when the tracker folds that face into an
+earlier one while the clip is written (:meth:`RecorderThread.fold`), the file
+is renamed to the earlier ID once finalised.
 """
 
 from __future__ import annotations
@@ -58,17 +61,27 @@ class RecorderEvent:
     codec: str = ""
 
 
+def clip_name(stamp: str, face: int) -> str:
+    """``mesolive-alert-<stamp>-face<ID>``: an alert clip's file name without its extension."""
+    return f"mesolive-alert-{stamp}-face{face}"
+
+
 @dataclass
 class _Clip:
     file: VideoFile
     t_end: float
+    stamp: str
+    face: int  # the face's ID; the earlier face's once it was folded into that
+    folded: bool = False  # renamed to ``face`` when finalised
 
 
 @dataclass(frozen=True)
 class _Command:
-    name: str  # "record", "stop", "clips", "end_clips", "mark"
+    name: str  # "record", "stop", "clips", "end_clips", "mark", "fold"
     stem: Path | None = None
     seconds: float = 0.0
+    faces: tuple[int, ...] = ()  # "mark": (face,); "fold": (young, earlier)
+    stamp: str = ""  # "mark": when the alert came
 
 
 class RecorderThread(threading.Thread, Generic[T]):
@@ -140,9 +153,16 @@ class RecorderThread(threading.Thread, Generic[T]):
         """Keep ``seconds`` before and after each :meth:`mark` in ``folder``; None: off."""
         self._command(_Command("clips", folder, seconds))
 
-    def mark(self, stem_name: str) -> None:
-        """An alert now: write a clip around the newest frame, named ``stem_name``."""
-        self._command(_Command("mark", Path(stem_name)))
+    def mark(self, face: int) -> None:
+        """An alert of ``face`` now: keep a clip around the newest frame (see :func:`clip_name`)."""
+        self._command(_Command("mark", faces=(face,), stamp=timestamp()))
+
+    def fold(self, young: int, earlier: int) -> None:
+        """Face ``young`` is ``earlier`` returned: its clips being written take that ID.
+
+        A clip already saved keeps its name (its message named the file).
+        """
+        self._command(_Command("fold", faces=(young, earlier)))
 
     def end_clips(self) -> None:
         """The source ended: finalise the clips being written, forget the frames held."""
@@ -216,8 +236,13 @@ class RecorderThread(threading.Thread, Generic[T]):
             for clip in self._clips:
                 self._close_clip(clip)
             self._clips.clear()
-        elif c.name == "mark" and c.stem is not None:
-            self._start_clip(c.stem.name)
+        elif c.name == "mark":
+            self._start_clip(c.stamp, *c.faces)
+        elif c.name == "fold":
+            young, earlier = c.faces
+            for clip in self._clips:
+                if clip.face == young:
+                    clip.face, clip.folded = earlier, True
 
     def _set_clips(self, folder: Path | None, seconds: float) -> None:
         self._ring.clear()
@@ -273,13 +298,13 @@ class RecorderThread(threading.Thread, Generic[T]):
         size = (image.shape[1] & ~1, image.shape[0] & ~1)  # even sizes: every codec takes them
         return VideoFile(stem, size, self.fps, codecs=self.codecs, min_free=self.min_free)
 
-    def _start_clip(self, name: str) -> None:
+    def _start_clip(self, stamp: str, face: int) -> None:
         if self._clip_folder is None or not self._ring or self._t_last is None:
             return
         _, first = self._ring[0]
         image = cv2.imdecode(np.frombuffer(first, np.uint8), cv2.IMREAD_COLOR)
         try:
-            file = self._new_file(self._clip_folder / name, image)
+            file = self._new_file(self._clip_folder / clip_name(stamp, face), image)
         except OSError as e:
             self._emit(
                 RecorderEvent(
@@ -287,7 +312,7 @@ class RecorderThread(threading.Thread, Generic[T]):
                 )
             )
             return
-        clip = _Clip(file, self._t_last + self._clip_seconds)
+        clip = _Clip(file, self._t_last + self._clip_seconds, stamp, face)
         try:
             for t, jpeg in self._ring:
                 file.write(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR), t)
@@ -299,6 +324,11 @@ class RecorderThread(threading.Thread, Generic[T]):
     def _close_clip(self, clip: _Clip, message: str = "") -> None:
         clip.file.close()
         f = clip.file
+        if clip.folded:
+            try:
+                f.rename(f.path.with_name(clip_name(clip.stamp, clip.face)))
+            except OSError as e:
+                log.warning("alert clip %s keeps its name: %s", f.path, e)
         kind = "clip_failed" if message else "clip"
         text = message + (" " if message else "") + f"Alert clip saved to {f.path}"
         self._emit(RecorderEvent(kind, f.path, text, f.frames, f.seconds, codec=f.fourcc))

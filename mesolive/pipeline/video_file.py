@@ -187,3 +187,20 @@ class VideoFile:
     def close(self) -> None:
         """Finalise the file (index, ``moov`` atom) so it plays; idempotent."""
         self._writer.release()
+
+    def rename(self, stem: Path) -> None:
+        """After :meth:`close`: move the file to ``stem`` + its extension (see :func:`unique_path`).
+
+        Raises
+        ------
+        OSError
+            The file could not be moved; it stays where it was, under its name.
+        """
+        target = unique_path(stem, self.path.suffix)
+        try:
+            os.replace(self.path, target)
+        except OSError:
+            target.unlink(missing_ok=True)
+            raise
+        log.info("%s renamed to %s", self.path, target.name)
+        self.path = target

@@ -136,7 +136,9 @@ class TrackJudge:
 
         Its scored frames join the earlier track's scores and timeline (in
         frame order: the young track began after the earlier one was last
-        seen; per-model scores are not kept per frame, so only the mean is).
+        seen; per-model scores are not kept per frame, so only the mean is),
+        and the young track's current stay in FAKE (with its alert, if raised)
+        continues under ``earlier_id``.
         """
         young = self._records.pop(young_id, None)
         rec = self._records.get(earlier_id)
@@ -148,6 +150,9 @@ class TrackJudge:
         rec.frames_seen += young.frames_seen
         rec.last_frame = max(rec.last_frame, young.last_frame)
         rec.alerts.extend(young.alerts)
+        # The face on screen is the young track's: its stay in FAKE goes on
+        # under the earlier ID and must not alert a second time.
+        rec.fake_since, rec.alerted = young.fake_since, young.alerted
 
     def _watch(self, rec: _TrackRecord, frame: Frame) -> float:
         """Advance the track's alert state; returns how long it has been FAKE."""

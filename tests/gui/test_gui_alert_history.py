@@ -121,18 +121,18 @@ def test_clicking_an_alert_shows_its_faces_timeline_until_a_new_session(qtbot, i
 
 
 def test_the_clip_option_is_off_by_default_and_follows_the_panel(window, qtbot, tmp_path):
-    panel = window.alert_panel
-    assert not panel.clips.isChecked() and window.recorder.clip_folder is None
-    window.record_folder = tmp_path  # as if asked already this run (no dialog)
+    panel = window.alerts.panel
+    assert not panel.clips.isChecked() and window.recording.recorder.clip_folder is None
+    window.recording.folder = tmp_path  # as if asked already this run (no dialog)
     with qtbot.waitSignal(panel.clips_changed) as on:
         panel.clips.setChecked(True)
-    assert on.args == [True, 5.0] and window.recorder.clip_folder == tmp_path
+    assert on.args == [True, 5.0] and window.recording.recorder.clip_folder == tmp_path
     with qtbot.waitSignal(panel.clips_changed) as longer:
         panel.clip_seconds.setValue(2.0)
     assert longer.args == [True, 2.0]
     with qtbot.waitSignal(panel.clips_changed) as off:
         panel.clips.setChecked(False)
-    assert off.args == [False, 2.0] and window.recorder.clip_folder is None
+    assert off.args == [False, 2.0] and window.recording.recorder.clip_folder is None
     with qtbot.assertNotEmitted(panel.clips_changed):
         panel.clip_seconds.setValue(3.0)  # while off: nothing to change
     # nothing is left on the disk (the worker's write check makes and removes a probe)
@@ -148,21 +148,23 @@ def test_alerts_of_a_deepfake_reach_the_list_timeline_clip_and_report(
         pytest.skip(f"missing {clip}")
     window.controls.alert_seconds.setValue(1.0)
     window.controls.every.setValue(2)
-    window.set_alert_clips(True, 1.0, tmp_path / "clips")
+    window.recording.set_alert_clips(True, 1.0, tmp_path / "clips")
     assert window.start_source(str(clip))
-    panel = window.alert_panel
+    panel = window.alerts.panel
     qtbot.waitUntil(lambda: panel.table.rowCount() >= 1, timeout=WAIT_MS)
-    qtbot.waitUntil(lambda: any(e.kind == "clip" for e in window.recorder.events), timeout=WAIT_MS)
+    qtbot.waitUntil(
+        lambda: any(e.kind == "clip" for e in window.recording.recorder.events), timeout=WAIT_MS
+    )
     window.stop()
     assert window.presenter.state is State.STOPPED
     panel.refresh()
 
-    rec = window.alerts.records[0]
+    rec = window.alerts.history.records[0]
     store = window.presenter.tracks
     assert rec.track_id in store.tracks and store.tracks[rec.track_id].alerts >= 1
     assert rec.ended in ("session ended", "below", "lost")
     assert rec.peak >= 0.5 and rec.duration >= 1.0
-    assert panel.table.rowCount() == len(window.alerts.records)
+    assert panel.table.rowCount() == len(window.alerts.history.records)
     assert panel.table.item(0, 0).text() == f"#{rec.track_id}"
     assert not panel.table.item(0, 0).icon().isNull()  # the thumbnail
 
@@ -178,7 +180,7 @@ def test_alerts_of_a_deepfake_reach_the_list_timeline_clip_and_report(
     assert panel.stay.getRegion() == pytest.approx((rec.t_start, rec.t_end))
 
     # the clip around it plays
-    clip_event = next(e for e in window.recorder.events if e.kind == "clip")
+    clip_event = next(e for e in window.recording.recorder.events if e.kind == "clip")
     cap = cv2.VideoCapture(str(clip_event.path))
     assert cap.read()[0] and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == clip_event.frames
     cap.release()
@@ -188,7 +190,7 @@ def test_alerts_of_a_deepfake_reach_the_list_timeline_clip_and_report(
         assert window.export_report(str(tmp_path / "report"))
     out = done.args[0].paths
     alerts = json.loads(out["alerts_json"].read_text())["alerts"]
-    assert len(alerts) == len(window.alerts.records)
+    assert len(alerts) == len(window.alerts.history.records)
     first = alerts[0]
     assert first["track_id"] == rec.track_id and first["peak"] == pytest.approx(rec.peak, abs=1e-5)
     assert first["duration_s"] == pytest.approx(rec.duration, abs=1e-3)

@@ -1,8 +1,9 @@
-"""Report export from a real window, offscreen: written in a worker, the window never stalls.
+"""Report export and snapshots from a real window, offscreen: written in a worker.
 
 The heartbeat of the testing hooks (a 10 ms timer in the GUI thread) runs
 while a report is exported; its largest gap is the longest stall. The bound
-here is generous for a loaded machine; the target is 100 ms.
+here is generous for a loaded machine; the target is 100 ms. A snapshot's
+writer is told by the thread that logs its file.
 """
 
 from __future__ import annotations
@@ -10,8 +11,11 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import threading
 import time
+from collections.abc import Iterator
 
+import numpy as np
 import pytest
 from PIL import Image
 from PySide6.QtWidgets import QApplication
@@ -19,7 +23,10 @@ from PySide6.QtWidgets import QApplication
 from mesolive.gui.exporter import ExportOutcome
 from mesolive.gui.hooks import Heartbeat
 from mesolive.gui.presenter import Level, State
+from mesolive.gui.video_view import render_annotated
+from mesolive.types import FrameResult
 from tests.gui.conftest import make_face, make_result
+from tests.gui.test_gui_overlay import qimage_to_rgb
 
 pytestmark = pytest.mark.gui
 
@@ -44,7 +51,7 @@ def _export(window, qtbot, folder) -> tuple[ExportOutcome, Heartbeat]:
         assert not window.export_report(str(folder) + "-again")
         assert "still being written" in window.statusBar().currentMessage()
     hb.stop()
-    log.info("export: %s", hb.summary())
+    log.info("export: %s", hb.gaps.summary())
     return blocker.args[0], hb
 
 
@@ -62,7 +69,7 @@ def test_a_running_session_exports_its_report_without_stalling(window, qtbot, tm
     assert not outcome.error and outcome.folder == tmp_path / "report"
     out = outcome.paths
     assert set(out) == {"json", "csv", "png", "snapshot"}
-    assert hb.max_gap < STALL_BOUND_S, hb.summary()
+    assert hb.gaps.max_gap < STALL_BOUND_S, hb.gaps.summary()
     assert window.statusBar().currentMessage() == f"Session report written to {tmp_path / 'report'}"
     report = json.loads(out["json"].read_text())
     assert report["session"]["source"] == SOURCE
@@ -113,7 +120,7 @@ def test_a_long_sessions_export_never_stalls_the_window(window, qtbot, tmp_path)
         result = make_result(faces, index=3 * i, t=i / 10, size=(320, 180))
         tracks.update(result)
     window.video.set_result(result)
-    qtbot.wait(3 * window.PANEL_INTERVAL_MS)  # the side panel drew it, as while it ran
+    qtbot.wait(3 * window.timeline.REFRESH_MS)  # the side panel drew it, as while it ran
 
     outcome, hb = _export(window, qtbot, tmp_path / "long")
 
@@ -121,4 +128,77 @@ def test_a_long_sessions_export_never_stalls_the_window(window, qtbot, tmp_path)
     report = json.loads(outcome.paths["json"].read_text())
     assert [len(t["points"]) for t in report["tracks"]] == [6000] * 6
     assert report["session"]["duration_s"] == pytest.approx(599.9)
-    assert hb.max_gap < STALL_BOUND_S, hb.summary()
+    assert hb.gaps.max_gap < STALL_BOUND_S, hb.gaps.summary()
+
+
+# -- snapshots -------------------------------------------------------------------------------
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.seen: list[tuple[str, int | None]] = []  # message, thread that logged it
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.seen.append((record.getMessage(), record.thread))
+
+
+@pytest.fixture
+def exporter_log(caplog) -> Iterator[_Records]:
+    """INFO lines of the exporter with their thread (a handler of its own: the CLI's
+    logging setup stops propagation, so caplog alone may miss them)."""
+    caplog.set_level(logging.INFO, logger="mesolive.gui.exporter")
+    handler = _Records()
+    logger = logging.getLogger("mesolive.gui.exporter")
+    logger.addHandler(handler)
+    yield handler
+    logger.removeHandler(handler)
+
+
+def _show(window) -> FrameResult:
+    """A 1280x720 frame with a fake and a real face, shown as while a session ran."""
+    faces = [make_face(1, (400, 150, 560, 350), 0.9), make_face(2, (800, 200, 930, 370), 0.1)]
+    result = make_result(faces, size=(1280, 720))
+    window.video.set_result(result)
+    return result
+
+
+def test_a_snapshot_is_written_by_a_worker_and_the_window_names_it(
+    window, qtbot, tmp_path, exporter_log
+):
+    result = _show(window)
+    path = tmp_path / "shots" / "now.png"  # its folder is made
+
+    with qtbot.waitSignal(window.exporter.snapshot_finished, timeout=WAIT_MS) as done:
+        assert window.save_snapshot(str(path))
+        assert window.statusBar().currentMessage() == "Saving snapshot…"
+
+    outcome = done.args[0]
+    assert not outcome.error and outcome.paths == {"snapshot": path}
+    assert window.statusBar().currentMessage() == f"Snapshot saved to {path}"
+    writers = [t for msg, t in exporter_log.seen if msg == f"snapshot written to {path}"]
+    assert len(writers) == 1 and writers[0] != threading.get_ident(), "the GUI thread wrote it"
+    # the frame at full resolution with the screen's overlay, pixel for pixel (PNG)
+    drawn = qimage_to_rgb(render_annotated(result, window.video.overlay, {}))
+    assert np.array_equal(np.asarray(Image.open(path).convert("RGB")), drawn)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["now.png"]  # no temporary left
+
+
+def test_a_snapshot_that_cannot_be_written_is_one_message(window, qtbot, tmp_path):
+    _show(window)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder\n")  # a path under a file cannot be made, even as root
+
+    with qtbot.waitSignal(window.exporter.snapshot_finished, timeout=WAIT_MS) as done:
+        assert window.save_snapshot(str(blocker / "shot.png"))
+
+    outcome = done.args[0]
+    assert outcome.error.startswith("Could not write the snapshot: ") and "a-file" in outcome.error
+    assert window.banner.isVisible() and window.banner.level is Level.ERROR
+    assert window.banner.label.text() == outcome.error
+    assert window.statusBar().currentMessage() == ""  # no "Saving snapshot…" left behind
+    dialogs = [w for w in QApplication.topLevelWidgets() if w.isVisible() and w is not window]
+    assert not dialogs
+    with qtbot.waitSignal(window.exporter.snapshot_finished, timeout=WAIT_MS) as again:
+        assert window.save_snapshot(str(tmp_path / "shot.png"))  # the next one works
+    assert not again.args[0].error and (tmp_path / "shot.png").is_file()

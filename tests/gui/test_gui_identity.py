@@ -97,8 +97,8 @@ def test_a_folded_track_joins_the_earlier_face_with_its_points_and_alert(window,
             window.timeline.refresh(window.presenter.tracks)
             assert _rows(window) == ["#2", "#3"]
             assert window.timeline.show_gone.text() == "Show 1 earlier face"
-            assert [r.track_id for r in window.alerts.records] == [2]
-            assert "Face #2 " in window.alerts.records[0].message
+            assert [r.track_id for r in window.alerts.history.records] == [2]
+            assert "Face #2 " in window.alerts.history.records[0].message
 
     store = window.presenter.tracks
     face = result.faces[0]
@@ -121,12 +121,12 @@ def test_a_folded_track_joins_the_earlier_face_with_its_points_and_alert(window,
     assert window.timeline.show_gone.text() == "Show 0 earlier faces"
 
     # the alert is face 1's now: history, panel, message
-    (alert,) = window.alerts.records
+    (alert,) = window.alerts.history.records
     assert alert.track_id == 1 and alert.message.startswith("Face #1 looks forged")
-    window.alert_panel.refresh()
-    assert window.alert_panel.table.item(0, 0).text() == "#1"
-    window.alert_panel.table.setCurrentCell(0, 0)
-    assert len(window.alert_panel.curve.getData()[0]) > 0  # face 1's points around the alert
+    window.alerts.panel.refresh()
+    assert window.alerts.panel.table.item(0, 0).text() == "#1"
+    window.alerts.panel.table.setCurrentCell(0, 0)
+    assert len(window.alerts.panel.curve.getData()[0]) > 0  # face 1's points around the alert
 
     # the report lists every track there is, the folded one inside face 1
     with qtbot.waitSignal(window.exporter.finished, timeout=20_000) as done:
@@ -138,6 +138,33 @@ def test_a_folded_track_joins_the_earlier_face_with_its_points_and_alert(window,
     assert len(tracks[1]["points"]) == 55 and len(tracks[1]["alerts"]) == 1
     alerts = json.loads(paths["alerts_json"].read_text())["alerts"]
     assert [(a["track_id"], a["thumbnail"]) for a in alerts] == [(1, "alert-01-face1.png")]
+
+
+def test_an_alert_clip_being_written_takes_the_id_its_face_is_folded_into(window, qtbot, tmp_path):
+    window.settings.alert_notify = False
+    folder = tmp_path / "clips"
+    window.recording.set_alert_clips(True, 2.0, folder)
+    judge = TrackJudge(VerdictRule(threshold=0.5, alert_seconds=1.0))
+    # young track 2 (face 1 come back) alerts at about frame 54; its clip runs to about
+    # frame 74; at frame 70, while it is written, the tracker folds 2 into 1
+    plan = [{1: 0.1, 3: 0.2}] * 20 + [{3: 0.2}] * 20
+    plan += [{2: 0.95, 3: 0.2}] * 30 + [{1: 0.95, 3: 0.2}] * 9
+    for i, scores in enumerate(plan):
+        window.presenter.take_result(_result(judge, i, scores, ((2, 1),) if i == 70 else ()))
+        qtbot.wait(20)  # the recorder's pace: a full queue drops frames
+        if i == 69:
+            assert [r.track_id for r in window.alerts.history.records] == [2]
+            (being_written,) = folder.iterdir()
+            assert being_written.stem.endswith("-face2")
+
+    events = window.recording.recorder.events
+    qtbot.waitUntil(lambda: any(e.kind == "clip" for e in events), timeout=20_000)
+    (clip,) = [e for e in events if e.kind.startswith("clip")]
+    assert clip.kind == "clip" and clip.path is not None
+    assert re.fullmatch(r"mesolive-alert-\d{8}-\d{6}-face1", clip.path.stem)
+    assert clip.message == f"Alert clip saved to {clip.path}"
+    assert list(folder.iterdir()) == [clip.path]  # renamed, not copied
+    assert clip.frames >= 90  # 2 s before and after at 30 fps, frames repeated to pace
 
 
 def test_gone_faces_fold_away_and_the_timeline_plots_current_faces(window):
@@ -232,5 +259,5 @@ def test_a_looping_clip_ends_with_six_faces_in_the_table(window, qtbot, shared):
     rows = {int(r.split()[0][1:]) for r in _rows(window)}
     assert len(_rows(window)) == 6 and rows == faces
     assert set(window.timeline.curves) <= faces
-    assert {r.track_id for r in window.alerts.records} <= faces
+    assert {r.track_id for r in window.alerts.history.records} <= faces
     assert {t.track_id for t in take_snapshot(window.session_info(), store).tracks} == faces

@@ -27,14 +27,14 @@ def test_auto_raises_the_interval_to_keep_up_and_says_so(window, qtbot):
     analysed: list[bool] = []
     window.presenter.result_ready.connect(lambda r: analysed.append(r.analysed))
     assert window.start_source(FAST)
-    assert window.interval_label.text() == "analysing every frame (auto)"
+    assert window.status.interval_label.text() == "analysing every frame (auto)"
     qtbot.waitUntil(lambda: window.presenter.state is State.RUNNING, timeout=WAIT_MS)
     qtbot.waitUntil(lambda: window.presenter.interval.every > 1, timeout=WAIT_MS)
     interval = window.presenter.interval
     assert interval.auto and interval.reason.startswith("falling behind: latency ")
-    assert window.interval_label.text() == interval.text
-    assert window.interval_label.text().endswith("frame to keep up")
-    assert window.interval_label.toolTip() == interval.reason
+    assert window.status.interval_label.text() == interval.text
+    assert window.status.interval_label.text().endswith("frame to keep up")
+    assert window.status.interval_label.toolTip() == interval.reason
     # the running pipeline follows: frames in between are now carried, not analysed
     seen = len(analysed)
     qtbot.waitUntil(lambda: len(analysed) >= seen + 3 * interval.every, timeout=WAIT_MS)
@@ -49,7 +49,7 @@ def test_a_number_on_the_command_line_wins_over_auto(qtbot, qsettings):
         assert win.settings.every == 3 and win.controls.every.value() == 3
         assert win.start_source(FAST)
         assert win.presenter.interval == Interval(3, auto=False)
-        assert win.interval_label.text() == "analysing every 3rd frame"
+        assert win.status.interval_label.text() == "analysing every 3rd frame"
         qtbot.waitUntil(lambda: win.presenter.state is State.RUNNING, timeout=WAIT_MS)
         qtbot.wait(2500)  # two windows of the controller, were it running
         assert win.presenter.interval == Interval(3, auto=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import re
 import shutil
 import threading
 import time
@@ -206,12 +207,14 @@ def test_an_alert_keeps_a_clip_of_the_seconds_around_it(qapp, frames, tmp_path):
         feed(rec, shots[:60])
         time.sleep(0.5)  # let the worker take what is queued
         assert list(tmp_path.iterdir()) == []  # held in memory only
-        rec.mark("alert-1")
+        rec.mark(7)
         feed(rec, shots[60:])
         clip = wait_for(events, "clip")
     finally:
         assert rec.stop(5.0)
-    assert clip.path is not None and clip.path.stem == "alert-1"
+    assert clip.path is not None and re.fullmatch(
+        r"mesolive-alert-\d{8}-\d{6}-face7", clip.path.stem
+    )
     back = read_back(clip.path)
     assert 55 <= len(back) == clip.frames <= 65  # 1 s before, 1 s after, at 30 fps
     assert [p.name for p in tmp_path.iterdir()] == [clip.path.name]
@@ -228,12 +231,14 @@ def test_a_recording_ends_with_its_source_and_the_file_plays(window, qtbot, shar
     window.controls.every.setValue(2)
     assert window.start_source(str(clip))
     qtbot.waitUntil(lambda: window.presenter.state is State.RUNNING, timeout=WAIT_MS)
-    window.set_recording(True, tmp_path)
-    assert window.act_record.isChecked() and window.recorder.recording
+    window.recording.set_recording(True, tmp_path)
+    assert window.act_record.isChecked() and window.recording.recorder.recording
     qtbot.waitUntil(lambda: window.presenter.state is State.STOPPED, timeout=WAIT_MS)
-    qtbot.waitUntil(lambda: any(e.kind == "saved" for e in window.recorder.events), timeout=WAIT_MS)
+    qtbot.waitUntil(
+        lambda: any(e.kind == "saved" for e in window.recording.recorder.events), timeout=WAIT_MS
+    )
     assert not window.act_record.isChecked()
-    saved = next(e for e in window.recorder.events if e.kind == "saved")
+    saved = next(e for e in window.recording.recorder.events if e.kind == "saved")
     assert saved.path is not None and saved.path.parent == tmp_path
     assert window.statusBar().currentMessage().startswith("Recording saved to")
     back = read_back(saved.path)
@@ -247,16 +252,18 @@ def test_an_unwritable_folder_is_one_message_and_the_session_goes_on(window, qtb
     blocker.write_text("not a folder")
     assert window.start_source("test:?faces=2&fps=30&size=640x360")
     qtbot.waitUntil(lambda: window.presenter.state is State.RUNNING, timeout=WAIT_MS)
-    window.set_recording(True, blocker / "sub")
+    window.recording.set_recording(True, blocker / "sub")
     qtbot.waitUntil(lambda: window.banner.isVisible(), timeout=WAIT_MS)
     assert window.banner.level is Level.ERROR
     assert window.banner.label.text().startswith(f"Could not record: cannot write in {blocker}")
-    assert not window.act_record.isChecked() and not window.recorder.recording
+    assert not window.act_record.isChecked() and not window.recording.recorder.recording
 
-    window.set_alert_clips(True, 2.0, blocker / "clips")  # the same for alert clips
+    window.recording.set_alert_clips(True, 2.0, blocker / "clips")  # the same for alert clips
     qtbot.waitUntil(lambda: "alert clips" in window.banner.label.text(), timeout=WAIT_MS)
     assert window.banner.label.text().startswith(f"No alert clips: cannot write in {blocker}")
-    assert not window.alert_panel.clips.isChecked() and window.recorder.clip_folder is None
+    assert (
+        not window.alerts.panel.clips.isChecked() and window.recording.recorder.clip_folder is None
+    )
 
     results = window.presenter.counters.results
     qtbot.waitUntil(lambda: window.presenter.counters.results > results + 5, timeout=WAIT_MS)
@@ -267,16 +274,18 @@ def test_an_unwritable_folder_is_one_message_and_the_session_goes_on(window, qtb
 def test_the_record_action_stops_a_recording_while_the_session_goes_on(window, qtbot, tmp_path):
     assert window.start_source("test:?faces=2&fps=30&size=640x360")
     qtbot.waitUntil(lambda: window.presenter.state is State.RUNNING, timeout=WAIT_MS)
-    window.set_recording(True, tmp_path)
+    window.recording.set_recording(True, tmp_path)
     qtbot.waitUntil(
-        lambda: any(e.kind == "started" for e in window.recorder.events), timeout=WAIT_MS
+        lambda: any(e.kind == "started" for e in window.recording.recorder.events), timeout=WAIT_MS
     )
     results = window.presenter.counters.results
     qtbot.waitUntil(lambda: window.presenter.counters.results > results + 30, timeout=WAIT_MS)
     window.act_record.trigger()  # what Ctrl+R does while recording
-    assert not window.recorder.recording
-    qtbot.waitUntil(lambda: any(e.kind == "saved" for e in window.recorder.events), timeout=WAIT_MS)
-    saved = next(e for e in window.recorder.events if e.kind == "saved")
+    assert not window.recording.recorder.recording
+    qtbot.waitUntil(
+        lambda: any(e.kind == "saved" for e in window.recording.recorder.events), timeout=WAIT_MS
+    )
+    saved = next(e for e in window.recording.recorder.events if e.kind == "saved")
     back = read_back(saved.path)
     assert len(back) == saved.frames >= 30 and back[0].shape == (360, 640, 3)
     assert window.presenter.state is State.RUNNING
@@ -286,9 +295,9 @@ def test_the_record_action_stops_a_recording_while_the_session_goes_on(window, q
 def test_quitting_while_recording_finalises_the_file(window, qtbot, tmp_path):
     assert window.start_source("test:?faces=2&fps=30&size=640x360")
     qtbot.waitUntil(lambda: window.presenter.state is State.RUNNING, timeout=WAIT_MS)
-    window.set_recording(True, tmp_path / "rec")
+    window.recording.set_recording(True, tmp_path / "rec")
     qtbot.waitUntil(
-        lambda: any(e.kind == "started" for e in window.recorder.events), timeout=WAIT_MS
+        lambda: any(e.kind == "started" for e in window.recording.recorder.events), timeout=WAIT_MS
     )
     results = window.presenter.counters.results
     qtbot.waitUntil(lambda: window.presenter.counters.results > results + 15, timeout=WAIT_MS)

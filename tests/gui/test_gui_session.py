@@ -37,8 +37,8 @@ def test_pipeline_results_reach_the_overlay_timeline_and_report(window, qtbot, c
     # the status bar names the back end that actually runs
     backend = window.presenter.backend
     assert backend.startswith(("onnxruntime", "tensorrt"))
-    assert window.backend_label.text()
-    assert window.backend_label.text() not in ("back end: –", "loading models…")
+    assert window.status.backend_label.text()
+    assert window.status.backend_label.text() not in ("back end: –", "loading models…")
 
     # freeze what is shown, then check it against the result it came from
     window.video.frozen = True
@@ -67,8 +67,8 @@ def test_pipeline_results_reach_the_overlay_timeline_and_report(window, qtbot, c
     assert len(tracks) >= 4
     assert window.timeline.table.rowCount() == len(tracks)
     assert set(window.timeline.curves) == set(tracks)
-    window.update_stats()
-    assert window.fps_label.text().endswith("fps")
+    window.status.update_stats()
+    assert window.status.fps_label.text().endswith("fps")
 
     # session report and snapshot
     with qtbot.waitSignal(window.exporter.finished, timeout=WAIT_MS) as done:
@@ -126,7 +126,7 @@ def test_a_model_that_cannot_load_shows_a_message_not_a_dead_app(qtbot, qsetting
     assert win.banner.level is Level.ERROR and "no-such-model" in win.banner.label.text()
     assert not win.banner.action.isVisible()  # not the source's fault
     assert "Settings" in win.video.placeholder
-    assert win.backend_label.text() == "back end: –"
+    assert win.status.backend_label.text() == "back end: –"
     assert win.shutdown()
 
 

@@ -72,7 +72,7 @@ def test_a_threshold_the_pipeline_refuses_is_explained_and_not_applied(active, q
     assert config_problem(threshold=float(typed)) in message.text()  # the pipeline's words
     assert "(0, 1)" in message.text() and "0.50 stays in force" in message.text()
     assert active.settings.threshold == 0.5 and active.presenter.threshold == 0.5
-    assert active.pipeline_config().threshold == 0.5
+    assert active.config.pipeline_config().threshold == 0.5
 
     _type(qtbot, c.threshold, "0.01")  # the pipeline takes any value in (0, 1)
     assert not message.isVisible()
@@ -113,9 +113,9 @@ def test_other_fields_say_what_they_accept(active, qtbot, field, typed, accepts,
     _leave(qtbot, active, getattr(c, field))
     assert "was not accepted" in checked.message.text()
     assert f"{kept} stays in force" in checked.message.text()
-    active.save_settings()
+    active.config.save(active, active.splitter)
     assert (active.settings.every, active.settings.alert_seconds) == before
-    assert not active.restart_timer.isActive()  # nothing changed: no restart either
+    assert not active.config.restart_timer.isActive()  # nothing changed: no restart either
 
 
 def test_a_good_value_typed_is_applied_and_kept(active, qtbot, qsettings):
@@ -125,7 +125,7 @@ def test_a_good_value_typed_is_applied_and_kept(active, qtbot, qsettings):
     assert not c.alert_seconds_field.message.isVisible()
     assert not c.every_field.message.isVisible()
     assert active.presenter.alert_seconds == 7.5
-    active.save_settings()
+    active.config.save(active, active.splitter)
     kept = ui_settings.load(QSettings(qsettings.fileName(), QSettings.Format.IniFormat))
     assert (kept.alert_seconds, kept.every) == (7.5, 3)
 
@@ -146,15 +146,15 @@ def _set_folder(qtbot, window, folder) -> None:
 def test_a_model_folder_is_checked_applied_and_kept(qtbot, qsettings, no_model_dir, shared):
     win = _window(qtbot, qsettings)
     field = win.controls.model_folder
-    assert win.pipeline_config().model_dir is None
+    assert win.config.pipeline_config().model_dir is None
     _set_folder(qtbot, win, shared / "models")
     assert field.message.isVisible() and "used from the next start" in field.message.text()
-    assert win.pipeline_config().model_dir == str(shared / "models")
+    assert win.config.pipeline_config().model_dir == str(shared / "models")
     win.shutdown()
     again = MainWindow(parse(), QSettings(qsettings.fileName(), QSettings.Format.IniFormat))
     qtbot.addWidget(again)
     assert again.controls.model_folder.edit.text() == str(shared / "models")
-    assert again.pipeline_config().model_dir == str(shared / "models")
+    assert again.config.pipeline_config().model_dir == str(shared / "models")
     again.shutdown()
 
 
@@ -168,10 +168,10 @@ def test_a_folder_without_the_files_is_explained_and_not_applied(
     _set_folder(qtbot, win, tmp_path)  # exists, but empty
     assert DYNAMIC_FILE in field.message.text()
     assert "no model folder is used" in field.message.text()
-    assert win.pipeline_config().model_dir is None
+    assert win.config.pipeline_config().model_dir is None
     (tmp_path / DYNAMIC_FILE).symlink_to(shared / "models" / DYNAMIC_FILE)
     _set_folder(qtbot, win, tmp_path)  # the detector: enough for the default model
-    assert win.pipeline_config().model_dir == str(tmp_path)
+    assert win.config.pipeline_config().model_dir == str(tmp_path)
     c = win.controls
     c.arch.setCurrentIndex(c.arch.findData("meso4"))  # the authors' weights: not there
     assert "Meso4_DF.h5" in field.message.text()
@@ -191,7 +191,7 @@ def test_browse_picks_the_folder(qtbot, qsettings, no_model_dir, shared):
     dlg.accept()
     assert field.dialog is None  # closed, and deleted by Qt
     assert field.edit.text() == str(shared / "models")
-    assert win.pipeline_config().model_dir == str(shared / "models")
+    assert win.config.pipeline_config().model_dir == str(shared / "models")
     win.shutdown()
 
 
@@ -210,7 +210,7 @@ def test_a_model_folder_given_for_the_run_wins_and_is_not_kept(
     win = MainWindow(args, qsettings)
     qtbot.addWidget(win)
     field = win.controls.model_folder
-    assert win.pipeline_config().model_dir == str(run)
+    assert win.config.pipeline_config().model_dir == str(run)
     assert field.edit.text() == str(run) and not field.edit.isEnabled()
     assert ("--model-dir" if given == "option" else "MESOLIVE_MODEL_DIR") in field.message.text()
     win.shutdown()
@@ -237,7 +237,7 @@ def test_a_missing_detector_leads_to_the_model_folder(
     qtbot.waitUntil(field.edit.hasFocus, timeout=2000)
     QTest.keyClicks(field.edit, str(shared / "models"))
     QTest.keyClick(field.edit, Qt.Key.Key_Return)
-    assert win.pipeline_config().model_dir == str(shared / "models")
+    assert win.config.pipeline_config().model_dir == str(shared / "models")
     QTest.keyClick(field.edit, Qt.Key.Key_F5)  # the next start reads the folder
     qtbot.waitUntil(lambda: win.presenter.counters.results >= 3, timeout=WAIT_MS)
     assert not win.banner.isVisible()

@@ -31,9 +31,9 @@ def test_session_figures_are_a_read_only_copy(window, qtbot):
     assert s.dropped_share is None  # nothing captured in this session
     with pytest.raises(dataclasses.FrozenInstanceError):
         s.painted = 5  # type: ignore[misc]
-    window.update_stats()
-    assert window.drops_label.text().startswith("dropped 1 ")
-    assert "1 results replaced before they were drawn" in window.drops_label.toolTip()
+    window.status.update_stats()
+    assert window.status.drops_label.text().startswith("dropped 1 ")
+    assert "1 results replaced before they were drawn" in window.status.drops_label.toolTip()
 
     assert not window.start_source("nosuchscheme:abc")  # a new session counts anew
     assert (p.stats().painted, p.stats().superseded) == (0, 0)

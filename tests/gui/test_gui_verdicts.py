@@ -119,8 +119,8 @@ def test_colour_label_table_alerts_and_reports_never_disagree(window, qtbot, tmp
         assert len(alerts) == face.alerts
         if alerts and alerts[-1].t == pytest.approx(window.presenter.tracks.t_last):
             assert word == "FAKE" and face.fake_for >= 1.0 - 1e-6
-            assert window.alert_banner.isVisible()
-            assert "#1" in window.alert_banner.label.text()
+            assert window.alerts.banner.isVisible()
+            assert "#1" in window.alerts.banner.label.text()
 
         # the GUI report says what the label says, at a few points of the sweep
         if i in (20, 40, 70, len(SWEEP) - 1):

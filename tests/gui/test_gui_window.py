@@ -7,8 +7,9 @@ import pytest
 from PySide6.QtCore import QPoint, QSettings, Qt
 
 from mesolive.gui import settings as ui_settings
-from mesolive.gui.main_window import MainWindow, backend_text
+from mesolive.gui.main_window import MainWindow
 from mesolive.gui.presenter import Level
+from mesolive.gui.session_status import backend_text
 from mesolive.gui.source_picker import RegionPickerDialog, SourcePickerDialog
 from mesolive.gui.tracks import Alert, TrackStore
 from mesolive.models.registry import default_model
@@ -92,7 +93,7 @@ def test_the_alert_time_from_the_command_line_reaches_the_pipeline(qtbot, qsetti
     win = MainWindow(parse("--alert-seconds", "1.5"), qsettings)
     qtbot.addWidget(win)
     assert win.settings.alert_seconds == 1.5
-    assert win.pipeline_config().alert_seconds == 1.5
+    assert win.config.pipeline_config().alert_seconds == 1.5
     assert win.presenter.alert_seconds == 1.5
     win.controls.alert_seconds.setValue(4.0)  # the spin box goes the same way
     assert win.presenter.alert_seconds == 4.0
@@ -205,10 +206,10 @@ def test_the_store_passes_on_each_alert_of_the_pipeline_once():
 
 def test_alert_shows_a_banner(window):
     window.settings.alert_notify = False
-    window.on_alert(Alert(track_id=4, t=3.0, seconds=3.0, running_score=0.81))
-    assert window.alert_banner.isVisible()
-    assert "#4" in window.alert_banner.label.text()
-    assert "81%" in window.alert_banner.label.text()
+    window.alerts.on_alert(Alert(track_id=4, t=3.0, seconds=3.0, running_score=0.81))
+    assert window.alerts.banner.isVisible()
+    assert "#4" in window.alerts.banner.label.text()
+    assert "81%" in window.alerts.banner.label.text()
 
 
 def test_message_banner_offers_another_source(window):
