@@ -55,7 +55,9 @@ def from_csv(path: Path) -> list[Item]:
         source = path.parent.name
         for row in reader:
             file = path.parent / row[key]
-            group = next((row[c] for c in _GROUP_COLUMNS if row.get(c)), "") or _group_of(file)
+            group = next((row[c] for c in _GROUP_COLUMNS if row.get(c)), "") or _group_of(
+                file, path.parent
+            )
             label = _label(row["label"], str(path))
             kind = (row.get("kind") or "").strip() or ("fake" if label else "real")
             # namespaced: two data sets may reuse a video or pair name
@@ -63,9 +65,14 @@ def from_csv(path: Path) -> list[Item]:
     return items
 
 
-def _group_of(path: Path) -> str:
-    """``<video>_<frame>.jpg`` → ``<video>``; otherwise the file is its own group."""
-    return video_of(path.stem) or str(path)
+def _group_of(path: Path, root: Path) -> str:
+    """``<video>_<frame>.jpg`` → ``<video>``; otherwise the file is its own group.
+
+    A file's group is its path below ``root`` (the data set's folder), never
+    the path as typed: the split hashes group names, so ``../data`` and
+    ``/home/me/data`` must hold the same groups aside.
+    """
+    return video_of(path.stem) or path.relative_to(root).as_posix()
 
 
 def from_folder(folder: Path) -> list[Item]:
@@ -77,7 +84,7 @@ def from_folder(folder: Path) -> list[Item]:
         if d.is_dir():
             for f in sorted(d.rglob("*")):
                 if f.is_file() and f.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS:
-                    items.append(Item(f, lab, _group_of(f), folder.name, name))
+                    items.append(Item(f, lab, _group_of(f, folder), folder.name, name))
     if not items:
         raise InputError(f"{folder}: needs real/ and fake/ subfolders or a labels.csv")
     return items

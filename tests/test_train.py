@@ -67,6 +67,23 @@ def test_split_is_by_group_and_repeatable() -> None:
     assert 0.1 < len(va) / 300 < 0.3
 
 
+def test_the_split_does_not_depend_on_how_the_data_path_is_spelled(
+    shared: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Photos are their own groups: typed relative or absolute, the same ones are held out."""
+    from mesolive.datasets import collect
+
+    photos = (shared / "train" / "photos").resolve()
+    monkeypatch.chdir(photos.parent.parent)
+    held = []
+    for spelling in (photos, Path("train") / "photos", Path("train/../train/photos")):
+        items = collect([spelling])
+        groups = np.array([it.group for it in items])
+        _, va = split_by_group(groups, np.array([it.label for it in items]), 0.15, 0)
+        held.append([items[i].path.resolve() for i in va])
+    assert len(held[0]) > 300 and held[0] == held[1] == held[2]
+
+
 def test_one_class_only_is_refused() -> None:
     with pytest.raises(InputError, match="one class"):
         split_by_group(np.array(["a", "b"]), np.array([1, 1]), 0.5, 0)
@@ -227,6 +244,20 @@ def test_resume_continues_from_checkpoint(small_data: Path, tmp_path: Path) -> N
     fresh = mesolive("train", str(small_data), "--name", "resumed", *TRAIN, env=env)
     assert fresh.returncode == 2
     assert "--resume" in fresh.stderr
+    regrouped = mesolive(
+        "train",
+        str(small_data),
+        "--name",
+        "resumed",
+        "--resume",
+        *TRAIN,
+        "--val-split",
+        "0.5",
+        env=env,
+    )  # other faces held out: the network trained on some of them
+    assert regrouped.returncode == 2
+    assert "validation split differs" in regrouped.stderr
+    assert regrouped.stderr.count("error") == 1, regrouped.stderr
     out = mesolive(
         "train",
         str(small_data),

@@ -9,6 +9,7 @@ and only weights that finished validation are ever registered.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import logging
 import math
@@ -93,6 +94,14 @@ class TrainConfig:
 
 def lr_at(cfg: TrainConfig, iteration: int) -> float:
     return max(cfg.lr_min, cfg.lr * 0.1 ** (iteration // cfg.lr_step))
+
+
+def split_fingerprint(val: FaceSet) -> str:
+    """sha256 of the held-out groups' names: what ``--resume`` checks the split against."""
+    digest = hashlib.sha256()
+    for group in sorted(set(val.groups.tolist())):
+        digest.update(group.encode() + b"\0")
+    return digest.hexdigest()
 
 
 def _use_bf16(cfg: TrainConfig) -> bool:
@@ -375,6 +384,13 @@ class Trainer:
             if ema is not None and "ema" in ck:
                 ema.load_state_dict(ck["ema"])
             state = ck["state"]
+            held = state.get("split")  # checkpoints before the fingerprint have none
+            if held is not None and held != split_fingerprint(val):
+                raise TrainingError(
+                    "the validation split differs from the checkpoint's (the data or the "
+                    "way it is grouped changed): resuming would validate on faces the "
+                    "network trained on; train under a new --name"
+                )
             # minutes of the earlier runs (older checkpoints: their last epoch's)
             state.setdefault("minutes", state["history"][-1].get("minutes", 0.0))
             state["runs"] = state.get("runs", 1) + 1
@@ -396,6 +412,7 @@ class Trainer:
         if self.command:
             state["commands"] = [*state.get("commands", []), self.command]
         state["n_train"] = len(train)
+        state["split"] = split_fingerprint(val)
         names, counts = np.unique(train.sources, return_counts=True)
         state["train_per_source"] = {str(k): int(v) for k, v in zip(names, counts, strict=True)}
         bf16 = _use_bf16(cfg)
