@@ -70,9 +70,13 @@ def _group_of(path: Path, root: Path) -> str:
 
     A file's group is its path below ``root`` (the data set's folder), never
     the path as typed: the split hashes group names, so ``../data`` and
-    ``/home/me/data`` must hold the same groups aside.
+    ``/home/me/data`` must hold the same groups aside. A labels CSV may name
+    a file by an absolute path elsewhere: that path is its name.
     """
-    return video_of(path.stem) or path.relative_to(root).as_posix()
+    video = video_of(path.stem)
+    if video:
+        return video
+    return (path.relative_to(root) if path.is_relative_to(root) else path).as_posix()
 
 
 def from_folder(folder: Path) -> list[Item]:
