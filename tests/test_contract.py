@@ -126,7 +126,7 @@ def test_classify_recuts_precut_crops_for_a_model_that_asks(
         assert clf.preprocess == TIGHT
         recut = clf.score([reader.read(f) for f in files]).fake
         assert reader.unframed == 0
-        whole = clf.run_batch(clf.preprocess.to_batch([_read(f) for f in files]))
+        whole = clf.run_batch(clf.batch([_read(f) for f in files]))
     np.testing.assert_allclose(got, recut, atol=1e-5)
     assert np.abs(recut - whole.fake).max() > 1e-3  # re-cutting changed what was scored
 
@@ -152,6 +152,9 @@ def test_the_pipeline_cuts_once_per_contract(tight_model: str, shared: Path) -> 
         result = pipe.process(Frame(index=0, image=image, t_capture=0.0, source="t"))
         assert len(result.faces) == 1
         face = result.faces[0]
+        for clf in pipe.classifiers:  # each cut straight into its runner's input buffer
+            cut = clf.preprocess.cut(image, face.kps[None])
+            assert np.array_equal(clf.runner.input_buffer(1), cut)
         for clf in pipe.classifiers:
             expected = clf.score(clf.preprocess.cut(image, face.kps[None])).fake[0]
             assert face.model_scores[clf.model_name] == pytest.approx(expected, abs=1e-5)

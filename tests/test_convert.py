@@ -11,10 +11,12 @@ import onnx
 import pytest
 
 from mesolive.backends.onnxruntime import OnnxRuntimeRunner
+from mesolive.classify.preprocess import AUTHORS, Preprocess
 from mesolive.errors import ModelError
+from mesolive.imageio import read_image
 from mesolive.models.convert import convert_to_onnx
 from mesolive.models.keras_h5 import load_keras_weights
-from mesolive.models.onnx_graph import build_onnx
+from mesolive.models.onnx_graph import build_onnx, image_ranges
 
 from .conftest import H5_OF, MODEL_NAMES, MODELS, nchw
 
@@ -23,27 +25,86 @@ from .conftest import H5_OF, MODEL_NAMES, MODELS, nchw
 FP16_REL_TOL = 0.02
 
 
+def _logits(graph: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    with OnnxRuntimeRunner(graph.SerializeToString()) as runner:
+        out = runner.infer({"input": x})
+    np.testing.assert_allclose(out["p_real"], 1 / (1 + np.exp(-out["logit"])), atol=1e-6)
+    return out["logit"][:, 0]
+
+
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_logits_match_keras_golden(name: str, golden: dict[str, np.ndarray]) -> None:
+    """Both forms: the graph mesolive runs (uint8 BGR in) and the float one training checks."""
     w = load_keras_weights(MODELS / f"{H5_OF[name]}.h5", expect=name.split("-")[0])
-    with OnnxRuntimeRunner(build_onnx(w).SerializeToString()) as runner:
-        out = runner.infer({"input": nchw(golden["images_u8"])})
-    logits = out["logit"][:, 0]
+    rgb = golden["images_u8"]
     ref = golden[f"{H5_OF[name]}_logit"]
-    assert np.abs(logits - ref).max() < 1e-4
-    np.testing.assert_allclose(out["p_real"][:, 0], 1 / (1 + np.exp(-logits)), atol=1e-6)
+    assert np.abs(_logits(build_onnx(w, contract=AUTHORS), rgb[..., ::-1]) - ref).max() < 1e-4
+    assert np.abs(_logits(build_onnx(w), nchw(rgb)) - ref).max() < 1e-4
+
+
+@pytest.fixture(scope="module")
+def real_crops(shared: Path) -> np.ndarray:
+    """The authors' four sample faces and 40 DFDC crops, (44, 256, 256, 3) uint8 BGR."""
+    files = sorted((shared / "samples" / "faces").rglob("*.jpg"))
+    for label in ("real", "fake"):
+        files += sorted((shared / "faces" / "dfdc" / label).glob("*.jpg"))[:20]
+    return AUTHORS.pixels([read_image(f) for f in files])
+
+
+@pytest.mark.parametrize(
+    "contract",
+    [AUTHORS, Preprocess(colour="bgr"), Preprocess(value_range=(-1.0, 1.0))],
+    ids=["authors", "bgr", "centred"],
+)
+@pytest.mark.parametrize("name", ["meso4-df", "mesoinception4-f2f"])
+def test_pixels_graph_equals_the_float_graph_on_real_crops(
+    name: str, contract: Preprocess, real_crops: np.ndarray
+) -> None:
+    """The 1/255, the colour swap and an offset folded into the weights change nothing.
+
+    The float graph is the graph before the fold, fed the contract's float
+    batch. The fold is exact up to float rounding: on these crops Meso-4 moved
+    by at most 4e-6 (the authors' contract), MesoInception-4 (logits up to
+    |60|) by 2.6e-5, 9e-7 of
+    its logit scale, as much as ONNX Runtime's own optimisation levels move
+    the unchanged float graph (1.9e-5 and 2.7e-5).
+    """
+    w = load_keras_weights(MODELS / f"{H5_OF[name]}.h5")
+    want = _logits(build_onnx(w), contract.to_batch(real_crops))
+    got = _logits(build_onnx(w, contract=contract), real_crops)
+    assert np.abs(got - want).max() <= 2e-6 * max(1.0, float(np.abs(want).max()))
+    if contract == AUTHORS and name.startswith("meso4"):
+        assert np.abs(got - want).max() < 1e-5
+
+
+def test_pixels_graph_does_no_float_arithmetic_before_the_first_convolution() -> None:
+    """Only the Cast and the layout change stand between the uint8 input and the weights."""
+    for h5 in ("Meso4_DF", "MesoInception_DF"):
+        graph = build_onnx(load_keras_weights(MODELS / f"{h5}.h5"), contract=AUTHORS).graph
+        assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+        made_by = {o: n for n in graph.node for o in n.output}
+        for conv in (n for n in graph.node if n.op_type == "Conv"):
+            chain, x = [], conv.input[0]
+            while x in made_by and made_by[x].op_type in ("Cast", "Transpose"):
+                chain.append(made_by[x].op_type)
+                x = made_by[x].input[0]
+            if x == "input":
+                assert chain == ["Transpose", "Cast"], h5
+        assert list(
+            image_ranges(build_onnx(load_keras_weights(MODELS / f"{h5}.h5"), contract=AUTHORS))
+        ) == [next(n.output[0] for n in graph.node if n.op_type == "Transpose")]
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_fp16_graph_tracks_fp32(name: str, golden: dict[str, np.ndarray]) -> None:
     w = load_keras_weights(MODELS / f"{H5_OF[name]}.h5")
-    fp16 = build_onnx(w, "fp16")
+    fp16 = build_onnx(w, "fp16", AUTHORS)
     # every weight is float16; the int64 tensors are the shapes of the folded pools
     types = {i.data_type for i in fp16.graph.initializer}
     assert types - {onnx.TensorProto.INT64} == {onnx.TensorProto.FLOAT16}
-    assert fp16.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
-    with OnnxRuntimeRunner(fp16.SerializeToString()) as runner:
-        logits = runner.infer({"input": nchw(golden["images_u8"])})["logit"][:, 0]
+    assert fp16.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert fp16.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    logits = _logits(fp16, golden["images_u8"][..., ::-1])
     ref = golden[f"{H5_OF[name]}_logit"]
     scale = max(1.0, float(np.abs(ref).max()))
     assert np.abs(logits - ref).max() / scale < FP16_REL_TOL
@@ -87,34 +148,44 @@ def test_truncated_layer_shapes_are_refused(tmp_path: Path) -> None:
         load_keras_weights(src)
 
 
-def test_converted_file_has_dynamic_batch(tmp_path: Path) -> None:
+def test_converted_file_reads_a_dynamic_batch_of_uint8_crops(tmp_path: Path) -> None:
     out = convert_to_onnx(MODELS / "Meso4_F2F.h5", tmp_path / "m.onnx", arch="meso4")
     model = onnx.load(out)
-    dims = model.graph.input[0].type.tensor_type.shape.dim
-    assert dims[0].dim_param == "N"
-    assert [d.dim_value for d in dims[1:]] == [3, 256, 256]
+    tensor = model.graph.input[0].type.tensor_type
+    assert tensor.elem_type == onnx.TensorProto.UINT8
+    assert tensor.shape.dim[0].dim_param == "N"
+    assert [d.dim_value for d in tensor.shape.dim[1:]] == [256, 256, 3]
     with OnnxRuntimeRunner(out) as runner:
         for n in (1, 5):
-            assert runner.infer({"input": np.zeros((n, 3, 256, 256), np.float32)})[
-                "logit"
-            ].shape == (n, 1)
+            x = np.zeros((n, 256, 256, 3), np.uint8)
+            assert runner.infer({"input": x})["logit"].shape == (n, 1)
 
 
 def test_graph_layout_for_the_cpu() -> None:
-    """Meso-4's 8-filter stages are folded; MesoInception-4 keeps ONNX Runtime in NCHW.
+    """Meso-4's 8-filter stages are folded, and MesoInception-4's undilated 3×3 branch
+    at 256×256; MesoInception-4 keeps ONNX Runtime in NCHW.
 
     The golden tests above check that both still compute the authors' function.
     """
     from mesolive.backends.onnxruntime import _disabled
 
-    m4 = build_onnx(load_keras_weights(MODELS / "Meso4_DF.h5"))
+    m4 = build_onnx(load_keras_weights(MODELS / "Meso4_DF.h5"), contract=AUTHORS)
     ops = [n.op_type for n in m4.graph.node]
     assert ops.count("ReduceMax") == 2 and ops.count("MaxPool") == 2  # stages 1-2 folded
     folded = [i for i in m4.graph.initializer if len(i.dims) == 4][:2]
     assert [list(i.dims) for i in folded] == [[32, 3, 4, 4], [32, 8, 6, 6]]
-    mi4 = build_onnx(load_keras_weights(MODELS / "MesoInception_DF.h5"))
-    pools = [n for n in mi4.graph.node if n.op_type == "MaxPool"]
-    concat = next(n for n in mi4.graph.node if n.op_type == "Concat")
-    assert set(concat.input) <= {p.output[0] for p in pools}  # branches pooled before Concat
+    mi4 = build_onnx(load_keras_weights(MODELS / "MesoInception_DF.h5"), contract=AUTHORS)
+    pools = [n for n in mi4.graph.node if n.op_type in ("MaxPool", "ReduceMax")]
+    first, second = (n for n in mi4.graph.node if n.op_type == "Concat")
+    for concat in (first, second):  # branches pooled before the Concat
+        assert set(concat.input) <= {p.output[0] for p in pools}
+    made_by = {o: n for n in mi4.graph.node for o in n.output}
+    assert [made_by[i].op_type for i in first.input] == [
+        "MaxPool",
+        "ReduceMax",
+        "MaxPool",
+        "MaxPool",
+    ]
+    assert {made_by[i].op_type for i in second.input} == {"MaxPool"}
     assert _disabled(mi4.SerializeToString()) == ["NchwcTransformer"]
     assert _disabled(m4.SerializeToString()) == []

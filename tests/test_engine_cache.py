@@ -311,7 +311,7 @@ def test_build_options_are_checked(kwargs: dict[str, int], message: str) -> None
 
 def test_profile_shapes() -> None:
     assert BuildOptions(max_batch=32, opt_batch=4).shapes() == (
-        (1, 3, 256, 256),
-        (4, 3, 256, 256),
-        (32, 3, 256, 256),
+        (1, 256, 256, 3),
+        (4, 256, 256, 3),
+        (32, 256, 256, 3),
     )

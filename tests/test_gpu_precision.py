@@ -23,11 +23,11 @@ from mesolive.backends.verify import (
     throughput,
     verification_inputs,
 )
-from mesolive.classify.preprocess import to_batch
+from mesolive.classify.preprocess import AUTHORS
 from mesolive.imageio import read_image
 from mesolive.metrics import roc_auc
 from mesolive.models.keras_h5 import load_keras_weights
-from mesolive.models.onnx_graph import build_onnx
+from mesolive.models.onnx_graph import build_onnx, image_ranges
 from mesolive.models.quantize import QMAX, calibrate, conv_inputs, equalize, int8_graph
 
 from .conftest import H5_OF, MODEL_NAMES, MODELS
@@ -48,14 +48,14 @@ def dfdc(shared: Path) -> tuple[np.ndarray, np.ndarray]:
     """The 600 DFDC test crops as a network batch, and labels (1 = fake)."""
     real = _crops(shared / "faces" / "dfdc" / "real")
     fake = _crops(shared / "faces" / "dfdc" / "fake")
-    return to_batch(real + fake), np.array([0] * len(real) + [1] * len(fake))
+    return AUTHORS.pixels(real + fake), np.array([0] * len(real) + [1] * len(fake))
 
 
 @pytest.fixture(scope="module")
 def calibration_batch(shared: Path) -> np.ndarray:
     """64 crops of the *training* DFDC set: calibration never sees the test faces."""
     train = shared / "train" / "dfdc"
-    return to_batch(_crops(train / "real", 32) + _crops(train / "fake", 32))
+    return AUTHORS.pixels(_crops(train / "real", 32) + _crops(train / "fake", 32))
 
 
 def _batches(x: np.ndarray) -> Iterator[np.ndarray]:
@@ -66,6 +66,11 @@ def _weights(name: str):
     return load_keras_weights(MODELS / f"{H5_OF[name]}.h5")
 
 
+def _graph(name: str, precision: str = "fp32") -> onnx.ModelProto:
+    """The graph mesolive converts for ``name``: uint8 crops in (the authors' contract)."""
+    return build_onnx(_weights(name), precision, AUTHORS)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_fp16_graph_within_the_stated_tolerance(
     name: str, sample_faces: list[np.ndarray], shared: Path
@@ -73,10 +78,9 @@ def test_fp16_graph_within_the_stated_tolerance(
     faces = sample_faces + _crops(shared / "faces" / "dfdc" / "fake", 30)
     faces += _crops(shared / "faces" / "dfdc" / "real", 30)
     names, x = verification_inputs(faces)
-    w = _weights(name)
     with (
-        OnnxRuntimeRunner(build_onnx(w, "fp16").SerializeToString()) as fp16,
-        OnnxRuntimeRunner(build_onnx(w).SerializeToString()) as fp32,
+        OnnxRuntimeRunner(_graph(name, "fp16").SerializeToString()) as fp16,
+        OnnxRuntimeRunner(_graph(name).SerializeToString()) as fp32,
     ):
         c = Comparison(tuple(names), logits(fp16, x), logits(fp32, x), "fp16")
     assert c.passed, c.line()
@@ -100,12 +104,14 @@ def test_comparison_flags_a_large_difference_and_a_flipped_decision() -> None:
 
 
 def test_quantize_emits_symmetric_qdq_on_every_convolution(calibration_batch: np.ndarray) -> None:
-    model = build_onnx(_weights("meso4-df"))
+    model = _graph("meso4-df")
     before = model.SerializeToString()
-    q, cal = int8_graph(model, lambda: _batches(calibration_batch))
+    # crops at half brightness: the image's range is still 0..255, known, not calibrated
+    q, cal = int8_graph(model, lambda: (x // 2 for x in _batches(calibration_batch)))
     assert model.SerializeToString() == before  # the float32 graph is not modified
     assert cal.images == 64 and cal.method == "percentile-99.99"
-    assert cal.amax["input"] == 1.0  # known range of the image, not calibrated
+    (image,) = image_ranges(model)
+    assert (cal.low[image], cal.high[image], cal.amax[image]) == (0.0, 255.0, 255.0)
     inits = {i.name: numpy_helper.to_array(i) for i in q.graph.initializer}
     made_by = {o: n for n in q.graph.node for o in n.output}
     convs = [n for n in q.graph.node if n.op_type == "Conv"]
@@ -129,7 +135,7 @@ def test_quantize_emits_symmetric_qdq_on_every_convolution(calibration_batch: np
 
 @pytest.mark.parametrize("name", ["meso4-f2f", "mesoinception4-df"])
 def test_equalization_changes_nothing_in_float(name: str, calibration_batch: np.ndarray) -> None:
-    model = build_onnx(_weights(name))
+    model = _graph(name)
     balanced = equalize(model, calibrate(model, _batches(calibration_batch[:16])))
     assert balanced.SerializeToString() != model.SerializeToString()
     _, x = verification_inputs(n_random=4, n_smooth=4)
@@ -155,9 +161,9 @@ def test_int8_graph_keeps_the_decisions(
     sample_faces: list[np.ndarray],
     dfdc: tuple[np.ndarray, np.ndarray],
 ) -> None:
-    model = build_onnx(_weights(name))
+    model = _graph(name)
     q, _ = int8_graph(model, lambda: _batches(calibration_batch))
-    x = np.concatenate([to_batch(sample_faces), dfdc[0]])
+    x = np.concatenate([AUTHORS.pixels(sample_faces), dfdc[0]])
     with (
         OnnxRuntimeRunner(model.SerializeToString()) as fp32,
         OnnxRuntimeRunner(q.SerializeToString()) as int8,
@@ -176,7 +182,7 @@ def test_int8_graph_keeps_the_decisions(
 
 
 def test_every_convolution_input_gets_a_range(calibration_batch: np.ndarray) -> None:
-    model = build_onnx(_weights("mesoinception4-df"))
+    model = _graph("mesoinception4-df")
     cal = calibrate(model, _batches(calibration_batch[:8]))
     assert set(cal.amax) == set(conv_inputs(model))
     # Per inception block: 1 input shared by the four branches + 3 inner ReLUs; then 2 convs.
@@ -186,7 +192,7 @@ def test_every_convolution_input_gets_a_range(calibration_batch: np.ndarray) -> 
 
 
 def test_throughput_measures_a_runner() -> None:
-    with OnnxRuntimeRunner(build_onnx(_weights("meso4-df")).SerializeToString()) as r:
+    with OnnxRuntimeRunner(_graph("meso4-df").SerializeToString()) as r:
         t = throughput(r, 2, seconds=0.05, min_calls=2)
     assert t.batch == 2 and t.faces_per_s > 0 and t.ms_per_call > 0
     assert "faces/s" in t.line()

@@ -84,7 +84,7 @@ def test_runner_matches_onnxruntime_and_splits_large_batches(engines: Path) -> N
     from mesolive.backends.verify import TOLERANCE
     from mesolive.models.registry import get_spec, onnx_path
 
-    x = np.random.default_rng(0).random((40, 3, 256, 256), dtype=np.float32)  # > max batch 16
+    x = np.random.default_rng(0).integers(0, 256, (40, 256, 256, 3), dtype=np.uint8)  # > max 16
 
     def work() -> np.ndarray:
         with open_runner("meso4-df", backend="tensorrt", engine_dir=engines) as runner:
@@ -112,8 +112,8 @@ def test_runner_refuses_another_thread(engines: Path) -> None:
         ).result()
         try:
             with pytest.raises(WrongThread, match="bound to the thread that created them"):
-                runner.infer({"input": np.zeros((1, 3, 256, 256), np.float32)})
-            feed = {"input": np.zeros((2, 3, 256, 256), np.float32)}
+                runner.infer({"input": np.zeros((1, 256, 256, 3), np.uint8)})
+            feed = {"input": np.zeros((2, 256, 256, 3), np.uint8)}
             assert owner.submit(runner.infer, feed).result()["logit"].shape == (2, 1)
         finally:
             owner.submit(runner.close).result()

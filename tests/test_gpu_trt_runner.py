@@ -76,14 +76,59 @@ def test_an_engine_runs_in_chunks_of_its_largest_batch(
     stack: tuple[ModuleType, ModuleType], tmp_path: Path
 ) -> None:
     """The stand-ins run the graph the engine was built from: the runner gives its logits."""
-    trt, _ = stack
+    trt, driver = stack
     engine = _engine(tmp_path, trt.plan(_graph(), 1, 2), _side(2))
-    x = np.random.default_rng(0).random((5, 3, 256, 256), dtype=np.float32)
+    x = _faces(5)
     with open_engine(engine) as runner, OnnxRuntimeRunner(_graph()) as reference:
         assert runner.max_batch == 2
+        assert runner.input_specs[0].dtype == np.uint8  # the graph's uint8 crops
+        driver.CALLS.clear()
         got = runner.infer({INPUT_NAME: x})[LOGIT_NAME]
+        calls = list(driver.CALLS)
         want = reference.infer({INPUT_NAME: x})[LOGIT_NAME]
+        with pytest.raises(ValueError, match=r"input must be \(N, 256, 256, 3\) uint8"):
+            runner.infer({INPUT_NAME: x.astype(np.float32)})
     np.testing.assert_allclose(got, want, rtol=1e-6)
+    # Double buffering: every chunk's copy goes to a stream of its own, and the
+    # host waits for a chunk's outputs only once the next chunk is on its way.
+    (copy,) = {stream for what, stream, _ in calls if what == "htod"}
+    (compute,) = {stream for what, stream, _ in calls if what == "execute"}
+    assert copy != compute
+    what = [w for w, _, _ in calls]
+    assert what.count("execute") == 3
+    # the events recorded after a chunk's outputs were enqueued say they are back
+    done = {calls[i + 1][2] for i, w in enumerate(what) if w == "dtoh" and what[i + 1] == "record"}
+    read = [i for i, (w, _, e) in enumerate(calls) if w == "event.synchronize" and e in done]
+    copies = [i for i, w in enumerate(what) if w == "htod"]
+    assert len(read) == 3 and copies[1] < read[0] and copies[2] < read[1]
+
+
+def _faces(n: int) -> np.ndarray:
+    """``n`` random (256, 256, 3) uint8 crops: what the engines read."""
+    return np.random.default_rng(n).integers(0, 256, (n, 256, 256, 3), dtype=np.uint8)
+
+
+def test_faces_written_into_the_input_buffer_need_no_host_copy(
+    stack: tuple[ModuleType, ModuleType], tmp_path: Path
+) -> None:
+    """The pipeline cuts into ``input_buffer``: the page-locked memory the copy reads."""
+    trt, driver = stack
+    engine = _engine(tmp_path, trt.plan(_graph(), 1, 4), _side(4))
+    x = _faces(3)
+    with open_engine(engine) as runner:
+        want = runner.infer({INPUT_NAME: x})[LOGIT_NAME]
+        for _ in range(3):  # each of the two buffers in turn
+            buffer = runner.input_buffer(3)
+            buffer[...] = x
+            driver.CALLS.clear()
+            got = runner.infer({INPUT_NAME: buffer})[LOGIT_NAME]
+            np.testing.assert_array_equal(got, want)
+            # the only wait is for the outputs: no copy into the buffer had to wait
+            assert [w for w, _, _ in driver.CALLS].count("event.synchronize") == 1
+        driver.CALLS.clear()
+        runner.infer({INPUT_NAME: x})  # from an array of its own: copied in, after a wait
+        assert [w for w, _, _ in driver.CALLS].count("event.synchronize") == 2
+        assert runner.input_buffer(5).shape == (5, 256, 256, 3)  # larger than one chunk
 
 
 @pytest.mark.parametrize(

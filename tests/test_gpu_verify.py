@@ -13,6 +13,7 @@ import pytest
 
 from mesolive.backends.onnxruntime import OnnxRuntimeRunner
 from mesolive.backends.verify import Verification, check_engine, verification_inputs
+from mesolive.classify.preprocess import AUTHORS
 from mesolive.models.keras_h5 import load_keras_weights
 from mesolive.models.onnx_graph import build_onnx
 from mesolive.models.quantize import int8_graph
@@ -26,12 +27,12 @@ NAMES = ("face0", "random0", "smooth0")
 def graphs() -> dict[str, bytes]:
     """Meso-4 DF as float32, FP16 and INT8 Q/DQ graphs (calibrated on random images)."""
     w = load_keras_weights(MODELS / f"{H5_OF['meso4-df']}.h5")
-    fp32 = build_onnx(w)
+    fp32 = build_onnx(w, contract=AUTHORS)
     _, x = verification_inputs(n_random=4, n_smooth=4)
     qdq, _ = int8_graph(fp32, lambda: iter([x]))
     return {
         "fp32": fp32.SerializeToString(),
-        "fp16": build_onnx(w, "fp16").SerializeToString(),
+        "fp16": build_onnx(w, "fp16", AUTHORS).SerializeToString(),
         "int8": qdq.SerializeToString(),
     }
 

@@ -15,13 +15,13 @@ from mesolive.backends import cpuinfo
 from mesolive.backends.onnxruntime import OnnxRuntimeRunner
 from mesolive.backends.select import open_runner
 from mesolive.backends.verify import logits
-from mesolive.classify.preprocess import to_batch
+from mesolive.classify.preprocess import AUTHORS
 from mesolive.errors import BackendUnavailable, InputError
 from mesolive.imageio import read_image
 from mesolive.models import int8_cpu, registry
 from mesolive.models.keras_h5 import load_keras_weights
-from mesolive.models.onnx_graph import build_onnx
-from mesolive.models.quantize import int8_graph
+from mesolive.models.onnx_graph import build_onnx, image_ranges
+from mesolive.models.quantize import bn_scale_into_convolutions, int8_graph
 
 from .conftest import MODELS, mesolive
 
@@ -36,7 +36,7 @@ def _crops(folder: Path, n: int) -> list[np.ndarray]:
 @pytest.fixture(scope="module")
 def calibration_batch(shared: Path) -> np.ndarray:
     train = shared / "train" / "dfdc"
-    return to_batch(_crops(train / "real", 24) + _crops(train / "fake", 24))
+    return AUTHORS.pixels(_crops(train / "real", 24) + _crops(train / "fake", 24))
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def test_faces(shared: Path) -> np.ndarray:
     """60 real and 60 fake DFDC test crops, and the authors' four samples."""
     dfdc = shared / "faces" / "dfdc"
     samples = [read_image(f) for f in sorted((shared / "samples" / "faces").rglob("*.jpg"))]
-    return to_batch(samples + _crops(dfdc / "real", 60) + _crops(dfdc / "fake", 60))
+    return AUTHORS.pixels(samples + _crops(dfdc / "real", 60) + _crops(dfdc / "fake", 60))
 
 
 @pytest.fixture
@@ -67,7 +67,7 @@ def _batches(x: np.ndarray) -> Iterator[np.ndarray]:
 def test_cpu_graph_keeps_the_decisions(
     name: str, h5: str, calibration_batch: np.ndarray, test_faces: np.ndarray
 ) -> None:
-    model = build_onnx(load_keras_weights(MODELS / f"{h5}.h5"))
+    model = build_onnx(load_keras_weights(MODELS / f"{h5}.h5"), contract=AUTHORS)
     q, cal = int8_graph(model, lambda: _batches(calibration_batch), target="cpu")
     assert cal.images == 48
     with (
@@ -82,13 +82,13 @@ def test_cpu_graph_keeps_the_decisions(
 
 
 def test_cpu_graph_runs_wide_convolutions_on_uint8(calibration_batch: np.ndarray) -> None:
-    model = build_onnx(load_keras_weights(MODELS / "Meso4_DF.h5"))
+    model = build_onnx(load_keras_weights(MODELS / "Meso4_DF.h5"), contract=AUTHORS)
     q, cal = int8_graph(model, lambda: _batches(calibration_batch[:16]), target="cpu")
     made_by = {o: n for n in q.graph.node for o in n.output}
     inits = {i.name: numpy_helper.to_array(i) for i in q.graph.initializer}
     convs = [n for n in q.graph.node if n.op_type == "Conv"]
     assert len(convs) == 4
-    assert convs[0].input[0] == "input"  # 3 channels: stays float (slower in integers)
+    assert convs[0].input[0] in image_ranges(q)  # 3 channels: stays float (slower in integers)
     for conv in convs[1:]:
         x_dq, w_dq, b_dq = (made_by[i] for i in conv.input)
         assert {x_dq.op_type, w_dq.op_type, b_dq.op_type} == {"DequantizeLinear"}
@@ -104,6 +104,24 @@ def test_cpu_graph_runs_wide_convolutions_on_uint8(calibration_batch: np.ndarray
     assert all(cal.low[t] == 0.0 for t in cal.low if made_by[t].op_type == "Relu")
     assert [o.name for o in q.graph.output] == ["logit", "p_real"]
     onnx.checker.check_model(q)
+
+
+def test_batchnorm_scale_moves_into_the_convolutions_exactly(test_faces: np.ndarray) -> None:
+    """What the CPU's INT8 graph rounds after a convolution is in the next layer's units."""
+    model = build_onnx(load_keras_weights(MODELS / "Meso4_F2F.h5"), contract=AUTHORS)
+    moved = bn_scale_into_convolutions(model)
+    inits = {i.name: numpy_helper.to_array(i) for i in moved.graph.initializer}
+    bns = [n for n in moved.graph.node if n.op_type == "BatchNormalization"]
+    assert len(bns) == 4
+    for bn in bns:  # every BatchNorm of Meso-4 follows a convolution: none scales any more
+        gamma, var = inits[bn.input[1]], inits[bn.input[4]]
+        np.testing.assert_allclose(gamma / np.sqrt(var + 1e-3), 1.0, rtol=1e-6)
+    with (
+        OnnxRuntimeRunner(model.SerializeToString()) as a,
+        OnnxRuntimeRunner(moved.SerializeToString()) as b,
+    ):
+        ref, got = logits(a, test_faces, 64), logits(b, test_faces, 64)
+    assert np.abs(got - ref).max() <= 1e-5 * max(1.0, float(np.abs(ref).max()))
 
 
 def test_verdict_decides_auto() -> None:

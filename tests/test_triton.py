@@ -154,7 +154,7 @@ def test_repository_matches_triton_schema_and_mesolive(repo: Path, shared: Path)
             for t in [*config.input, *config.output]
         ]
         assert tensors == [
-            ("input", "TYPE_FP32", [3, 256, 256]),
+            ("input", "TYPE_UINT8", [256, 256, 3]),
             ("logit", "TYPE_FP32", [1]),
             ("p_real", "TYPE_FP32", [1]),
         ]
@@ -167,13 +167,13 @@ def test_repository_matches_triton_schema_and_mesolive(repo: Path, shared: Path)
         for fact in (
             f"rule '{p.crop}' at scale {p.scale:.4g}",
             f"{p.size} x {p.size} pixels",
-            f"colour order:  {p.colour.upper()}",
-            f"mapped linearly to {p.value_range[0]:g}..{p.value_range[1]:g}",
+            f"UINT8 NHWC [batch, {p.size}, {p.size}, 3], BGR",
+            f"to {p.colour.upper()} in {p.value_range[0]:g}..{p.value_range[1]:g} itself",
             "nearest neighbour" if p.interpolation == "nearest" else "bilinear",
         ):
             assert fact in text, (name, fact)
 
-        batch = p.to_batch(crops)
+        batch = p.pixels(crops)
         served = ort.InferenceSession(str(repo / name / "1" / "model.onnx"))
         with open_runner(name, backend="onnxruntime-cpu", progress=False) as local:
             expected = local.infer({"input": batch})["logit"]
@@ -233,10 +233,10 @@ def test_classify_through_triton_equals_local(standin: str, shared: Path, model:
 
 def test_runner_contract(standin: str, shared: Path) -> None:
     crops = [cv2.imread(str(p)) for p in sorted(_faces(shared).rglob("*.jpg"))][:MAX_BATCH]
-    batch = get_spec("meso4-df").preprocess.to_batch(crops)
+    batch = get_spec("meso4-df").preprocess.pixels(crops)
     runner = TritonRunner(standin, "meso4-df")
     with runner:
-        assert runner.input_specs == [TensorSpec("input", (-1, 3, 256, 256), np.float32)]
+        assert runner.input_specs == [TensorSpec("input", (-1, 256, 256, 3), np.uint8)]
         assert runner.max_batch == MAX_BATCH
         runner.warmup(2)
         with open_runner("meso4-df", backend="onnxruntime-cpu", progress=False) as local:
@@ -273,7 +273,7 @@ def test_model_not_ready_or_not_mesolives(standin: str) -> None:
         TritonRunner(standin, "other-input")
     assert str(e.value) == (
         f"{standin}, model other-input: the server's model takes input FP32[-1,3,128,128], "
-        "mesolive's contract for it is input FP32[-1,3,256,256]; re-export it with "
+        "mesolive's contract for it is input UINT8[-1,256,256,3]; re-export it with "
         "'mesolive export triton'"
     )
 

@@ -18,7 +18,7 @@ from mesolive.models import registry
 from mesolive.models.keras_h5 import load_keras_weights
 from mesolive.models.onnx_graph import build_onnx
 
-from .conftest import H5_OF, MODELS, nchw
+from .conftest import H5_OF, MODELS
 
 MEMBERS = ("meso4-df", "meso4-f2f", "mesoinception4-df")
 
@@ -26,8 +26,8 @@ MEMBERS = ("meso4-df", "meso4-f2f", "mesoinception4-df")
 def test_union_graph_takes_the_smallest_logit(golden: dict[str, np.ndarray]) -> None:
     """Each network's logit is the authors' (golden); the union's is their minimum."""
     nets = [load_keras_weights(MODELS / f"{H5_OF[n]}.h5") for n in MEMBERS]
-    with OnnxRuntimeRunner(build_onnx(nets).SerializeToString()) as runner:
-        out = runner.infer({"input": nchw(golden["images_u8"])})
+    with OnnxRuntimeRunner(build_onnx(nets, contract=AUTHORS).SerializeToString()) as runner:
+        out = runner.infer({"input": golden["images_u8"][..., ::-1]})
     refs = np.stack([golden[f"{H5_OF[n]}_logit"] for n in MEMBERS])
     assert np.abs(out["logit"][:, 0] - refs.min(axis=0)).max() < 1e-4
     # the rows really differ in which network decides, so the test can tell min from any one
@@ -38,12 +38,12 @@ def test_union_graph_takes_the_smallest_logit(golden: dict[str, np.ndarray]) -> 
 
 def test_union_fp16_graph_is_float16_inside(golden: dict[str, np.ndarray]) -> None:
     nets = [load_keras_weights(MODELS / f"{H5_OF[n]}.h5") for n in MEMBERS[:2]]
-    fp16 = build_onnx(nets, "fp16")
+    fp16 = build_onnx(nets, "fp16", AUTHORS)
     # every weight is float16; the int64 tensors are the shapes of the folded pools
     types = {i.data_type for i in fp16.graph.initializer}
     assert types - {onnx.TensorProto.INT64} == {onnx.TensorProto.FLOAT16}
     with OnnxRuntimeRunner(fp16.SerializeToString()) as runner:
-        logits = runner.infer({"input": nchw(golden["images_u8"])})["logit"][:, 0]
+        logits = runner.infer({"input": golden["images_u8"][..., ::-1]})["logit"][:, 0]
     ref = np.stack([golden[f"{H5_OF[n]}_logit"] for n in MEMBERS[:2]]).min(axis=0)
     assert np.array_equal(logits > 0, ref > 0)
 
@@ -82,7 +82,7 @@ def test_int8_graph_of_a_union_keeps_its_decisions(shared: Path) -> None:
 
     samples, _ = expand_paths([shared / "samples" / "faces"])
     calib, _ = expand_paths([shared / "faces" / "dfdc"])
-    x = AUTHORS.to_batch([read_image(f) for f in samples + calib[::20]])
+    x = AUTHORS.pixels([read_image(f) for f in samples + calib[::20]])
     fp32 = onnx.load(str(registry.onnx_path(registry.get_spec("meso4-df+meso4-f2f"))))
     graph, _ = int8_graph(fp32, lambda: [x], threads=1)
     assert any(n.op_type == "QuantizeLinear" for n in graph.graph.node)

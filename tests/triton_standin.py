@@ -35,7 +35,11 @@ from tritonclient.grpc import model_config_pb2 as mc
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
-_DATATYPES = {"TYPE_FP32": ("FP32", np.float32), "TYPE_FP16": ("FP16", np.float16)}
+_DATATYPES = {
+    "TYPE_FP32": ("FP32", np.float32),
+    "TYPE_FP16": ("FP16", np.float16),
+    "TYPE_UINT8": ("UINT8", np.uint8),
+}
 
 
 @dataclass

@@ -140,10 +140,22 @@ def crop_faces(
     size: int = INPUT_SIZE,
     scale: float = 1.0,
     interpolation: int = cv2.INTER_NEAREST,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """All faces of one frame: (n, 5, 2) keypoints → (n, size, size, 3) uint8 BGR crops."""
+    """All faces of one frame: (n, 5, 2) keypoints → (n, size, size, 3) uint8 BGR crops.
+
+    ``out`` is where to write them (an (n, size, size, 3) uint8 array), a new
+    array when None.
+    """
     n = len(kps)
-    crops = np.empty((n, size, size, 3), np.uint8)
+    if out is None:
+        crops = np.empty((n, size, size, 3), np.uint8)
+    elif out.shape != (n, size, size, 3) or out.dtype != np.uint8:
+        raise ValueError(
+            f"out: expected ({n}, {size}, {size}, 3) uint8, got {out.shape} {out.dtype}"
+        )
+    else:
+        crops = out
     for i in range(n):
         authors_crop(
             image, kps[i], size=size, scale=scale, interpolation=interpolation, out=crops[i]

@@ -33,6 +33,7 @@ class Runner(ABC):
 
     name: str = "runner"
     max_batch: int | None = None
+    _buffer: np.ndarray | None = None
 
     @property
     @abstractmethod
@@ -41,6 +42,21 @@ class Runner(ABC):
     @abstractmethod
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one batch; returned arrays are owned by the caller."""
+
+    def input_buffer(self, n: int) -> np.ndarray:
+        """A writable (n, ...) array of the input's shape and dtype, to fill and pass to ``infer``.
+
+        Writing a batch here instead of into a new array saves an allocation
+        per batch and, where the runner keeps its own host memory for the input
+        (TensorRT's page-locked buffers), the copy into it. The array belongs
+        to the runner: a later call of this method may hand out the same memory.
+        """
+        spec = self.input_specs[0]
+        rest = tuple(int(d) for d in spec.shape[1:])
+        buffer = self._buffer
+        if buffer is None or len(buffer) < n or buffer.shape[1:] != rest:
+            buffer = self._buffer = np.empty((n, *rest), spec.dtype)
+        return buffer[:n]
 
     def warmup(self, batch: int = 1) -> None:
         """Run once on zeros so that the first real frame is not slow."""

@@ -48,7 +48,7 @@ class Sidecar:
     """What an engine was built from and for (the JSON next to the engine).
 
     ``profile`` is the optimisation profile's batch range ``{"min", "opt",
-    "max"}`` of the input ``input`` (N, 3, 256, 256).
+    "max"}`` of the input ``input`` (N, 256, 256, 3).
     """
 
     model: str

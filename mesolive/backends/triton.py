@@ -147,7 +147,7 @@ class TritonRunner(Runner):
         meta = self._call(
             "no model metadata", c.get_model_metadata, self.model, client_timeout=timeout
         )
-        expected = f"{INPUT_NAME} FP32{_shape([-1, 3, size, size])}"
+        expected = f"{INPUT_NAME} UINT8{_shape([-1, size, size, 3])}"
         served = ", ".join(f"{t.name} {t.datatype}{_shape(t.shape)}" for t in meta.inputs)
         if served != expected:
             raise self._fail(
@@ -166,7 +166,7 @@ class TritonRunner(Runner):
             "no model configuration", c.get_model_config, self.model, client_timeout=timeout
         ).config
         shape = tuple(int(d) for d in meta.inputs[0].shape)
-        spec = TensorSpec(INPUT_NAME, shape, np.dtype(np.float32))
+        spec = TensorSpec(INPUT_NAME, shape, np.dtype(np.uint8))
         return [spec], (config.max_batch_size or None)
 
     def _not_ready(self, timeout: float) -> str:
@@ -200,8 +200,8 @@ class TritonRunner(Runner):
             raise RuntimeError("runner is closed")
         inputs = []
         for spec in self._inputs:
-            array = np.ascontiguousarray(feed[spec.name], dtype=np.float32)
-            tensor = self._grpc.InferInput(spec.name, list(array.shape), "FP32")
+            array = np.ascontiguousarray(feed[spec.name], dtype=np.uint8)
+            tensor = self._grpc.InferInput(spec.name, list(array.shape), "UINT8")
             tensor.set_data_from_numpy(array)
             inputs.append(tensor)
         result = self._call(

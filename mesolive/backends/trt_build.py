@@ -37,8 +37,7 @@ from typing import Any
 
 from mesolive.backends import engine_cache
 from mesolive.errors import EngineBuildError
-from mesolive.models.arch import INPUT_SIZE
-from mesolive.models.onnx_graph import INPUT_NAME
+from mesolive.models.onnx_graph import INPUT_NAME, PIXELS_SHAPE
 from mesolive.paths import write_bytes_atomic
 
 log = logging.getLogger(__name__)
@@ -206,9 +205,8 @@ class BuildOptions:
             raise ValueError(f"--workspace must be at least 16 MB, got {self.workspace_mb}")
 
     def shapes(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
-        """(min, opt, max) shapes of ``input``: (N, 3, 256, 256)."""
-        rest = (3, INPUT_SIZE, INPUT_SIZE)
-        return (1, *rest), (self.opt_batch, *rest), (self.max_batch, *rest)
+        """(min, opt, max) shapes of ``input``: (N, 256, 256, 3) uint8 pixels."""
+        return (1, *PIXELS_SHAPE), (self.opt_batch, *PIXELS_SHAPE), (self.max_batch, *PIXELS_SHAPE)
 
 
 def build_serialized(

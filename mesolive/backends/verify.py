@@ -2,10 +2,10 @@
 
 The inputs follow the golden set of ``shared/golden`` (faces, uniform random
 images, smooth synthetic images): faces exercise the range the network was
-trained on, random images its extremes. Both runners see the same float32
-batch; the largest logit difference is compared with a tolerance relative to
-the logits' scale, ``max(1, max |reference logit|)`` (MesoInception logits
-reach |90| on random images, Meso-4 about |8|).
+trained on, random images its extremes. Both runners see the same batch of
+uint8 crops (the graphs' input); the largest logit difference is compared
+with a tolerance relative to the logits' scale, ``max(1, max |reference
+logit|)`` (MesoInception logits reach |90| on random images, Meso-4 about |8|).
 
 Tolerances (relative to that scale) and why:
 
@@ -44,8 +44,7 @@ import numpy as np
 
 from mesolive.backends.base import Runner
 from mesolive.classify.preprocess import AUTHORS, Preprocess
-from mesolive.models.arch import INPUT_SIZE
-from mesolive.models.onnx_graph import INPUT_NAME, LOGIT_NAME
+from mesolive.models.onnx_graph import INPUT_NAME, LOGIT_NAME, PIXELS_SHAPE
 
 TOLERANCE = {"fp32": 1e-3, "fp16": 0.02, "int8": 0.05}
 """Largest allowed |logit difference| / max(1, max |reference logit|), per precision."""
@@ -58,7 +57,7 @@ def verification_inputs(
     seed: int = 0,
     preprocess: Preprocess = AUTHORS,
 ) -> tuple[list[str], np.ndarray]:
-    """Row names and the (N, 3, 256, 256) float32 batch: faces, random, smooth.
+    """Row names and the (N, 256, 256, 3) uint8 BGR batch: faces, random, smooth.
 
     Parameters
     ----------
@@ -66,7 +65,7 @@ def verification_inputs(
         Face crops, (H, W, 3) uint8 BGR of any size, batched by the model's
         preprocessing contract ``preprocess``.
     n_random
-        Images of independent uniform values in [0, 1].
+        Images of independent uniform values in 0..255.
     n_smooth
         Smooth images: 8x8 random colours upsampled bilinearly to 256x256.
     """
@@ -76,17 +75,14 @@ def verification_inputs(
     parts = []
     names = [f"face{i}" for i in range(len(faces_bgr))]
     if len(faces_bgr):
-        parts.append(preprocess.to_batch(faces_bgr))
-    parts.append(rng.random((n_random, 3, INPUT_SIZE, INPUT_SIZE), dtype=np.float32))
+        parts.append(preprocess.pixels(faces_bgr))
+    parts.append(rng.integers(0, 256, (n_random, *PIXELS_SHAPE), dtype=np.uint8))
     names += [f"random{i}" for i in range(n_random)]
-    smooth = []
     for i in range(n_smooth):
-        small = rng.random((8, 8, 3), dtype=np.float32)
-        big = cv2.resize(small, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_LINEAR)
-        smooth.append(big.transpose(2, 0, 1))
+        small = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+        big = cv2.resize(small, PIXELS_SHAPE[1::-1], interpolation=cv2.INTER_LINEAR)
+        parts.append(big[None])
         names.append(f"smooth{i}")
-    if smooth:
-        parts.append(np.stack(smooth).astype(np.float32))
     return names, np.ascontiguousarray(np.concatenate(parts))
 
 
@@ -254,7 +250,7 @@ class Throughput:
 
 def throughput(runner: Runner, batch: int, seconds: float = 1.0, min_calls: int = 5) -> Throughput:
     """Median time of one ``infer`` of ``batch`` random faces, copies included, warm-up excluded."""
-    x = np.random.default_rng(batch).random((batch, 3, INPUT_SIZE, INPUT_SIZE), dtype=np.float32)
+    x = np.random.default_rng(batch).integers(0, 256, (batch, *PIXELS_SHAPE), dtype=np.uint8)
     feed = {INPUT_NAME: x}
     for _ in range(3):
         runner.infer(feed)

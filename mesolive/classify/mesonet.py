@@ -38,6 +38,11 @@ class MesoClassifier:
     Batches larger than the runner's ``max_batch`` are split; the runner is
     owned (and closed) by this object. ``preprocess`` is the model's contract:
     every crop is cut and batched through it.
+
+    mesolive's graphs read uint8 crops (:meth:`Preprocess.pixels`), written
+    straight into the runner's input buffer; a graph that reads the float
+    batch (``build_onnx`` without a contract, as ``mesolive train`` checks
+    its export) gets :meth:`Preprocess.to_batch`.
     """
 
     def __init__(
@@ -46,6 +51,7 @@ class MesoClassifier:
         self.runner = runner
         self.model_name = model_name
         self.preprocess = preprocess
+        self.reads_pixels = runner.input_specs[0].dtype == np.uint8
 
     @property
     def backend(self) -> str:
@@ -55,13 +61,32 @@ class MesoClassifier:
         self.runner.warmup(batch)
 
     def run_batch(self, batch: np.ndarray) -> FaceScores:
-        """Score an (N, 3, S, S) float32 batch built by :attr:`preprocess`."""
+        """Score a batch of the runner's input (:meth:`batch`, :meth:`cut`)."""
         logits = np.empty(len(batch), dtype=np.float32)
         for sl in split_batches(len(batch), self.runner.max_batch):
             out = self.runner.infer({INPUT_NAME: batch[sl]})
             logits[sl] = np.asarray(out[LOGIT_NAME], dtype=np.float32).reshape(-1)
         p_real = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
         return FaceScores(logits, fake_score(p_real))
+
+    def batch(self, crops: Sequence[np.ndarray] | np.ndarray, order: str = "bgr") -> np.ndarray:
+        """uint8 face crops of any size → the runner's input, by :attr:`preprocess`.
+
+        ``order`` is the crops' channel order (``bgr`` as OpenCV reads).
+        """
+        if not self.reads_pixels:
+            return self.preprocess.to_batch(crops, order)
+        return self.preprocess.pixels(crops, order, out=self.runner.input_buffer(len(crops)))
+
+    def cut(self, image: np.ndarray, kps: np.ndarray) -> np.ndarray:
+        """Every face of an (H, W, 3) uint8 BGR frame → the runner's input.
+
+        ``kps`` is (n, 5, 2) keypoints in frame pixels; the faces are cut by
+        :attr:`preprocess`'s rule straight into the runner's input buffer.
+        """
+        if not self.reads_pixels:
+            return self.preprocess.to_batch(self.preprocess.cut(image, kps))
+        return self.preprocess.cut(image, kps, out=self.runner.input_buffer(len(kps)))
 
     def score(self, crops: Sequence[np.ndarray] | np.ndarray, order: str = "bgr") -> FaceScores:
         """Score uint8 face crops of any size, cut by :attr:`preprocess`'s rule.
@@ -71,7 +96,7 @@ class MesoClassifier:
         if len(crops) == 0:
             empty = np.zeros(0, dtype=np.float32)
             return FaceScores(empty, empty)
-        return self.run_batch(self.preprocess.to_batch(crops, order))
+        return self.run_batch(self.batch(crops, order))
 
     def close(self) -> None:
         self.runner.close()

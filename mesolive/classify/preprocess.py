@@ -7,6 +7,14 @@ that take face crops (``classify``/``evaluate``), training, INT8 calibration
 and engine verification all cut and batch faces through that object, so a
 model is never judged on faces framed unlike the ones it learnt from.
 
+One contract, two batches, one rule: :meth:`Preprocess.cut` and
+:meth:`Preprocess.pixels` frame and resize the crops and keep them uint8 in
+OpenCV's BGR order, which the inference graphs read (they apply the colour
+order and value range themselves, :meth:`Preprocess.pixel_map` folded into
+their first convolutions); :meth:`Preprocess.to_batch` maps those same
+pixels through the same map to the float NCHW batch the training path
+feeds torch.
+
 The authors' contract (:data:`AUTHORS`): the authors trained through Keras'
 ``ImageDataGenerator.flow_from_directory``, which loads with PIL, resizes
 with PIL's NEAREST filter to 256×256 and scales by 1/255. OpenCV's
@@ -126,11 +134,12 @@ class Preprocess:
         return out
 
     # -- cutting ----------------------------------------------------------------------
-    def cut(self, image: np.ndarray, kps: np.ndarray) -> np.ndarray:
+    def cut(self, image: np.ndarray, kps: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Every face of a frame cut by this rule: (n, 5, 2) keypoints → (n, S, S, 3).
 
         ``image`` is an (H, W, 3) uint8 frame in either channel order; the
-        crops keep it.
+        crops keep it. ``out`` is where to write them (an (n, S, S, 3) uint8
+        array such as a runner's input buffer), a new array when None.
         """
         from mesolive.align.crop import crop_faces
 
@@ -140,6 +149,7 @@ class Preprocess:
             size=self.size,
             scale=self.scale,
             interpolation=_INTERPOLATION[self.interpolation][0],
+            out=out,
         )
 
     def resize(self, crop: np.ndarray) -> np.ndarray:
@@ -150,8 +160,65 @@ class Preprocess:
         return cv2.resize(crop, (self.size, self.size), interpolation=flag)
 
     # -- batching ---------------------------------------------------------------------
+    def pixel_map(self) -> tuple[tuple[int, int, int], float, float]:
+        """How the network input follows from the pixels of :meth:`pixels`.
+
+        Returns
+        -------
+        tuple
+            ``(channels, gain, low)``: network channel c holds
+            ``low + gain × pixel channel channels[c]``, the pixels being
+            uint8 in BGR order. :meth:`to_batch` computes it; the inference
+            graphs fold it into their weights (:mod:`mesolive.models.onnx_graph`).
+        """
+        lo, hi = self.value_range
+        return (2, 1, 0) if self.colour == "rgb" else (0, 1, 2), (hi - lo) / 255.0, lo
+
+    def pixels(
+        self,
+        crops: Sequence[np.ndarray] | np.ndarray,
+        order: str = "bgr",
+        out: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Face crops → the inference graphs' input: resized, in BGR order, still uint8.
+
+        Parameters
+        ----------
+        crops
+            Crops of any size, each (H, W, 3) uint8, or one (N, H, W, 3) array.
+        order
+            Channel order of ``crops``: ``bgr`` (as OpenCV reads) or ``rgb``.
+        out
+            Where to write them: an (N, S, S, 3) uint8 array, such as a
+            runner's input buffer (:meth:`mesolive.backends.base.Runner.input_buffer`);
+            a new array when None.
+
+        Returns
+        -------
+        np.ndarray
+            (N, S, S, 3) uint8 BGR, ``out`` where given.
+        """
+        if order not in ("rgb", "bgr"):
+            raise ValueError(f"order: expected 'rgb' or 'bgr', got {order!r}")
+        n, s = len(crops), self.size
+        if out is None:
+            out = np.empty((n, s, s, 3), np.uint8)
+        elif out.shape != (n, s, s, 3) or out.dtype != np.uint8:
+            raise ValueError(f"out: expected ({n}, {s}, {s}, 3) uint8, got {out.shape} {out.dtype}")
+        for i, crop in enumerate(crops):
+            if crop.ndim != 3 or crop.shape[2] != 3 or crop.dtype != np.uint8:
+                raise ValueError(
+                    f"face crop {i}: expected (H, W, 3) uint8, got {crop.shape} {crop.dtype}"
+                )
+            img = self.resize(crop)
+            out[i] = img if order == "bgr" else img[:, :, ::-1]
+        return out
+
     def to_batch(self, crops: Sequence[np.ndarray] | np.ndarray, order: str = "bgr") -> np.ndarray:
-        """Face crops → the network input.
+        """Face crops → the network input as float: what the training path feeds torch.
+
+        The crops of :meth:`pixels`, mapped by :meth:`pixel_map` (the same
+        arithmetic the inference graphs fold into their first convolutions).
 
         Parameters
         ----------
@@ -165,23 +232,11 @@ class Preprocess:
         np.ndarray
             (N, 3, S, S) float32 NCHW in the model's colour order and range.
         """
-        if order not in ("rgb", "bgr"):
-            raise ValueError(f"order: expected 'rgb' or 'bgr', got {order!r}")
-        n = len(crops)
-        s = self.size
-        out = np.empty((n, 3, s, s), dtype=np.float32)
-        lo, hi = self.value_range
-        gain = np.float32((hi - lo) / 255.0)
-        flip = order != self.colour
-        for i, crop in enumerate(crops):
-            if crop.ndim != 3 or crop.shape[2] != 3 or crop.dtype != np.uint8:
-                raise ValueError(
-                    f"face crop {i}: expected (H, W, 3) uint8, got {crop.shape} {crop.dtype}"
-                )
-            img = self.resize(crop)
-            chw = (img[:, :, ::-1] if flip else img).transpose(2, 0, 1)
-            # colour order and HWC -> CHW in one strided copy, then scale
-            np.multiply(chw, gain, out=out[i])
+        pixels = self.pixels(crops, order)
+        channels, gain, lo = self.pixel_map()
+        out = np.empty((len(pixels), 3, self.size, self.size), dtype=np.float32)
+        for c, src in enumerate(channels):
+            np.multiply(pixels[..., src], np.float32(gain), out=out[:, c])
         if lo:
             out += np.float32(lo)
         return out

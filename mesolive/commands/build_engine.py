@@ -86,7 +86,7 @@ def _int8_graph(
     from mesolive.models.quantize import int8_graph
 
     def batches():
-        return (spec.preprocess.to_batch(faces[i : i + 32]) for i in range(0, len(faces), 32))
+        return (spec.preprocess.pixels(faces[i : i + 32]) for i in range(0, len(faces), 32))
 
     model, cal = int8_graph(onnx.load(str(onnx32)), batches, threads=threads)
     _say(f"  calibrated {len(cal.amax)} activations on {cal.images} crops ({cal.method})")

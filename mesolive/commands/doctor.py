@@ -60,7 +60,9 @@ def _cpu_check(model_dir: str | None, threads: int | None) -> dict[str, Any]:
         model = registry.default_model()
         onnx_file = _local_onnx(model, model_dir)
         if onnx_file is not None:
-            x = np.random.default_rng(0).random((8, 3, 256, 256), dtype=np.float32)
+            from mesolive.models.onnx_graph import PIXELS_SHAPE
+
+            x = np.random.default_rng(0).integers(0, 256, (8, *PIXELS_SHAPE), dtype=np.uint8)
             with OnnxRuntimeRunner(onnx_file, threads=threads) as runner:
                 runner.infer({"input": x[:1]})
                 t = time.perf_counter()

@@ -51,7 +51,11 @@ OPT_BATCH = 8
 TRT_WORKSPACE_BYTES = 1 << 30
 """TensorRT builder workspace, as ``build-engine``'s default."""
 
-_TRITON_TYPES = {onnx.TensorProto.FLOAT: "TYPE_FP32", onnx.TensorProto.FLOAT16: "TYPE_FP16"}
+_TRITON_TYPES = {
+    onnx.TensorProto.FLOAT: "TYPE_FP32",
+    onnx.TensorProto.FLOAT16: "TYPE_FP16",
+    onnx.TensorProto.UINT8: "TYPE_UINT8",
+}
 
 _CROP_TEXT = {
     "authors": "a square of side {scale:.4g} x 1.3 x 2.2 x\n"
@@ -82,8 +86,8 @@ def graph_io(path: Path) -> tuple[list[GraphTensor], list[GraphTensor]]:
     Raises
     ------
     ModelError
-        A tensor Triton's config cannot state this way (not float, no
-        dynamic batch axis, another dynamic axis).
+        A tensor Triton's config cannot state this way (not float or uint8,
+        no dynamic batch axis, another dynamic axis).
     """
     graph = onnx.load(str(path), load_external_data=False).graph
 
@@ -95,7 +99,7 @@ def graph_io(path: Path) -> tuple[list[GraphTensor], list[GraphTensor]]:
             if t.elem_type not in _TRITON_TYPES or not dims or dims[0] != -1 or -1 in dims[1:]:
                 raise ModelError(
                     f"{path}: tensor {v.name!r} is not a dynamic batch of fixed-size float "
-                    "tensors; Triton's config cannot state it"
+                    "or uint8 tensors; Triton's config cannot state it"
                 )
             out.append(GraphTensor(v.name, _TRITON_TYPES[t.elem_type], tuple(dims[1:])))
         return out
@@ -112,15 +116,14 @@ def contract_comment(spec: registry.ModelSpec, sha256: str) -> list[str]:
     return [
         f"# {spec.name}: exported by mesolive {__version__} ('mesolive export triton');",
         f"# 1/model.onnx is mesolive's fp32 graph, sha256 {sha256}.",
-        "# Triton receives tensors, not faces: a client must cut, resize and scale every face",
+        "# Triton receives tensors, not faces: a client must cut and resize every face",
         "# exactly as this model learnt, or its scores mean nothing. The model's contract:",
         f"#   crop:          rule '{p.crop}' at scale {p.scale:.4g}: {crop}",
         f"#   size:          {p.size} x {p.size} pixels",
         f"#   interpolation: {_INTERPOLATION_TEXT.get(p.interpolation, p.interpolation)}",
-        f"#   colour order:  {p.colour.upper()}",
-        f"#   value range:   uint8 0..255 mapped linearly to {lo:g}..{hi:g}",
         f"#   face crops:    {_PRECUT_TEXT.get(p.precut, p.precut)}",
-        f"#   input layout:  FP32 NCHW [batch, 3, {p.size}, {p.size}]",
+        f"#   input layout:  UINT8 NHWC [batch, {p.size}, {p.size}, 3], BGR as OpenCV holds it;",
+        f"#                  the graph maps it to {p.colour.upper()} in {lo:g}..{hi:g} itself",
         f"#   output:        {LOGIT_NAME} is pre-sigmoid, positive means real; {PROB_NAME} = "
         f"sigmoid({LOGIT_NAME});",
         f"#                  fake score = 1 - {PROB_NAME}",
@@ -160,12 +163,12 @@ def config_text(
     """
     inputs, outputs = graph_io(graph)
     size = spec.preprocess.size
-    if inputs != [GraphTensor(INPUT_NAME, "TYPE_FP32", (3, size, size))] or LOGIT_NAME not in {
+    if inputs != [GraphTensor(INPUT_NAME, "TYPE_UINT8", (size, size, 3))] or LOGIT_NAME not in {
         t.name for t in outputs
     }:
         raise ModelError(
             f"{graph}: the graph of {spec.name} does not take the {INPUT_NAME} "
-            f"(N, 3, {size}, {size}) FP32 its contract describes or lacks {LOGIT_NAME}"
+            f"(N, {size}, {size}, 3) UINT8 its contract describes or lacks {LOGIT_NAME}"
         )
     preferred = sorted({min(OPT_BATCH, max_batch), max_batch})
     lines = [

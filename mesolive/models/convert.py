@@ -7,6 +7,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from mesolive.classify.preprocess import AUTHORS, Preprocess
 from mesolive.errors import ModelError
 from mesolive.models.keras_h5 import load_keras_weights
 from mesolive.models.onnx_graph import Precision, build_onnx
@@ -21,19 +22,21 @@ def convert_to_onnx(
     *,
     arch: str | Sequence[str] | None = None,
     precision: Precision | str = "fp32",
+    contract: Preprocess = AUTHORS,
 ) -> Path:
     """Convert a weights-only Keras file to ONNX, writing ``out`` atomically.
 
     ``arch`` (``meso4`` / ``mesoinception4``) makes weights of the other
     architecture an error instead of a silent surprise. Several files (and as
-    many ``arch``) give their union's graph (:func:`build_onnx`).
+    many ``arch``) give their union's graph (:func:`build_onnx`). The graph
+    reads uint8 BGR crops and applies ``contract``'s colour order and range.
     """
     if precision not in ("fp32", "fp16"):
         raise ValueError(f"precision must be fp32 or fp16, got {precision!r}")
     files = [weights] if isinstance(weights, (str, os.PathLike)) else list(weights)
     archs = [arch] * len(files) if arch is None or isinstance(arch, str) else list(arch)
     nets = [load_keras_weights(f, expect=a) for f, a in zip(files, archs, strict=True)]
-    model = build_onnx(nets, precision)  # type: ignore[arg-type]
+    model = build_onnx(nets, precision, contract)  # type: ignore[arg-type]
     out = Path(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -49,7 +49,7 @@ MAX_FLIPPED = 0.02
 MIN_SPEEDUP = 1.05
 """``auto`` runs INT8 only when it measured at least this many times float32's faces/s."""
 
-QUANTIZER_VERSION = 1
+QUANTIZER_VERSION = 2
 """Bumped whenever :func:`mesolive.models.quantize.quantize_cpu` changes its output."""
 
 _BATCH = 8
@@ -120,7 +120,7 @@ def _key(fp32: Path, files: list[Path]) -> str:
 
 
 def _batch(spec: registry.ModelSpec, files: list[Path], model_dir: str | None) -> np.ndarray:
-    """The network input of ``files`` read through ``spec``'s contract (unreadable ones skipped)."""
+    """The graph input of ``files`` read through ``spec``'s contract (unreadable ones skipped)."""
     from mesolive.classify.crops import CropReader
 
     crops = []
@@ -132,7 +132,7 @@ def _batch(spec: registry.ModelSpec, files: list[Path], model_dir: str | None) -
                 log.warning("%s; not used for INT8 calibration", e)
     if not crops:
         raise InputError("no readable face crops for INT8 calibration")
-    return spec.preprocess.to_batch(crops)
+    return spec.preprocess.pixels(crops)
 
 
 def _logits(runner: Any, x: np.ndarray) -> np.ndarray:

@@ -1,12 +1,26 @@
 """Build the ONNX graph of a MesoNet from its weights (onnx only, no TensorFlow).
 
-The graph is NCHW with a dynamic batch:
+The graphs mesolive runs take the face crops as the pipeline holds them
+(``build_onnx(..., contract=...)``):
 
-* input ``input``: (N, 3, 256, 256) float32, RGB in [0, 1];
+* input ``input``: (N, 256, 256, 3) uint8, BGR (OpenCV's order), the crops of
+  :meth:`mesolive.classify.preprocess.Preprocess.pixels`, so a batch moves a
+  quarter of the bytes of a float one;
 * output ``logit``: (N, 1) float32, the pre-sigmoid value;
 * output ``p_real``: (N, 1) float32, sigmoid(logit) = P(face is real).
 
-``precision="fp16"`` keeps float32 input and outputs but casts after the
+The graph applies the contract's colour order and value range itself, and
+without arithmetic of its own: a convolution is linear, so the 1/255 scale and
+the BGR→RGB swap are folded into the weights of the convolutions that read
+the image (exact up to float rounding); only a ``Cast`` (and a layout change)
+remains. A range that does not start at 0 adds one ``Add`` of ``low / gain``
+before them, so that a convolution's zero padding stays the network's zero.
+
+Without a contract the graph reads what :meth:`Preprocess.to_batch` makes:
+(N, 3, 256, 256) float32 in the model's colour order and range, the batch
+the training path feeds torch (``mesolive train`` checks its export on it).
+
+``precision="fp16"`` keeps the input and float32 outputs but casts after the
 input and before the outputs, so every weight and activation in between is
 float16: TensorRT 10/11 strongly typed networks take their precision from
 exactly these types.
@@ -27,7 +41,10 @@ weights) it commutes with max-pooling, and the graph is rearranged for the CPU
   were padded to ONNX Runtime's 16-channel blocks and the full-resolution
   activation was written, reordered and pooled);
 * each inception branch is pooled on its own before the concatenation, so the
-  Concat copies a quarter of the values (about +10 %);
+  Concat copies a quarter of the values (about +10 %); the undilated 3×3
+  branch of the first block (4 filters at 256×256) is folded like Meso-4's
+  stages (×1.0-1.24 for MesoInception-4; its dilated branches' folded kernels are
+  mostly zeros, and at 128×128 the second block's fold gained nothing);
 * MesoInception's 1-, 2- and 4-filter branches lose 4-16× to the padding of
   ONNX Runtime's blocked (NCHWc) layout and the reorders around it: its graph
   carries ``mesolive.layout = nchw`` (:data:`LAYOUT_KEY`), which
@@ -46,6 +63,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from mesolive.classify.preprocess import Preprocess
 from mesolive.models.arch import BN_EPSILON, INPUT_SIZE, LEAKY_ALPHA, Conv, Inception
 from mesolive.models.keras_h5 import BNWeights, ConvWeights, MesoWeights
 
@@ -56,17 +74,32 @@ LOGIT_NAME = "logit"
 PROB_NAME = "p_real"
 LAYOUT_KEY = "mesolive.layout"
 """Graph metadata: ``nchw`` where a blocked channel layout is known to be slower."""
+IMAGE_KEY = "mesolive.image"
+"""Graph metadata of a graph that reads pixels: ``<tensor> <low> <high>``, the float
+tensor holding the image that convolutions read and the exact range of its values
+(INT8 calibration takes it as it is, :func:`mesolive.models.quantize.calibrate`)."""
+PIXELS_SHAPE = (INPUT_SIZE, INPUT_SIZE, 3)
+"""One face of a graph that reads pixels: (height, width, BGR channel), uint8."""
 
 FOLD_BELOW = 16
 """A 2×2-pooled convolution with fewer filters than this is folded (module docstring)."""
 
+_IMAGE = "<image>"
+"""Stands for the network's input in :meth:`_Builder.network` (no tensor has this name)."""
+
 
 class _Builder:
-    def __init__(self, dtype: type[np.floating]) -> None:
+    def __init__(self, dtype: type[np.floating], contract: Preprocess | None) -> None:
         self.dtype = dtype
+        self.contract = contract
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[TensorProto] = []
         self._n = 0
+        self._image: str | None = None
+        if contract is None:
+            self.channels, self.gain, self.low = (0, 1, 2), 1.0, 0.0
+        else:
+            self.channels, self.gain, self.low = contract.pixel_map()
 
     def name(self, prefix: str) -> str:
         self._n += 1
@@ -82,6 +115,40 @@ class _Builder:
         self.nodes.append(helper.make_node(op, inputs, [out], name=out, **attrs))
         return out
 
+    # -- the image ------------------------------------------------------------------
+    def image(self) -> str:
+        """The image as (N, 3, S, S): pixel units for a contract's graph, else the input.
+
+        For a contract's graph: the uint8 input cast to floats of the graph's
+        type (+ low/gain), NHWC to NCHW.
+        """
+        if self._image is None:
+            to = TensorProto.FLOAT16 if self.dtype == np.float16 else TensorProto.FLOAT
+            if self.contract is None:
+                x = INPUT_NAME
+                if self.dtype == np.float16:
+                    x = self.node("Cast", [x], "to_fp16", to=to)
+            else:
+                x = self.node("Cast", [INPUT_NAME], "pixels", to=to)
+                if self.low:
+                    low = self.const("low", np.array(self.low / self.gain))
+                    x = self.node("Add", [x, low], "low")
+                x = self.node("Transpose", [x], "nchw", perm=[0, 3, 1, 2])
+            self._image = x
+        return self._image
+
+    def fold(self, kernel: np.ndarray) -> np.ndarray:
+        """An OIHW kernel over the network's input channels → one over the graph's image.
+
+        Network channel c is ``low + gain × pixel channel channels[c]``; the
+        image holds ``pixel + low/gain`` (:meth:`image`), so the
+        kernel is scaled by ``gain`` and its input channels permuted.
+        """
+        out = np.empty(kernel.shape, np.float64)
+        out[:, list(self.channels)] = kernel * self.gain
+        return out
+
+    # -- layers ---------------------------------------------------------------------
     def conv_relu(self, x: str, spec: Conv, w: ConvWeights) -> str:
         pad = spec.dilation * (spec.kernel - 1) // 2  # Keras 'same' at stride 1, odd kernel
         kernel = np.ascontiguousarray(w.kernel.transpose(3, 2, 0, 1))  # HWIO -> OIHW
@@ -90,6 +157,8 @@ class _Builder:
     def _conv_relu(
         self, x: str, kernel: np.ndarray, bias: np.ndarray, pad: int, dilation: int, stride: int
     ) -> str:
+        if x == _IMAGE:
+            x, kernel = self.image(), self.fold(kernel)
         k = kernel.shape[-1]
         y = self.node(
             "Conv",
@@ -131,10 +200,24 @@ class _Builder:
         y = self.node("Reshape", [y, self.const("shape", shape, np.int64)], "windows")
         return self.node("ReduceMax", [y], "pool", axes=[1], keepdims=0)
 
-    def network(self, x: str, weights: MesoWeights) -> str:
-        """Add one MesoNet reading ``x``; return the name of its logit tensor."""
+    def branch_end(self, x: str, spec: Conv, w: ConvWeights, pool: int, side: int) -> str:
+        """An inception branch's last convolution, max-pooled by ``pool`` (0: not pooled).
+
+        The undilated 3×3 branch at the full input size is folded
+        (:meth:`pooled_conv_relu`, module docstring).
+        """
+        if pool == 2 and side == INPUT_SIZE and spec.dilation == 1 and spec.kernel > 1:
+            return self.pooled_conv_relu(x, spec, w, pool, side)
+        y = self.conv_relu(x, spec, w)
+        if not pool:
+            return y
+        return self.node("MaxPool", [y], "pool", kernel_shape=[pool] * 2, strides=[pool] * 2)
+
+    def network(self, weights: MesoWeights) -> str:
+        """Add one MesoNet reading the image; return the name of its logit tensor."""
         convs = iter(weights.convs)
         side = INPUT_SIZE
+        x = _IMAGE
         for stage, bn in zip(weights.arch.stages, weights.bns, strict=True):
             pool = {"kernel_shape": [stage.pool] * 2, "strides": [stage.pool] * 2}
             # A per-channel affine map with positive scale is monotonic, so it
@@ -143,12 +226,11 @@ class _Builder:
             pool_first = bool(np.all(bn.gamma > 0))
             if isinstance(stage.body, Inception):
                 specs = stage.body.convs()
-                branches = [self.conv_relu(x, specs[0], next(convs))]
+                pooled = stage.pool if pool_first else 0
+                branches = [self.branch_end(x, specs[0], next(convs), pooled, side)]
                 for i in (1, 3, 5):
                     y = self.conv_relu(x, specs[i], next(convs))
-                    branches.append(self.conv_relu(y, specs[i + 1], next(convs)))
-                if pool_first:
-                    branches = [self.node("MaxPool", [b], "pool", **pool) for b in branches]
+                    branches.append(self.branch_end(y, specs[i + 1], next(convs), pooled, side))
                 x = self.node("Concat", branches, "concat", axis=1)
             elif pool_first and stage.pool == 2 and stage.body.filters < FOLD_BELOW:
                 x = self.pooled_conv_relu(x, stage.body, next(convs), stage.pool, side)
@@ -176,35 +258,42 @@ class _Builder:
 
 
 def build_onnx(
-    weights: MesoWeights | Sequence[MesoWeights], precision: Precision = "fp32"
+    weights: MesoWeights | Sequence[MesoWeights],
+    precision: Precision = "fp32",
+    contract: Preprocess | None = None,
 ) -> onnx.ModelProto:
     """Return the ONNX model equal to the authors' Keras network in inference mode.
 
-    A sequence of several networks gives their union (module docstring).
+    A sequence of several networks gives their union. With ``contract`` the
+    graph reads uint8 BGR crops and applies the contract's colour order and
+    value range; without, the float batch of ``Preprocess.to_batch`` (module
+    docstring).
     """
     nets = [weights] if isinstance(weights, MesoWeights) else list(weights)
     if not nets:
         raise ValueError("build_onnx needs at least one network")
     dtype = np.float16 if precision == "fp16" else np.float32
-    b = _Builder(dtype)
-    x = INPUT_NAME
-    if precision == "fp16":
-        x = b.node("Cast", [x], "to_fp16", to=TensorProto.FLOAT16)
-    logits = [b.network(x, w) for w in nets]
+    b = _Builder(dtype, contract)
+    logits = [b.network(w) for w in nets]
     x = logits[0] if len(logits) == 1 else b.node("Min", logits, "union")
     if precision == "fp16":
         x = b.node("Cast", [x], "to_fp32", to=TensorProto.FLOAT)
     b.nodes.append(helper.make_node("Identity", [x], [LOGIT_NAME], name=LOGIT_NAME))
     b.nodes.append(helper.make_node("Sigmoid", [LOGIT_NAME], [PROB_NAME], name=PROB_NAME))
 
+    props = {}
+    if contract is None:
+        image = helper.make_tensor_value_info(
+            INPUT_NAME, TensorProto.FLOAT, ["N", 3, INPUT_SIZE, INPUT_SIZE]
+        )
+    else:
+        image = helper.make_tensor_value_info(INPUT_NAME, TensorProto.UINT8, ["N", *PIXELS_SHAPE])
+        low = b.low / b.gain
+        props[IMAGE_KEY] = f"{b.image()} {low!r} {255 + low!r}"
     graph = helper.make_graph(
         b.nodes,
         f"{'+'.join(w.arch.name for w in nets)}_{precision}",
-        [
-            helper.make_tensor_value_info(
-                INPUT_NAME, TensorProto.FLOAT, ["N", 3, INPUT_SIZE, INPUT_SIZE]
-            )
-        ],
+        [image],
         [
             helper.make_tensor_value_info(LOGIT_NAME, TensorProto.FLOAT, ["N", 1]),
             helper.make_tensor_value_info(PROB_NAME, TensorProto.FLOAT, ["N", 1]),
@@ -218,6 +307,21 @@ def build_onnx(
     )
     model.ir_version = 8  # readable by ONNX Runtime >= 1.14 and TensorRT 10's parser
     if any(isinstance(s.body, Inception) for w in nets for s in w.arch.stages):
-        helper.set_model_props(model, {LAYOUT_KEY: "nchw"})
+        props[LAYOUT_KEY] = "nchw"
+    if props:
+        helper.set_model_props(model, props)
     onnx.checker.check_model(model)
     return model
+
+
+def image_ranges(model: onnx.ModelProto) -> dict[str, tuple[float, float]]:
+    """The image tensor of a graph that reads pixels and its exact (low, high) range.
+
+    Empty for a graph that reads the float batch (its input's range is the
+    contract's, which the graph does not know).
+    """
+    value = next((p.value for p in model.metadata_props if p.key == IMAGE_KEY), "")
+    if not value:
+        return {}
+    name, low, high = value.split()
+    return {name: (float(low), float(high))}

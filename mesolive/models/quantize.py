@@ -52,9 +52,6 @@ QMAX = 127
 DEFAULT_PERCENTILE = 99.99
 """Percentile of |activation| used as the range (the rare largest values clip)."""
 
-INPUT_RANGE_NAME = "input"
-"""The graph input: RGB in [0, 1], so its range is 1.0 and not calibrated."""
-
 _SAMPLES_PER_BATCH = 1 << 13
 """Pixel positions (all channels) of each tensor kept per batch for the percentiles."""
 
@@ -114,14 +111,15 @@ def calibrate(
     model
         A float32 MesoNet graph (``build_onnx(w, "fp32")``, or :func:`equalize` of it).
     batches
-        Network inputs, each (N, 3, 256, 256) float32 RGB in [0, 1]
-        (:func:`mesolive.classify.preprocess.to_batch` of face crops).
+        Graph inputs: for mesolive's graphs (N, 256, 256, 3) uint8 face crops
+        (:meth:`mesolive.classify.preprocess.Preprocess.pixels`).
     percentile
         Range = this percentile of |x|. It is computed on a fixed-seed sample
         of pixel positions of each batch (all channels of each position), so
         the same crops always give the same scales.
     """
     from mesolive.backends.onnxruntime import OnnxRuntimeRunner
+    from mesolive.models.onnx_graph import INPUT_NAME, image_ranges
 
     names = conv_inputs(model) if tensors is None else list(tensors)
     probe = onnx.ModelProto()
@@ -135,7 +133,7 @@ def calibrate(
     images = 0
     with OnnxRuntimeRunner(probe.SerializeToString(), threads=threads) as runner:
         for x in batches:
-            out = runner.infer({"input": np.ascontiguousarray(x, dtype=np.float32)})
+            out = runner.infer({INPUT_NAME: np.ascontiguousarray(x)})
             images += len(x)
             for n in names:
                 a = out[n]  # (N, C, H, W)
@@ -156,10 +154,9 @@ def calibrate(
         # A tensor that never left zero still needs a valid (positive) scale.
         amax[n] = float(np.percentile(magnitude, percentile)) or 1.0
         low[n], high[n] = (float(v) for v in np.percentile(values, [100 - percentile, percentile]))
-    if INPUT_RANGE_NAME in amax:
-        # The image's range is known exactly: [0, 1] by the preprocessing contract.
-        amax[INPUT_RANGE_NAME] = high[INPUT_RANGE_NAME] = 1.0
-        low[INPUT_RANGE_NAME] = 0.0
+    for n, (lo, hi) in image_ranges(model).items():
+        if n in amax:  # the image's range is known exactly: pixels are 0..255
+            low[n], high[n], amax[n] = lo, hi, max(abs(lo), abs(hi))
     return Calibration(amax, channel_amax, images, f"percentile-{percentile:g}", low, high)
 
 
@@ -237,6 +234,57 @@ def equalize(model: onnx.ModelProto, calibration: Calibration) -> onnx.ModelProt
     return out
 
 
+def bn_scale_into_convolutions(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy where each BatchNorm's scale moves into the convolution before it.
+
+    :func:`quantize_cpu` quantizes a convolution's (ReLU'd) output, and a
+    BatchNorm after it multiplies that rounding error by its scale
+    ``gamma / sqrt(var + eps)``, up to 30x on a near-constant channel
+    (Meso4_F2F). With the scale ``k`` inside the convolution (weights and bias
+    of output channel c times ``k[c]``, positive, so it commutes with the ReLU
+    and the max-pools between) and the BatchNorm left with ``gamma =
+    sqrt(var + eps)`` and ``mean × k``, the output is rounded in the units the
+    next layer reads. Exact in real arithmetic. Only for a convolution whose
+    output reaches the BatchNorm alone, through ReLU, max-pools and a folded
+    pool's reshape (output channel c is BatchNorm channel c mod its channels).
+    """
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    g = out.graph
+    inits = {i.name: i for i in g.initializer}
+    producer = {o: n for n in g.node for o in n.output}
+    consumers: dict[str, int] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers[i] = consumers.get(i, 0) + 1
+
+    def array(name: str) -> np.ndarray:
+        return numpy_helper.to_array(inits[name]).astype(np.float64)
+
+    def replace(name: str, value: np.ndarray) -> None:
+        inits[name].CopyFrom(numpy_helper.from_array(value.astype(np.float32), name))
+
+    for bn in (n for n in g.node if n.op_type == "BatchNormalization"):
+        node = producer.get(bn.input[0])
+        while node is not None and node.op_type in ("Relu", "MaxPool", "ReduceMax", "Reshape"):
+            node = producer.get(node.input[0]) if consumers[node.output[0]] == 1 else None
+        if node is None or node.op_type != "Conv" or consumers[node.output[0]] != 1:
+            continue
+        gamma, _, mean, var = (array(i) for i in bn.input[1:])
+        eps = next((a.f for a in bn.attribute if a.name == "epsilon"), 1e-5)
+        k = gamma / np.sqrt(var + eps)
+        w, b = array(node.input[1]), array(node.input[2])
+        if np.any(k <= 0) or len(w) % len(k):
+            continue
+        per_output = np.tile(k, len(w) // len(k))
+        replace(node.input[1], w * per_output[:, None, None, None])
+        replace(node.input[2], b * per_output)
+        replace(bn.input[1], np.sqrt(var + eps))
+        replace(bn.input[3], mean * k)
+    onnx.checker.check_model(out)
+    return out
+
+
 def int8_graph(
     model: onnx.ModelProto,
     batches: Callable[[], Iterable[np.ndarray]],
@@ -247,10 +295,13 @@ def int8_graph(
     """The INT8 Q/DQ graph of a float32 graph: calibrate, equalize, calibrate again, quantize.
 
     ``batches`` is called twice (once per calibration pass) and must yield the
-    same (N, 3, 256, 256) float32 batches both times. ``target`` picks the
+    same batches of the graph's input both times (:func:`calibrate`). ``target`` picks the
     Q/DQ layout: TensorRT's (:func:`quantize_qdq`) or ONNX Runtime CPU's
-    (:func:`quantize_cpu`).
+    (:func:`quantize_cpu`, of the graph whose convolutions carry the scale of
+    the BatchNorm after them, :func:`bn_scale_into_convolutions`).
     """
+    if target == "cpu":
+        model = bn_scale_into_convolutions(model)
     first = calibrate(model, batches(), threads=threads)
     balanced = equalize(model, first)
     if target == "cpu":
@@ -280,8 +331,8 @@ def quantize_qdq(
     calibration
         Ranges of the convolution inputs (:func:`calibrate`).
     skip
-        Convolution *input* tensors to leave in float32 (e.g. ``"input"``, the
-        image itself). A convolution whose input is skipped keeps float32
+        Convolution *input* tensors to leave in float32 (e.g. the image
+        itself). A convolution whose input is skipped keeps float32
         weights too, so TensorRT runs it in float32.
 
     The inputs, outputs, their names and types are unchanged: the INT8 graph is a

@@ -47,8 +47,8 @@ from mesolive.models.arch import ARCHS
 
 log = logging.getLogger(__name__)
 
-CONVERTER_VERSION = 3
-"""Bumped whenever the ONNX graph builder changes its output."""
+CONVERTER_VERSION = 4
+"""Bumped whenever the ONNX graph builder changes its output (4: uint8 pixels in)."""
 
 USER_REGISTRY = "user_models.json"
 
@@ -471,16 +471,16 @@ def onnx_path(
 ) -> Path:
     """Return the cached ONNX graph of ``spec``, converting the weights if needed.
 
-    A union's graph is keyed by its networks' checksums together. The graph's
+    The graph is keyed by its networks' checksums and how its contract maps
+    pixels onto the network's input (the graph applies that map). The graph's
     sha256 is recorded beside it at conversion and checked here on every
     call: a graph that fails it, cannot be read or has no record is rebuilt.
     """
     nets = networks(spec)
-    key = (
-        nets[0].sha256
-        if len(nets) == 1
-        else hashlib.sha256("+".join(n.sha256 for n in nets).encode()).hexdigest()
-    )
+    # the graph applies the contract's colour order and value range itself
+    key = hashlib.sha256(
+        "+".join([*(n.sha256 for n in nets), repr(spec.preprocess.pixel_map())]).encode()
+    ).hexdigest()
     onnx_dir = paths.cache_dir() / "onnx"
     out = onnx_dir / f"{spec.name}.{key[:16]}.v{CONVERTER_VERSION}.{precision}.onnx"
     if out.is_file():
@@ -496,6 +496,7 @@ def onnx_path(
         out,
         arch=[n.arch for n in nets],
         precision=precision,
+        contract=spec.preprocess,
     )
     record_graph(out)
     return out

@@ -6,7 +6,9 @@ frame (an *analysed* frame):
 1. **detect**: SCRFD finds faces and five keypoints (:mod:`mesolive.detect.scrfd`);
 2. **crop**: every face cut by each model's preprocessing contract (the
    authors' crop at the model's scale, one ``warpAffine`` each) into one
-   (n, 256, 256, 3) array per contract (:mod:`mesolive.classify.preprocess`);
+   (n, 256, 256, 3) uint8 array per contract, the classifier runner's own
+   input buffer (:mod:`mesolive.classify.preprocess`); the graphs scale and
+   reorder the colours themselves;
 3. **classify**: the whole batch through each model in one runner call; a
    face's fake score is the mean over the models;
 4. **track**: detections join tracks by IoU; each track's running scores,
@@ -389,14 +391,18 @@ class FramePipeline:
         n = len(dets)
         scores: list[np.ndarray] = []
         if n:
-            # one cut and one batch per contract: models that see faces alike share them
+            # one cut per contract, straight into the first such classifier's input
+            # buffer: models that see faces alike share it
             batches = {}
             for clf in self.classifiers:
-                c = clf.preprocess
-                if c not in batches:
-                    batches[c] = c.to_batch(c.cut(frame.image, dets.kps))
+                key = (clf.preprocess, clf.reads_pixels)
+                if key not in batches:
+                    batches[key] = clf.cut(frame.image, dets.kps)
             t2 = time.perf_counter()
-            scores = [clf.run_batch(batches[clf.preprocess]).fake for clf in self.classifiers]
+            scores = [
+                clf.run_batch(batches[clf.preprocess, clf.reads_pixels]).fake
+                for clf in self.classifiers
+            ]
             t3 = time.perf_counter()
         else:
             t2 = t3 = t1

@@ -5,6 +5,11 @@ fails on an empty stack; ``detach()`` on a retained primary context releases
 it. ``STACK``, ``RETAINED`` and ``MEMORY`` let a test check that everything
 was undone. "Device" memory is host memory here; the stand-in TensorRT reads
 and writes it through :func:`device_array`.
+
+Work runs when it is enqueued, so every order is kept; ``CALLS`` records the
+copies, the stand-in TensorRT's launches and the event calls as ``(what,
+stream handle, event handle)`` (0 where there is none), for tests of what was
+enqueued where and when the host waited.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ import numpy as np
 STACK: list[Context] = []
 RETAINED: list[Context] = []
 MEMORY: dict[int, bytearray] = {}
+CALLS: list[tuple[str, int, int]] = []
 _ADDRESSES = itertools.count(0x7F0000000000, 1 << 20)
+_HANDLES = itertools.count(1)
 
 
 class LogicError(RuntimeError):
@@ -79,16 +86,35 @@ def device_array(address: int, shape: tuple[int, ...], dtype: Any) -> np.ndarray
 
 
 class Stream:
-    handle = 1
+    def __init__(self) -> None:
+        self.handle = next(_HANDLES)
 
     def synchronize(self) -> None:
-        pass
+        CALLS.append(("stream.synchronize", self.handle, 0))
+
+    def wait_for_event(self, event: Event) -> None:
+        CALLS.append(("wait_for_event", self.handle, event.handle))
+
+
+class Event:
+    def __init__(self, flags: int = 0) -> None:
+        self.handle = next(_HANDLES)
+
+    def record(self, stream: Stream | None = None) -> Event:
+        CALLS.append(("record", stream.handle if stream is not None else 0, self.handle))
+        return self
+
+    def synchronize(self) -> Event:
+        CALLS.append(("event.synchronize", 0, self.handle))
+        return self
 
 
 def memcpy_htod_async(dest: DeviceAllocation, src: np.ndarray, stream: Stream) -> None:
     data = np.ascontiguousarray(src).tobytes()
     MEMORY[int(dest)][: len(data)] = data
+    CALLS.append(("htod", stream.handle, 0))
 
 
 def memcpy_dtoh_async(dest: np.ndarray, src: DeviceAllocation, stream: Stream) -> None:
     dest[...] = np.frombuffer(MEMORY[int(src)], dest.dtype, dest.size).reshape(dest.shape)
+    CALLS.append(("dtoh", stream.handle, 0))

@@ -233,8 +233,10 @@ class IExecutionContext:
 
         engine, n = self.engine, self.batch
         shapes = {name: (n, *engine.get_tensor_shape(name)[1:]) for name in engine.names}
-        x = driver.device_array(self.addresses["input"], shapes["input"], np.float32)
-        outputs = engine.session().run(None, {"input": x})
+        name = engine.names[0]
+        x = driver.device_array(self.addresses[name], shapes[name], engine.get_tensor_dtype(name))
+        driver.CALLS.append(("execute", stream_handle, 0))
+        outputs = engine.session().run(None, {name: x})
         for name, value in zip(engine.names[1:], outputs, strict=True):
             out = driver.device_array(self.addresses[name], shapes[name], np.float32)
             out[...] = value + KERNEL_ERROR
@@ -251,6 +253,10 @@ class ICudaEngine:
         self.names = [graph.input[0].name, *(o.name for o in graph.output)]
         self._shapes = {
             v.name: tuple(d.dim_value or -1 for d in v.type.tensor_type.shape.dim)
+            for v in [*graph.input, *graph.output]
+        }
+        self._dtypes = {
+            v.name: onnx_lib.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type)
             for v in [*graph.input, *graph.output]
         }
         self.num_io_tensors = len(self.names)
@@ -271,7 +277,7 @@ class ICudaEngine:
         return TensorIOMode.INPUT if name == self.names[0] else TensorIOMode.OUTPUT
 
     def get_tensor_dtype(self, name: str) -> Any:
-        return np.float32
+        return self._dtypes[name]
 
     def get_tensor_shape(self, name: str) -> tuple[int, ...]:
         return self._shapes[name]
