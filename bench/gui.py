@@ -15,7 +15,18 @@ under Xvfb when there is no display, with the testing hooks of
 - seconds from launch to the first frame on screen (models cached by a
   warm-up launch first), target ≤ 3 s;
 - resident memory sampled every 5 s: growth from the first minute (or the
-  first fifth of the run) to the end, target ≤ 5 %.
+  first fifth of the run) to the end, target ≤ 5 %; beside it glibc's heap
+  figures over the same span (bytes in use, freed but kept by the
+  allocator, mmapped), which tell live memory from fragmentation;
+- where the stalls went (``mesolive/gui/stalls.py``, off with
+  ``--no-sampler``): a thread samples the GUI thread's Python stack while
+  the heartbeat is over 40 ms late, notes the other threads on a CPU, and
+  splits each stall by the kernel's scheduler figures into the GUI thread's
+  own work, CPU starvation (runnable, no core free) and waiting (the GIL, a
+  lock, the X server); the top sites are printed by stalled time;
+- with ``--tracemalloc N``: the Python allocation sites that grew most from
+  a minute after the first frame to the end (a slower run: its stall and
+  fps figures do not count).
 
 The clip loops (the ``Loop video files`` setting) so any duration works::
 
@@ -54,6 +65,8 @@ def _launch(args: argparse.Namespace, seconds: float, tmp: Path, tag: str) -> di
         MESOLIVE_GUI_QUIT_AFTER=str(seconds),
         MESOLIVE_GUI_EXPORT_EVERY=str(args.export_every if tag == "run" else 0),
         MESOLIVE_GUI_EXPORT_DIR=str(tmp / "exports"),
+        MESOLIVE_GUI_STALL_SITES="0" if args.no_sampler or tag != "run" else "1",
+        MESOLIVE_GUI_TRACEMALLOC=str(args.tracemalloc if tag == "run" else 0),
     )
     env.setdefault("MESOLIVE_MODEL_DIR", str(ROOT.parent / "shared" / "models"))
     env.setdefault("MESOLIVE_CACHE_DIR", str(tmp / "cache"))
@@ -111,6 +124,38 @@ def _check(ok: bool | None) -> str:
     return "n/a" if ok is None else ("ok" if ok else "MISSED")
 
 
+def _split(d: dict) -> str:
+    """On a CPU / runnable / waiting shares of one stall figure."""
+    total = d["ms"] or 1.0
+    return "/".join(f"{100 * d[k] / total:.0f}" for k in ("on_cpu_ms", "runnable_ms", "waiting_ms"))
+
+
+def _print_stall_sites(title: str, s: dict | None, top: int) -> None:
+    """The sampler's account of one kind of stall (outside or during exports)."""
+    if not s or not s.get("stalls"):
+        print(f"{title}: no stall sampled")
+        return
+    sched = s["scheduled"]
+    print(
+        f"{title}: {s['stalls']} stalls over {s['late_after_ms']:g} ms, "
+        f"{s['stalled_ms']:.0f} ms in all; % of it with the GUI thread on a CPU (own work) / "
+        f"runnable without one (CPU starvation) / waiting (GIL, locks, X server): "
+        f"{_split(sched)}"
+    )
+    for site in s["sites"][:top]:
+        print(
+            f"  {site['ms']:7.0f} ms {site['stalls']:4d}x {_split(site):>9}  "
+            f"{' ← '.join(site['stack'])}"
+        )
+    if s["others"]:
+        print("  other threads on a CPU meanwhile:")
+        for o in s["others"][:top]:
+            print(f"  {o['cpu_ms']:7.0f} ms  {o['thread']}: {o['where']}")
+    for st in s["longest"][:3]:
+        at = st["sites"][0][0] if st["sites"] and st["sites"][0] else "?"
+        print(f"  longest {st['ms']:.0f} ms ({_split(st)}) at {at}")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--seconds", type=float, default=60.0, help="measured run length")
@@ -126,6 +171,15 @@ def main() -> int:
         help="write a report and a snapshot this often (0: never)",
     )
     p.add_argument("--no-warmup", action="store_true", help="skip the launch that caches models")
+    p.add_argument("--no-sampler", action="store_true", help="do not sample where stalls go")
+    p.add_argument(
+        "--tracemalloc",
+        type=int,
+        default=0,
+        metavar="FRAMES",
+        help="report the allocation sites that grew (slows the app)",
+    )
+    p.add_argument("--top", type=int, default=8, help="stall sites and growth sites printed")
     p.add_argument("--json", metavar="FILE", help="also write the raw numbers here")
     args = p.parse_args()
 
@@ -160,14 +214,20 @@ def main() -> int:
         ),
         (
             "longest GUI stall",
-            f"{stall:.1f} ms (gaps > 50 ms: {hb.get('gaps_over_50ms')})" if stall else "–",
+            (
+                f"{stall:.1f} ms (gaps > 50 ms: {hb.get('gaps_over_50ms')}, "
+                f"p99 gap {hb.get('p99_gap_ms')} ms)"
+            )
+            if stall
+            else "–",
             "≤ 50 ms",
             None if stall is None else stall <= 50,
         ),
         (
             "… during exports",
             (
-                f"{stall_export:.1f} ms ({len(exports)} exports, {failed} failed)"
+                f"{stall_export:.1f} ms ({len(exports)} exports, {failed} failed, "
+                f"p99 gap {hb_export.get('p99_gap_ms')} ms)"
                 if stall_export is not None
                 else "–"
             ),
@@ -194,7 +254,21 @@ def main() -> int:
         ),
     ]
     for name, value, target, ok in rows:
-        print(f"  {name:<18} {value:<40} {target:<8} {_check(ok) if target else ''}")
+        print(f"  {name:<18} {value:<64} {target:<8} {_check(ok) if target else ''}")
+    mem_settle = min(60.0, args.seconds / 5)  # as _memory_growth's baseline
+    heap = [m for m in s.get("malloc_mb") or [] if m[0] >= mem_settle]
+    if len(heap) >= 2:
+        (_, used0, kept0, mapped0), (_, used1, kept1, mapped1) = heap[0], heap[-1]
+        print(
+            f"  C heap from {mem_settle:g} s: in use {used0:.0f} → {used1:.0f} MB, freed but kept "
+            f"{kept0:.0f} → {kept1:.0f} MB, mmapped {mapped0:.0f} → {mapped1:.0f} MB"
+        )
+    sites = s.get("stall_sites")
+    if sites:
+        _print_stall_sites("stalls outside exports", sites["running"], args.top)
+        _print_stall_sites("stalls during exports", sites["exports"], args.top)
+    for g in (s.get("memory_growth") or [])[: args.top]:
+        print(f"  {g['kib']:+9.0f} KiB {g['count']:+7d} blocks  {' ← '.join(reversed(g['stack']))}")
     if args.json:
         Path(args.json).write_text(json.dumps(s, indent=1) + "\n")
     return 0

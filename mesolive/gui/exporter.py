@@ -4,8 +4,8 @@ The window hands :meth:`ExportWorker.start` (a report) or
 :meth:`ExportWorker.start_snapshot` immutable values only: a
 :class:`~mesolive.gui.report.ReportSnapshot` and a :class:`FrameShot`. The
 worker draws the annotated frame on a ``QImage`` (QPainter on an image is
-allowed outside the GUI thread; widgets are not), plots with matplotlib's
-Agg canvas, writes every file atomically, and reports one
+allowed outside the GUI thread; widgets are not), has the plot drawn by a
+child process, writes every file atomically, and reports one
 :class:`ExportOutcome` through a queued signal.
 """
 

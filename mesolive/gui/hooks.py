@@ -12,7 +12,8 @@
 ``MESOLIVE_GUI_STATS=PATH.json``
     Measure while running and write at exit: frames drawn and superseded,
     capture drops, a 10 ms heartbeat timer's largest gaps (GUI-thread
-    stalls), resident memory every few seconds, and the wall-clock time of
+    stalls), resident memory and glibc's heap figures every few seconds
+    (sampled by a thread of their own), and the wall-clock time of
     the first frame drawn (compare with ``MESOLIVE_GUI_T0``, the launcher's
     ``time.time()``, to get the time to first frame).
 ``MESOLIVE_GUI_EXPORT_EVERY=SECONDS`` (with ``MESOLIVE_GUI_EXPORT_DIR=FOLDER``)
@@ -20,16 +21,29 @@
     (``FOLDER/report-N``) and save a snapshot (``FOLDER/snapshot-N.png``),
     as Ctrl+E and Ctrl+S do; the stats then count the heartbeat's gaps while
     files are being written apart from the others.
+``MESOLIVE_GUI_STALL_SITES=1`` (with ``MESOLIVE_GUI_STATS``)
+    Also run a :class:`~mesolive.gui.stalls.StallSampler` on the loaded
+    heartbeat: where the GUI thread was, what else ran, and how much of each
+    stall was its own work, CPU starvation or waiting (the stats'
+    ``stall_sites``).
+``MESOLIVE_GUI_TRACEMALLOC=FRAMES`` (with ``MESOLIVE_GUI_STATS``)
+    Trace Python allocations (``tracemalloc``, FRAMES deep), take a
+    snapshot a minute after the first frame and one at the end, and write the
+    allocation sites that grew most in between (``memory_growth``). Slows
+    the app: not for stall or fps figures.
 ``MESOLIVE_GUI_SETTINGS=PATH.ini``
     Keep settings there instead of the user's (see :mod:`settings`).
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import os
+import threading
 import time
+import tracemalloc
 from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -39,9 +53,10 @@ from PySide6.QtCore import QObject, QPoint, QRectF, QTimer
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication
 
-from mesolive.env import env_float, env_int, env_path
+from mesolive.env import env_flag, env_float, env_int, env_path
 from mesolive.gui.exporter import ExportOutcome
 from mesolive.gui.overlay import BANDS, label_text
+from mesolive.gui.stalls import StallSampler
 from mesolive.types import FrameResult
 
 log = logging.getLogger(__name__)
@@ -53,6 +68,10 @@ ENV_STATS = "MESOLIVE_GUI_STATS"
 ENV_T0 = "MESOLIVE_GUI_T0"
 ENV_EXPORT_EVERY = "MESOLIVE_GUI_EXPORT_EVERY"
 ENV_EXPORT_DIR = "MESOLIVE_GUI_EXPORT_DIR"
+ENV_STALL_SITES = "MESOLIVE_GUI_STALL_SITES"
+ENV_TRACEMALLOC = "MESOLIVE_GUI_TRACEMALLOC"
+#: Seconds after the first frame of the tracemalloc baseline (imports and warm-up done).
+TRACEMALLOC_BASELINE_S = 60.0
 
 
 def _rss_mb() -> float | None:
@@ -62,6 +81,68 @@ def _rss_mb() -> float | None:
         return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
     except (OSError, ValueError, IndexError):
         return None
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd",
+            "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost",
+        )
+    ]  # fmt: skip
+
+
+def _malloc_info() -> Callable[[], tuple[float, float, float]] | None:
+    """glibc's ``mallinfo2`` as ``(in use, free but kept, mmapped)`` in MB; None elsewhere.
+
+    Resident memory that grows while the C heap's bytes in use stay flat is
+    memory the allocator keeps after it was freed (fragmented arenas), not
+    memory the app still holds: tracemalloc, which sees only Python's and
+    NumPy's allocations, cannot tell the two apart.
+    """
+    try:
+        fn = ctypes.CDLL(None).mallinfo2
+    except (OSError, AttributeError):
+        return None
+    fn.restype = _MallInfo2
+
+    def read() -> tuple[float, float, float]:
+        m = fn()
+        mb = 2**20
+        return (
+            round(m.uordblks / mb, 1),
+            round(m.fordblks / mb, 1),
+            round(m.hblkhd / mb, 1),
+        )
+
+    return read
+
+
+class _Every(threading.Thread):
+    """Calls ``fn`` now and every ``seconds`` in a thread of its own, until :meth:`stop`.
+
+    Memory is sampled here, not on a GUI timer: ``mallinfo2`` walks every
+    arena's free lists under the arena's lock, which took tens of
+    milliseconds on a fragmented heap, and the GUI thread's stalls are what
+    the benchmark measures.
+    """
+
+    def __init__(self, seconds: float, fn: Callable[[], None], name: str) -> None:
+        super().__init__(name=name, daemon=True)
+        self.seconds = seconds
+        self.fn = fn
+        self._quit = threading.Event()
+
+    def run(self) -> None:
+        self.fn()
+        while not self._quit.wait(self.seconds):
+            self.fn()
+
+    def stop(self) -> None:
+        self._quit.set()
+        if self.is_alive():
+            self.join(2.0)
 
 
 class Gaps:
@@ -113,6 +194,7 @@ class Heartbeat(QObject):
 
     With ``busy``, a gap that begins or ends while ``busy()`` is true (files
     being exported) goes to :attr:`busy_gaps`, the others to :attr:`gaps`.
+    With ``sampler``, each tick is also its :meth:`StallSampler.beat`.
     """
 
     def __init__(
@@ -120,12 +202,14 @@ class Heartbeat(QObject):
         interval_ms: int = 10,
         parent: QObject | None = None,
         busy: Callable[[], bool] | None = None,
+        sampler: StallSampler | None = None,
     ) -> None:
         super().__init__(parent)
         self.interval = interval_ms / 1000
         self.gaps = Gaps(self.interval)
         self.busy_gaps = Gaps(self.interval)
         self._busy = busy
+        self.sampler = sampler
         self._was_busy = False
         self._last: float | None = None
         self._timer = QTimer(self)
@@ -135,9 +219,14 @@ class Heartbeat(QObject):
     def start(self) -> None:
         self._last = time.perf_counter()
         self._timer.start()
+        if self.sampler is not None:
+            self.sampler.beat()
+            self.sampler.start()
 
     def stop(self) -> None:
         self._timer.stop()
+        if self.sampler is not None:
+            self.sampler.stop()
 
     def _tick(self) -> None:
         now = time.perf_counter()
@@ -145,6 +234,8 @@ class Heartbeat(QObject):
         if self._last is not None:
             (self.busy_gaps if busy or self._was_busy else self.gaps).add(now - self._last)
         self._last, self._was_busy = now, busy
+        if self.sampler is not None:
+            self.sampler.beat(busy)
 
 
 class TestingHooks(QObject):
@@ -168,6 +259,8 @@ class TestingHooks(QObject):
         self.t_start = time.monotonic()
         self.first_paint_wall: float | None = None
         self.rss: list[tuple[float, float]] = []
+        self._malloc = _malloc_info()
+        self.malloc: list[tuple[float, float, float, float]] = []  # t, in use, kept, mmapped
         self._shot_taken = False
         self.heartbeat: Heartbeat | None = None
         self.heartbeat_loaded: Heartbeat | None = None  # from the first frame on
@@ -187,24 +280,32 @@ class TestingHooks(QObject):
         if self.screenshot and self.shot_after <= 0:
             self._shot_taken = True
             QTimer.singleShot(1500, self._take_screenshot)
+        self._trace_frames = env_int(ENV_TRACEMALLOC, 0, minimum=0, env=env)
+        self._trace_base: tracemalloc.Snapshot | None = None
+        self._trace_last: tracemalloc.Snapshot | None = None
         if self.stats_path:
             self.heartbeat = Heartbeat(10, self)
             self.heartbeat.start()
-            self.heartbeat_loaded = Heartbeat(10, self, busy=lambda: window.exporter.busy)
-            self._rss_timer = QTimer(self)
-            self._rss_timer.setInterval(5000)
-            self._rss_timer.timeout.connect(self._sample_rss)
-            self._rss_timer.start()
-            self._sample_rss()
+            sampler = StallSampler() if env_flag(ENV_STALL_SITES, env) else None
+            self.heartbeat_loaded = Heartbeat(
+                10, self, busy=lambda: window.exporter.busy, sampler=sampler
+            )
+            if self._trace_frames:
+                tracemalloc.start(self._trace_frames)
+            self._memory = _Every(5.0, self._sample_rss, "mesolive-memory-sampler")
+            self._memory.start()
 
     @property
     def active(self) -> bool:
         return bool(self.screenshot or self.stats_path)
 
     def _sample_rss(self) -> None:
+        t = round(time.monotonic() - self.t_start, 1)
         mb = _rss_mb()
         if mb is not None:
-            self.rss.append((round(time.monotonic() - self.t_start, 1), round(mb, 1)))
+            self.rss.append((t, round(mb, 1)))
+        if self._malloc is not None:
+            self.malloc.append((t, *self._malloc()))
 
     def _on_painted(self, result: FrameResult) -> None:
         if self.first_paint_wall is None:
@@ -214,6 +315,8 @@ class TestingHooks(QObject):
                 self.heartbeat_loaded.start()
             if self._export_timer.interval() > 0:
                 self._export_timer.start()
+            if tracemalloc.is_tracing():
+                QTimer.singleShot(int(TRACEMALLOC_BASELINE_S * 1000), self._trace_baseline)
         if (
             self.screenshot
             and not self._shot_taken
@@ -222,6 +325,31 @@ class TestingHooks(QObject):
             self._shot_taken = True
             self.window.video.frozen = True  # what is grabbed is what the sidecar describes
             QTimer.singleShot(400, self._take_screenshot)
+
+    def _trace_baseline(self) -> None:
+        self._trace_base = tracemalloc.take_snapshot()
+
+    def _trace_end(self) -> None:
+        """The last snapshot, while the session still runs (its memory is freed at close)."""
+        if tracemalloc.is_tracing():
+            self._trace_last = tracemalloc.take_snapshot()
+            tracemalloc.stop()
+
+    def _memory_growth(self, top: int = 15) -> list[dict[str, Any]] | None:
+        """The allocation sites that grew most since the baseline (tracemalloc runs only)."""
+        if self._trace_base is None or self._trace_last is None:
+            return None
+        growth = []
+        for d in self._trace_last.compare_to(self._trace_base, "traceback")[:top]:
+            growth.append(
+                {
+                    "kib": round(d.size_diff / 1024, 1),
+                    "count": d.count_diff,
+                    "kib_now": round(d.size / 1024, 1),
+                    "stack": [f"{f.filename}:{f.lineno}" for f in d.traceback],
+                }
+            )
+        return growth
 
     def _take_screenshot(self) -> None:
         try:
@@ -289,8 +417,9 @@ class TestingHooks(QObject):
 
     def quit(self) -> None:
         if self.stats_path:
+            self._memory.stop()
             self._sample_rss()  # the last sample while running, before the pipeline is freed
-            self._rss_timer.stop()
+            self._trace_end()
         self.window.close()
         app = QGuiApplication.instance()
         if app is not None:
@@ -301,9 +430,11 @@ class TestingHooks(QObject):
         if not self.stats_path:
             return
         self._export_timer.stop()
+        self._memory.stop()  # stopped at quit() already, unless that never ran
         for hb in (self.heartbeat, self.heartbeat_loaded):
             if hb is not None:
                 hb.stop()
+        sampler = self.heartbeat_loaded.sampler if self.heartbeat_loaded is not None else None
         s = self.window.presenter.stats()
         fps = None
         if s.t_first_paint is not None and s.t > s.t_first_paint:
@@ -335,5 +466,15 @@ class TestingHooks(QObject):
             ),
             "exports": [{"path": str(o.base), "error": o.error} for o in self.exports],
             "rss_mb": self.rss,
+            "malloc_mb": self.malloc,
+            "stall_sites": (
+                {
+                    "running": sampler.summary(busy=False),
+                    "exports": sampler.summary(busy=True),
+                }
+                if sampler is not None
+                else None
+            ),
+            "memory_growth": self._memory_growth(),
         }
         Path(self.stats_path).write_text(json.dumps(stats, indent=1) + "\n")

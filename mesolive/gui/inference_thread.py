@@ -22,6 +22,7 @@ from mesolive.pipeline.interval import IntervalController
 from mesolive.pipeline.watchdog import StepWatchdog
 
 if TYPE_CHECKING:
+    from mesolive.gui.video_view import FrameScaler
     from mesolive.pipeline.mailbox import LatestSlot
     from mesolive.pipeline.pipeline import FramePipeline, PipelineConfig
     from mesolive.types import Frame
@@ -75,11 +76,15 @@ class InferenceThread(QThread):
         parent: Any = None,
         *,
         auto_every: bool = False,
+        scaler: FrameScaler | None = None,
     ):
         super().__init__(parent)
         self.setObjectName("mesolive-inference")
         self.slot = slot
         self.config = config
+        # scales each analysed frame for the view before its result leaves, so the
+        # GUI thread only draws it (see mesolive.gui.video_view)
+        self.scaler = scaler
         # "auto" interval: start at config.every, then follow an IntervalController
         self.auto_every = auto_every
         self._stop = threading.Event()
@@ -134,6 +139,10 @@ class InferenceThread(QThread):
     # -- thread ------------------------------------------------------------------------
 
     def run(self) -> None:
+        # Known to ``threading`` by its own name from the start (not as "Dummy-N" from
+        # the first log record on): the benchmark's stall sampler names the threads
+        # on a CPU and where their Python is by ``threading.enumerate()``.
+        threading.current_thread().name = self.objectName()
         try:
             self._run()
         finally:
@@ -218,6 +227,7 @@ class InferenceThread(QThread):
                 continue
             consecutive = 0
             self.processed += 1
+            self._prepare_display(result.frame)
             self.result_ready.emit(result)
             if keep_up is not None:
                 change = keep_up.observe(
@@ -225,6 +235,15 @@ class InferenceThread(QThread):
                 )
                 if change is not None:
                     self.interval_changed.emit(change)
+
+    def _prepare_display(self, frame: Frame) -> None:
+        if self.scaler is None:
+            return
+        try:
+            self.scaler.prepare(frame)
+        except Exception:  # a bug: the view scales the frames itself from now on
+            log.exception("scaling frames for the view failed")
+            self.scaler = None
 
     def _frame_failed(self, e: Exception) -> None:
         self.errors += 1

@@ -83,6 +83,7 @@ class MainWindow(QMainWindow):
     def _build_widgets(self) -> None:
         self.video = VideoView()
         self.video.history = self.presenter.tracks.recent_scores
+        self.presenter.scaler = self.video.scaler  # frames are scaled by the inference thread
         self.banner = Banner("Choose another source…")
         left = QWidget()
         lay = QVBoxLayout(left)

@@ -210,11 +210,18 @@ class OverlayPainter:
         values = list(scores or [])[-SPARK_POINTS:]
         bar_w = inner.width() / SPARK_POINTS
         x0 = inner.right() - bar_w * len(values)
+        # One drawRects call per colour, not a call (and a brush) per bar: the
+        # overlay is drawn on the GUI thread for every frame shown.
+        bars: dict[int, list[QRectF]] = {}  # colour (ARGB) → its bars
+        bottom, height, w = inner.bottom(), inner.height(), max(1.0, bar_w - 0.5)
         for i, v in enumerate(values):
             v = min(max(float(v), 0.0), 1.0)
-            h = max(2.0, v * inner.height())  # a low score still shows as a stub
-            painter.setBrush(frame_score_colour(v, threshold))
-            painter.drawRect(QRectF(x0 + i * bar_w, inner.bottom() - h, max(1.0, bar_w - 0.5), h))
+            h = max(2.0, v * height)  # a low score still shows as a stub
+            bar = QRectF(x0 + i * bar_w, bottom - h, w, h)
+            bars.setdefault(frame_score_colour(v, threshold).rgba(), []).append(bar)
+        for rgba, rects in bars.items():
+            painter.setBrush(QColor.fromRgba(rgba))
+            painter.drawRects(rects)
         y_thr = inner.bottom() - threshold * inner.height()
         painter.setPen(QPen(QColor(255, 255, 255, 160), 1.0, Qt.PenStyle.DotLine))
         painter.drawLine(QPointF(inner.left(), y_thr), QPointF(inner.right(), y_thr))

@@ -28,6 +28,7 @@ from mesolive.pipeline.pipeline import preload
 from mesolive.types import FrameResult, ReadStatus
 
 if TYPE_CHECKING:
+    from mesolive.gui.video_view import FrameScaler
     from mesolive.pipeline.capture import CaptureThread
     from mesolive.pipeline.mailbox import LatestSlot
     from mesolive.pipeline.pipeline import PipelineConfig
@@ -195,6 +196,8 @@ class Presenter(QObject):
         self._stuck: list[Any] = []  # threads that did not stop in time (kept alive, logged)
         self._capture_status: tuple[ReadStatus, str] | None = None
         self._capture_base = (0, 0)  # capture counts when the pipeline became ready
+        #: the view's frame scaler, handed to each session's inference thread
+        self.scaler: FrameScaler | None = None
 
     # -- properties -----------------------------------------------------------------
 
@@ -327,7 +330,7 @@ class Presenter(QObject):
         relay.status.connect(self._on_capture_status)
         capture = CaptureThread(source, slot, pace=True, on_status=relay)
         preload()  # the modules the worker's pipeline imports, here on the GUI thread
-        inference = InferenceThread(slot, config, auto_every=auto_every)
+        inference = InferenceThread(slot, config, auto_every=auto_every, scaler=self.scaler)
         inference.pipeline_ready.connect(self._on_pipeline_ready)
         inference.result_ready.connect(self._on_result)
         inference.errored.connect(self._on_errored)

@@ -1,11 +1,10 @@
 """Session report: every track's timeline as JSON and CSV, and a PNG plot.
 
-No Qt here: the plot is drawn with matplotlib's Agg canvas (no pyplot, so no
-global backend is switched inside a running Qt app), which is safe in any
-thread. The window takes a :class:`ReportSnapshot` on the GUI thread (array
-copies, milliseconds) and writes it from a worker thread with
-:func:`export_session`; the annotated snapshot is drawn by the GUI package
-and handed in as an extra file.
+No Qt here. The window takes a :class:`ReportSnapshot` on the GUI thread
+(array copies, milliseconds) and writes it from a worker thread with
+:func:`export_session`; the plot is drawn by matplotlib in a child process
+(:mod:`mesolive.gui.report_plot` says why), and the annotated snapshot is
+drawn by the GUI package and handed in as an extra file.
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from mesolive.gui.report_child import write_in_child
 from mesolive.gui.tracks import TrackStore
 from mesolive.outputs import write_atomic
 from mesolive.types import Verdict
@@ -259,35 +259,22 @@ def write_csv(f: IO[bytes], snap: ReportSnapshot) -> None:
 
 
 def write_plot(f: IO[bytes], snap: ReportSnapshot) -> None:
-    """Running fake score of each track over time, with the threshold, as PNG."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    """Running fake score of each track over time, with the threshold, as PNG.
 
-    fig = Figure(figsize=(12, 4.5), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    for tr in snap.tracks:
-        if not len(tr.t):
-            continue
-        ax.plot(
-            tr.t,
-            tr.running,
-            label=f"#{tr.track_id} {tr.verdict.word} ({100 * tr.fake_share:.0f}% fake frames)",
-            linewidth=1.5,
+    Each curve is cut to the plot's pixel columns first (see
+    :mod:`mesolive.gui.report_plot`).
+    """
+    from mesolive.gui.report_plot import Curve, envelope, render_png
+
+    curves = [
+        Curve(
+            f"#{tr.track_id} {tr.verdict.word} ({100 * tr.fake_share:.0f}% fake frames)",
+            *envelope(tr.t, tr.running),
         )
-    threshold = snap.info.threshold
-    ax.axhline(threshold, color="black", linestyle="--", linewidth=1, label="threshold")
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("running fake score")
-    ax.set_title(f"mesolive: {snap.info.source}")
-    ax.grid(True, alpha=0.3)
-    if snap.tracks:  # beside the plot, never over the curves
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, fontsize=8)
-    # fixed margins for the fixed figure size: tight_layout() would draw every text
-    # once more, a third of the plot's time, all of it holding the GIL
-    fig.subplots_adjust(left=0.06, right=0.76, bottom=0.11, top=0.92)
-    fig.savefig(f, format="png")
+        for tr in snap.tracks
+        if len(tr.t)
+    ]
+    f.write(render_png(curves, snap.info.threshold, f"mesolive: {snap.info.source}"))
 
 
 def new_folder(folder: Path) -> Path:
@@ -310,15 +297,45 @@ def new_folder(folder: Path) -> Path:
     raise FileExistsError(f"{folder}: too many reports of that name")
 
 
+def write_timeline(folder: Path, snap: ReportSnapshot) -> dict[str, Path]:
+    """Write ``timeline.json``, ``timeline.csv`` and ``timeline.png`` into ``folder`` (it exists).
+
+    In this process: the app has it done by a child process
+    (:func:`export_session`). Returns each key's path.
+
+    Raises
+    ------
+    OSError, mesolive.errors.InputError
+        Naming the file that could not be written.
+    """
+    files: dict[str, tuple[str, Writer]] = {
+        "json": ("timeline.json", lambda f: write_json(f, snap)),
+        "csv": ("timeline.csv", lambda f: write_csv(f, snap)),
+        "png": ("timeline.png", lambda f: write_plot(f, snap)),
+    }
+    return _write_files(folder, files)
+
+
+def _write_files(folder: Path, files: Mapping[str, tuple[str, Writer]]) -> dict[str, Path]:
+    out = {}
+    for key, (name, write) in files.items():
+        path = folder / name
+        write_atomic(path, "report", write, mode="wb")
+        out[key] = path
+    return out
+
+
 def export_session(
     folder: Path, snap: ReportSnapshot, extra: Mapping[str, tuple[str, Writer]] | None = None
 ) -> dict[str, Path]:
-    """Write ``timeline.json``, ``timeline.csv``, ``timeline.png`` into a new folder.
+    """Write the timeline files and ``extra`` into a new folder; runs in any thread.
 
     ``folder`` is made (see :func:`new_folder`: an existing one gets a number).
-    ``extra`` maps more keys to ``(file name, writer)``. Every file is written
-    whole or not at all, so a full disk leaves complete files and no partial
-    one. Returns each key's path; runs in any thread.
+    The timeline files (:func:`write_timeline`) are written by a child
+    process (:mod:`mesolive.gui.report_child` says why), then ``extra``
+    (more keys to ``(file name, writer)``) here. Every file is written whole
+    or not at all, so a full disk leaves complete files and no partial one.
+    Returns each key's path.
 
     Raises
     ------
@@ -326,16 +343,7 @@ def export_session(
         Naming the folder or the file that could not be written.
     """
     folder = new_folder(folder)
-    files: dict[str, tuple[str, Writer]] = {
-        "json": ("timeline.json", lambda f: write_json(f, snap)),
-        "csv": ("timeline.csv", lambda f: write_csv(f, snap)),
-        "png": ("timeline.png", lambda f: write_plot(f, snap)),
-        **(extra or {}),
-    }
-    out = {}
-    for key, (name, write) in files.items():
-        path = folder / name
-        write_atomic(path, "report", write, mode="wb")
-        out[key] = path
+    out = write_in_child(folder, snap)
+    out.update(_write_files(folder, extra or {}))
     log.info("session report written to %s", folder)
     return out

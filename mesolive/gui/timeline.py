@@ -6,7 +6,13 @@ pure Python on NumPy, made for plots that are redrawn several times a second.
 
 The panel is refreshed by a slow timer (a few times a second), not per frame:
 it reads the track store and shows only the last :attr:`TimelinePanel.window`
-seconds, so its cost does not grow with the session's length.
+seconds, so its cost does not grow with the session's length. Each refresh is
+one piece of GUI-thread work, and on a busy machine such a piece stretches
+to several times its length while other threads take turns on the cores, so
+it is kept small: the time axis moves in steps of :attr:`TimelinePanel.step`
+seconds (its ticks and labels are laid out again only then, not four times a
+second), and curves are 1 px cosmetic lines (Qt's fast line path; 2 px
+lines took twice as long to draw) cut to two points per pixel column.
 
 Faces not seen for :attr:`TimelinePanel.gone_after` seconds are "gone": the
 table lists the current faces and folds the gone ones away behind a "Show N
@@ -15,6 +21,8 @@ ticked. The legend is a line of text above the plot, never on it.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pyqtgraph as pg
@@ -33,6 +41,7 @@ from PySide6.QtWidgets import (
 )
 
 from mesolive.gui.overlay import face_colour
+from mesolive.gui.report_plot import envelope
 from mesolive.gui.tracks import TrackRecord, TrackStore
 
 # Line colours per track, with no green, amber or red: those mean a score band
@@ -74,6 +83,9 @@ class TimelinePanel(QWidget):
     ----------
     window
         Seconds of history shown (the report keeps all of it).
+    step
+        The time axis moves by this many seconds at once: it shows from
+        ``window - step`` to ``window`` seconds of history.
     gone_after
         A track not seen for this long is gone: folded away in the table and
         off the plot unless asked for.
@@ -86,11 +98,13 @@ class TimelinePanel(QWidget):
     ) -> None:
         super().__init__(parent)
         self.window = window
+        self.step = 10.0
         self.gone_after = GONE_AFTER_S
         self._store: TrackStore | None = None  # the last one shown, for the check boxes
         self._followed = store
         self._key: tuple[float, int, float | None] | None = None  # what was drawn last
         self._legend_ids: list[int] | None = None
+        self._x_range: tuple[float, float] | None = None
         self.plot = pg.PlotWidget(background=(30, 30, 30))
         self.plot.setMinimumHeight(160)
         self.plot.setLabel("left", "fake score")
@@ -184,7 +198,7 @@ class TimelinePanel(QWidget):
         if store.threshold is not None:
             self.set_threshold(store.threshold)
         t_end = store.t_last
-        t_start = max(0.0, t_end - self.window)
+        t_start = self.x_range(t_end)[0]
         current: list[int] = []
         gone: list[TrackRecord] = []
         for tid, rec in store.tracks.items():
@@ -202,24 +216,43 @@ class TimelinePanel(QWidget):
         for tid in plotted:
             curve = self.curves.get(tid)
             if curve is None:
-                curve = self.plot.plot(pen=pg.mkPen(track_colour(tid), width=2))
-                curve.setClipToView(True)
+                curve = self.plot.plot(pen=pg.mkPen(track_colour(tid), width=1))
+                curve.setSkipFiniteCheck(True)  # running scores are never NaN
                 self.curves[tid] = curve
             pts = store.tracks[tid].points
             i = pts.since(t_start)
             if i < len(pts):
-                # arrays of doubles: NumPy views them without a Python loop
+                # arrays of doubles: NumPy copies them without a Python loop (a copy: the
+                # curve keeps what it is given, and a view would stop the array growing)
                 curve.setData(
-                    np.frombuffer(pts.t, np.float64)[i:].copy(),
-                    np.frombuffer(pts.running, np.float64)[i:].copy(),
+                    *envelope(
+                        np.frombuffer(pts.t, np.float64)[i:].copy(),
+                        np.frombuffer(pts.running, np.float64)[i:].copy(),
+                        self._columns(),
+                    )
                 )
         self._set_legend(plotted)
-        self.plot.setXRange(t_start, max(t_start + 1.0, t_end), padding=0.0)
+        self._set_x_range(t_end)
         self._set_gone_count(len(gone))
         rows = current
         if self.show_gone.isChecked():
             rows = current + [r.track_id for r in gone[:MAX_GONE_ROWS]]
         self._refresh_table(store, rows, len(current))
+
+    def x_range(self, t_end: float) -> tuple[float, float]:
+        """The time axis for a newest point at ``t_end``: ``window`` seconds, moved by ``step``."""
+        right = max(self.window, math.ceil(t_end / self.step) * self.step)
+        return right - self.window, right
+
+    def _set_x_range(self, t_end: float) -> None:
+        x_range = self.x_range(t_end)
+        if x_range != self._x_range:  # the axis is laid out again only when it moves
+            self._x_range = x_range
+            self.plot.setXRange(*x_range, padding=0.0)
+
+    def _columns(self) -> int:
+        """Pixel columns of the plot area (a curve needs at most two points each)."""
+        return max(100, round(self.plot.getViewBox().width() * self.devicePixelRatioF()))
 
     def _set_legend(self, ids: list[int]) -> None:
         if ids == self._legend_ids:
@@ -254,14 +287,14 @@ class TimelinePanel(QWidget):
                 str(face.n_scored),
                 face.verdict.word,
             ]
+            fg = QBrush(QColor(140, 140, 140) if gone else QColor(0, 0, 0))
             for col, text in enumerate(cells):
                 item = self.table.item(row, col)
                 if item is None:
                     item = QTableWidgetItem()
                     self.table.setItem(row, col, item)
-                item.setText(text)
-                fg = QColor(140, 140, 140) if gone else QColor(0, 0, 0)
-                item.setForeground(QBrush(fg))
+                item.setText(text)  # Qt repaints a cell only when its value changed
+                item.setForeground(fg)
             swatch = self.table.item(row, 0)
             swatch.setBackground(QBrush(track_colour(tid).lighter(160)))
             verdict = self.table.item(row, 5)

@@ -7,21 +7,33 @@ was busy), only the newest is drawn and the others are counted in
 :attr:`superseded`. Qt folds pending ``update()`` calls into one paint, so
 this is the "latest result wins" hand-off without a polling timer and
 without adding a timer period of latency.
+
+Scaling a 720p frame to the view and converting it to a ``QImage`` took
+the GUI thread 2-7 ms a frame, 30 times a second. The inference thread does
+it instead, through the view's :class:`FrameScaler`, right after it analysed
+the frame (OpenCV lets go of the GIL meanwhile); the paint only draws the
+prepared image. A frame nobody prepared (a result fed by hand, the first
+frames after a resize) is scaled at the paint, as before.
 """
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 
 import cv2
 import numpy as np
 from PySide6.QtCore import QRectF, QSize, Qt
-from PySide6.QtGui import QColor, QImage, QPainter, QPaintEvent
+from PySide6.QtGui import QColor, QImage, QPainter, QPaintEvent, QResizeEvent
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from mesolive.gui.overlay import FrameToView, OverlayPainter
-from mesolive.types import FrameResult
+from mesolive.types import Frame, FrameResult
+
+#: ``(frame index, capture time, width, height)``: a frame scaled to a size in device pixels.
+ScaledKey = tuple[int, float, int, int]
 
 
 def bgr_to_qimage(image: np.ndarray) -> QImage:
@@ -36,6 +48,66 @@ def bgr_to_qimage(image: np.ndarray) -> QImage:
     h, w = bgra.shape[:2]
     qimg = QImage(bgra.data, w, h, bgra.strides[0], QImage.Format.Format_RGB32)
     return qimg.copy()
+
+
+def scaled_size(frame_w: int, frame_h: int, area: tuple[int, int, float]) -> tuple[int, int]:
+    """Device pixels a ``frame_w`` × ``frame_h`` frame fills in a view of ``(w, h, dpr)``."""
+    w, h, dpr = area
+    m = FrameToView.fit(frame_w, frame_h, QRectF(0, 0, w, h))
+    return max(1, round(frame_w * m.scale * dpr)), max(1, round(frame_h * m.scale * dpr))
+
+
+def scale_to_qimage(image: np.ndarray, size: tuple[int, int], dpr: float) -> QImage:
+    """An owned ``QImage`` of a (H, W, 3) uint8 BGR frame resized to ``size`` (device pixels)."""
+    w, h = size
+    if (w, h) != (image.shape[1], image.shape[0]):
+        # INTER_AREA costs ~6x INTER_LINEAR (4 vs 0.7 ms at 720p); it only
+        # matters against aliasing when shrinking by more than half.
+        interp = cv2.INTER_AREA if 2 * w < image.shape[1] else cv2.INTER_LINEAR
+        image = cv2.resize(image, (w, h), interpolation=interp)
+    img = bgr_to_qimage(image)
+    img.setDevicePixelRatio(dpr)
+    return img
+
+
+class FrameScaler:
+    """Frames scaled for a :class:`VideoView` by another thread, the newest few kept.
+
+    The view says how large it is (:attr:`area`, from the GUI thread); the
+    inference thread calls :meth:`prepare` with each frame it analysed, before
+    it sends the result; the view's paint takes the image with :meth:`take`.
+    A ``QImage`` is safe to hand between threads (implicitly shared, with an
+    atomic reference count), and this one is owned (see :func:`bgr_to_qimage`).
+    """
+
+    KEEP = 3  # a result replaced before its paint, one painted, one on its way
+
+    def __init__(self) -> None:
+        self.area: tuple[int, int, float] | None = None  # view (w, h, dpr); None: not shown yet
+        self._lock = threading.Lock()
+        self._ready: deque[tuple[ScaledKey, QImage]] = deque(maxlen=self.KEEP)
+
+    def prepare(self, frame: Frame) -> None:
+        """Scale ``frame`` to the view's size now (called by the thread that analysed it)."""
+        area = self.area
+        if area is None:
+            return
+        size = scaled_size(frame.width, frame.height, area)
+        img = scale_to_qimage(frame.image, size, area[2])
+        with self._lock:
+            self._ready.append(((frame.index, frame.t_capture, *size), img))
+
+    def take(self, key: ScaledKey) -> QImage | None:
+        """The image prepared for ``key``, or None."""
+        with self._lock:
+            for k, img in self._ready:
+                if k == key:
+                    return img
+        return None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._ready.clear()
 
 
 def render_annotated(
@@ -64,8 +136,12 @@ class VideoView(QWidget):
         Distinct results drawn so far.
     superseded
         Results replaced by a newer one before they were drawn.
+    scaled_here
+        Frames the paint had to scale itself (nobody had prepared them).
     t_first_paint
         ``time.monotonic()`` when the first frame was drawn, or None.
+    scaler
+        Hand it to the thread that analyses the frames (see :class:`FrameScaler`).
     """
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -78,10 +154,12 @@ class VideoView(QWidget):
         self.placeholder = "No source. Press Ctrl+O to choose a camera, screen, window or file."
         self._result: FrameResult | None = None
         self._unpainted = False
-        self._cache_key: tuple[int, float, int, int] | None = None
+        self._cache_key: ScaledKey | None = None
         self._cache_img: QImage | None = None
+        self.scaler = FrameScaler()
         self.painted = 0
         self.superseded = 0
+        self.scaled_here = 0
         self.t_first_paint: float | None = None
         self.frozen = False  # testing hook: keep showing the current result
         self.painted_callbacks: list[Callable[[FrameResult], None]] = []
@@ -115,12 +193,17 @@ class VideoView(QWidget):
         self._unpainted = False
         self._cache_key = None
         self._cache_img = None
+        self.scaler.clear()
         self.update()
 
     # -- geometry ---------------------------------------------------------------------
 
     def sizeHint(self) -> QSize:
         return QSize(960, 540)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self.scaler.area = (self.width(), self.height(), self.devicePixelRatioF())
 
     def frame_to_view(self) -> FrameToView:
         """Where the current frame is drawn, in widget coordinates."""
@@ -139,21 +222,18 @@ class VideoView(QWidget):
 
     # -- painting ----------------------------------------------------------------------
 
-    def _scaled_image(self, result: FrameResult, target: QRectF) -> QImage:
-        """The frame resized to ``target`` in device pixels, cached per frame and size."""
-        dpr = self.devicePixelRatioF()
-        w = max(1, round(target.width() * dpr))
-        h = max(1, round(target.height() * dpr))
-        key = (result.frame.index, result.frame.t_capture, w, h)
+    def _scaled_image(self, result: FrameResult) -> QImage:
+        """The frame resized to the view in device pixels: prepared, cached, or made here."""
+        frame = result.frame
+        area = (self.width(), self.height(), self.devicePixelRatioF())
+        self.scaler.area = area  # also a change of screen (dpr) without a resize
+        size = scaled_size(frame.width, frame.height, area)
+        key = (frame.index, frame.t_capture, *size)
         if key != self._cache_key or self._cache_img is None:
-            src = result.frame.image
-            if (w, h) != (src.shape[1], src.shape[0]):
-                # INTER_AREA costs ~6x INTER_LINEAR (4 vs 0.7 ms at 720p); it only
-                # matters against aliasing when shrinking by more than half.
-                interp = cv2.INTER_AREA if 2 * w < src.shape[1] else cv2.INTER_LINEAR
-                src = cv2.resize(src, (w, h), interpolation=interp)
-            img = bgr_to_qimage(src)
-            img.setDevicePixelRatio(dpr)
+            img = self.scaler.take(key)
+            if img is None:
+                img = scale_to_qimage(frame.image, size, area[2])
+                self.scaled_here += 1
             self._cache_key, self._cache_img = key, img
         return self._cache_img
 
@@ -171,7 +251,7 @@ class VideoView(QWidget):
                 )
                 return
             target = self.image_rect()
-            painter.drawImage(target.topLeft(), self._scaled_image(result, target))
+            painter.drawImage(target.topLeft(), self._scaled_image(result))
             history = self.history() if self.history is not None else None
             self.overlay.draw(painter, result, self.frame_to_view(), history)
         finally:
