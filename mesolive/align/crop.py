@@ -133,6 +133,17 @@ def authors_crop(
     return out
 
 
+def crops_array(out: np.ndarray | None, n: int, size: int) -> np.ndarray:
+    """``out`` checked to be an (n, size, size, 3) uint8 array, or a new one when None."""
+    if out is None:
+        return np.empty((n, size, size, 3), np.uint8)
+    if out.shape != (n, size, size, 3) or out.dtype != np.uint8:
+        raise ValueError(
+            f"out: expected ({n}, {size}, {size}, 3) uint8, got {out.shape} {out.dtype}"
+        )
+    return out
+
+
 def crop_faces(
     image: np.ndarray,
     kps: np.ndarray,
@@ -147,16 +158,8 @@ def crop_faces(
     ``out`` is where to write them (an (n, size, size, 3) uint8 array), a new
     array when None.
     """
-    n = len(kps)
-    if out is None:
-        crops = np.empty((n, size, size, 3), np.uint8)
-    elif out.shape != (n, size, size, 3) or out.dtype != np.uint8:
-        raise ValueError(
-            f"out: expected ({n}, {size}, {size}, 3) uint8, got {out.shape} {out.dtype}"
-        )
-    else:
-        crops = out
-    for i in range(n):
+    crops = crops_array(out, len(kps), size)
+    for i in range(len(kps)):
         authors_crop(
             image, kps[i], size=size, scale=scale, interpolation=interpolation, out=crops[i]
         )

@@ -200,11 +200,9 @@ class Preprocess:
         """
         if order not in ("rgb", "bgr"):
             raise ValueError(f"order: expected 'rgb' or 'bgr', got {order!r}")
-        n, s = len(crops), self.size
-        if out is None:
-            out = np.empty((n, s, s, 3), np.uint8)
-        elif out.shape != (n, s, s, 3) or out.dtype != np.uint8:
-            raise ValueError(f"out: expected ({n}, {s}, {s}, 3) uint8, got {out.shape} {out.dtype}")
+        from mesolive.align.crop import crops_array
+
+        out = crops_array(out, len(crops), self.size)
         for i, crop in enumerate(crops):
             if crop.ndim != 3 or crop.shape[2] != 3 or crop.dtype != np.uint8:
                 raise ValueError(
