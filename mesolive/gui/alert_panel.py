@@ -20,9 +20,7 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QDoubleSpinBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
-    QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
@@ -30,7 +28,7 @@ from PySide6.QtWidgets import (
 
 from mesolive.gui.alert_history import AlertHistory, AlertRecord
 from mesolive.gui.recorder import CLIP_SECONDS
-from mesolive.gui.timeline import track_colour
+from mesolive.gui.timeline import read_only_table, track_colour
 from mesolive.gui.tracks import TrackStore
 from mesolive.gui.video_view import bgr_to_qimage
 
@@ -68,15 +66,9 @@ class AlertPanel(QWidget):
         self._version = -1
         self._session = 0  # the history's session of the selection
 
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(COLUMNS)
-        self.table.verticalHeader().setVisible(False)
+        self.table = read_only_table(COLUMNS, QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setIconSize(QSize(48, 48))
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.table.horizontalHeader().setStretchLastSection(True)
         self.table.setToolTip("Click an alert to see that face's timeline around it")
         self.table.currentCellChanged.connect(lambda row, *_: self._select_row(row))
 

@@ -73,6 +73,20 @@ def track_colour(track_id: int) -> QColor:
     return QColor(*_TRACK_COLOURS[(track_id - 1) % len(_TRACK_COLOURS)])
 
 
+def read_only_table(
+    columns: list[str], selection: QAbstractItemView.SelectionMode
+) -> QTableWidget:
+    """A table of ``columns`` the user reads but never edits, sized to its contents."""
+    table = QTableWidget(0, len(columns))
+    table.setHorizontalHeaderLabels(columns)
+    table.verticalHeader().setVisible(False)
+    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    table.setSelectionMode(selection)
+    table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    table.horizontalHeader().setStretchLastSection(True)
+    return table
+
+
 class TimelinePanel(QWidget):
     """The running score of the current tracks over the last :attr:`window` seconds.
 
@@ -127,13 +141,7 @@ class TimelinePanel(QWidget):
         )
         self.all_faces.toggled.connect(self._show_again)
 
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(COLUMNS)
-        self.table.verticalHeader().setVisible(False)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table = read_only_table(COLUMNS, QAbstractItemView.SelectionMode.NoSelection)
         self.table.setToolTip(
             "Score: running fake score · Mean: over the recent window · Fake frames: the "
             "paper's video-level rule, share of scored frames above the threshold"
