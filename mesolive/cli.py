@@ -24,8 +24,8 @@ MODEL_NAMES_HINT = (
 )
 
 
-def _seconds(text: str) -> float:
-    """An argparse type: a number of seconds, 0 or more."""
+def _non_negative(text: str) -> float:
+    """An argparse type: a number, 0 or more (seconds, pixels)."""
     try:
         value = float(text)
     except ValueError:
@@ -137,6 +137,17 @@ def _precision_option(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _min_face_span_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--min-face-span",
+        type=_non_negative,
+        default=None,
+        metavar="PX",
+        help="faces smaller than this (eye-to-eye or eyes-to-mouth, in frame pixels) are "
+        "tracked but not judged, shown as 'too small'; 0 judges every face (default: 32)",
+    )
+
+
 def _pipeline_options(p: argparse.ArgumentParser, *, app: bool = False) -> None:
     p.add_argument(
         "--models",
@@ -172,19 +183,20 @@ def _pipeline_options(p: argparse.ArgumentParser, *, app: bool = False) -> None:
     )
     p.add_argument(
         "--alert-seconds",
-        type=_seconds,
+        type=_non_negative,
         default=None,
         metavar="S",
         help="alert when a face stays FAKE this long (default: 3)",
     )
     p.add_argument(
         "--reid-seconds",
-        type=_seconds,
+        type=_non_negative,
         default=None,
         metavar="S",
         help="a face that leaves and returns within S seconds keeps its ID, recognised by its "
         "look; 0: follow faces by position only (default: 10)",
     )
+    _min_face_span_option(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -234,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="videos: detect and classify every N-th frame, track in between (default: 3)",
     )
+    _min_face_span_option(p)
     _precision_option(p)
     _common(p)
 
@@ -353,6 +366,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-split", type=float, default=0.1, help="share of videos held out")
     p.add_argument("--patience", type=int, default=5, help="epochs without a better val AUC")
     p.add_argument(
+        "--val-sizes",
+        type=int,
+        nargs="+",
+        default=[],
+        metavar="PX",
+        help="also validate on the held-out faces as if cut from this many frame pixels "
+        "(e.g. 128 96); the best epoch is the one whose per-source AUC over all sizes "
+        "together is highest, so one threshold serves near and far faces",
+    )
+    p.add_argument(
         "--max-minutes",
         type=float,
         default=None,
@@ -366,10 +389,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--augment",
-        choices=["full", "light", "wide", "call", "flip"],
+        choices=["full", "light", "wide", "call", "sizes", "flip"],
         default="light",
         help="augmentation preset (light: the paper's families, mild; call: light plus "
-        "a call's and an upload's damage, scaling, blur, noise, exposure)",
+        "a call's and an upload's damage, scaling, blur, noise, exposure; sizes: call "
+        "with most faces rescaled, as far faces are cut from few pixels)",
     )
     p.add_argument(
         "--balance",

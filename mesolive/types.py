@@ -183,6 +183,11 @@ class FaceResult:
         Alerts raised for this track so far: one each time ``fake_for``
         reached the rule's ``alert_seconds``; the verdict must leave FAKE to
         re-arm it.
+    too_small
+        The face was too small to judge at the track's last analysed frame
+        (its span below the pipeline's ``min_face_span``): tracked, not
+        classified, so ``verdict`` and the scores are older than that frame.
+        Frames between analysed ones keep the track's last value.
     """
 
     track_id: int
@@ -198,6 +203,7 @@ class FaceResult:
     track_verdict: Verdict = Verdict.UNKNOWN
     fake_for: float = 0.0
     alerts: int = 0
+    too_small: bool = False
 
 
 @dataclass(frozen=True)
@@ -264,7 +270,7 @@ class TrackSummary:
     track_id
         The face's stable ID.
     first_frame, last_frame
-        Frame indices of its first and last detection.
+        Frame indices of its first and last detection (scored or too small).
     frames_seen
         Frames in which it was shown (detected, or carried between analysed
         frames with ``--every``).
@@ -295,6 +301,9 @@ class TrackSummary:
         ``(frame_index, pts)`` of each alert raised for the track (its live
         verdict FAKE for the rule's ``alert_seconds``); ``pts`` None where the
         source has none.
+    too_small_frames
+        Analysed frames in which it was detected but too small to judge (its
+        span below the pipeline's ``min_face_span``), so not scored.
     """
 
     track_id: int
@@ -310,3 +319,4 @@ class TrackSummary:
     running_score: float = 0.0
     last_verdict: Verdict = Verdict.UNKNOWN
     alerts: tuple[tuple[int, float | None], ...] = ()
+    too_small_frames: int = 0

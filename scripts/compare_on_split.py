@@ -12,6 +12,13 @@ labels CSV, so ``mesolive evaluate`` can judge them whole through the
 pipeline. Prints, per model, the selection AUC (mean of the per-source
 AUCs), then per source AUC / reals kept / fakes caught, and per held-out
 video its mean score; ``--json FILE`` writes it all.
+
+``--sizes 128 96`` also scores every face as if the pipeline had cut it from
+that many frame pixels (:func:`mesolive.train.validation.as_if_cut_from`) and
+prints per size and source the AUC, reals kept and fakes caught, then the mean
+balanced accuracy (reals kept + fakes caught, halved) over the sources and
+sizes, the faces' own included: how well a model keeps its one threshold on
+faces far from the camera.
 """
 
 from __future__ import annotations
@@ -27,13 +34,18 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _fake_scores(clf, images: np.ndarray) -> np.ndarray:
+    """Fake scores of (n, S, S, 3) uint8 BGR crops, 256 at a time."""
+    return np.concatenate([clf.score(images[i : i + 256]).fake for i in range(0, len(images), 256)])
+
+
 def main() -> int:
     sys.path.insert(0, str(ROOT))
     from mesolive.classify.mesonet import load_classifier
     from mesolive.datasets import collect
     from mesolive.models.registry import get_spec
     from mesolive.train.data import load_faces, split_by_group
-    from mesolive.train.validation import breakdown, selection_auc
+    from mesolive.train.validation import as_if_cut_from, breakdown, selection_auc
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", nargs="+", required=True)
@@ -41,6 +53,14 @@ def main() -> int:
     ap.add_argument("--val-split", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", metavar="FILE")
+    ap.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[],
+        metavar="PX",
+        help="also score the faces as if cut from this many frame pixels",
+    )
     ap.add_argument(
         "--held-videos",
         metavar="FILE.csv",
@@ -70,17 +90,34 @@ def main() -> int:
             cut[contract] = load_faces(held, contract)[0]
         faces = cut[contract]
         with load_classifier(name, progress=False) as clf:
-            scores = np.concatenate(
-                [clf.score(faces.images[i : i + 256]).fake for i in range(0, len(faces), 256)]
-            )
+            scores = _fake_scores(clf, faces.images)
+            by_size = {
+                side: breakdown(faces, _fake_scores(clf, as_if_cut_from(faces.images, side)))[
+                    "per_source"
+                ]
+                for side in args.sizes
+            }
         res = {"selection_auc": selection_auc(faces, scores), **breakdown(faces, scores)}
         out[name] = res
         print(f"{name}: selection AUC {res['selection_auc']:.3f} on {len(faces)} faces")
-        for src, m in res["per_source"].items():
-            print(
-                f"  {src:<8} {m['faces']:>5} faces  AUC {m['auc']:.3f}  reals kept "
-                f"{m['real_accuracy']:.3f}  fakes caught {m['fake_accuracy']:.3f}"
+        for size, per_source in {"own": res["per_source"], **by_size}.items():
+            for src, m in per_source.items():
+                print(
+                    f"  {size:>4} px {src:<8} {m['faces']:>5} faces  AUC {m['auc']:.3f}  reals "
+                    f"kept {m['real_accuracy']:.3f}  fakes caught {m['fake_accuracy']:.3f}"
+                )
+        if by_size:
+            res["sizes"] = by_size
+            res["balanced_accuracy_over_sizes"] = float(
+                np.mean(
+                    [
+                        (m["real_accuracy"] + m["fake_accuracy"]) / 2
+                        for per_source in (res["per_source"], *by_size.values())
+                        for m in per_source.values()
+                    ]
+                )
             )
+            print(f"  balanced accuracy over sizes {res['balanced_accuracy_over_sizes']:.3f}")
         for kind, m in res["per_kind"].items():
             print(f"    {kind:<48} {m['faces']:>5}  right {m['share_right']:.3f}")
         for video, v in res["videos"].items():

@@ -9,7 +9,14 @@ import cv2
 import numpy as np
 import pytest
 
-from mesolive.align.crop import K_AUTHORS, L_FACTOR, authors_crop, crop_faces, crop_transform
+from mesolive.align.crop import (
+    K_AUTHORS,
+    L_FACTOR,
+    authors_crop,
+    crop_faces,
+    crop_transform,
+    face_spans,
+)
 from mesolive.detect.scrfd import ScrfdDetector
 
 from .conftest import MODELS
@@ -65,6 +72,21 @@ def test_transform_puts_the_keypoints_where_the_authors_did() -> None:
     o_eyes, o_mouth = (out[0] + out[1]) / 2, (out[3] + out[4]) / 2
     got = max(np.hypot(*(out[1] - out[0])), np.hypot(*(o_mouth - o_eyes)))
     assert got == pytest.approx(SPAN, rel=1e-6)
+
+
+def test_face_spans_are_the_crops_spans(shared: Path, detector: ScrfdDetector) -> None:
+    """One span per face, the larger distance, the very one each crop's side is made of."""
+    eyes_wide = [[0, 0], [40, 0], [20, 10], [15, 20], [25, 20]]  # eye to eye 40, to mouth 20
+    long_face = [[0, 0], [10, 0], [5, 20], [0, 60], [10, 60]]  # eye to eye 10, to mouth 60
+    np.testing.assert_allclose(face_spans(np.array([eyes_wide, long_face], float)), [40, 60])
+    assert face_spans(np.zeros((0, 5, 2), np.float32)).shape == (0,)
+    img = cv2.imread(str(shared / "facebox" / "2008_001009.jpg"))
+    kps = detector.detect(img).kps
+    spans = face_spans(kps)
+    assert spans.dtype == np.float64 and spans.shape == (len(kps),) and len(kps) >= 2
+    for k, span in zip(kps, spans, strict=True):
+        _m, side, _a = crop_transform(k, scale=0.75)
+        assert side == pytest.approx(0.75 * L_FACTOR * K_AUTHORS * span, rel=1e-12)
 
 
 @pytest.mark.parametrize("photo", PHOTOS)

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
-from mesolive.align.crop import crop_faces
+from mesolive.align.crop import MIN_FACE_SPAN_PX, crop_faces, face_spans
 from mesolive.errors import InputError, ModelError
 from mesolive.pipeline.pipeline import FramePipeline, PipelineConfig
 from mesolive.sources.registry import make_source
 from mesolive.types import Frame, FrameResult, ReadStatus, TrackSummary, Verdict
 
 GROUP = Path("videos") / "synthetic" / "group_pan_720p30.mp4"
+OBAMA = Path("videos") / "real" / "inthewild_obama.mp4"  # one face, span ~80 px
 N = 45
+FAR = 0.25  # OBAMA shrunk by this: span ~21 px, as if filmed four times farther
 
 
 def frames(path: Path, n: int) -> list[Frame]:
@@ -37,6 +41,21 @@ def frames(path: Path, n: int) -> list[Frame]:
 @pytest.fixture(scope="module")
 def group(shared: Path) -> list[Frame]:
     return frames(shared / GROUP, N)
+
+
+def shrunk(fs: list[Frame], factor: float) -> list[Frame]:
+    """The frames with their images shrunk by area averaging (a camera farther away)."""
+    return [
+        replace(
+            f, image=cv2.resize(f.image, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+        )
+        for f in fs
+    ]
+
+
+@pytest.fixture(scope="module")
+def near(shared: Path) -> list[Frame]:
+    return frames(shared / OBAMA, 10)
 
 
 @pytest.fixture(scope="module")
@@ -60,11 +79,14 @@ def run(p: FramePipeline, fs: list[Frame]) -> list[FrameResult]:
         ({"det_size": 8}, "--det-size"),
         ({"det_threshold": 0.0}, "detector threshold"),
         ({"threads": 0}, "--threads"),
+        ({"min_face_span": -1.0}, "minimum face span -1.0: expected pixels ≥ 0"),
+        ({"min_face_span": float("nan")}, "minimum face span nan"),
     ],
 )
 def test_bad_config_is_an_input_error(kwargs: dict, message: str) -> None:
-    with pytest.raises(InputError, match=message):
+    with pytest.raises(InputError, match=message) as e:
         PipelineConfig(**kwargs)
+    assert "\n" not in str(e.value)
 
 
 def test_unknown_model_or_detector_fails_at_build() -> None:
@@ -184,10 +206,68 @@ def test_a_bad_frame_is_a_value_error(two_models: FramePipeline) -> None:
 def test_a_photo_gets_a_verdict_from_its_one_frame(shared: Path) -> None:
     (frame,) = frames(shared / "facebox" / "2008_001009.jpg", 1)
     with FramePipeline(PipelineConfig()) as p:
-        p.process(frame)
+        faces = p.process(frame).faces
         sums = p.summaries()
     assert len(sums) == 2
-    assert all(s.n_scored == 1 and s.verdict is not Verdict.UNKNOWN for s in sums)
+    # the nearer face (span 37 px) is judged; the one behind it (31 px) is too small
+    by_id = {s.track_id: s for s in sums}
+    spans = face_spans(np.stack([f.kps for f in faces]))
+    assert sorted(spans < MIN_FACE_SPAN_PX) == [False, True]
+    judged = [by_id[f.track_id] for f, x in zip(faces, spans, strict=True) if x >= MIN_FACE_SPAN_PX]
+    small = [by_id[f.track_id] for f in faces if f.too_small]
+    assert len(judged) == len(small) == 1
+    assert all(s.n_scored == 1 and s.verdict is not Verdict.UNKNOWN for s in judged)
+    assert all(s.n_scored == 0 and s.too_small_frames == 1 for s in small)
+    assert all(s.verdict is Verdict.UNKNOWN for s in small)
+
+
+def test_a_face_too_small_is_tracked_not_judged(near: list[Frame]) -> None:
+    far = shrunk(near, FAR)
+    with FramePipeline(PipelineConfig(models=("meso4-df",), every=2)) as p:
+        results = run(p, far)
+        (s,) = p.summaries()
+    assert [len(r.faces) for r in results] == [1] * len(far)  # found and followed
+    faces = [r.faces[0] for r in results]
+    analysed = [r.faces[0] for r in results if r.analysed]
+    spans = face_spans(np.stack([f.kps for f in analysed]))
+    assert len(analysed) == 5 and max(spans) < 0.8 * MIN_FACE_SPAN_PX  # well below
+    for f in faces:  # analysed frames and the ones carried between them alike
+        assert f.track_id == 1 and f.too_small and f.fake_score is None and f.model_scores == {}
+        assert f.n_scored == 0 and f.verdict is Verdict.UNKNOWN
+    assert all(r.timings.classify == 0 and r.timings.crop == 0 for r in results)
+    assert s.too_small_frames == 5 and s.n_scored == 0 and s.timeline == ()
+    assert s.verdict is Verdict.UNKNOWN and s.frames_seen == len(far)
+    assert (s.first_frame, s.last_frame) == (far[0].index, far[-2].index)  # last detection
+
+    with FramePipeline(PipelineConfig(models=("meso4-df",), min_face_span=0)) as p:
+        judged = [f for r in run(p, far) for f in r.faces]
+        (s,) = p.summaries()
+    assert len(judged) == len(far)
+    assert all(not f.too_small and f.fake_score is not None for f in judged)
+    assert s.n_scored == len(far) and s.too_small_frames == 0
+
+
+def test_a_face_near_enough_is_judged_as_before(
+    two_models: FramePipeline, near: list[Frame], group: list[Frame]
+) -> None:
+    results = run(two_models, near)
+    assert all(len(r.faces) == 1 and not r.faces[0].too_small for r in results)
+    assert all(r.faces[0].fake_score is not None for r in results)
+    assert two_models.summaries()[0].too_small_frames == 0
+    # a frame with faces of both kinds: the others are scored exactly as on their own
+    every = run(two_models, group[:1])[0].faces
+    spans = face_spans(np.stack([f.kps for f in every]))
+    bar = float(np.median(spans))
+    with FramePipeline(PipelineConfig(models=("meso4-df", "meso4-f2f"), min_face_span=bar)) as p:
+        some = p.process(group[0]).faces
+    assert [f.track_id for f in some] == [f.track_id for f in every]
+    assert [f.too_small for f in some] == list(spans < bar)
+    assert 0 < sum(f.too_small for f in some) < len(some)
+    for f, g in zip(some, every, strict=True):
+        if f.too_small:
+            assert f.fake_score is None and f.model_scores == {} and f.n_scored == 0
+        else:
+            assert f.model_scores == pytest.approx(g.model_scores, abs=1e-6)
 
 
 def test_fixed_detector_file_is_accepted(shared: Path, group: list[Frame]) -> None:

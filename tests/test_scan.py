@@ -10,6 +10,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+import cv2
 import pytest
 
 from mesolive.commands.scan import sparkline
@@ -122,6 +123,57 @@ def test_bad_inputs_are_reported_and_the_scan_carries_on(shared: Path, tmp_path:
     assert entries["dogs.jpg"]["verdict"] == "no face" and entries["dogs.jpg"]["error"] is None
     part = entries["cut.mp4"]
     assert part["error"] and 0 < part["frames"] < 49 and part["tracks"]  # what it had, kept
+
+
+def shrunk_clip(src: Path, dst: Path, factor: float) -> int:
+    """``src`` written to ``dst`` (MJPG) with every frame shrunk by ``factor``; its frame count."""
+    cap = cv2.VideoCapture(str(src))
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    out = None
+    n = 0
+    try:
+        while (got := cap.read())[0]:
+            small = cv2.resize(got[1], None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+            if out is None:
+                size = (small.shape[1], small.shape[0])
+                out = cv2.VideoWriter(str(dst), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+            out.write(small)
+            n += 1
+    finally:
+        cap.release()
+        if out is not None:
+            out.release()
+    return n
+
+
+def test_a_face_too_small_to_judge_is_reported_as_such(shared: Path, tmp_path: Path) -> None:
+    """A face of ~21 px span (OBAMA at a quarter size) is tracked, never called real."""
+    clip, js, cs = tmp_path / "far.avi", tmp_path / "scan.json", tmp_path / "scan.csv"
+    n = shrunk_clip(shared / OBAMA, clip, 0.25)
+    proc = mesolive(str(clip), "--models", "meso4-df", "--json", str(js), "--csv", str(cs))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    head, _columns, line = proc.stdout.splitlines()
+    assert head == f"{clip}: UNKNOWN · 1 face track(s) in {n} frames ({n} analysed)"
+    assert line.split()[:4] == ["#1", f"0-{n - 1}", str(n), "0"]
+    assert line.endswith(f"unknown (face too small to judge in {n} frames)"), line
+    (entry,) = json.loads(js.read_text())["inputs"]
+    (track,) = entry["tracks"]
+    assert entry["verdict"] == "unknown" and track["too_small_frames"] == n
+    assert track["n_scored"] == 0 and track["timeline"] == []
+    with open(cs, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == n and all(r["too_small"] == "1" and r["fake_score"] == "" for r in rows)
+    # asked to judge faces of any size, it does
+    every = tmp_path / "every.json"
+    proc = mesolive(str(clip), "--models", "meso4-df", "--min-face-span", "0", "--json", str(every))
+    assert proc.returncode in (0, 1), proc.stdout + proc.stderr
+    (track,) = json.loads(every.read_text())["inputs"][0]["tracks"]
+    assert track["too_small_frames"] == 0 and track["n_scored"] == n
+    proc = mesolive(str(clip), "--min-face-span", "-3")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "mesolive scan: error: argument --min-face-span: -3 is below 0"
+    )
 
 
 def test_an_image_with_no_face_is_not_an_error(shared: Path) -> None:

@@ -297,6 +297,32 @@ def test_a_new_rule_re_bands_live_tracks_and_keeps_their_history() -> None:
         VerdictRule(alert_seconds=-1.0)
 
 
+def test_a_face_too_small_to_judge_keeps_its_history_and_says_so() -> None:
+    judge = TrackJudge(VerdictRule())
+    box, kps = np.zeros(4, np.float32), np.zeros((5, 2), np.float32)
+    faces = _judge_run(judge, [0.9] * 8)
+    faces += [
+        judge.face(1, _frame(8, 0.8), box, kps, analysed=9, too_small=True),
+        judge.face(1, _frame(9, 0.9), box, kps, analysed=9),  # carried: the last value stays
+        judge.face(1, _frame(10, 1.0), box, kps, analysed=10, too_small=True),
+        judge.face(1, _frame(11, 1.1), box, kps, 0.9, analysed=11, too_small=False),
+    ]
+    assert [f.too_small for f in faces] == [False] * 8 + [True] * 3 + [False]
+    assert [f.n_scored for f in faces[7:]] == [8, 8, 8, 8, 9]  # no score while too small
+    assert all(f.fake_score is None for f in faces[8:11])
+    (summary,) = judge.summaries(analysed=11)
+    assert summary.too_small_frames == 2 and summary.n_scored == 9
+    assert summary.frames_seen == 12 and summary.last_frame == 11
+    # a face first seen too small, then proved to be track 1 returning: its frames count there
+    for i in range(12, 15):
+        young = judge.face(2, _frame(i, i / 10), box, kps, analysed=i, too_small=True)
+    assert young.too_small and young.n_scored == 0 and young.verdict is Verdict.UNKNOWN
+    judge.fold(2, 1)
+    (summary,) = judge.summaries(analysed=15)
+    assert summary.too_small_frames == 5 and summary.last_frame == 14
+    assert judge.face(1, _frame(15, 1.5), box, kps, analysed=15).too_small
+
+
 def test_a_frame_result_says_which_threshold_judged_it() -> None:
     frame = _frame(0, 0.0)
     r = FrameResult(frame, (), StageTimings(), 0.0, True, threshold=0.3)

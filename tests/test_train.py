@@ -122,6 +122,8 @@ def test_train_register_and_use(small_data: Path, shared: Path, tmp_path: Path) 
         "0.5",
         "--ema",
         "0.95",
+        "--val-sizes",
+        "96",
         *TRAIN,
         env=env,
     )
@@ -131,6 +133,9 @@ def test_train_register_and_use(small_data: Path, shared: Path, tmp_path: Path) 
     assert card["commands"] == ["mesolive " + " ".join(out.args[3:])]  # how to redo it
     assert card["recipe"]["self_blend"] == 0.5
     assert card["recipe"]["ema"] == 0.95
+    assert card["recipe"]["val_sizes"] == [96]
+    epoch = card["history"][-1]  # chosen on near and far faces; the own size kept beside
+    assert 0 <= epoch["val_auc"] <= 1 and 0 <= epoch["val_auc_own_size"] <= 1
     assert card["arch"] == "meso4"
     assert card["seed"] == 0
     assert card["data"]["validation_faces"] > 0
@@ -551,3 +556,62 @@ def test_validation_weighs_each_source_once_and_judges_whole_videos() -> None:
     assert set(card["videos"]) == {"a.mp4", "b.mp4"}  # files with several faces only
     a = card["videos"]["a.mp4"]
     assert a == {"label": "real", "score": pytest.approx(0.85), "right": False}
+
+
+def test_one_threshold_must_serve_faces_of_every_size() -> None:
+    """A network that ranks each size perfectly but scores far faces higher loses."""
+    from mesolive.train.data import FaceSet
+    from mesolive.train.validation import selection_auc
+
+    labels = np.array([0, 0, 1, 1])
+    near = np.array([0.1, 0.2, 0.8, 0.9])
+    far = np.array([0.85, 0.9, 0.95, 0.99])  # drifted towards fake, still in order
+    names = np.array(["a", "b", "c", "d"])
+    faces = FaceSet(
+        np.zeros((4, 1, 1, 3), np.uint8), labels, names, np.array(["s"] * 4), names, names
+    )
+    assert selection_auc(faces, near) == 1.0 and selection_auc(faces, far) == 1.0
+    assert selection_auc(faces, near, far) == pytest.approx(13.5 / 16)  # far reals pass near fakes
+    assert selection_auc(faces, near, near) == 1.0
+
+
+def test_every_augmentation_preset_is_offered_and_sizes_resamples_most_faces(
+    golden: dict[str, np.ndarray],
+) -> None:
+    """The CLI offers exactly the presets; ``sizes`` rescales far more faces than ``call``."""
+    import argparse
+
+    from mesolive.cli import build_parser
+    from mesolive.train.augment import PRESETS, augment
+
+    parser = build_parser()
+    verbs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    offered = next(a for a in verbs.choices["train"]._actions if a.dest == "augment").choices
+    assert set(offered) == set(PRESETS)
+
+    # i.i.d. pixel noise: any down- and up-scaling averages it away
+    face = np.random.default_rng(1).normal(128, 40, golden["images_u8"][0].shape)
+    face = np.clip(face, 0, 255).astype(np.uint8)
+    rng = np.random.default_rng(0)
+    softened = {}
+    for name in ("call", "sizes"):
+        outs = [augment(face, rng, PRESETS[name]) for _ in range(100)]
+        assert all(o.shape == face.shape and o.dtype == np.uint8 for o in outs)
+        softened[name] = np.mean([o.std() < 0.5 * face.std() for o in outs])
+    assert softened["sizes"] > softened["call"] + 0.15
+
+
+def test_a_face_as_if_cut_from_fewer_pixels_is_blown_up_in_blocks(
+    golden: dict[str, np.ndarray],
+) -> None:
+    from mesolive.train.validation import as_if_cut_from
+
+    faces = golden["images_u8"][:2]
+    assert as_if_cut_from(faces, 256) is faces
+    far = as_if_cut_from(faces, 64)
+    assert far.shape == faces.shape and far.dtype == np.uint8
+    blocks = far.reshape(2, 64, 4, 64, 4, 3)
+    assert (blocks == blocks[:, :, :1, :, :1]).all()  # 4×4 blocks of one pixel each
+    # each block holds its 4×4 area's mean (to rounding), not one sampled pixel
+    means = faces.reshape(2, 64, 4, 64, 4, 3).mean(axis=(2, 4))
+    assert np.abs(blocks[:, :, 0, :, 0].astype(float) - means).max() <= 0.5 + 1e-9

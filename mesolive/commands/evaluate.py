@@ -308,6 +308,7 @@ def _track_dict(t: TrackSummary) -> dict[str, Any]:
         "track_id": t.track_id,
         "verdict": t.verdict.value,
         "n_scored": t.n_scored,
+        "too_small_frames": t.too_small_frames,
         "mean_score": round(t.mean_score, 6),
         "fake_share": round(t.fake_share, 6),
         "first_frame": t.first_frame,
@@ -354,6 +355,7 @@ def pipeline_config(args: argparse.Namespace) -> PipelineConfig:
         model_dir=args.model_dir,
         threads=args.threads,
         precision=args.precision,
+        **({"min_face_span": m} if (m := args.min_face_span) is not None else {}),
     )
 
 

@@ -110,6 +110,8 @@ def expand_inputs(inputs: list[str]) -> list[str]:
 class _Sink:
     """Writes one CSV row per face per analysed frame, as frames come.
 
+    A face too small to judge has an empty ``fake_score`` and ``too_small`` 1.
+
     Rows go to a temporary file that :meth:`commit` renames onto the CSV's
     path; closing without a commit leaves any older file there untouched.
     """
@@ -138,6 +140,7 @@ class _Sink:
                     "fake_share",
                     "n_scored",
                     "verdict",
+                    "too_small",
                 ]
             )
 
@@ -176,6 +179,7 @@ class _Sink:
                 f"{f.fake_share:.4f}",
                 f.n_scored,
                 f.verdict.value,
+                int(f.too_small),
             ]
             for f in result.faces
         ]
@@ -408,12 +412,7 @@ def print_report(report: InputReport, out: TextIO) -> None:
             file=out,
         )
         for t in report.tracks:
-            print(
-                f"  {'#' + str(t.track_id):>5}  {f'{t.first_frame}-{t.last_frame}':>13}  "
-                f"{t.frames_seen:5d}  {t.n_scored:6d}  {t.mean_score:5.2f}  "
-                f"{100 * t.fake_share:4.0f}%  {t.verdict.value:<9}  {sparkline(t.timeline)}",
-                file=out,
-            )
+            print(_track_line(t), file=out)
     for o in report.outages:
         lost = "" if o.frames_lost is None else f", ~{o.frames_lost} frames lost"
         came = "" if o.recovered else ", never came back"
@@ -427,6 +426,27 @@ def print_report(report: InputReport, out: TextIO) -> None:
         print("  (interrupted)", file=out)
 
 
+def _track_line(t: TrackSummary) -> str:
+    """A track's row under :func:`print_report`'s header.
+
+    A track never scored because its face was too small to judge says so in
+    place of its scores; one too small only at times gets a note after them.
+    """
+    head = (
+        f"  {'#' + str(t.track_id):>5}  {f'{t.first_frame}-{t.last_frame}':>13}  "
+        f"{t.frames_seen:5d}  {t.n_scored:6d}  "
+    )
+    n = t.too_small_frames
+    small = f"{n} frame{'s' if n != 1 else ''}"
+    if n and not t.n_scored:
+        return head + f"{'–':>5}  {'–':>5}  {t.verdict.value} (face too small to judge in {small})"
+    line = (
+        head + f"{t.mean_score:5.2f}  {100 * t.fake_share:4.0f}%  {t.verdict.value:<9}  "
+        f"{sparkline(t.timeline)}"
+    )
+    return line + f"  (too small to judge in {small})" if n else line
+
+
 def _summary_dict(t: TrackSummary) -> dict[str, Any]:
     return {
         "track_id": t.track_id,
@@ -435,6 +455,7 @@ def _summary_dict(t: TrackSummary) -> dict[str, Any]:
         "last_frame": t.last_frame,
         "frames_seen": t.frames_seen,
         "n_scored": t.n_scored,
+        "too_small_frames": t.too_small_frames,
         "mean_score": round(t.mean_score, 6),
         "fake_share": round(t.fake_share, 6),
         "running_score": round(t.running_score, 6),
@@ -508,7 +529,7 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
         precision=args.precision,
         **{
             k: v
-            for k in ("every", "threshold", "alert_seconds", "reid_seconds")
+            for k in ("every", "threshold", "alert_seconds", "reid_seconds", "min_face_span")
             if (v := getattr(args, k)) is not None
         },
     )

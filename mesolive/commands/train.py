@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
         loss=args.loss,
         val_fraction=args.val_split,
         patience=args.patience,
+        val_sizes=tuple(args.val_sizes),
         seed=args.seed,
         device=args.device,
         amp=args.amp,

@@ -55,7 +55,7 @@ from PySide6.QtWidgets import QApplication
 
 from mesolive.env import env_flag, env_float, env_int, env_path
 from mesolive.gui.exporter import ExportOutcome
-from mesolive.gui.overlay import BANDS, label_text
+from mesolive.gui.overlay import face_band, label_text
 from mesolive.gui.stalls import StallSampler
 from mesolive.types import FrameResult
 
@@ -388,7 +388,7 @@ class TestingHooks(QObject):
                         "n_scored": int(f.n_scored),
                         "verdict": f.verdict.value,
                         "label": label_text(f),
-                        "band": BANDS[f.verdict],
+                        "band": face_band(f),
                     }
                 )
         side = {

@@ -4,6 +4,9 @@ Nothing here judges a face. The colour of a box is its live verdict, as the
 pipeline decided it (:attr:`FaceResult.verdict`: green real, amber
 uncertain, red FAKE, grey not called yet), and the label spells the same
 verdict in words (:attr:`Verdict.word`), so box and label cannot disagree.
+A face the pipeline found too small to judge (:attr:`FaceResult.too_small`)
+is grey and labelled "too small" whatever its verdict: that verdict is older
+than the frame.
 Colour is never the only cue: the label also gives the running score and a
 small bar chart of the recent frame scores (red above the threshold the
 result was judged with, green below), so the overlay reads the same in
@@ -47,9 +50,19 @@ def verdict_colour(verdict: Verdict) -> QColor:
     return QColor(_BAND_COLOURS[BANDS[verdict]])
 
 
+def _shown(face: FaceResult) -> Verdict:
+    """The verdict a face's colour shows: its live one, none when it is too small to judge."""
+    return Verdict.UNKNOWN if face.too_small else face.verdict
+
+
+def face_band(face: FaceResult) -> str:
+    """The colour band of a face's box, by name (the screenshot hook writes it)."""
+    return BANDS[_shown(face)]
+
+
 def face_colour(face: FaceResult) -> QColor:
-    """Colour of a face's box: its live verdict's."""
-    return verdict_colour(face.verdict)
+    """Colour of a face's box: its live verdict's, grey when it is too small to judge."""
+    return verdict_colour(_shown(face))
 
 
 def frame_score_colour(score: float, threshold: float) -> QColor:
@@ -57,8 +70,18 @@ def frame_score_colour(score: float, threshold: float) -> QColor:
     return QColor(RED if score > threshold else GREEN)
 
 
+def verdict_word(face: FaceResult) -> str:
+    """The live verdict in words, or "too small" for a face too small to judge."""
+    return "too small" if face.too_small else face.verdict.word
+
+
 def label_text(face: FaceResult) -> str:
-    """``"#3 FAKE 72%"``: track ID, the live verdict's word and the running fake %."""
+    """``"#3 FAKE 72%"``: track ID, the live verdict's word and the running fake %.
+
+    ``"#3 too small"`` for a face too small to judge, ``"#3 …"`` before its first score.
+    """
+    if face.too_small:
+        return f"#{face.track_id} {verdict_word(face)}"
     if face.n_scored <= 0:
         return f"#{face.track_id} …"
     return f"#{face.track_id} {face.verdict.word} {round(100 * face.running_score):d}%"

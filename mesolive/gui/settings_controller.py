@@ -80,7 +80,11 @@ class SettingsController(QObject):
             every=s.every or 1,  # 0 = auto: start at every frame
             threshold=s.threshold,
             alert_seconds=s.alert_seconds,
-            **({"reid_seconds": r} if (r := getattr(a, "reid_seconds", None)) is not None else {}),
+            **{
+                k: v
+                for k in ("reid_seconds", "min_face_span")
+                if (v := getattr(a, k, None)) is not None
+            },
             backend=getattr(a, "backend", "auto") or "auto",
             model_dir=self.model_dir(),
             threads=getattr(a, "threads", None),

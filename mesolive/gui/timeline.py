@@ -40,7 +40,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from mesolive.gui.overlay import face_colour
+from mesolive.gui.overlay import face_colour, verdict_word
 from mesolive.gui.report_plot import envelope
 from mesolive.gui.tracks import TrackRecord, TrackStore
 
@@ -73,9 +73,7 @@ def track_colour(track_id: int) -> QColor:
     return QColor(*_TRACK_COLOURS[(track_id - 1) % len(_TRACK_COLOURS)])
 
 
-def read_only_table(
-    columns: list[str], selection: QAbstractItemView.SelectionMode
-) -> QTableWidget:
+def read_only_table(columns: list[str], selection: QAbstractItemView.SelectionMode) -> QTableWidget:
     """A table of ``columns`` the user reads but never edits, sized to its contents."""
     table = QTableWidget(0, len(columns))
     table.setHorizontalHeaderLabels(columns)
@@ -293,7 +291,7 @@ class TimelinePanel(QWidget):
                 f"{100 * face.window_score:.0f}%" if scored else "–",
                 f"{100 * face.fake_share:.0f}%" if scored else "–",
                 str(face.n_scored),
-                face.verdict.word,
+                verdict_word(face),
             ]
             fg = QBrush(QColor(140, 140, 140) if gone else QColor(0, 0, 0))
             for col, text in enumerate(cells):

@@ -4,17 +4,19 @@ For each frame :meth:`FramePipeline.process` runs, on every ``every``-th
 frame (an *analysed* frame):
 
 1. **detect**: SCRFD finds faces and five keypoints (:mod:`mesolive.detect.scrfd`);
-2. **crop**: every face cut by each model's preprocessing contract (the
-   authors' crop at the model's scale, one ``warpAffine`` each) into one
-   (n, 256, 256, 3) uint8 array per contract, the classifier runner's own
-   input buffer (:mod:`mesolive.classify.preprocess`); the graphs scale and
-   reorder the colours themselves;
+2. **crop**: every face large enough to judge (its span at least
+   ``min_face_span``, :data:`~mesolive.align.crop.MIN_FACE_SPAN_PX`) cut by
+   each model's preprocessing contract (the authors' crop at the model's
+   scale, one ``warpAffine`` each) into one (n, 256, 256, 3) uint8 array per
+   contract, the classifier runner's own input buffer
+   (:mod:`mesolive.classify.preprocess`); the graphs scale and reorder the
+   colours themselves;
 3. **classify**: the whole batch through each model in one runner call; a
    face's fake score is the mean over the models;
-4. **track**: detections join tracks by IoU; each track's running scores,
-   verdict and alert state are updated by one judge under one rule
-   (:mod:`mesolive.track.judge`), and every ``FrameResult`` carries the
-   threshold it was judged with.
+4. **track**: detections join tracks by IoU, smaller faces too; each track's
+   running scores, verdict and alert state are updated by one judge under one
+   rule (:mod:`mesolive.track.judge`), a face too small to judge with no
+   score, and every ``FrameResult`` carries the threshold it was judged with.
 
 On the frames in between only the tracks' boxes move (constant velocity);
 nothing runs on the networks. No Qt here: the GUI's worker thread and
@@ -58,6 +60,12 @@ def _default_model() -> str:
     return default_model()
 
 
+def _min_face_span() -> float:
+    from mesolive.align.crop import MIN_FACE_SPAN_PX  # OpenCV with it: imported on first use
+
+    return MIN_FACE_SPAN_PX
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
     """What the pipeline runs; immutable, so it can cross threads.
@@ -84,6 +92,11 @@ class PipelineConfig:
         How long a face that left keeps its ID for when it returns, by its
         look (:mod:`mesolive.track.appearance`); 0: faces are followed by
         position and size alone.
+    min_face_span
+        Faces whose span (:func:`~mesolive.align.crop.face_spans`, frame
+        pixels) is below this are tracked but not classified: they are
+        ``too_small`` (:data:`~mesolive.align.crop.MIN_FACE_SPAN_PX` says
+        why); 0 judges every face.
     backend, model_dir, threads, precision
         As the CLI options of the same names.
     """
@@ -96,6 +109,7 @@ class PipelineConfig:
     threshold: float = 0.5
     alert_seconds: float = 3.0
     reid_seconds: float = 10.0
+    min_face_span: float = field(default_factory=_min_face_span)
     backend: str = "auto"
     model_dir: str | None = None
     threads: int | None = None
@@ -118,6 +132,8 @@ class PipelineConfig:
             raise InputError(f"alert time {self.alert_seconds}: expected seconds ≥ 0")
         if not self.reid_seconds >= 0:
             raise InputError(f"--reid-seconds {self.reid_seconds}: expected seconds ≥ 0")
+        if not self.min_face_span >= 0:
+            raise InputError(f"minimum face span {self.min_face_span}: expected pixels ≥ 0")
         if not 0.0 < self.det_threshold < 1.0:
             raise InputError(f"detector threshold {self.det_threshold}: expected a value in (0, 1)")
         if self.det_size is not None and not 32 <= self.det_size <= 2048:
@@ -388,16 +404,17 @@ class FramePipeline:
         self, frame: Frame, dets: FaceDetections, t_detect: float
     ) -> tuple[list[FaceResult], StageTimings]:
         t1 = time.perf_counter()
-        n = len(dets)
+        judged = self._judged(dets)
         scores: list[np.ndarray] = []
-        if n:
+        if len(judged):
+            kps = dets.kps if len(judged) == len(dets) else dets.kps[judged]
             # one cut per contract, straight into the first such classifier's input
             # buffer: models that see faces alike share it
             batches = {}
             for clf in self.classifiers:
                 key = (clf.preprocess, clf.reads_pixels)
                 if key not in batches:
-                    batches[key] = clf.cut(frame.image, dets.kps)
+                    batches[key] = clf.cut(frame.image, kps)
             t2 = time.perf_counter()
             scores = [
                 clf.run_batch(batches[clf.preprocess, clf.reads_pixels]).fake
@@ -409,27 +426,41 @@ class FramePipeline:
         pairs = self.tracker.update(dets, frame.index, image=frame.image, now=source_time(frame))
         for young, earlier in self.tracker.merged.items():
             self.judge.fold(young, earlier)
-        mean = np.mean(np.stack(scores), axis=0) if n else np.zeros(0, np.float32)
+        mean = np.mean(np.stack(scores), axis=0) if scores else np.zeros(0, np.float32)
+        row = np.full(len(dets), -1)  # detection → its row in the scores; -1: too small
+        row[judged] = np.arange(len(judged))
         faces = []
         analysed = self._analysed + 1  # this frame included
         for track, i in pairs:
-            model_scores = {
-                name: float(s[i]) for name, s in zip(self.config.models, scores, strict=True)
-            }
+            j = int(row[i])
+            if j < 0:
+                fake, model_scores = None, {}
+            else:
+                fake = float(mean[j])
+                model_scores = {
+                    name: float(s[j]) for name, s in zip(self.config.models, scores, strict=True)
+                }
             faces.append(
                 self.judge.face(
                     track.track_id,
                     frame,
                     dets.xyxy[i],
                     dets.kps[i],
-                    float(mean[i]),
+                    fake,
                     model_scores,
                     analysed=analysed,
+                    too_small=j < 0,
                 )
             )
         faces.sort(key=lambda f: f.track_id)
         t4 = time.perf_counter()
         return faces, StageTimings(detect=t_detect, crop=t2 - t1, classify=t3 - t2, track=t4 - t3)
+
+    def _judged(self, dets: FaceDetections) -> np.ndarray:
+        """Indices of the detections large enough to judge (span ≥ ``min_face_span``)."""
+        from mesolive.align.crop import face_spans
+
+        return np.flatnonzero(face_spans(dets.kps) >= self.config.min_face_span)
 
     def _carry(self, frame: Frame) -> list[FaceResult]:
         """Faces of a frame between analysed ones: boxes moved, scores kept."""

@@ -35,6 +35,8 @@ class _TrackRecord:
     first_frame: int
     last_frame: int
     frames_seen: int = 0
+    too_small: bool = False  # too small to judge at the last analysed frame
+    too_small_frames: int = 0  # analysed frames in which it was
     fake_since: float | None = None  # source time at which the live verdict turned FAKE
     alerted: bool = False  # this stay in FAKE has raised its alert
     alerts: list[tuple[int, float | None]] = field(default_factory=list)  # (frame, pts)
@@ -83,6 +85,7 @@ class TrackJudge:
         model_scores: dict[str, float] | None = None,
         *,
         analysed: int,
+        too_small: bool | None = None,
     ) -> FaceResult:
         """One tracked face in ``frame``, scored (``fake`` given) or carried between scores.
 
@@ -102,6 +105,10 @@ class TrackJudge:
         analysed
             Frames of the input analysed so far, this one included; an input
             shorter than ``rule.min_scored`` is judged on what it has.
+        too_small
+            On an analysed frame, whether the face was detected but too small
+            to classify (``fake`` is then None); None on a frame between
+            analysed ones: the track keeps its last value.
         """
         rec = self._records.get(track_id)
         if rec is None:
@@ -113,6 +120,11 @@ class TrackJudge:
             s.add(fake, models)
             rec.timeline.append(frame.index, frame.pts, fake)
             rec.last_frame = frame.index
+        if too_small is not None:
+            rec.too_small = too_small
+        if too_small:
+            rec.too_small_frames += 1
+            rec.last_frame = frame.index  # detected, though not scored
         rec.frames_seen += 1
         fake_for = self._watch(rec, frame)
         return FaceResult(
@@ -129,6 +141,7 @@ class TrackJudge:
             track_verdict=self.rule.summary(s.n_fake, s.n_scored, analysed),
             fake_for=fake_for,
             alerts=len(rec.alerts),
+            too_small=rec.too_small,
         )
 
     def fold(self, young_id: int, earlier_id: int) -> None:
@@ -148,6 +161,8 @@ class TrackJudge:
             rec.score.add(score, {})
             rec.timeline.append(frame, pts, score)
         rec.frames_seen += young.frames_seen
+        rec.too_small_frames += young.too_small_frames
+        rec.too_small = young.too_small  # the face on screen is the young track's
         rec.last_frame = max(rec.last_frame, young.last_frame)
         rec.alerts.extend(young.alerts)
         # The face on screen is the young track's: its stay in FAKE goes on
@@ -194,6 +209,7 @@ class TrackJudge:
                     running_score=float(s.running),
                     last_verdict=s.verdict,
                     alerts=tuple(rec.alerts),
+                    too_small_frames=rec.too_small_frames,
                 )
             )
         return out

@@ -33,7 +33,7 @@ from mesolive.train.augment import PRESETS, AugmentConfig, augment
 from mesolive.train.blend import self_blend
 from mesolive.train.data import FaceSet, check_balance, collect, load_faces, split_by_group
 from mesolive.train.torch_model import MesoNetTorch
-from mesolive.train.validation import breakdown, card_metrics, selection_auc
+from mesolive.train.validation import as_if_cut_from, breakdown, card_metrics, selection_auc
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,9 @@ class TrainConfig:
     loss: str = "bce"  # "bce" (cross-entropy) or "mse" (the paper's squared error)
     val_fraction: float = 0.1
     patience: int = 5  # epochs without a better validation AUC before stopping
+    # validate on the held-out faces also as if cut from this many frame pixels
+    # (validation.as_if_cut_from): the best epoch must keep one threshold at any size
+    val_sizes: tuple[int, ...] = ()
     seed: int = 0
     device: str = "cpu"
     amp: str = "auto"  # bfloat16 autocast where the CPU has native bf16
@@ -134,12 +137,20 @@ def predict_fake(
     device: str,
     contract: Preprocess,
     batch: int = 150,
+    side: int | None = None,
 ) -> np.ndarray:
-    """Fake scores (n,) float32 for (n, S, S, 3) uint8 BGR crops, in eval mode."""
+    """Fake scores (n,) float32 for (n, S, S, 3) uint8 BGR crops, in eval mode.
+
+    ``side``: score the faces as if cut from that many frame pixels
+    (:func:`~mesolive.train.validation.as_if_cut_from`).
+    """
     model.eval()
     out = np.empty(len(images), np.float32)
     for i in range(0, len(images), batch):
-        logits = model(_to_tensor(contract, images[i : i + batch], device)).float()
+        chunk = images[i : i + batch]
+        if side is not None:
+            chunk = as_if_cut_from(chunk, side)
+        logits = model(_to_tensor(contract, chunk, device)).float()
         out[i : i + batch] = (1.0 - torch.sigmoid(logits)).cpu().numpy()
     return out
 
@@ -320,10 +331,18 @@ class Trainer:
         return out
 
     def _validate(self, model: torch.nn.Module, val: FaceSet) -> dict[str, float]:
-        scores = predict_fake(model, val.images, self.cfg.device, self.cfg.contract)
+        cfg = self.cfg
+        scores = predict_fake(model, val.images, cfg.device, cfg.contract)
         pooled = {f"val_{k}": v for k, v in card_metrics(evaluate(val.labels, scores)).items()}
         pooled["val_pooled_auc"] = pooled["val_auc"]
         pooled["val_auc"] = selection_auc(val, scores)
+        if cfg.val_sizes:
+            pooled["val_auc_own_size"] = pooled["val_auc"]
+            at = [
+                predict_fake(model, val.images, cfg.device, cfg.contract, side=s)
+                for s in cfg.val_sizes
+            ]
+            pooled["val_auc"] = selection_auc(val, scores, *at)
         return pooled
 
     def run(self) -> dict:

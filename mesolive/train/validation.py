@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from mesolive.metrics import Report, evaluate
@@ -20,16 +21,25 @@ def card_metrics(rep: Report) -> dict[str, float]:
     }
 
 
-def selection_auc(val: FaceSet, scores: np.ndarray) -> float:
+def selection_auc(val: FaceSet, scores: np.ndarray, *at_sizes: np.ndarray) -> float:
     """What early stopping and the best epoch are chosen by: the mean of the
     per-source ROC AUCs (sources holding both classes), so that the largest
-    data set (DFDC) cannot outvote the photos and videos."""
+    data set (DFDC) cannot outvote the photos and videos.
+
+    ``at_sizes`` are more scores of the same faces, as if cut from fewer
+    pixels (:func:`as_if_cut_from`); each source's AUC is then over its faces
+    at every size together, so that one threshold must serve near and far
+    faces alike and a network whose scores drift with a face's size loses.
+    """
+    k = 1 + len(at_sizes)
+    labels, sources = np.tile(val.labels, k), np.tile(val.sources, k)
+    pooled = np.concatenate([scores, *at_sizes])
     aucs = [
-        evaluate(val.labels[m], scores[m]).auc
-        for m in (val.sources == s for s in np.unique(val.sources))
-        if 0 < val.labels[m].sum() < m.sum()
+        evaluate(labels[m], pooled[m]).auc
+        for m in (sources == s for s in np.unique(sources))
+        if 0 < labels[m].sum() < m.sum()
     ]
-    return float(np.mean(aucs)) if aucs else evaluate(val.labels, scores).auc
+    return float(np.mean(aucs)) if aucs else evaluate(labels, pooled).auc
 
 
 def breakdown(val: FaceSet, scores: np.ndarray, threshold: float = 0.5) -> dict[str, object]:
@@ -61,3 +71,21 @@ def breakdown(val: FaceSet, scores: np.ndarray, threshold: float = 0.5) -> dict[
                 "right": (score > threshold) == bool(val.labels[m][0]),
             }
     return {"per_source": per_source, "per_kind": per_kind, "videos": videos}
+
+
+def as_if_cut_from(images: np.ndarray, side: int) -> np.ndarray:
+    """(n, S, S, 3) uint8 crops as the pipeline would cut the same faces from ``side`` pixels.
+
+    A face whose crop covers ``side`` × ``side`` frame pixels reaches the
+    network blown up by the crop's nearest-neighbour warp; so each crop is
+    averaged down to ``side`` (what a farther camera records) and enlarged
+    back with nearest neighbours. ``side`` >= S returns ``images`` as they are.
+    """
+    s = images.shape[1]
+    if side >= s:
+        return images
+    out = np.empty_like(images)
+    for im, o in zip(images, out, strict=True):
+        small = cv2.resize(im, (side, side), interpolation=cv2.INTER_AREA)
+        cv2.resize(small, (s, s), dst=o, interpolation=cv2.INTER_NEAREST)
+    return out

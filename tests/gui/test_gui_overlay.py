@@ -15,12 +15,15 @@ from mesolive.gui.overlay import (
     RED,
     FrameToView,
     OverlayPainter,
+    face_band,
     face_colour,
     frame_score_colour,
     label_text,
 )
 from mesolive.gui.video_view import VideoView, bgr_to_qimage, render_annotated
-from mesolive.types import Verdict
+from mesolive.track.judge import TrackJudge
+from mesolive.track.smoothing import VerdictRule
+from mesolive.types import FaceResult, Frame, Verdict
 from tests.gui.conftest import make_face, make_result
 
 pytestmark = pytest.mark.gui
@@ -79,6 +82,34 @@ def test_label_spells_id_verdict_and_percent():
     assert label_text(early) == "#4 unknown 40%"
     unscored = make_face(7, (0, 0, 10, 10), 0.0, n_scored=0, verdict=Verdict.UNKNOWN)
     assert label_text(unscored) == "#7 …"
+
+
+def too_small_after(score: float, xyxy: tuple[float, float, float, float]) -> FaceResult:
+    """A face the judge scored ``score`` in 8 frames, then found too small to judge."""
+    judge = TrackJudge(VerdictRule())
+    box, kps = np.asarray(xyxy, np.float32), np.zeros((5, 2), np.float32)
+    for i in range(8):
+        frame = Frame(i, np.zeros((4, 4, 3), np.uint8), i / 10, "test:", i / 10)
+        judge.face(1, frame, box, kps, score, {"meso4-df": score}, analysed=i + 1)
+    frame = Frame(8, np.zeros((4, 4, 3), np.uint8), 0.8, "test:", 0.8)
+    return judge.face(1, frame, box, kps, analysed=9, too_small=True)
+
+
+@pytest.mark.parametrize(("score", "earlier"), [(0.95, Verdict.FAKE), (0.05, Verdict.REAL)])
+def test_a_face_too_small_to_judge_is_grey_and_says_so(qapp, score, earlier):
+    """Its earlier verdict is not current: neither its colour nor its word is shown."""
+    face = too_small_after(score, (300, 300, 500, 500))
+    assert face.too_small and face.verdict is earlier  # the judge keeps the earlier call
+    assert label_text(face) == "#1 too small"
+    assert face_colour(face) == GREY and face_band(face) == "grey"
+    img = QImage(800, 600, QImage.Format.Format_RGB32)
+    img.fill(QColor(90, 90, 90))
+    p = QPainter(img)
+    OverlayPainter(line_width=4).draw(p, make_result([face]), FrameToView())
+    p.end()
+    rgb = qimage_to_rgb(img)
+    assert colour_share(box_edge_pixels(rgb, face.xyxy), GREY) > 0.9
+    assert colour_share(rgb[282:298, 302:360], GREY) > 0.3  # the label above the box
 
 
 def test_boxes_are_drawn_in_their_band_colour(qapp):
