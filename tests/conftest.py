@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -88,6 +89,27 @@ def warnings_from() -> Iterator[Callable[[str], list[str]]]:
     yield collect
     for logger, handler in installed:
         logger.removeHandler(handler)
+
+
+def shrunk_clip(src: Path, dst: Path, factor: float) -> int:
+    """``src`` written to ``dst`` (MJPG) with every frame shrunk by ``factor``; its frame count."""
+    cap = cv2.VideoCapture(str(src))
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    out = None
+    n = 0
+    try:
+        while (got := cap.read())[0]:
+            small = cv2.resize(got[1], None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+            if out is None:
+                size = (small.shape[1], small.shape[0])
+                out = cv2.VideoWriter(str(dst), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+            out.write(small)
+            n += 1
+    finally:
+        cap.release()
+        if out is not None:
+            out.release()
+    return n
 
 
 def nchw(images_u8: np.ndarray) -> np.ndarray:

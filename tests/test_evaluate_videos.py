@@ -19,7 +19,7 @@ from mesolive.commands.scan import InputReport
 from mesolive.datasets import Item
 from mesolive.types import TrackSummary, Verdict
 
-from .conftest import mesolive
+from .conftest import mesolive, shrunk_clip
 
 OBAMA_REAL = Path("videos") / "real" / "inthewild_obama.mp4"
 OBAMA_FAKE = Path("videos") / "fake" / "inthewild_obama.mp4"
@@ -106,6 +106,25 @@ def test_videos_from_a_labels_csv_judged_as_scan_judges_them(shared: Path, tmp_p
     assert "per kind" in text.stdout and "confusion" in text.stdout
     for p, _, _ in clips:
         assert str(p) in text.stdout
+
+
+def test_a_face_too_small_to_judge_leaves_a_video_unknown(shared: Path, tmp_path: Path) -> None:
+    """A far face (the real clip at a quarter size, span ~21 px) is not called real."""
+    n = shrunk_clip(shared / OBAMA_REAL, tmp_path / "far.avi", 0.25)
+    labels = write_labels(tmp_path / "labels.csv", [(tmp_path / "far.avi", "real", "far")])
+    args = ["--labels", str(labels), "--every", "10", "--model", "meso4-df", "--json"]
+    runs = {}
+    for span in ("32", "0"):
+        proc = mesolive("evaluate", str(tmp_path), *args, "--min-face-span", span)
+        assert proc.returncode == 0, proc.stderr
+        (runs[span],) = json.loads(proc.stdout)["videos"]["per_video"]
+    analysed = len(range(0, n, 10))
+    (track,) = runs["32"]["tracks"]
+    assert runs["32"]["verdict"] == "unknown" and runs["32"]["score"] is None
+    assert track["too_small_frames"] == analysed and track["n_scored"] == 0
+    (track,) = runs["0"]["tracks"]  # asked to judge every face, it does
+    assert runs["0"]["score"] is not None and runs["0"]["verdict"] in {"real", "uncertain", "fake"}
+    assert track["too_small_frames"] == 0 and track["n_scored"] == analysed
 
 
 def test_a_corrupt_video_is_one_line_and_the_others_still_count(

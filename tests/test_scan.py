@@ -10,10 +10,11 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-import cv2
 import pytest
 
 from mesolive.commands.scan import sparkline
+
+from .conftest import shrunk_clip
 
 GROUP = Path("videos") / "synthetic" / "group_pan_720p30.mp4"
 OBAMA = Path("videos") / "real" / "inthewild_obama.mp4"
@@ -123,27 +124,6 @@ def test_bad_inputs_are_reported_and_the_scan_carries_on(shared: Path, tmp_path:
     assert entries["dogs.jpg"]["verdict"] == "no face" and entries["dogs.jpg"]["error"] is None
     part = entries["cut.mp4"]
     assert part["error"] and 0 < part["frames"] < 49 and part["tracks"]  # what it had, kept
-
-
-def shrunk_clip(src: Path, dst: Path, factor: float) -> int:
-    """``src`` written to ``dst`` (MJPG) with every frame shrunk by ``factor``; its frame count."""
-    cap = cv2.VideoCapture(str(src))
-    fps = cap.get(cv2.CAP_PROP_FPS)
-    out = None
-    n = 0
-    try:
-        while (got := cap.read())[0]:
-            small = cv2.resize(got[1], None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
-            if out is None:
-                size = (small.shape[1], small.shape[0])
-                out = cv2.VideoWriter(str(dst), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
-            out.write(small)
-            n += 1
-    finally:
-        cap.release()
-        if out is not None:
-            out.release()
-    return n
 
 
 def test_a_face_too_small_to_judge_is_reported_as_such(shared: Path, tmp_path: Path) -> None:

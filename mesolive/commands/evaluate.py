@@ -416,7 +416,8 @@ def _video_lines(
         f"fake accuracy   {_fmt(rep.fake_accuracy)}  (fakes called fake)",
         f"uncertain       {rep.uncertain}",
         f"ROC AUC         {_fmt(rep.auc)}  (score: the most suspicious face's mean; "
-        f"{rep.scored} scored" + (f", {rep.unscored} without a face)" if rep.unscored else ")"),
+        f"{rep.scored} scored"
+        + (f", {rep.unscored} without a judged face)" if rep.unscored else ")"),
     ]
     widths = [max(len(c), 4) for c in CALLS]
     lines.append(
