@@ -15,8 +15,8 @@ from mesolive.align.crop import (
     authors_crop,
     crop_faces,
     crop_transform,
-    face_spans,
 )
+from mesolive.align.spans import face_spans
 from mesolive.detect.scrfd import ScrfdDetector
 
 from .conftest import MODELS

@@ -11,7 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from mesolive.align.crop import MIN_FACE_SPAN_PX, crop_faces, face_spans
+from mesolive.align.crop import crop_faces
+from mesolive.align.spans import MIN_FACE_SPAN_PX, face_spans
 from mesolive.errors import InputError, ModelError
 from mesolive.pipeline.pipeline import FramePipeline, PipelineConfig
 from mesolive.sources.registry import make_source

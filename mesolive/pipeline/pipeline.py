@@ -5,7 +5,7 @@ frame (an *analysed* frame):
 
 1. **detect**: SCRFD finds faces and five keypoints (:mod:`mesolive.detect.scrfd`);
 2. **crop**: every face large enough to judge (its span at least
-   ``min_face_span``, :data:`~mesolive.align.crop.MIN_FACE_SPAN_PX`) cut by
+   ``min_face_span``, :data:`~mesolive.align.spans.MIN_FACE_SPAN_PX`) cut by
    each model's preprocessing contract (the authors' crop at the model's
    scale, one ``warpAffine`` each) into one (n, 256, 256, 3) uint8 array per
    contract, the classifier runner's own input buffer
@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mesolive.align.spans import MIN_FACE_SPAN_PX, face_spans
 from mesolive.errors import InputError
 from mesolive.pipeline.mailbox import put_unless_stopped
 from mesolive.track.judge import source_time
@@ -58,12 +59,6 @@ def _default_model() -> str:
     from mesolive.models.registry import default_model
 
     return default_model()
-
-
-def _min_face_span() -> float:
-    from mesolive.align.crop import MIN_FACE_SPAN_PX  # OpenCV with it: imported on first use
-
-    return MIN_FACE_SPAN_PX
 
 
 @dataclass(frozen=True)
@@ -93,9 +88,9 @@ class PipelineConfig:
         look (:mod:`mesolive.track.appearance`); 0: faces are followed by
         position and size alone.
     min_face_span
-        Faces whose span (:func:`~mesolive.align.crop.face_spans`, frame
+        Faces whose span (:func:`~mesolive.align.spans.face_spans`, frame
         pixels) is below this are tracked but not classified: they are
-        ``too_small`` (:data:`~mesolive.align.crop.MIN_FACE_SPAN_PX` says
+        ``too_small`` (:data:`~mesolive.align.spans.MIN_FACE_SPAN_PX` says
         why); 0 judges every face.
     backend, model_dir, threads, precision
         As the CLI options of the same names.
@@ -109,7 +104,7 @@ class PipelineConfig:
     threshold: float = 0.5
     alert_seconds: float = 3.0
     reid_seconds: float = 10.0
-    min_face_span: float = field(default_factory=_min_face_span)
+    min_face_span: float = MIN_FACE_SPAN_PX
     backend: str = "auto"
     model_dir: str | None = None
     threads: int | None = None
@@ -458,8 +453,6 @@ class FramePipeline:
 
     def _judged(self, dets: FaceDetections) -> np.ndarray:
         """Indices of the detections large enough to judge (span ≥ ``min_face_span``)."""
-        from mesolive.align.crop import face_spans
-
         return np.flatnonzero(face_spans(dets.kps) >= self.config.min_face_span)
 
     def _carry(self, frame: Frame) -> list[FaceResult]:
