@@ -19,7 +19,7 @@ $(BIN)/python:
 # torch==2.13.0 (CPU) is pinned: an unpinned torch pulls several GB of CUDA wheels.
 setup: system-deps $(BIN)/python
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev,train,gui,cluster,triton]"
+	$(BIN)/pip install -q -e ".[dev,train,gui,cluster,triton,openvino]"
 
 # The main job: the desktop app (with no display it says to use `make scan`).
 run: setup

@@ -3,15 +3,17 @@
 Prints faces per second at batch 1, 8 and 32 for Meso-4, MesoInception-4, a
 union of two Meso-4 (``meso4-df+meso4-f2f``, the kind ``train --keep-init``
 registers) and the default model, each in float32 and INT8 (ONNX Runtime on
-the CPU; INT8 where the CPU has VNNI/AMX; each fed uint8 crops in its
-runner's input buffer, as the pipeline feeds it), the machine's float32
+the CPU; INT8 where the CPU has VNNI/AMX), bfloat16 and float32 on OpenVINO
+(``bf16``, ``ov-fp32``; bfloat16 where the CPU has AMX/AVX-512 BF16), each
+fed uint8 crops in its runner's input buffer, as the pipeline feeds it; the
+machine's float32
 matrix-multiply rate (numpy's BLAS, all cores), and each graph's achieved rate
 of the *authors'* FLOPs (what the folded and quantized graphs save counts as
 speed, not as work) as a percentage of it. Every number comes from the same
 run: the measurements are interleaved in rounds (matmul included) and each
 is the median over the rounds, so a machine shared with other work shifts
-them all alike. Then the ratios: INT8 / float32, union / one Meso-4, default /
-meso4-df. Run on a quiet machine:
+them all alike. Then the ratios: each precision / float32, union / one
+Meso-4, default / meso4-df. Run on a quiet machine:
 
     MESOLIVE_MODEL_DIR=../shared/models python bench/classifier.py \\
         [--calibration ../shared/train/dfdc] [--rounds 8] [--seconds 0.25]
@@ -20,6 +22,7 @@ meso4-df. Run on a quiet machine:
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import time
 from pathlib import Path
@@ -30,7 +33,7 @@ from mesolive.backends.base import Runner
 from mesolive.backends.select import open_runner
 from mesolive.errors import MesoliveError
 from mesolive.models.arch import ARCHS, INPUT_SIZE, Arch, Conv, Inception
-from mesolive.models.int8_cpu import CALIBRATION_ENV
+from mesolive.models.cpu_precision import CALIBRATION_ENV
 from mesolive.models.onnx_graph import PIXELS_SHAPE
 from mesolive.models.registry import default_model, get_spec, networks
 
@@ -86,19 +89,29 @@ def faces_per_second(runner: Runner, faces: np.ndarray, seconds: float) -> float
     return n / (time.perf_counter() - t0)
 
 
+RUNS = {
+    "fp32": (None, "fp32"),
+    "int8": (None, "int8"),
+    "bf16": ("openvino", "bf16"),
+    "ov-fp32": ("openvino", "fp32"),
+}
+"""``--precisions`` label -> (back end, precision); None: ``--backend``'s."""
+
+
 def open_all(
     models: dict[str, float], precisions: list[str], backend: str
 ) -> dict[tuple[str, str], Runner]:
     """A runner per model and precision; one that cannot open is reported and left out."""
     runners = {}
     for model in models:
-        for precision in precisions:
+        for label in precisions:
+            where, precision = RUNS[label]
             try:
-                runners[model, precision] = open_runner(
-                    model, backend=backend, progress=False, precision=precision
+                runners[model, label] = open_runner(
+                    model, backend=where or backend, progress=False, precision=precision
                 )
             except MesoliveError as e:
-                print(f"{model} {precision}: not measured ({e})")
+                print(f"{model} {label}: not measured ({e})")
     return runners
 
 
@@ -108,11 +121,17 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=8, help="interleaved windows per measurement")
     ap.add_argument("--backend", default="onnxruntime-cpu")
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
-    ap.add_argument("--precisions", nargs="+", default=["fp32", "int8"], choices=["fp32", "int8"])
+    ap.add_argument(
+        "--precisions",
+        nargs="+",
+        default=list(RUNS),
+        choices=list(RUNS),
+        help="bf16 and ov-fp32 run on OpenVINO (mesolive[openvino]), the others on --backend",
+    )
     ap.add_argument(
         "--calibration",
         default=os.environ.get(CALIBRATION_ENV) or (SHARED_TRAIN if SHARED_TRAIN.is_dir() else ""),
-        help=f"face crops the INT8 graphs calibrate on (sets {CALIBRATION_ENV})",
+        help=f"face crops INT8 calibrates on and bf16 is judged on (sets {CALIBRATION_ENV})",
     )
     args = ap.parse_args()
     if args.calibration:
@@ -148,20 +167,20 @@ def main() -> None:
         f"{max(peaks) / 1e9:.0f})"
     )
     print(
-        f"{'model':<20} {'prec':<5} {'GFLOP/face':>10} {'batch':>5} {'faces/s':>9} "
+        f"{'model':<20} {'prec':<7} {'GFLOP/face':>10} {'batch':>5} {'faces/s':>9} "
         f"{'GFLOP/s':>8} {'% matmul':>8}"
     )
     for (model, precision, b), fps in fps_of.items():
         f = flops[model]
         print(
-            f"{model:<20} {precision:<5} {f / 1e9:>10.3f} {b:>5} {fps:>9.0f} "
+            f"{model:<20} {precision:<7} {f / 1e9:>10.3f} {b:>5} {fps:>9.0f} "
             f"{fps * f / 1e9:>8.1f} {100 * fps * f / peak:>7.0f}%"
         )
     for b in args.batches:
-        for model in flops:
-            if (model, "int8", b) in fps_of and (model, "fp32", b) in fps_of:
-                ratio = fps_of[model, "int8", b] / fps_of[model, "fp32", b]
-                print(f"{model} INT8 / float32 at batch {b}: x{ratio:.2f} the faces/s")
+        for model, label in itertools.product(flops, args.precisions):
+            if label != "fp32" and (model, label, b) in fps_of and (model, "fp32", b) in fps_of:
+                ratio = fps_of[model, label, b] / fps_of[model, "fp32", b]
+                print(f"{model} {label} / fp32 at batch {b}: x{ratio:.2f} the faces/s")
         for precision in args.precisions:
             pair = ("meso4-df+meso4-f2f", precision, b), ("meso4-df", precision, b)
             if all(k in fps_of for k in pair):

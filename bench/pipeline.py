@@ -26,6 +26,7 @@ detection on every frame at 320×320, ≥ 90 fps with ``every=3``; p95 ≤ 40 ms
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 import time
@@ -255,6 +256,12 @@ def main() -> int:
         default=None,
         help="models timed one after the other (default: the default model, then meso4-df)",
     )
+    ap.add_argument(
+        "--precisions",
+        nargs="+",
+        default=["auto"],
+        help="CPU precisions timed one after the other, e.g. fp32 bf16 (default: auto)",
+    )
     ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads")
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--live", action="store_true", help="also run through the capture thread")
@@ -270,18 +277,20 @@ def main() -> int:
     runs: list[Run] = []
     for spec in args.configs:
         every, det = (int(x) for x in spec.split(":"))
-        for model in models:
+        for model, precision in itertools.product(models, args.precisions):
             config = PipelineConfig(
                 models=(model,),
                 det_size=det,
                 every=every,
                 threads=args.threads,
                 backend=args.backend,
+                precision=precision,
             )
             with FramePipeline(config) as pipeline:
                 label = f"{model} e{every} d{det}"
-                if spec == args.configs[0] and model == models[0]:
-                    print(f"backend: {pipeline.backend}; detector: {pipeline.detector_name}")
+                label += f" {precision}" if len(args.precisions) > 1 else ""
+                if spec == args.configs[0]:
+                    print(f"{label}: {pipeline.backend}; detector: {pipeline.detector_name}")
                 for clip in args.clips:
                     for overlap in (False, True):
                         runs.append(

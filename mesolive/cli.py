@@ -108,10 +108,13 @@ def _common(p: argparse.ArgumentParser, *, top: bool = False) -> None:
         type=_backend,
         metavar="BACKEND",
         help="inference back end: auto (default: the fastest that works here), tensorrt, "
-        "onnxruntime, onnxruntime-cpu, onnxruntime-cuda, or triton://HOST:PORT (a Triton "
-        "Inference Server over gRPC)",
+        "onnxruntime, onnxruntime-cpu, onnxruntime-cuda, openvino (the CPU through OpenVINO: "
+        "fp32, or bf16 where it qualifies), or triton://HOST:PORT (a Triton Inference Server "
+        "over gRPC)",
     )
-    p.add_argument("--threads", type=int, default=d(None), help="CPU threads for ONNX Runtime")
+    p.add_argument(
+        "--threads", type=int, default=d(None), help="CPU threads for ONNX Runtime or OpenVINO"
+    )
     p.add_argument("-v", "--verbose", action="count", default=d(0), help="more log output")
     p.add_argument(
         "-q", "--quiet", action="store_true", default=d(False), help="warnings and errors only"
@@ -131,9 +134,11 @@ def _precision_option(p: argparse.ArgumentParser) -> None:
         "--precision",
         choices=PRECISIONS,
         default="auto",
-        help="graph ONNX Runtime runs on the CPU: int8 (CPUs with VNNI/AMX; calibrated once on "
-        "the face crops of MESOLIVE_CALIBRATION), fp32, or auto (default): int8 where it "
-        "measured faster here and agreeing with fp32, else fp32",
+        help="precision on the CPU: int8 (ONNX Runtime, CPUs with VNNI/AMX; calibrated once "
+        "on the face crops of MESOLIVE_CALIBRATION), bf16 (OpenVINO, CPUs with AMX/AVX-512 "
+        "BF16; pip install 'mesolive[openvino]'), fp32, or auto (default): the fastest of "
+        "int8 and bf16 that measured faster here and agreeing with fp32 on those crops, "
+        "else fp32",
     )
 
 

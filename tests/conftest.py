@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import select
+import shutil
 import subprocess
 import sys
 import threading
@@ -17,6 +18,7 @@ import numpy as np
 import pytest
 
 from mesolive.classify.preprocess import AUTHORS
+from mesolive.imageio import read_image
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MESOLIVE_SHARED", ROOT.parent / "shared")).resolve()
@@ -110,6 +112,31 @@ def shrunk_clip(src: Path, dst: Path, factor: float) -> int:
         if out is not None:
             out.release()
     return n
+
+
+def crops_of(folder: Path, n: int) -> list[np.ndarray]:
+    """The first ``n`` JPEG crops of ``folder`` in name order, as RGB uint8."""
+    return [read_image(f) for f in sorted(folder.glob("*.jpg"))[:n]]
+
+
+@pytest.fixture(scope="module")
+def test_faces(shared: Path) -> np.ndarray:
+    """60 real and 60 fake DFDC test crops, and the authors' four samples."""
+    dfdc = shared / "faces" / "dfdc"
+    samples = [read_image(f) for f in sorted((shared / "samples" / "faces").rglob("*.jpg"))]
+    return AUTHORS.pixels(samples + crops_of(dfdc / "real", 60) + crops_of(dfdc / "fake", 60))
+
+
+@pytest.fixture
+def calibration_folder(shared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A folder of 48 training crops named by MESOLIVE_CALIBRATION."""
+    folder = tmp_path / "crops"
+    folder.mkdir()
+    for label in ("real", "fake"):
+        for f in sorted((shared / "train" / "dfdc" / label).glob("*.jpg"))[:24]:
+            shutil.copy(f, folder / f"{label}-{f.name}")
+    monkeypatch.setenv("MESOLIVE_CALIBRATION", str(folder))
+    return folder
 
 
 def nchw(images_u8: np.ndarray) -> np.ndarray:

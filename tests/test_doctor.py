@@ -9,6 +9,7 @@ import pytest
 
 from mesolive.backends import cpuinfo
 from mesolive.backends import engine_cache as ec
+from mesolive.backends.openvino import openvino_version
 from mesolive.cli import main
 from mesolive.models.registry import default_model
 
@@ -33,7 +34,7 @@ def test_doctor_on_a_cpu_machine(capsys: pytest.CaptureFixture[str]) -> None:
     assert rows["pycuda"] == "not installed"
     assert "CPUExecutionProvider" in rows["ONNX Runtime"]
     assert rows["engines"].endswith(": none")
-    assert rows["auto backend"].startswith("ONNX Runtime CPU (TensorRT not used: no NVIDIA driver")
+    assert rows["auto backend"].startswith("CPU (TensorRT not used: no NVIDIA driver")
     assert rows["CPU path"].startswith(f"ok: {MODEL} scored 8 faces in ")
     vnni = cpuinfo.int8_flags()  # this machine's, read from /proc/cpuinfo
     assert rows["INT8 (CPU)"].startswith(f"VNNI/AMX: {', '.join(vnni)};" if vnni else "no VNNI")
@@ -61,6 +62,33 @@ def test_doctor_says_whether_int8_runs_on_this_cpu(
     assert main(["doctor", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["cpu_int8"] == {"flags": ["avx512_vnni"], "calibration": str(tmp_path)}
+
+
+@without_gpu_stack
+def test_doctor_says_whether_bf16_runs_on_this_cpu(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = tmp_path / "cpuinfo"
+    monkeypatch.setattr(cpuinfo, "CPUINFO", fake)
+    monkeypatch.delenv("MESOLIVE_CALIBRATION", raising=False)
+    fake.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f\n")
+    assert main(["doctor"]) == 0
+    assert _rows(capsys.readouterr().out)["bf16 (CPU)"] == (
+        "no AMX/AVX-512 BF16 (none of amx_bf16, avx512_bf16): not run here"
+    )
+    fake.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 amx_bf16\n")
+    monkeypatch.setenv("MESOLIVE_CALIBRATION", str(tmp_path))
+    version = openvino_version()
+    assert main(["doctor"]) == 0
+    assert _rows(capsys.readouterr().out)["bf16 (CPU)"] == (
+        f"AMX/AVX-512 BF16: amx_bf16, avx512_bf16; OpenVINO {version} runs it here where "
+        f"faster (judged on {tmp_path})"
+        if version
+        else "AMX/AVX-512 BF16: amx_bf16, avx512_bf16; pip install 'mesolive[openvino]' to run it"
+    )
+    assert main(["doctor", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["cpu_bf16"] == {"flags": ["amx_bf16", "avx512_bf16"], "openvino": version}
 
 
 @without_gpu_stack

@@ -6,10 +6,15 @@ logs one line saying which back end runs and, when it is not the fastest, why.
 ``triton://HOST:PORT`` sends every batch to a Triton Inference Server instead
 (:mod:`mesolive.backends.triton`): nothing is converted or loaded here.
 
-On the CPU, ``precision`` picks ONNX Runtime's graph: ``fp32``, ``int8`` (the
-INT8 graph, on CPUs with VNNI/AMX), or ``auto``: INT8 where it was measured
-faster and agreeing here (:mod:`mesolive.models.int8_cpu`). ``int8`` skips
-TensorRT and CUDA, whose engines carry their own precision.
+On the CPU, ``precision`` picks the graph and its runtime: ``fp32`` (ONNX
+Runtime's float32 graph), ``int8`` (ONNX Runtime's INT8 graph, on CPUs with
+VNNI/AMX), ``bf16`` (OpenVINO running the float32 graph in bfloat16, on CPUs
+with AMX or AVX-512 BF16, where OpenVINO is installed), or ``auto``: the
+fastest of those measured faster and agreeing here
+(:mod:`mesolive.models.cpu_precision`), else float32. ``int8`` and ``bf16``
+skip TensorRT and CUDA, whose engines carry their own precision.
+``openvino`` runs the float32 graph with OpenVINO (``auto``: in bfloat16
+where that qualifies).
 
 Call :func:`open_runner` in the thread that will run inference: a TensorRT
 runner binds the CUDA context to that thread.
@@ -38,13 +43,18 @@ def open_runner(
     precision: str = "auto",
 ) -> Runner:
     from mesolive.backends.onnxruntime import OnnxRuntimeRunner, available_providers
-    from mesolive.models.int8_cpu import cpu_graph
+    from mesolive.models.cpu_precision import cpu_graph
     from mesolive.models.registry import get_spec, onnx_path
 
-    if precision == "int8" and backend not in _CPU_INT8_BACKENDS:
+    runtime = _CPU_PRECISIONS.get(precision)
+    if runtime and backend not in ("auto", *_CPU_BACKENDS[runtime]):
+        engines = (
+            "; TensorRT engines take theirs from build-engine --precision"
+            if backend in ("tensorrt", "onnxruntime-cuda") or backend.startswith("triton://")
+            else ""
+        )
         raise BackendUnavailable(
-            f"--precision int8 runs on the CPU (ONNX Runtime), not on {backend}; "
-            "TensorRT engines take theirs from build-engine --precision"
+            f"--precision {precision} runs on the CPU ({runtime}), not on {backend}{engines}"
         )
     if backend.startswith("triton://"):
         from mesolive.backends.triton import TritonRunner
@@ -60,8 +70,18 @@ def open_runner(
     spec = get_spec(model)
     onnx_file = onnx_path(spec, "fp32", model_dir, progress=progress)
 
+    if backend == "openvino":
+        from mesolive.backends.openvino import OpenVinoRunner
+
+        _, used, why = cpu_graph(
+            spec, onnx_file, precision, model_dir, threads=threads, paths=("bf16",)
+        )
+        runner = OpenVinoRunner(onnx_file, threads=threads, precision=used)
+        log.info("backend: %s%s", _CPU_LABELS[runner.name], f" ({why})" if why else "")
+        return runner
+
     reasons: list[str] = []
-    gpu = precision != "int8"  # the INT8 graph is ONNX Runtime CPU's
+    gpu = runtime is None  # INT8 and bfloat16 are the CPU's
     if gpu and backend in ("auto", "tensorrt"):
         try:
             from mesolive.backends.tensorrt import open_matching_engine
@@ -86,18 +106,38 @@ def open_runner(
             hint = "; pip install onnxruntime-gpu" if problem == _NO_CUDA_EP else ""
             raise BackendUnavailable(problem + hint)
         reasons.append(problem)
-    graph, used, why = cpu_graph(spec, onnx_file, precision, model_dir, threads=threads)
+    paths = ("int8", "bf16") if backend == "auto" else ("int8",)
+    graph, used, why = cpu_graph(
+        spec, onnx_file, precision, model_dir, threads=threads, paths=paths
+    )
     reasons += [why] if why else []
-    runner = OnnxRuntimeRunner(graph, device="cpu", threads=threads, precision=used)
+    if used == "bf16":
+        from mesolive.backends.openvino import OpenVinoRunner
+
+        runner = OpenVinoRunner(graph, threads=threads, precision="bf16")
+    else:
+        runner = OnnxRuntimeRunner(graph, device="cpu", threads=threads, precision=used)
     log.info(
-        "backend: ONNX Runtime CPU%s%s",
-        " INT8" if used == "int8" else "",
+        "backend: %s%s",
+        _CPU_LABELS[runner.name],
         f" ({'; '.join(reasons)})" if reasons else "",
     )
     return runner
 
 
-_CPU_INT8_BACKENDS = ("auto", "onnxruntime", "onnxruntime-cpu")
+_CPU_PRECISIONS = {"int8": "ONNX Runtime", "bf16": "OpenVINO"}
+"""The reduced precisions that run only on the CPU, and the runtime that runs each."""
+
+_CPU_BACKENDS = {"ONNX Runtime": ("onnxruntime", "onnxruntime-cpu"), "OpenVINO": ("openvino",)}
+"""The ``--backend`` names besides ``auto`` that run each CPU runtime."""
+
+_CPU_LABELS = {
+    "onnxruntime-cpu": "ONNX Runtime CPU",
+    "onnxruntime-cpu-int8": "ONNX Runtime CPU INT8",
+    "openvino-cpu": "OpenVINO CPU",
+    "openvino-cpu-bf16": "OpenVINO CPU bfloat16",
+}
+"""The ``backend:`` log line's name for each CPU runner (by :attr:`Runner.name`)."""
 
 
 _NO_CUDA_EP = "ONNX Runtime has no CUDA provider"

@@ -146,7 +146,8 @@ def _auto_choice(stack: GpuStack, engines: list[dict[str, Any]], providers: list
     problem = _ort_cuda_problem(providers)
     if not problem:
         return f"ONNX Runtime CUDA (TensorRT not used: {why})"
-    return f"ONNX Runtime CPU (TensorRT not used: {why}; {problem})"
+    # which CPU runtime and precision: the INT8 and bf16 rows
+    return f"CPU (TensorRT not used: {why}; {problem})"
 
 
 def collect(args: argparse.Namespace) -> dict[str, Any]:
@@ -167,6 +168,7 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
     cpu = _cpu_check(args.model_dir, args.threads)
     return {
         "cpu_int8": _cpu_int8(),
+        "cpu_bf16": _cpu_bf16(),
         "mesolive": __version__,
         "python": platform.python_version(),
         "platform": f"{platform.system()} {platform.machine()}",
@@ -197,14 +199,40 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
 def _cpu_int8() -> dict[str, Any]:
     """The CPU's native INT8 instructions and the INT8 calibration folder (none: empty)."""
     from mesolive.backends.cpuinfo import int8_flags
-    from mesolive.models.int8_cpu import CALIBRATION_ENV
+    from mesolive.models.cpu_precision import CALIBRATION_ENV
 
     return {"flags": list(int8_flags()), "calibration": os.environ.get(CALIBRATION_ENV, "")}
 
 
+def _cpu_bf16() -> dict[str, Any]:
+    """The CPU's native bfloat16 instructions and OpenVINO's version (not installed: empty)."""
+    from mesolive.backends.cpuinfo import bf16_flags
+    from mesolive.backends.openvino import openvino_version
+
+    return {"flags": list(bf16_flags()), "openvino": openvino_version()}
+
+
+def _bf16_text(r: dict[str, Any], calibration: str) -> str:
+    from mesolive.backends.cpuinfo import BF16_FLAGS
+    from mesolive.backends.openvino import INSTALL_HINT
+    from mesolive.models.cpu_precision import CALIBRATION_ENV
+
+    if not r["flags"]:
+        return f"no AMX/AVX-512 BF16 (none of {', '.join(BF16_FLAGS)}): not run here"
+    have = f"AMX/AVX-512 BF16: {', '.join(r['flags'])}"
+    if not r["openvino"]:
+        return f"{have}; {INSTALL_HINT} to run it"
+    where = (
+        f"judged on {calibration}"
+        if calibration
+        else f"set {CALIBRATION_ENV} to a folder of face crops to judge it on"
+    )
+    return f"{have}; OpenVINO {r['openvino']} runs it here where faster ({where})"
+
+
 def _int8_text(r: dict[str, Any]) -> str:
     from mesolive.backends.cpuinfo import INT8_FLAGS
-    from mesolive.models.int8_cpu import CALIBRATION_ENV
+    from mesolive.models.cpu_precision import CALIBRATION_ENV
 
     if not r["flags"]:
         return f"no VNNI/AMX (none of {', '.join(INT8_FLAGS)}): --precision auto runs fp32"
@@ -236,6 +264,7 @@ def _print(r: dict[str, Any]) -> None:
     _row("pycuda", r["pycuda"])
     _row("ONNX Runtime", f"{r['onnxruntime']}; providers: {', '.join(r['onnxruntime_providers'])}")
     _row("INT8 (CPU)", _int8_text(r["cpu_int8"]))
+    _row("bf16 (CPU)", _bf16_text(r["cpu_bf16"], r["cpu_int8"]["calibration"]))
     _row("engines", f"{r['engine_dir']}: {len(r['engines']) or 'none'}")
     for e in r["engines"]:
         verdict = "matches this machine" if e["matches"] else e["problem"]

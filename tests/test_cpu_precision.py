@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,46 +16,21 @@ from mesolive.backends.select import open_runner
 from mesolive.backends.verify import logits
 from mesolive.classify.preprocess import AUTHORS
 from mesolive.errors import BackendUnavailable, InputError
-from mesolive.imageio import read_image
-from mesolive.models import int8_cpu, registry
+from mesolive.models import cpu_precision, registry
 from mesolive.models.keras_h5 import load_keras_weights
 from mesolive.models.onnx_graph import build_onnx, image_ranges
 from mesolive.models.quantize import bn_scale_into_convolutions, int8_graph
 
-from .conftest import MODELS, mesolive
+from .conftest import MODELS, crops_of, mesolive
 
 VNNI = bool(cpuinfo.int8_flags())
 needs_vnni = pytest.mark.skipif(not VNNI, reason="this CPU has no VNNI/AMX: INT8 is not run here")
 
 
-def _crops(folder: Path, n: int) -> list[np.ndarray]:
-    return [read_image(f) for f in sorted(folder.glob("*.jpg"))[:n]]
-
-
 @pytest.fixture(scope="module")
 def calibration_batch(shared: Path) -> np.ndarray:
     train = shared / "train" / "dfdc"
-    return AUTHORS.pixels(_crops(train / "real", 24) + _crops(train / "fake", 24))
-
-
-@pytest.fixture(scope="module")
-def test_faces(shared: Path) -> np.ndarray:
-    """60 real and 60 fake DFDC test crops, and the authors' four samples."""
-    dfdc = shared / "faces" / "dfdc"
-    samples = [read_image(f) for f in sorted((shared / "samples" / "faces").rglob("*.jpg"))]
-    return AUTHORS.pixels(samples + _crops(dfdc / "real", 60) + _crops(dfdc / "fake", 60))
-
-
-@pytest.fixture
-def calibration_folder(shared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A folder of 48 training crops named by MESOLIVE_CALIBRATION."""
-    folder = tmp_path / "crops"
-    folder.mkdir()
-    for label in ("real", "fake"):
-        for f in sorted((shared / "train" / "dfdc" / label).glob("*.jpg"))[:24]:
-            shutil.copy(f, folder / f"{label}-{f.name}")
-    monkeypatch.setenv(int8_cpu.CALIBRATION_ENV, str(folder))
-    return folder
+    return AUTHORS.pixels(crops_of(train / "real", 24) + crops_of(train / "fake", 24))
 
 
 def _batches(x: np.ndarray) -> Iterator[np.ndarray]:
@@ -125,13 +99,13 @@ def test_batchnorm_scale_moves_into_the_convolutions_exactly(test_faces: np.ndar
 
 
 def test_verdict_decides_auto() -> None:
-    good = int8_cpu.Verdict(
-        held_out=256, flipped=5, fp32_faces_per_s=500, int8_faces_per_s=600, speedup=1.2
+    good = cpu_precision.Verdict(
+        held_out=256, flipped=5, fp32_faces_per_s=500, faces_per_s=600, speedup=1.2
     )
     assert good.why_not() == ""
-    flips = int8_cpu.Verdict(256, 6, 500, 600, 1.2)
+    flips = cpu_precision.Verdict(256, 6, 500, 600, 1.2)
     assert "flips 6 of 256" in flips.why_not()
-    slow = int8_cpu.Verdict(256, 0, 500, 520, 1.04)
+    slow = cpu_precision.Verdict(256, 0, 500, 520, 1.04)
     assert "x1.04" in slow.why_not()
 
 
@@ -150,20 +124,20 @@ def test_precision_without_vnni(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cpuinfo, "int8_flags", lambda: ())
     spec = registry.get_spec("meso4-df")
     fp32 = registry.onnx_path(spec, "fp32", progress=False)
-    assert int8_cpu.cpu_graph(spec, fp32, "fp32") == (fp32, "fp32", "")
-    assert int8_cpu.cpu_graph(spec, fp32, "auto") == (fp32, "fp32", "")
+    assert cpu_precision.cpu_graph(spec, fp32, "fp32") == (fp32, "fp32", "")
+    assert cpu_precision.cpu_graph(spec, fp32, "auto") == (fp32, "fp32", "")
     with pytest.raises(BackendUnavailable, match="has none of"):
-        int8_cpu.cpu_graph(spec, fp32, "int8")
+        cpu_precision.cpu_graph(spec, fp32, "int8")
 
 
 @needs_vnni
 def test_int8_needs_calibration_crops(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(int8_cpu.CALIBRATION_ENV, raising=False)
+    monkeypatch.delenv(cpu_precision.CALIBRATION_ENV, raising=False)
     spec = registry.get_spec("meso4-df")
     fp32 = registry.onnx_path(spec, "fp32", progress=False)
-    with pytest.raises(InputError, match=int8_cpu.CALIBRATION_ENV):
-        int8_cpu.cpu_graph(spec, fp32, "int8")
-    assert int8_cpu.cpu_graph(spec, fp32, "auto") == (fp32, "fp32", "")
+    with pytest.raises(InputError, match=cpu_precision.CALIBRATION_ENV):
+        cpu_precision.cpu_graph(spec, fp32, "int8")
+    assert cpu_precision.cpu_graph(spec, fp32, "auto") == (fp32, "fp32", "")
 
 
 @needs_vnni
@@ -172,21 +146,21 @@ def test_int8_graph_is_cached_with_a_checksum(
 ) -> None:
     spec = registry.get_spec("meso4-df")
     fp32 = registry.onnx_path(spec, "fp32", progress=False)
-    path, verdict = int8_cpu.int8_graph_path(spec, fp32)
+    path, verdict = cpu_precision.int8_graph_path(spec, fp32)
     assert path.parent == fp32.parent and ".int8cpu-" in path.name
     assert registry.graph_problem(path) == ""
     assert verdict.held_out == 24 and verdict.calibration["images"] == 24
     # cached: the same file, not built again
     with monkeypatch.context() as m:
-        m.setattr(int8_cpu, "_judge", lambda *a: pytest.fail("rebuilt a cached graph"))
-        assert int8_cpu.int8_graph_path(spec, fp32) == (path, verdict)
+        m.setattr(cpu_precision, "_compare", lambda *a: pytest.fail("rebuilt a cached graph"))
+        assert cpu_precision.int8_graph_path(spec, fp32) == (path, verdict)
     # a damaged graph fails its checksum and is rebuilt
     path.write_bytes(path.read_bytes()[:-10])
-    again, _ = int8_cpu.int8_graph_path(spec, fp32)
+    again, _ = cpu_precision.int8_graph_path(spec, fp32)
     assert again == path and registry.graph_problem(path) == ""
     # other crops, another graph
     next(calibration_folder.glob("*.jpg")).unlink()
-    other, _ = int8_cpu.int8_graph_path(spec, fp32)
+    other, _ = cpu_precision.int8_graph_path(spec, fp32)
     assert other != path
 
 
@@ -203,7 +177,7 @@ def test_open_runner_precision(calibration_folder: Path) -> None:
 @needs_vnni
 def test_cli_precision_reaches_the_runner(calibration_folder: Path, shared: Path) -> None:
     samples = str(shared / "samples" / "faces")
-    env = {int8_cpu.CALIBRATION_ENV: str(calibration_folder)}
+    env = {cpu_precision.CALIBRATION_ENV: str(calibration_folder)}
     for precision, label in (("int8", "ONNX Runtime CPU INT8"), ("fp32", "ONNX Runtime CPU")):
         proc = mesolive(
             "classify", samples, "--model", "meso4-df", "--backend", "onnxruntime-cpu",

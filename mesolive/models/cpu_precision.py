@@ -1,0 +1,413 @@
+"""The precision a model runs in on the CPU: float32, INT8 or bfloat16, judged against float32.
+
+Two reduced-precision paths exist, each judged here against ONNX Runtime's
+float32 graph before ``--precision auto`` may choose it:
+
+* **INT8** (ONNX Runtime): :func:`int8_graph_path` builds a model's INT8
+  graph (:func:`mesolive.models.quantize.int8_graph` with ``target="cpu"``)
+  from a fixed sample of face crops, cached next to the float32 graph it came
+  from, keyed by that graph's checksum, the crops' bytes and
+  :data:`QUANTIZER_VERSION`, with its sha256 recorded beside it like every
+  cached graph (:func:`mesolive.models.registry.graph_problem`).
+* **bfloat16** (OpenVINO, :mod:`mesolive.backends.openvino`): the float32
+  graph itself, computed in bfloat16 where the CPU has AMX or AVX-512 BF16;
+  nothing is built, only judged (:func:`bf16_verdict`), keyed by the float32
+  graph, the held-out crops and OpenVINO's version.
+
+The crops are read through the model's preprocessing contract from the
+folder named by ``MESOLIVE_CALIBRATION`` (:data:`CALIBRATION_ENV`), its
+images shuffled with seed 0: the first :data:`CALIBRATION_CROPS` calibrate
+INT8, the next :data:`HELD_OUT_CROPS` judge both paths. Each verdict
+(``*.verdict.json`` beside the float32 graph) says how many held-out decisions
+(fake/real at 0.5) flip against float32 and both runners' faces/s here,
+measured once, interleaved.
+
+``auto`` (:func:`cpu_graph`) takes, among the paths this CPU and install
+have and whose verdict flips at most :data:`MAX_FLIPPED` of the decisions
+and runs at least :data:`MIN_SPEEDUP` times faster, the fastest; else
+float32.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mesolive.env import env_path
+from mesolive.errors import BackendUnavailable, InputError, ModelError
+from mesolive.models import registry
+from mesolive.paths import cannot_write, write_bytes_atomic
+
+log = logging.getLogger(__name__)
+
+CALIBRATION_ENV = "MESOLIVE_CALIBRATION"
+CALIBRATION_CROPS = 128
+HELD_OUT_CROPS = 256
+MIN_CROPS = 32
+"""A calibration folder needs this many readable crops (half calibrate, half judge)."""
+
+MAX_FLIPPED = 0.02
+"""Largest share of held-out decisions INT8 or bfloat16 may flip for ``auto`` to run it."""
+
+MIN_SPEEDUP = 1.05
+"""``auto`` runs INT8 or bfloat16 only where it measured this many times float32's faces/s."""
+
+QUANTIZER_VERSION = 2
+"""Bumped whenever :func:`mesolive.models.quantize.quantize_cpu` changes its output."""
+
+_BATCH = 8
+_TIMING_ROUNDS = 10
+_TIMING_WINDOW_S = 0.15
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How a reduced-precision path compared with float32 here (a ``*.verdict.json``).
+
+    ``faces_per_s`` is the path's (``precision``: ``int8`` or ``bf16``),
+    ``fp32_faces_per_s`` ONNX Runtime's float32 graph's, both at batch 8.
+    """
+
+    held_out: int
+    flipped: int
+    fp32_faces_per_s: float
+    faces_per_s: float
+    speedup: float
+    precision: str = "int8"
+    calibration: dict[str, Any] = field(default_factory=dict)
+    cpu_flags: tuple[str, ...] = ()
+
+    def why_not(self) -> str:
+        """Why ``auto`` does not run this path (``""``: it qualifies)."""
+        label = _LABELS[self.precision]
+        if self.flipped > MAX_FLIPPED * self.held_out:
+            return (
+                f"{label} flips {self.flipped} of {self.held_out} held-out decisions "
+                f"(more than {MAX_FLIPPED:.0%})"
+            )
+        if self.speedup < MIN_SPEEDUP:
+            return f"{label} measured x{self.speedup:.2f} the float32 faces/s here"
+        return ""
+
+    def line(self) -> str:
+        return (
+            f"{self.flipped}/{self.held_out} held-out decisions flip, "
+            f"x{self.speedup:.2f} faces/s ({self.faces_per_s:.0f} vs "
+            f"{self.fp32_faces_per_s:.0f} float32, batch {_BATCH})"
+        )
+
+
+_LABELS = {"int8": "INT8", "bf16": "bfloat16"}
+
+
+def calibration_folder() -> Path | None:
+    """The folder of face crops named by ``MESOLIVE_CALIBRATION``, or None when unset."""
+    folder = env_path(CALIBRATION_ENV)
+    if folder is not None and not folder.is_dir():
+        raise InputError(f"{CALIBRATION_ENV}={folder}: not a folder of face crops")
+    return folder
+
+
+def _sample(folder: Path) -> tuple[list[Path], list[Path]]:
+    """The calibration and held-out files: the folder's images shuffled with seed 0."""
+    from mesolive.imageio import expand_paths
+
+    files, _ = expand_paths([folder])
+    if len(files) < MIN_CROPS:
+        raise InputError(f"{folder}: INT8 calibration needs at least {MIN_CROPS} face crops")
+    order = np.random.default_rng(0).permutation(len(files))
+    picked = [files[i] for i in order[: CALIBRATION_CROPS + HELD_OUT_CROPS]]
+    n_cal = min(CALIBRATION_CROPS, len(picked) // 2)
+    return picked[:n_cal], picked[n_cal:]
+
+
+def _key(fp32: Path, files: list[Path]) -> str:
+    """What the INT8 graph depends on: the float32 graph, the crops' bytes, the quantizer."""
+    from mesolive.models.download import sha256_file
+
+    h = hashlib.sha256(f"{QUANTIZER_VERSION}:{sha256_file(fp32)}".encode())
+    for f in files:
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def _batch(spec: registry.ModelSpec, files: list[Path], model_dir: str | None) -> np.ndarray:
+    """The graph input of ``files`` read through ``spec``'s contract (unreadable ones skipped)."""
+    from mesolive.classify.crops import CropReader
+
+    crops = []
+    with CropReader(spec.preprocess, model_dir=model_dir) as reader:
+        for f in files:
+            try:
+                crops.append(reader.read(f))
+            except InputError as e:
+                log.warning("%s; not used for INT8 calibration", e)
+    if not crops:
+        raise InputError("no readable face crops for INT8 calibration")
+    return spec.preprocess.pixels(crops)
+
+
+def _faces_per_s(runners: list[Any], x: np.ndarray) -> np.ndarray:
+    """(rounds, runners) faces/s at batch 8: in each round every runner in turn."""
+    batch = np.resize(x, (_BATCH, *x.shape[1:]))
+    rates = np.zeros((_TIMING_ROUNDS, len(runners)))
+    for r in range(_TIMING_ROUNDS):
+        for i, runner in enumerate(runners):
+            n, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < _TIMING_WINDOW_S:
+                runner.infer({"input": batch})
+                n += _BATCH
+            rates[r, i] = n / (time.perf_counter() - t0)
+    return rates
+
+
+def _compare(
+    fp32: Path, candidate: Any, held: np.ndarray, threads: int | None, **facts: Any
+) -> Verdict:
+    """Judge the open runner ``candidate`` against ONNX Runtime's float32 graph ``fp32``.
+
+    ``facts`` are the :class:`Verdict`'s other fields (``precision``,
+    ``calibration``, ``cpu_flags``). ``candidate`` is closed on return.
+    """
+    from mesolive.backends.onnxruntime import OnnxRuntimeRunner
+    from mesolive.backends.verify import logits
+
+    with OnnxRuntimeRunner(fp32, threads=threads) as a, candidate as b:
+        flipped = int(np.sum((logits(a, held, 64) > 0) != (logits(b, held, 64) > 0)))
+        rates = _faces_per_s([a, b], held)
+    fp32_rate, rate = np.median(rates, axis=0)
+    return Verdict(
+        held_out=len(held),
+        flipped=flipped,
+        fp32_faces_per_s=round(float(fp32_rate), 1),
+        faces_per_s=round(float(rate), 1),
+        # the median of paired rounds: other work on the machine slows both of a round
+        speedup=round(float(np.median(rates[:, 1] / rates[:, 0])), 3),
+        **facts,
+    )
+
+
+def int8_graph_path(
+    spec: registry.ModelSpec,
+    fp32: Path,
+    model_dir: str | None = None,
+    *,
+    threads: int | None = None,
+) -> tuple[Path, Verdict]:
+    """The cached INT8 graph of ``spec`` (built from its float32 graph ``fp32`` if needed).
+
+    Raises
+    ------
+    InputError
+        No calibration folder is set, or it holds too few readable crops.
+    """
+    from mesolive.backends.cpuinfo import int8_flags
+    from mesolive.models.quantize import int8_graph
+
+    folder = _folder_or_fail("INT8 needs face crops to calibrate on")
+    cal_files, held_files = _sample(folder)
+    key = _key(fp32, cal_files + held_files)
+    out = fp32.with_name(fp32.name.replace(".fp32.onnx", f".int8cpu-{key[:12]}.onnx"))
+    verdict_file = out.with_name(out.name + ".verdict.json")
+    if out.is_file():
+        problem = registry.graph_problem(out)
+        verdict = _read_verdict(verdict_file) if not problem else None
+        if verdict is not None:
+            return out, verdict
+        log.warning("%s %s; rebuilding it", out, problem or "has no readable verdict")
+    log.info("%s: calibrating an INT8 graph on %d crops of %s", spec.name, len(cal_files), folder)
+    import onnx
+
+    cal = _batch(spec, cal_files, model_dir)
+    held = _batch(spec, held_files, model_dir)
+    model, calibration = int8_graph(
+        onnx.load(str(fp32)),
+        lambda: (cal[i : i + 32] for i in range(0, len(cal), 32)),
+        threads=threads,
+        target="cpu",
+    )
+    from mesolive.backends.onnxruntime import OnnxRuntimeRunner
+
+    data = model.SerializeToString()
+    verdict = _compare(
+        fp32,
+        OnnxRuntimeRunner(data, threads=threads),
+        held,
+        threads,
+        calibration={**calibration.as_dict(), "folder": str(folder)},
+        cpu_flags=int8_flags(),
+    )
+    try:
+        write_bytes_atomic(out, data)
+        registry.record_graph(out)
+    except OSError as e:
+        raise ModelError(cannot_write(out, e)) from e
+    _write_verdict(verdict_file, verdict)
+    log.info("%s: INT8 graph %s: %s", spec.name, out.name, verdict.line())
+    return out, verdict
+
+
+def bf16_verdict(
+    spec: registry.ModelSpec,
+    fp32: Path,
+    model_dir: str | None = None,
+    *,
+    threads: int | None = None,
+) -> Verdict:
+    """How OpenVINO's bfloat16 run of the float32 graph ``fp32`` compares here (cached).
+
+    Raises
+    ------
+    InputError
+        No calibration folder is set, or it holds too few readable crops.
+    BackendUnavailable
+        OpenVINO is not installed, or would not run bfloat16 on this CPU.
+    """
+    from mesolive.backends.cpuinfo import bf16_flags
+    from mesolive.backends.openvino import OpenVinoRunner, openvino_version
+    from mesolive.models.download import sha256_file
+
+    folder = _folder_or_fail("bfloat16 is judged on held-out face crops")
+    _, held_files = _sample(folder)
+    h = hashlib.sha256(f"bf16:{openvino_version()}:{sha256_file(fp32)}".encode())
+    for f in held_files:
+        h.update(f.read_bytes())
+    verdict_file = fp32.with_name(
+        fp32.name.replace(".fp32.onnx", f".bf16-openvino-{h.hexdigest()[:12]}.verdict.json")
+    )
+    if verdict_file.is_file():
+        verdict = _read_verdict(verdict_file)
+        if verdict is not None:
+            return verdict
+        log.warning("%s is not a readable verdict; judging bfloat16 again", verdict_file)
+    held = _batch(spec, held_files, model_dir)
+    runner = OpenVinoRunner(fp32, threads=threads, precision="bf16")
+    verdict = _compare(
+        fp32,
+        runner,
+        held,
+        threads,
+        precision="bf16",
+        calibration={"folder": str(folder), "openvino": openvino_version()},
+        cpu_flags=bf16_flags(),
+    )
+    _write_verdict(verdict_file, verdict)
+    log.info("%s: bfloat16 on OpenVINO: %s", spec.name, verdict.line())
+    return verdict
+
+
+def _folder_or_fail(why: str) -> Path:
+    folder = calibration_folder()
+    if folder is None:
+        raise InputError(f"{why}: set {CALIBRATION_ENV} to a folder of them")
+    return folder
+
+
+def _write_verdict(path: Path, verdict: Verdict) -> None:
+    try:
+        write_bytes_atomic(path, json.dumps(asdict(verdict), indent=2).encode())
+    except OSError as e:
+        raise ModelError(cannot_write(path, e)) from e
+
+
+def _read_verdict(path: Path) -> Verdict | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        data["cpu_flags"] = tuple(data.get("cpu_flags", ()))
+        return Verdict(**data)
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def cpu_graph(
+    spec: registry.ModelSpec,
+    fp32: Path,
+    precision: str,
+    model_dir: str | None = None,
+    *,
+    threads: int | None = None,
+    paths: tuple[str, ...] = ("int8", "bf16"),
+) -> tuple[Path, str, str]:
+    """What runs ``spec`` on this CPU for ``precision``: (file, precision, why).
+
+    The precision says which runtime: ``fp32`` and ``int8`` are ONNX
+    Runtime's graphs, ``bf16`` OpenVINO running the float32 file. ``paths``
+    are the reduced-precision paths the chosen back end can run; ``auto``
+    takes the fastest of them that its verdict qualifies, else float32.
+
+    ``why`` says why ``auto`` kept float32 although this machine judged a
+    path (its verdict); a CPU without the instructions, OpenVINO not
+    installed or an unset calibration folder is only logged at debug level
+    (``mesolive doctor`` shows each), so that the back-end line does not nag
+    every CPU user.
+
+    Raises
+    ------
+    BackendUnavailable
+        ``int8`` or ``bf16`` where this CPU or install cannot run it.
+    InputError
+        ``int8`` or ``bf16`` without a usable calibration folder.
+    """
+    from mesolive.backends.cpuinfo import PRECISIONS
+
+    if precision not in PRECISIONS:
+        raise ModelError(f"precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if precision == "fp32":
+        return fp32, "fp32", ""
+    if precision != "auto":
+        try:
+            path, _ = _judged(precision, spec, fp32, model_dir, threads)
+        except BackendUnavailable as e:
+            raise BackendUnavailable(f"--precision {precision}: {e}; use fp32 or auto") from e
+        return path, precision, ""
+    qualified: list[tuple[float, Path, str]] = []
+    reasons: list[str] = []
+    for candidate in paths:
+        try:
+            path, verdict = _judged(candidate, spec, fp32, model_dir, threads)
+        except (BackendUnavailable, InputError) as e:
+            log.debug("%s not used: %s", _LABELS[candidate], e)
+            continue
+        why = verdict.why_not()
+        if why:
+            reasons.append(f"{_LABELS[candidate]} not used: {why}")
+        else:
+            qualified.append((verdict.speedup, path, candidate))
+    if qualified:
+        _, path, candidate = max(qualified)
+        return path, candidate, ""
+    return fp32, "fp32", "; ".join(reasons)
+
+
+def _judged(
+    precision: str,
+    spec: registry.ModelSpec,
+    fp32: Path,
+    model_dir: str | None,
+    threads: int | None,
+) -> tuple[Path, Verdict]:
+    """The file that runs ``spec`` in ``precision`` here, and its verdict.
+
+    Raises
+    ------
+    BackendUnavailable
+        This CPU lacks the instructions, or OpenVINO is not installed.
+    InputError
+        No usable calibration folder.
+    """
+    from mesolive.backends import cpuinfo
+
+    if precision == "int8":
+        if not cpuinfo.int8_flags():
+            raise BackendUnavailable(f"this CPU has none of {', '.join(cpuinfo.INT8_FLAGS)}")
+        return int8_graph_path(spec, fp32, model_dir, threads=threads)
+    if not cpuinfo.bf16_flags():
+        raise BackendUnavailable(f"this CPU has none of {', '.join(cpuinfo.BF16_FLAGS)}")
+    return fp32, bf16_verdict(spec, fp32, model_dir, threads=threads)

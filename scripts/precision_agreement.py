@@ -1,0 +1,71 @@
+"""How far each CPU precision moves a model's decisions: flips and ROC AUC against float32.
+
+    MESOLIVE_MODEL_DIR=../shared/models MESOLIVE_CALIBRATION=../shared/train/dfdc \\
+        python scripts/precision_agreement.py ../shared/faces/dfdc \\
+        --models meso4-live meso4-df --precisions int8 bf16
+
+The labelled crops (a folder with ``real/`` and ``fake/`` or a labels CSV, as
+``mesolive evaluate`` takes) are read through each model's preprocessing
+contract and scored by ONNX Runtime's float32 graph and by each precision
+(``int8``: ONNX Runtime's INT8 graph, calibrated on ``MESOLIVE_CALIBRATION``;
+``bf16``: OpenVINO). Per model and precision it prints the decisions (fake/real
+at 0.5) that differ from float32, the largest logit difference, and both ROC
+AUCs. A precision this machine cannot run is reported and skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> int:
+    sys.path.insert(0, str(ROOT))
+    from mesolive.backends.select import open_runner
+    from mesolive.backends.verify import logits
+    from mesolive.classify.crops import CropReader
+    from mesolive.datasets import collect
+    from mesolive.errors import MesoliveError
+    from mesolive.metrics import roc_auc
+    from mesolive.models.registry import default_model, get_spec
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("crops", nargs="+", help="labelled face crops")
+    ap.add_argument("--models", nargs="+", default=None, help="default: the default model")
+    ap.add_argument("--precisions", nargs="+", default=["int8", "bf16"])
+    args = ap.parse_args()
+
+    items = collect(args.crops)
+    labels = np.array([item.label for item in items])
+    print(f"{len(items)} crops ({int(labels.sum())} labelled fake)")
+    for model in args.models or [default_model()]:
+        spec = get_spec(model)
+        with CropReader(spec.preprocess) as reader:
+            x = spec.preprocess.pixels([reader.read(item.path) for item in items])
+        with open_runner(model, backend="onnxruntime-cpu", precision="fp32") as runner:
+            ref = logits(runner, x, 64)
+        for precision in args.precisions:
+            try:
+                runner = open_runner(model, backend="auto", precision=precision, progress=False)
+            except MesoliveError as e:
+                print(f"{model} {precision}: not run ({e})")
+                continue
+            with runner:
+                got = logits(runner, x, 64)
+            flipped = int(np.sum((got > 0) != (ref > 0)))
+            print(
+                f"{model} {precision} ({runner.name}): {flipped}/{len(x)} decisions flip "
+                f"({flipped / len(x):.1%}), max |logit difference| "
+                f"{np.abs(got - ref).max():.3g}, ROC AUC {roc_auc(labels, -ref):.4f} -> "
+                f"{roc_auc(labels, -got):.4f}"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""bfloat16 on the CPU through OpenVINO: the runner, its verdict, and --precision bf16."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mesolive.backends import cpuinfo
+from mesolive.backends.onnxruntime import OnnxRuntimeRunner
+from mesolive.backends.openvino import INSTALL_HINT, OpenVinoRunner
+from mesolive.backends.select import open_runner
+from mesolive.backends.verify import logits
+from mesolive.errors import BackendUnavailable, InputError, ModelError
+from mesolive.models import cpu_precision, registry
+from mesolive.models.cpu_precision import Verdict
+
+from .conftest import mesolive
+
+pytest.importorskip("openvino", reason="OpenVINO is an optional extra (mesolive[openvino])")
+
+BF16 = bool(cpuinfo.bf16_flags())
+needs_bf16 = pytest.mark.skipif(not BF16, reason="this CPU has no AMX/AVX-512 BF16")
+
+
+def _fp32(model: str) -> Path:
+    return registry.onnx_path(registry.get_spec(model), "fp32", progress=False)
+
+
+@pytest.mark.parametrize("model", ["meso4-df", "mesoinception4-df", "meso4-live"])
+def test_float32_equals_onnx_runtime(model: str, test_faces: np.ndarray) -> None:
+    fp32 = _fp32(model)
+    with OnnxRuntimeRunner(fp32) as a, OpenVinoRunner(fp32, precision="fp32") as b:
+        assert b.name == "openvino-cpu"
+        assert [(s.name, s.shape[1:], s.dtype) for s in b.input_specs] == [
+            (s.name, s.shape[1:], s.dtype) for s in a.input_specs
+        ]
+        assert b.output_names == a.output_names
+        ref, got = logits(a, test_faces), logits(b, test_faces)
+    assert np.abs(got - ref).max() <= 1e-4 * max(1.0, float(np.abs(ref).max()))
+
+
+@needs_bf16
+def test_bfloat16_keeps_the_decisions(test_faces: np.ndarray) -> None:
+    fp32 = _fp32("meso4-live")
+    with OnnxRuntimeRunner(fp32) as a, OpenVinoRunner(fp32, precision="bf16") as b:
+        assert b.name == "openvino-cpu-bf16"
+        x = b.input_buffer(len(test_faces))  # the crops written into the runner's buffer
+        x[:] = test_faces
+        ref, got = logits(a, test_faces), logits(b, x)
+    assert 0 < np.abs(got - ref).max() < 0.5  # computed in bfloat16, not float32
+    assert np.mean((got > 0) != (ref > 0)) <= cpu_precision.MAX_FLIPPED
+
+
+def test_without_openvino_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "openvino", None)  # what an install without the extra sees
+    with pytest.raises(
+        BackendUnavailable, match=re.escape(f"OpenVINO is not installed; {INSTALL_HINT}")
+    ):
+        OpenVinoRunner(_fp32("meso4-df"))
+
+
+def test_a_file_openvino_cannot_read(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a graph")
+    with pytest.raises(ModelError, match="not an ONNX graph") as e:
+        OpenVinoRunner(bad)
+    assert "\n" not in str(e.value)
+
+
+@needs_bf16
+def test_bf16_verdict_is_judged_once_and_cached(
+    calibration_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = registry.get_spec("meso4-df")
+    fp32 = _fp32("meso4-df")
+    verdict = cpu_precision.bf16_verdict(spec, fp32)
+    assert verdict.precision == "bf16" and verdict.held_out == 24
+    assert verdict.flipped <= 1 and verdict.faces_per_s > 0 and verdict.fp32_faces_per_s > 0
+    (file,) = fp32.parent.glob(fp32.name.replace(".fp32.onnx", ".bf16-openvino-*.verdict.json"))
+    assert json.loads(file.read_text())["speedup"] == verdict.speedup
+    with monkeypatch.context() as m:
+        m.setattr(cpu_precision, "_compare", lambda *a, **k: pytest.fail("judged again"))
+        assert cpu_precision.bf16_verdict(spec, fp32) == verdict
+    file.write_text("{")  # unreadable: judged again
+    assert cpu_precision.bf16_verdict(spec, fp32).held_out == 24
+    # other held-out crops, another verdict
+    sorted(calibration_folder.glob("*.jpg"))[-1].unlink()
+    cpu_precision.bf16_verdict(spec, fp32)
+    assert len(list(fp32.parent.glob("*.bf16-openvino-*.verdict.json"))) == 2
+
+
+def test_auto_takes_the_fastest_qualified_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = registry.get_spec("meso4-df")
+    fp32 = _fp32("meso4-df")
+    int8 = fp32.with_name("int8.onnx")
+    verdicts = {
+        "int8": Verdict(256, 0, 500, 600, 1.2),
+        "bf16": Verdict(256, 1, 500, 1000, 2.0, precision="bf16"),
+    }
+
+    def judged(precision: str, *_: object) -> tuple[Path, Verdict]:
+        if precision not in verdicts:
+            raise BackendUnavailable(f"no {precision} here")
+        return (int8 if precision == "int8" else fp32), verdicts[precision]
+
+    monkeypatch.setattr(cpu_precision, "_judged", judged)
+    assert cpu_precision.cpu_graph(spec, fp32, "auto") == (fp32, "bf16", "")
+    assert cpu_precision.cpu_graph(spec, fp32, "auto", paths=("int8",)) == (int8, "int8", "")
+    verdicts["bf16"] = Verdict(256, 9, 500, 1000, 2.0, precision="bf16")
+    assert cpu_precision.cpu_graph(spec, fp32, "auto") == (int8, "int8", "")
+    verdicts["int8"] = Verdict(256, 0, 500, 510, 1.02)
+    assert cpu_precision.cpu_graph(spec, fp32, "auto") == (
+        fp32,
+        "fp32",
+        "INT8 not used: INT8 measured x1.02 the float32 faces/s here; "
+        "bfloat16 not used: bfloat16 flips 9 of 256 held-out decisions (more than 2%)",
+    )
+    del verdicts["bf16"]  # not on this CPU or install: only logged
+    assert cpu_precision.cpu_graph(spec, fp32, "auto") == (
+        fp32,
+        "fp32",
+        "INT8 not used: INT8 measured x1.02 the float32 faces/s here",
+    )
+    # an explicit precision runs whatever its verdict says
+    assert cpu_precision.cpu_graph(spec, fp32, "int8") == (int8, "int8", "")
+
+
+def test_bf16_needs_the_instructions_and_crops(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = registry.get_spec("meso4-df")
+    fp32 = _fp32("meso4-df")
+    with monkeypatch.context() as m:
+        m.setattr(cpuinfo, "bf16_flags", lambda: ())
+        with pytest.raises(BackendUnavailable, match="--precision bf16: this CPU has none of"):
+            cpu_precision.cpu_graph(spec, fp32, "bf16")
+    if BF16:
+        monkeypatch.delenv(cpu_precision.CALIBRATION_ENV, raising=False)
+        with pytest.raises(InputError, match=cpu_precision.CALIBRATION_ENV):
+            cpu_precision.cpu_graph(spec, fp32, "bf16")
+
+
+def test_cpuinfo_bf16_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = tmp_path / "cpuinfo"
+    fake.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 amx_tile amx_bf16\n")
+    monkeypatch.setattr(cpuinfo, "CPUINFO", fake)
+    assert cpuinfo.bf16_flags() == ("amx_bf16", "avx512_bf16")
+    assert cpuinfo.int8_flags() == ()
+    fake.write_text("flags\t\t: fpu avx2\n")
+    assert cpuinfo.bf16_flags() == ()
+
+
+def test_open_runner_openvino() -> None:
+    with open_runner("meso4-df", backend="openvino", precision="fp32") as r:
+        assert r.name == "openvino-cpu"
+    with pytest.raises(BackendUnavailable, match=r"int8 runs on the CPU \(ONNX Runtime\), not on"):
+        open_runner("meso4-df", backend="openvino", precision="int8")
+    with pytest.raises(BackendUnavailable, match=r"bf16 runs on the CPU \(OpenVINO\), not on"):
+        open_runner("meso4-df", backend="onnxruntime-cpu", precision="bf16")
+
+
+@needs_bf16
+def test_cli_bf16_reaches_the_runner(calibration_folder: Path, shared: Path) -> None:
+    samples = str(shared / "samples" / "faces")
+    env = {cpu_precision.CALIBRATION_ENV: str(calibration_folder)}
+    words = {}
+    for precision, label in (("bf16", "OpenVINO CPU bfloat16"), ("fp32", "ONNX Runtime CPU")):
+        proc = mesolive("classify", samples, "--model", "meso4-df", "--precision", precision,
+                        env=env)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert f"mesolive: backend: {label}" in proc.stderr
+        words[precision] = [line.split()[1] for line in proc.stdout.splitlines()[1:]]
+    assert words["bf16"] == words["fp32"] == ["FAKE", "FAKE", "real", "real"]
+    proc = mesolive("classify", samples, "--precision", "bf16", "--backend", "onnxruntime")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "mesolive: error: --precision bf16 runs on the CPU (OpenVINO), not on onnxruntime"
+    ]
