@@ -35,6 +35,9 @@ from mesolive.backends.gpuinfo import probe_driver, probe_module
 
 ROOT = Path(__file__).resolve().parents[1]
 GPU_STACK = Path(__file__).resolve().with_name("gpu_stack")
+CPU_FP32 = ("--precision", "fp32")
+"""Pins the CPU fallback to ONNX Runtime's float32 graph: on a CPU with AMX and OpenVINO
+installed, ``auto`` would run bfloat16 there and the back-end line would name OpenVINO."""
 
 without_gpu_stack = pytest.mark.skipif(
     bool(probe_driver().library)

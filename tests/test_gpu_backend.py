@@ -17,7 +17,13 @@ from mesolive.backends import engine_cache as ec
 from mesolive.backends.gpuinfo import probe_module
 from mesolive.models.registry import default_model
 
-from .gpu_fakes import broken_package, run_mesolive, stub_package, without_gpu_stack
+from .gpu_fakes import (
+    CPU_FP32,
+    broken_package,
+    run_mesolive,
+    stub_package,
+    without_gpu_stack,
+)
 
 MODEL = default_model()
 
@@ -46,7 +52,7 @@ def test_probe_tells_missing_from_broken(tmp_path: Path, monkeypatch: pytest.Mon
 
 @without_gpu_stack
 def test_auto_falls_back_to_cpu_with_one_line(shared: Path) -> None:
-    r = run_mesolive(["classify", str(shared / FACE)])
+    r = run_mesolive(["classify", str(shared / FACE), *CPU_FP32])
     assert r.returncode == 0, r.stderr
     lines = _backend_lines(r.stderr)
     assert len(lines) == 1
@@ -57,7 +63,7 @@ def test_auto_falls_back_to_cpu_with_one_line(shared: Path) -> None:
 
 def test_broken_tensorrt_is_named_with_its_library_error(tmp_path: Path, shared: Path) -> None:
     fakes = broken_package(tmp_path, "tensorrt", "libnvinfer.so.10")
-    r = run_mesolive(["classify", str(shared / FACE)], pythonpath=[fakes])
+    r = run_mesolive(["classify", str(shared / FACE), *CPU_FP32], pythonpath=[fakes])
     assert r.returncode == 0, r.stderr
     (line,) = _backend_lines(r.stderr)
     assert "backend: ONNX Runtime CPU" in line
@@ -156,7 +162,7 @@ def test_no_engine_tells_the_build_command(
 ) -> None:
     engines = tmp_path / "engines"
     r = run_mesolive(
-        ["classify", str(shared / FACE)],
+        ["classify", str(shared / FACE), *CPU_FP32],
         pythonpath=[gpu_stack_stubs],
         libdir=libcuda,
         env={"MESOLIVE_ENGINE_DIR": str(engines)},

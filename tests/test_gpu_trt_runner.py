@@ -24,7 +24,7 @@ from mesolive.errors import BackendUnavailable, EngineIncompatible
 from mesolive.models.onnx_graph import INPUT_NAME, LOGIT_NAME
 from mesolive.models.registry import default_model
 
-from .gpu_fakes import GPU_STACK, fake_libcuda, run_mesolive
+from .gpu_fakes import CPU_FP32, GPU_STACK, fake_libcuda, run_mesolive
 
 MODEL = default_model()
 FACE = "samples/faces/real/real00240.jpg"
@@ -202,7 +202,9 @@ def test_no_memory_for_a_context_falls_back_or_fails_in_one_line(
     env = {"MESOLIVE_ENGINE_DIR": str(engines), "FAKE_TRT_FREE_MEMORY": "0"}
     face = str(shared / FACE)
 
-    auto = run_mesolive(["classify", face], pythonpath=[GPU_STACK], libdir=libdir, env=env)
+    auto = run_mesolive(
+        ["classify", face, *CPU_FP32], pythonpath=[GPU_STACK], libdir=libdir, env=env
+    )
     assert auto.returncode == 0, auto.stderr
     (line,) = [ln for ln in auto.stderr.splitlines() if "backend:" in ln]
     assert line.startswith(

@@ -12,7 +12,7 @@ import pytest
 
 from mesolive.backends import cpuinfo
 from mesolive.backends.onnxruntime import OnnxRuntimeRunner
-from mesolive.backends.openvino import INSTALL_HINT, OpenVinoRunner
+from mesolive.backends.openvino import INSTALL_HINT, OpenVinoRunner, openvino_version
 from mesolive.backends.select import open_runner
 from mesolive.backends.verify import logits
 from mesolive.errors import BackendUnavailable, InputError, ModelError
@@ -21,7 +21,8 @@ from mesolive.models.cpu_precision import Verdict
 
 from .conftest import mesolive
 
-pytest.importorskip("openvino", reason="OpenVINO is an optional extra (mesolive[openvino])")
+if not openvino_version():  # imported through mesolive: with its telemetry off
+    pytest.skip("OpenVINO is an optional extra (mesolive[openvino])", allow_module_level=True)
 
 BF16 = bool(cpuinfo.bf16_flags())
 needs_bf16 = pytest.mark.skipif(not BF16, reason="this CPU has no AMX/AVX-512 BF16")
@@ -56,6 +57,15 @@ def test_bfloat16_keeps_the_decisions(test_faces: np.ndarray) -> None:
     assert np.mean((got > 0) != (ref > 0)) <= cpu_precision.MAX_FLIPPED
 
 
+def test_openvino_sends_no_telemetry() -> None:
+    with OpenVinoRunner(_fp32("meso4-df")):
+        # OpenVINO's converter sends a usage event through openvino_telemetry (and starts a
+        # thread for it) unless that package cannot be imported; the thread check of every
+        # test (conftest) fails on such a thread
+        assert sys.modules["openvino_telemetry"] is None
+        assert "openvino.tools.ovc.telemetry_stub" in sys.modules
+
+
 def test_without_openvino_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "openvino", None)  # what an install without the extra sees
     with pytest.raises(
@@ -81,7 +91,8 @@ def test_bf16_verdict_is_judged_once_and_cached(
     verdict = cpu_precision.bf16_verdict(spec, fp32)
     assert verdict.precision == "bf16" and verdict.held_out == 24
     assert verdict.flipped <= 1 and verdict.faces_per_s > 0 and verdict.fp32_faces_per_s > 0
-    (file,) = fp32.parent.glob(fp32.name.replace(".fp32.onnx", ".bf16-openvino-*.verdict.json"))
+    pattern = fp32.name.replace(".fp32.onnx", ".bf16-openvino-*.verdict.json")
+    (file,) = fp32.parent.glob(pattern)
     assert json.loads(file.read_text())["speedup"] == verdict.speedup
     with monkeypatch.context() as m:
         m.setattr(cpu_precision, "_compare", lambda *a, **k: pytest.fail("judged again"))
@@ -91,7 +102,7 @@ def test_bf16_verdict_is_judged_once_and_cached(
     # other held-out crops, another verdict
     sorted(calibration_folder.glob("*.jpg"))[-1].unlink()
     cpu_precision.bf16_verdict(spec, fp32)
-    assert len(list(fp32.parent.glob("*.bf16-openvino-*.verdict.json"))) == 2
+    assert len(list(fp32.parent.glob(pattern))) == 2
 
 
 def test_auto_takes_the_fastest_qualified_path(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -179,3 +190,33 @@ def test_cli_bf16_reaches_the_runner(calibration_folder: Path, shared: Path) -> 
     assert proc.stderr.strip().splitlines() == [
         "mesolive: error: --precision bf16 runs on the CPU (OpenVINO), not on onnxruntime"
     ]
+
+
+@pytest.mark.parametrize("model", ["meso4-live", "meso4-live-hq"])
+def test_packaged_cards_record_bf16_for_their_graphs(model: str) -> None:
+    # fails when a converter or weights change leaves the record naming an older graph:
+    # re-run scripts/precision_agreement.py --record
+    record = cpu_precision.card_agreement(registry.get_spec(model), _fp32(model))
+    assert record is not None
+    assert record["crops"] == 600 and record["flipped"] <= 0.02 * 600
+
+
+@needs_bf16
+def test_bf16_verdict_takes_the_cards_word_without_crops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(cpu_precision.CALIBRATION_ENV, raising=False)
+    spec = registry.get_spec("meso4-live")
+    fp32 = _fp32("meso4-live")
+    record = cpu_precision.card_agreement(spec, fp32)
+    verdict = cpu_precision.bf16_verdict(spec, fp32)
+    assert (verdict.held_out, verdict.flipped) == (record["crops"], record["flipped"])
+    assert verdict.calibration["model_card"] == record["on"] and verdict.faces_per_s > 0
+    # a record of another graph is not this graph's: crops are needed again
+    card = json.loads(registry.card_path(spec).read_text())
+    card[cpu_precision.AGREEMENT_KEY]["graph"] = "meso4-live.0000000000000000.v3.fp32.onnx"
+    (tmp_path / spec.card).write_text(json.dumps(card))
+    monkeypatch.setattr(registry, "card_path", lambda s: tmp_path / s.card)
+    assert cpu_precision.card_agreement(spec, fp32) is None
+    with pytest.raises(InputError, match=cpu_precision.CALIBRATION_ENV):
+        cpu_precision.bf16_verdict(spec, fp32)

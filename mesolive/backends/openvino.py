@@ -10,12 +10,17 @@ from the compiled model: where the plugin kept float32 the runner refuses
 rather than run under a false name. Threads follow ONNX Runtime's setting
 (``MESOLIVE_ORT_THREADS``, else one per core); the latency hint keeps one
 stream, so one batch uses all of them.
+
+OpenVINO is only ever imported through :func:`import_openvino`, which keeps
+its usage telemetry off.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
@@ -29,10 +34,30 @@ OV_PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
 INSTALL_HINT = "pip install 'mesolive[openvino]'"
 
 
+def import_openvino() -> ModuleType:
+    """``import openvino`` with its usage telemetry off.
+
+    Importing ``openvino`` imports its model converter, which sends a usage
+    event to Google Analytics (the ``openvino_telemetry`` package, on unless
+    the user has opted out) from a thread it starts for that. mesolive looks
+    at people's calls and sends nothing anywhere: with ``openvino_telemetry``
+    marked absent, OpenVINO falls back to its own no-op stub.
+
+    Raises
+    ------
+    ImportError
+        OpenVINO is not installed.
+    """
+    sys.modules.setdefault("openvino_telemetry", None)
+    import openvino
+
+    return openvino
+
+
 def openvino_version() -> str:
     """The installed OpenVINO's version, ``""`` where it is not installed."""
     try:
-        import openvino
+        openvino = import_openvino()
     except ImportError:
         return ""
     return str(openvino.__version__).split("-")[0]  # "2026.4.1-22982-e213a14…": the release
@@ -57,7 +82,7 @@ class OpenVinoRunner(Runner):
         precision: str = "fp32",
     ) -> None:
         try:
-            import openvino as ov
+            ov = import_openvino()
         except ImportError as e:
             raise BackendUnavailable(f"OpenVINO is not installed; {INSTALL_HINT}") from e
         if precision not in OV_PRECISIONS:

@@ -225,7 +225,7 @@ def _bf16_text(r: dict[str, Any], calibration: str) -> str:
     where = (
         f"judged on {calibration}"
         if calibration
-        else f"set {CALIBRATION_ENV} to a folder of face crops to judge it on"
+        else f"packaged models by their cards' record; for others set {CALIBRATION_ENV}"
     )
     return f"{have}; OpenVINO {r['openvino']} runs it here where faster ({where})"
 

@@ -169,10 +169,18 @@ def _faces_per_s(runners: list[Any], x: np.ndarray) -> np.ndarray:
 
 
 def _compare(
-    fp32: Path, candidate: Any, held: np.ndarray, threads: int | None, **facts: Any
+    fp32: Path,
+    candidate: Any,
+    held: np.ndarray,
+    threads: int | None,
+    *,
+    recorded: tuple[int, int] | None = None,
+    **facts: Any,
 ) -> Verdict:
     """Judge the open runner ``candidate`` against ONNX Runtime's float32 graph ``fp32``.
 
+    ``recorded`` is (held out, flipped) where the decisions were judged
+    elsewhere (a model card's record): ``held`` then only times the two.
     ``facts`` are the :class:`Verdict`'s other fields (``precision``,
     ``calibration``, ``cpu_flags``). ``candidate`` is closed on return.
     """
@@ -180,12 +188,14 @@ def _compare(
     from mesolive.backends.verify import logits
 
     with OnnxRuntimeRunner(fp32, threads=threads) as a, candidate as b:
-        flipped = int(np.sum((logits(a, held, 64) > 0) != (logits(b, held, 64) > 0)))
+        if recorded is None:
+            flips = np.sum((logits(a, held, 64) > 0) != (logits(b, held, 64) > 0))
+            recorded = len(held), int(flips)
         rates = _faces_per_s([a, b], held)
     fp32_rate, rate = np.median(rates, axis=0)
     return Verdict(
-        held_out=len(held),
-        flipped=flipped,
+        held_out=recorded[0],
+        flipped=recorded[1],
         fp32_faces_per_s=round(float(fp32_rate), 1),
         faces_per_s=round(float(rate), 1),
         # the median of paired rounds: other work on the machine slows both of a round
@@ -211,7 +221,11 @@ def int8_graph_path(
     from mesolive.backends.cpuinfo import int8_flags
     from mesolive.models.quantize import int8_graph
 
-    folder = _folder_or_fail("INT8 needs face crops to calibrate on")
+    folder = calibration_folder()
+    if folder is None:
+        raise InputError(
+            f"INT8 needs face crops to calibrate on: set {CALIBRATION_ENV} to a folder of them"
+        )
     cal_files, held_files = _sample(folder)
     key = _key(fp32, cal_files + held_files)
     out = fp32.with_name(fp32.name.replace(".fp32.onnx", f".int8cpu-{key[:12]}.onnx"))
@@ -263,10 +277,16 @@ def bf16_verdict(
 ) -> Verdict:
     """How OpenVINO's bfloat16 run of the float32 graph ``fp32`` compares here (cached).
 
+    The decisions are judged on the held-out crops of ``MESOLIVE_CALIBRATION``;
+    where it is unset, a model card's record of them for this very graph
+    (:data:`AGREEMENT_KEY`, written by ``scripts/precision_agreement.py
+    --record``) stands in, and only the speed is measured here.
+
     Raises
     ------
     InputError
-        No calibration folder is set, or it holds too few readable crops.
+        No calibration folder is set (and the card records nothing for this
+        graph), or it holds too few readable crops.
     BackendUnavailable
         OpenVINO is not installed, or would not run bfloat16 on this CPU.
     """
@@ -274,11 +294,20 @@ def bf16_verdict(
     from mesolive.backends.openvino import OpenVinoRunner, openvino_version
     from mesolive.models.download import sha256_file
 
-    folder = _folder_or_fail("bfloat16 is judged on held-out face crops")
-    _, held_files = _sample(folder)
+    folder = calibration_folder()
+    card = card_agreement(spec, fp32) if folder is None else None
+    if folder is None and card is None:
+        raise InputError(
+            f"bfloat16 is judged on held-out face crops: set {CALIBRATION_ENV} to a folder of them"
+        )
     h = hashlib.sha256(f"bf16:{openvino_version()}:{sha256_file(fp32)}".encode())
-    for f in held_files:
-        h.update(f.read_bytes())
+    held_files: list[Path] = []
+    if folder is not None:
+        _, held_files = _sample(folder)
+        for f in held_files:
+            h.update(f.read_bytes())
+    else:
+        h.update(json.dumps(card, sort_keys=True).encode())
     verdict_file = fp32.with_name(
         fp32.name.replace(".fp32.onnx", f".bf16-openvino-{h.hexdigest()[:12]}.verdict.json")
     )
@@ -287,15 +316,22 @@ def bf16_verdict(
         if verdict is not None:
             return verdict
         log.warning("%s is not a readable verdict; judging bfloat16 again", verdict_file)
-    held = _batch(spec, held_files, model_dir)
     runner = OpenVinoRunner(fp32, threads=threads, precision="bf16")
+    if card is None:
+        held = _batch(spec, held_files, model_dir)
+        judged = {"folder": str(folder)}
+    else:  # timing only: any pixels take the same time
+        shape = runner.input_buffer(_BATCH).shape
+        held = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+        judged = {"model_card": card["on"]}
     verdict = _compare(
         fp32,
         runner,
         held,
         threads,
+        recorded=None if card is None else (card["crops"], card["flipped"]),
         precision="bf16",
-        calibration={"folder": str(folder), "openvino": openvino_version()},
+        calibration={**judged, "openvino": openvino_version()},
         cpu_flags=bf16_flags(),
     )
     _write_verdict(verdict_file, verdict)
@@ -303,11 +339,34 @@ def bf16_verdict(
     return verdict
 
 
-def _folder_or_fail(why: str) -> Path:
-    folder = calibration_folder()
-    if folder is None:
-        raise InputError(f"{why}: set {CALIBRATION_ENV} to a folder of them")
-    return folder
+AGREEMENT_KEY = "bf16_agreement"
+"""A model card's record of bfloat16's decisions against float32 (:func:`card_agreement`)."""
+
+
+def card_agreement(spec: registry.ModelSpec, fp32: Path) -> dict[str, Any] | None:
+    """What ``spec``'s model card records of bfloat16's decisions on the float32 graph ``fp32``.
+
+    ``{"crops": N, "flipped": N, "on": "<the crops>", "graph": "<file name>"}``;
+    None where the model has no card, the card records nothing, or it was
+    recorded for another graph. The graph's file name
+    (:func:`mesolive.models.registry.onnx_path`) names its weights' checksums,
+    its contract's pixel map and the converter's version; its bytes could
+    differ in the last bit between machines, its name cannot.
+    """
+    if not spec.card:
+        return None
+    try:
+        card = json.loads(registry.card_path(spec).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    record = card.get(AGREEMENT_KEY) if isinstance(card, dict) else None
+    if not isinstance(record, dict) or record.get("graph") != fp32.name:
+        return None
+    try:
+        crops, flipped = int(record["crops"]), int(record["flipped"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return {**record, "crops": crops, "flipped": flipped, "on": str(record.get("on", ""))}
 
 
 def _write_verdict(path: Path, verdict: Verdict) -> None:

@@ -36,7 +36,7 @@ def test_pipeline_results_reach_the_overlay_timeline_and_report(window, qtbot, c
 
     # the status bar names the back end that actually runs
     backend = window.presenter.backend
-    assert backend.startswith(("onnxruntime", "tensorrt"))
+    assert backend.startswith(("onnxruntime", "openvino", "tensorrt"))
     assert window.status.backend_label.text()
     assert window.status.backend_label.text() not in ("back end: –", "loading models…")
 
