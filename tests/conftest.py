@@ -114,8 +114,8 @@ def shrunk_clip(src: Path, dst: Path, factor: float) -> int:
     return n
 
 
-def crops_of(folder: Path, n: int) -> list[np.ndarray]:
-    """The first ``n`` JPEG crops of ``folder`` in name order, as RGB uint8."""
+def crops_of(folder: Path, n: int | None = None) -> list[np.ndarray]:
+    """The first ``n`` (None: all) JPEG crops of ``folder`` in name order, as RGB uint8."""
     return [read_image(f) for f in sorted(folder.glob("*.jpg"))[:n]]
 
 

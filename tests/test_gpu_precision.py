@@ -30,12 +30,7 @@ from mesolive.models.keras_h5 import load_keras_weights
 from mesolive.models.onnx_graph import build_onnx, image_ranges
 from mesolive.models.quantize import QMAX, calibrate, conv_inputs, equalize, int8_graph
 
-from .conftest import H5_OF, MODEL_NAMES, MODELS
-
-
-def _crops(folder: Path, n: int | None = None) -> list[np.ndarray]:
-    files = sorted(folder.glob("*.jpg"))
-    return [read_image(f) for f in (files[:n] if n else files)]
+from .conftest import H5_OF, MODEL_NAMES, MODELS, crops_of
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +41,8 @@ def sample_faces(shared: Path) -> list[np.ndarray]:
 @pytest.fixture(scope="module")
 def dfdc(shared: Path) -> tuple[np.ndarray, np.ndarray]:
     """The 600 DFDC test crops as a network batch, and labels (1 = fake)."""
-    real = _crops(shared / "faces" / "dfdc" / "real")
-    fake = _crops(shared / "faces" / "dfdc" / "fake")
+    real = crops_of(shared / "faces" / "dfdc" / "real")
+    fake = crops_of(shared / "faces" / "dfdc" / "fake")
     return AUTHORS.pixels(real + fake), np.array([0] * len(real) + [1] * len(fake))
 
 
@@ -55,7 +50,7 @@ def dfdc(shared: Path) -> tuple[np.ndarray, np.ndarray]:
 def calibration_batch(shared: Path) -> np.ndarray:
     """64 crops of the *training* DFDC set: calibration never sees the test faces."""
     train = shared / "train" / "dfdc"
-    return AUTHORS.pixels(_crops(train / "real", 32) + _crops(train / "fake", 32))
+    return AUTHORS.pixels(crops_of(train / "real", 32) + crops_of(train / "fake", 32))
 
 
 def _batches(x: np.ndarray) -> Iterator[np.ndarray]:
@@ -75,8 +70,8 @@ def _graph(name: str, precision: str = "fp32") -> onnx.ModelProto:
 def test_fp16_graph_within_the_stated_tolerance(
     name: str, sample_faces: list[np.ndarray], shared: Path
 ) -> None:
-    faces = sample_faces + _crops(shared / "faces" / "dfdc" / "fake", 30)
-    faces += _crops(shared / "faces" / "dfdc" / "real", 30)
+    faces = sample_faces + crops_of(shared / "faces" / "dfdc" / "fake", 30)
+    faces += crops_of(shared / "faces" / "dfdc" / "real", 30)
     names, x = verification_inputs(faces)
     with (
         OnnxRuntimeRunner(_graph(name, "fp16").SerializeToString()) as fp16,

@@ -81,6 +81,25 @@ class Runner(ABC):
         self.close()
 
 
+class DescribedRunner(Runner):
+    """A runner whose runtime describes the graph's tensors when it opens.
+
+    Subclasses set ``_inputs`` and ``_outputs`` in ``__init__`` from what the
+    runtime reports (names as the ONNX graph declares them).
+    """
+
+    _inputs: list[TensorSpec]
+    _outputs: list[str]
+
+    @property
+    def input_specs(self) -> list[TensorSpec]:
+        return list(self._inputs)
+
+    @property
+    def output_names(self) -> list[str]:
+        return list(self._outputs)
+
+
 def split_batches(n: int, max_batch: int | None) -> list[slice]:
     """Slices covering ``range(n)`` in chunks of at most ``max_batch``."""
     if n < 0:

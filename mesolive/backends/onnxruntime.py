@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mesolive.backends.base import Runner, TensorSpec
+from mesolive.backends.base import DescribedRunner, TensorSpec
 from mesolive.env import env_int
 from mesolive.errors import BackendUnavailable, ModelError
 from mesolive.models.onnx_graph import LAYOUT_KEY
@@ -71,7 +71,7 @@ def available_providers() -> list[str]:
     return list(ort.get_available_providers())
 
 
-class OnnxRuntimeRunner(Runner):
+class OnnxRuntimeRunner(DescribedRunner):
     """Runs an ONNX file with ONNX Runtime.
 
     ``device="cuda"`` asks for the CUDA execution provider and raises
@@ -115,14 +115,6 @@ class OnnxRuntimeRunner(Runner):
             for i in self._session.get_inputs()
         ]
         self._outputs = [o.name for o in self._session.get_outputs()]
-
-    @property
-    def input_specs(self) -> list[TensorSpec]:
-        return list(self._inputs)
-
-    @property
-    def output_names(self) -> list[str]:
-        return list(self._outputs)
 
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self._session is None:

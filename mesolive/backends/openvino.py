@@ -24,7 +24,7 @@ from types import ModuleType
 
 import numpy as np
 
-from mesolive.backends.base import Runner, TensorSpec
+from mesolive.backends.base import DescribedRunner, TensorSpec
 from mesolive.backends.onnxruntime import default_threads
 from mesolive.errors import BackendUnavailable, ModelError
 
@@ -63,7 +63,7 @@ def openvino_version() -> str:
     return str(openvino.__version__).split("-")[0]  # "2026.4.1-22982-e213a14…": the release
 
 
-class OpenVinoRunner(Runner):
+class OpenVinoRunner(DescribedRunner):
     """Runs an ONNX file with OpenVINO's CPU plugin at ``precision`` (``fp32`` or ``bf16``).
 
     Raises
@@ -117,14 +117,6 @@ class OpenVinoRunner(Runner):
         ]
         self._outputs = [_graph_name(p.get_names(), declared) for p in compiled.outputs]
         self._request = compiled.create_infer_request()
-
-    @property
-    def input_specs(self) -> list[TensorSpec]:
-        return list(self._inputs)
-
-    @property
-    def output_names(self) -> list[str]:
-        return list(self._outputs)
 
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self._request is None:

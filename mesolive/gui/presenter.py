@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import QObject, Signal, Slot
 
 from mesolive.errors import MesoliveError
+from mesolive.gui import gc_guard
 from mesolive.gui.inference_thread import InferenceThread
 from mesolive.gui.tracks import Alert, TrackStore
 from mesolive.pipeline.interval import Interval
@@ -341,6 +342,7 @@ class Presenter(QObject):
         self._slot, self._capture, self._inference, self._relay = slot, capture, inference, relay
         self._set_interval(Interval(config.every, auto=auto_every))
         self._set_state(State.STARTING)
+        gc_guard.hold()  # until stop(): no cycle of Qt objects is collected on a worker
         inference.start()
         if source.is_live:
             capture.start()  # opening a camera takes as long as loading models: overlap them
@@ -374,6 +376,8 @@ class Presenter(QObject):
             self.counters.errors = inference.errors
         if relay is not None:
             relay.deleteLater()  # after the capture thread's last callback
+        if capture is not None or inference is not None:
+            gc_guard.release()
         if (capture is not None or inference is not None) and not quiet:
             self._set_state(State.STOPPED)
         return ok

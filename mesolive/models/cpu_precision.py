@@ -121,20 +121,24 @@ def _sample(folder: Path) -> tuple[list[Path], list[Path]]:
 
     files, _ = expand_paths([folder])
     if len(files) < MIN_CROPS:
-        raise InputError(f"{folder}: INT8 calibration needs at least {MIN_CROPS} face crops")
+        raise InputError(
+            f"{folder}: INT8 and bfloat16 need at least {MIN_CROPS} face crops to judge on"
+        )
     order = np.random.default_rng(0).permutation(len(files))
     picked = [files[i] for i in order[: CALIBRATION_CROPS + HELD_OUT_CROPS]]
     n_cal = min(CALIBRATION_CROPS, len(picked) // 2)
     return picked[:n_cal], picked[n_cal:]
 
 
-def _key(fp32: Path, files: list[Path]) -> str:
-    """What the INT8 graph depends on: the float32 graph, the crops' bytes, the quantizer."""
+def _key(tag: str, fp32: Path, files: list[Path], extra: bytes = b"") -> str:
+    """What a cached INT8 graph or verdict depends on: ``tag`` (the path's version),
+    the float32 graph, the crops' bytes and anything ``extra``."""
     from mesolive.models.download import sha256_file
 
-    h = hashlib.sha256(f"{QUANTIZER_VERSION}:{sha256_file(fp32)}".encode())
+    h = hashlib.sha256(f"{tag}:{sha256_file(fp32)}".encode())
     for f in files:
         h.update(f.read_bytes())
+    h.update(extra)
     return h.hexdigest()
 
 
@@ -148,9 +152,9 @@ def _batch(spec: registry.ModelSpec, files: list[Path], model_dir: str | None) -
             try:
                 crops.append(reader.read(f))
             except InputError as e:
-                log.warning("%s; not used for INT8 calibration", e)
+                log.warning("%s; not used to calibrate or judge", e)
     if not crops:
-        raise InputError("no readable face crops for INT8 calibration")
+        raise InputError("no readable face crops to calibrate or judge on")
     return spec.preprocess.pixels(crops)
 
 
@@ -219,6 +223,7 @@ def int8_graph_path(
         No calibration folder is set, or it holds too few readable crops.
     """
     from mesolive.backends.cpuinfo import int8_flags
+    from mesolive.backends.onnxruntime import OnnxRuntimeRunner
     from mesolive.models.quantize import int8_graph
 
     folder = calibration_folder()
@@ -227,7 +232,7 @@ def int8_graph_path(
             f"INT8 needs face crops to calibrate on: set {CALIBRATION_ENV} to a folder of them"
         )
     cal_files, held_files = _sample(folder)
-    key = _key(fp32, cal_files + held_files)
+    key = _key(str(QUANTIZER_VERSION), fp32, cal_files + held_files)
     out = fp32.with_name(fp32.name.replace(".fp32.onnx", f".int8cpu-{key[:12]}.onnx"))
     verdict_file = out.with_name(out.name + ".verdict.json")
     if out.is_file():
@@ -247,8 +252,6 @@ def int8_graph_path(
         threads=threads,
         target="cpu",
     )
-    from mesolive.backends.onnxruntime import OnnxRuntimeRunner
-
     data = model.SerializeToString()
     verdict = _compare(
         fp32,
@@ -292,7 +295,7 @@ def bf16_verdict(
     """
     from mesolive.backends.cpuinfo import bf16_flags
     from mesolive.backends.openvino import OpenVinoRunner, openvino_version
-    from mesolive.models.download import sha256_file
+    from mesolive.models.onnx_graph import PIXELS_SHAPE
 
     folder = calibration_folder()
     card = card_agreement(spec, fp32) if folder is None else None
@@ -300,33 +303,26 @@ def bf16_verdict(
         raise InputError(
             f"bfloat16 is judged on held-out face crops: set {CALIBRATION_ENV} to a folder of them"
         )
-    h = hashlib.sha256(f"bf16:{openvino_version()}:{sha256_file(fp32)}".encode())
-    held_files: list[Path] = []
-    if folder is not None:
-        _, held_files = _sample(folder)
-        for f in held_files:
-            h.update(f.read_bytes())
-    else:
-        h.update(json.dumps(card, sort_keys=True).encode())
+    held_files = _sample(folder)[1] if folder is not None else []
+    record = json.dumps(card, sort_keys=True).encode() if card is not None else b""
+    key = _key(f"bf16:{openvino_version()}", fp32, held_files, record)
     verdict_file = fp32.with_name(
-        fp32.name.replace(".fp32.onnx", f".bf16-openvino-{h.hexdigest()[:12]}.verdict.json")
+        fp32.name.replace(".fp32.onnx", f".bf16-openvino-{key[:12]}.verdict.json")
     )
     if verdict_file.is_file():
         verdict = _read_verdict(verdict_file)
         if verdict is not None:
             return verdict
         log.warning("%s is not a readable verdict; judging bfloat16 again", verdict_file)
-    runner = OpenVinoRunner(fp32, threads=threads, precision="bf16")
     if card is None:
         held = _batch(spec, held_files, model_dir)
         judged = {"folder": str(folder)}
     else:  # timing only: any pixels take the same time
-        shape = runner.input_buffer(_BATCH).shape
-        held = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+        held = np.random.default_rng(0).integers(0, 256, (_BATCH, *PIXELS_SHAPE), np.uint8)
         judged = {"model_card": card["on"]}
     verdict = _compare(
         fp32,
-        runner,
+        OpenVinoRunner(fp32, threads=threads, precision="bf16"),
         held,
         threads,
         recorded=None if card is None else (card["crops"], card["flipped"]),
@@ -380,6 +376,8 @@ def _read_verdict(path: Path) -> Verdict | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         data["cpu_flags"] = tuple(data.get("cpu_flags", ()))
+        if "int8_faces_per_s" in data:  # written before bfloat16 shared the verdict
+            data["faces_per_s"] = data.pop("int8_faces_per_s")
         return Verdict(**data)
     except (OSError, ValueError, TypeError):
         return None
