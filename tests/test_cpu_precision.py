@@ -210,3 +210,14 @@ def test_precision_option_of_every_verb_that_classifies() -> None:
     assert pipeline_config(args).precision == "int8"
     with pytest.raises(SystemExit):
         parser.parse_args(["classify", "x", "--precision", "fp16"])
+
+
+def test_verdicts_written_before_bf16_are_still_read(tmp_path: Path) -> None:
+    old = tmp_path / "old.verdict.json"
+    old.write_text(
+        '{"held_out": 256, "flipped": 3, "fp32_faces_per_s": 500.0, "int8_faces_per_s": 600.0,'
+        ' "speedup": 1.2, "calibration": {}, "cpu_flags": ["avx512_vnni"]}'
+    )
+    assert cpu_precision._read_verdict(old) == cpu_precision.Verdict(
+        256, 3, 500.0, 600.0, 1.2, "int8", {}, ("avx512_vnni",)
+    )
