@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -220,3 +221,16 @@ def test_bf16_verdict_takes_the_cards_word_without_crops(
     assert cpu_precision.card_agreement(spec, fp32) is None
     with pytest.raises(InputError, match=cpu_precision.CALIBRATION_ENV):
         cpu_precision.bf16_verdict(spec, fp32)
+
+
+@needs_bf16
+def test_the_gui_preloads_openvino_where_auto_may_run_it() -> None:
+    # a worker thread's first import of a large package while Qt's event loop runs can hang
+    # (pipeline.preload): the GUI thread imports OpenVINO first, telemetry still off
+    code = (
+        "import sys; from mesolive.pipeline.pipeline import preload; "
+        "assert 'openvino' not in sys.modules; preload(); "
+        "print('openvino' in sys.modules, sys.modules['openvino_telemetry'])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "None"]

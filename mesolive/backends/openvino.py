@@ -106,7 +106,6 @@ class OpenVinoRunner(DescribedRunner):
         if precision == "bf16" and "bf16" not in got and "bfloat16" not in got:
             raise BackendUnavailable(f"OpenVINO runs this CPU in {got}, not bfloat16")
         self.name = "openvino-cpu" + ("-bf16" if precision == "bf16" else "")
-        self.precision = precision
         self._inputs = [
             TensorSpec(
                 _graph_name(p.get_names(), declared),

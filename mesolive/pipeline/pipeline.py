@@ -168,12 +168,20 @@ def preload() -> None:
     pipeline. Once PySide6 is imported, its import hook (shiboken's feature
     import) reads the source of every Python module imported anywhere, and a
     worker thread's first import of onnx, ml_dtypes or h5py while the Qt
-    event loop ran was seen never to return.
+    event loop ran was seen never to return. On a CPU with bfloat16, where
+    ``--precision auto`` may run OpenVINO, OpenVINO is imported here too
+    (where installed; through :func:`~mesolive.backends.openvino.import_openvino`,
+    which keeps its telemetry off).
     """
     import importlib
 
+    from mesolive.backends.cpuinfo import bf16_flags
+    from mesolive.backends.openvino import openvino_version
+
     for name in PIPELINE_MODULES:
         importlib.import_module(name)
+    if bf16_flags():
+        openvino_version()
 
 
 @dataclass(frozen=True)
