@@ -4,10 +4,10 @@ Prints faces per second at batch 1, 8 and 32 for Meso-4, MesoInception-4, a
 union of two Meso-4 (``meso4-df+meso4-f2f``, the kind ``train --keep-init``
 registers) and the default model, each in float32 and INT8 (ONNX Runtime on
 the CPU; INT8 where the CPU has VNNI/AMX), bfloat16 and float32 on OpenVINO
-(``bf16``, ``ov-fp32``; bfloat16 where the CPU has AMX/AVX-512 BF16), each
-fed uint8 crops in its runner's input buffer, as the pipeline feeds it; the
-machine's float32
-matrix-multiply rate (numpy's BLAS, all cores), and each graph's achieved rate
+(``bf16``, ``ov-fp32``; bfloat16 where the CPU has AMX/AVX-512 BF16; Meso-4
+in OpenVINO's lanes graph, :mod:`mesolive.models.lanes_graph`), each fed
+uint8 crops in its runner's input buffer, as the pipeline feeds it; the
+machine's float32 matrix-multiply rate (numpy's BLAS, all cores), and each graph's achieved rate
 of the *authors'* FLOPs (what the folded and quantized graphs save counts as
 speed, not as work) as a percentage of it. Every number comes from the same
 run: the measurements are interleaved in rounds (matmul included) and each

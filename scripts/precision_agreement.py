@@ -45,7 +45,7 @@ def main() -> int:
     from mesolive.datasets import collect
     from mesolive.errors import MesoliveError
     from mesolive.metrics import roc_auc
-    from mesolive.models.registry import default_model, get_spec, onnx_path
+    from mesolive.models.registry import default_model, get_spec, openvino_graph
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("crops", nargs="+", help="labelled face crops")
@@ -66,7 +66,7 @@ def main() -> int:
         for precision in args.precisions:
             try:
                 runner = (
-                    OpenVinoRunner(onnx_path(spec, "fp32", progress=False), precision="bf16")
+                    OpenVinoRunner(openvino_graph(spec, progress=False), precision="bf16")
                     if precision == "bf16"  # judged here: no verdict needed to open it
                     else open_runner(model, backend="auto", precision=precision, progress=False)
                 )
@@ -101,12 +101,12 @@ def record(spec: ModelSpec, flipped: int, crops: int, on: str) -> None:
         return
     path = registry.card_path(spec)
     card = json.loads(path.read_text(encoding="utf-8"))
-    fp32 = registry.onnx_path(spec, "fp32", progress=False)
+    graph = registry.openvino_graph(spec, progress=False)
     card[AGREEMENT_KEY] = {
         "crops": crops,
         "flipped": flipped,
         "on": on,
-        "graph": fp32.name,
+        "graph": graph.name,
         "openvino": openvino_version(),
     }
     path.write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -13,7 +13,12 @@ import pytest
 
 from mesolive.backends import cpuinfo
 from mesolive.backends.onnxruntime import OnnxRuntimeRunner
-from mesolive.backends.openvino import INSTALL_HINT, OpenVinoRunner, openvino_version
+from mesolive.backends.openvino import (
+    INSTALL_HINT,
+    STATIC_MAX_BATCH,
+    OpenVinoRunner,
+    openvino_version,
+)
 from mesolive.backends.select import open_runner
 from mesolive.backends.verify import logits
 from mesolive.errors import BackendUnavailable, InputError, ModelError
@@ -33,10 +38,13 @@ def _fp32(model: str) -> Path:
     return registry.onnx_path(registry.get_spec(model), "fp32", progress=False)
 
 
+def _ov(model: str) -> Path:
+    return registry.openvino_graph(registry.get_spec(model), progress=False)
+
+
 @pytest.mark.parametrize("model", ["meso4-df", "mesoinception4-df", "meso4-live"])
 def test_float32_equals_onnx_runtime(model: str, test_faces: np.ndarray) -> None:
-    fp32 = _fp32(model)
-    with OnnxRuntimeRunner(fp32) as a, OpenVinoRunner(fp32, precision="fp32") as b:
+    with OnnxRuntimeRunner(_fp32(model)) as a, OpenVinoRunner(_ov(model), precision="fp32") as b:
         assert b.name == "openvino-cpu"
         assert [(s.name, s.shape[1:], s.dtype) for s in b.input_specs] == [
             (s.name, s.shape[1:], s.dtype) for s in a.input_specs
@@ -46,10 +54,28 @@ def test_float32_equals_onnx_runtime(model: str, test_faces: np.ndarray) -> None
     assert np.abs(got - ref).max() <= 1e-4 * max(1.0, float(np.abs(ref).max()))
 
 
+@pytest.mark.parametrize("model", ["meso4-df", "meso4-live"])
+def test_every_batch_size_and_odd_rows(model: str, test_faces: np.ndarray) -> None:
+    # meso4-df in lanes reads faces two a row: an odd batch is padded by one face, in the
+    # runner's own buffer or by a copy; batches above STATIC_MAX_BATCH run the dynamic model
+    with OnnxRuntimeRunner(_fp32(model)) as a, OpenVinoRunner(_ov(model)) as b:
+        for n in (1, 3, 8, 5, STATIC_MAX_BATCH + 3, 1):
+            faces = test_faces[n : 2 * n]
+            ref = a.infer({"input": faces})["logit"]
+            x = b.input_buffer(n)
+            x[:] = faces
+            for feed in (x, faces.copy()):
+                got = b.infer({"input": feed})
+                assert got["logit"].shape == got["p_real"].shape == (n, 1)
+                assert np.abs(got["logit"] - ref).max() <= 1e-4 * max(1.0, np.abs(ref).max())
+
+
 @needs_bf16
 def test_bfloat16_keeps_the_decisions(test_faces: np.ndarray) -> None:
-    fp32 = _fp32("meso4-live")
-    with OnnxRuntimeRunner(fp32) as a, OpenVinoRunner(fp32, precision="bf16") as b:
+    with (
+        OnnxRuntimeRunner(_fp32("meso4-live")) as a,
+        OpenVinoRunner(_ov("meso4-live"), precision="bf16") as b,
+    ):
         assert b.name == "openvino-cpu-bf16"
         x = b.input_buffer(len(test_faces))  # the crops written into the runner's buffer
         x[:] = test_faces
@@ -197,7 +223,7 @@ def test_cli_bf16_reaches_the_runner(calibration_folder: Path, shared: Path) -> 
 def test_packaged_cards_record_bf16_for_their_graphs(model: str) -> None:
     # fails when a converter or weights change leaves the record naming an older graph:
     # re-run scripts/precision_agreement.py --record
-    record = cpu_precision.card_agreement(registry.get_spec(model), _fp32(model))
+    record = cpu_precision.card_agreement(registry.get_spec(model), _ov(model))
     assert record is not None
     assert record["crops"] == 600 and record["flipped"] <= 0.02 * 600
 
@@ -209,7 +235,7 @@ def test_bf16_verdict_takes_the_cards_word_without_crops(
     monkeypatch.delenv(cpu_precision.CALIBRATION_ENV, raising=False)
     spec = registry.get_spec("meso4-live")
     fp32 = _fp32("meso4-live")
-    record = cpu_precision.card_agreement(spec, fp32)
+    record = cpu_precision.card_agreement(spec, _ov("meso4-live"))
     verdict = cpu_precision.bf16_verdict(spec, fp32)
     assert (verdict.held_out, verdict.flipped) == (record["crops"], record["flipped"])
     assert verdict.calibration["model_card"] == record["on"] and verdict.faces_per_s > 0
@@ -218,7 +244,7 @@ def test_bf16_verdict_takes_the_cards_word_without_crops(
     card[cpu_precision.AGREEMENT_KEY]["graph"] = "meso4-live.0000000000000000.v3.fp32.onnx"
     (tmp_path / spec.card).write_text(json.dumps(card))
     monkeypatch.setattr(registry, "card_path", lambda s: tmp_path / s.card)
-    assert cpu_precision.card_agreement(spec, fp32) is None
+    assert cpu_precision.card_agreement(spec, _ov("meso4-live")) is None
     with pytest.raises(InputError, match=cpu_precision.CALIBRATION_ENV):
         cpu_precision.bf16_verdict(spec, fp32)
 

@@ -44,7 +44,7 @@ def open_runner(
 ) -> Runner:
     from mesolive.backends.onnxruntime import OnnxRuntimeRunner, available_providers
     from mesolive.models.cpu_precision import cpu_graph
-    from mesolive.models.registry import get_spec, onnx_path
+    from mesolive.models.registry import get_spec, onnx_path, openvino_graph
 
     runtime = _CPU_PRECISIONS.get(precision)
     if runtime and backend not in ("auto", *_CPU_BACKENDS[runtime]):
@@ -76,7 +76,8 @@ def open_runner(
         _, used, why = cpu_graph(
             spec, onnx_file, precision, model_dir, threads=threads, paths=("bf16",)
         )
-        runner = OpenVinoRunner(onnx_file, threads=threads, precision=used)
+        graph = openvino_graph(spec, model_dir, progress=progress)
+        runner = OpenVinoRunner(graph, threads=threads, precision=used)
         log.info("backend: %s%s", _CPU_LABELS[runner.name], f" ({why})" if why else "")
         return runner
 

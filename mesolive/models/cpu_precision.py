@@ -9,10 +9,12 @@ float32 graph before ``--precision auto`` may choose it:
   from, keyed by that graph's checksum, the crops' bytes and
   :data:`QUANTIZER_VERSION`, with its sha256 recorded beside it like every
   cached graph (:func:`mesolive.models.registry.graph_problem`).
-* **bfloat16** (OpenVINO, :mod:`mesolive.backends.openvino`): the float32
-  graph itself, computed in bfloat16 where the CPU has AMX or AVX-512 BF16;
-  nothing is built, only judged (:func:`bf16_verdict`), keyed by the float32
-  graph, the held-out crops and OpenVINO's version.
+* **bfloat16** (OpenVINO, :mod:`mesolive.backends.openvino`): OpenVINO's
+  float32 graph (:func:`mesolive.models.registry.openvino_graph`: Meso-4 in
+  lanes, :mod:`mesolive.models.lanes_graph`), computed in bfloat16 where the
+  CPU has AMX or AVX-512 BF16; nothing is calibrated, only judged
+  (:func:`bf16_verdict`), keyed by both graphs, the held-out crops and
+  OpenVINO's version.
 
 The crops are read through the model's preprocessing contract from the
 folder named by ``MESOLIVE_CALIBRATION`` (:data:`CALIBRATION_ENV`), its
@@ -278,10 +280,11 @@ def bf16_verdict(
     *,
     threads: int | None = None,
 ) -> Verdict:
-    """How OpenVINO's bfloat16 run of the float32 graph ``fp32`` compares here (cached).
+    """How OpenVINO's bfloat16 run of ``spec`` compares with ONNX Runtime's ``fp32`` (cached).
 
-    The decisions are judged on the held-out crops of ``MESOLIVE_CALIBRATION``;
-    where it is unset, a model card's record of them for this very graph
+    OpenVINO runs :func:`mesolive.models.registry.openvino_graph`. The
+    decisions are judged on the held-out crops of ``MESOLIVE_CALIBRATION``;
+    where it is unset, a model card's record of them for that very graph
     (:data:`AGREEMENT_KEY`, written by ``scripts/precision_agreement.py
     --record``) stands in, and only the speed is measured here.
 
@@ -297,15 +300,16 @@ def bf16_verdict(
     from mesolive.backends.openvino import OpenVinoRunner, openvino_version
     from mesolive.models.onnx_graph import PIXELS_SHAPE
 
+    graph = registry.openvino_graph(spec, model_dir, progress=False)
     folder = calibration_folder()
-    card = card_agreement(spec, fp32) if folder is None else None
+    card = card_agreement(spec, graph) if folder is None else None
     if folder is None and card is None:
         raise InputError(
             f"bfloat16 is judged on held-out face crops: set {CALIBRATION_ENV} to a folder of them"
         )
     held_files = _sample(folder)[1] if folder is not None else []
     record = json.dumps(card, sort_keys=True).encode() if card is not None else b""
-    key = _key(f"bf16:{openvino_version()}", fp32, held_files, record)
+    key = _key(f"bf16:{openvino_version()}:{graph.name}", fp32, held_files, record)
     verdict_file = fp32.with_name(
         fp32.name.replace(".fp32.onnx", f".bf16-openvino-{key[:12]}.verdict.json")
     )
@@ -322,7 +326,7 @@ def bf16_verdict(
         judged = {"model_card": card["on"]}
     verdict = _compare(
         fp32,
-        OpenVinoRunner(fp32, threads=threads, precision="bf16"),
+        OpenVinoRunner(graph, threads=threads, precision="bf16"),
         held,
         threads,
         recorded=None if card is None else (card["crops"], card["flipped"]),
@@ -339,15 +343,15 @@ AGREEMENT_KEY = "bf16_agreement"
 """A model card's record of bfloat16's decisions against float32 (:func:`card_agreement`)."""
 
 
-def card_agreement(spec: registry.ModelSpec, fp32: Path) -> dict[str, Any] | None:
-    """What ``spec``'s model card records of bfloat16's decisions on the float32 graph ``fp32``.
+def card_agreement(spec: registry.ModelSpec, graph: Path) -> dict[str, Any] | None:
+    """What ``spec``'s model card records of bfloat16's decisions when OpenVINO runs ``graph``.
 
     ``{"crops": N, "flipped": N, "on": "<the crops>", "graph": "<file name>"}``;
     None where the model has no card, the card records nothing, or it was
     recorded for another graph. The graph's file name
     (:func:`mesolive.models.registry.onnx_path`) names its weights' checksums,
-    its contract's pixel map and the converter's version; its bytes could
-    differ in the last bit between machines, its name cannot.
+    its contract's pixel map, its layout and the converter's version; its
+    bytes could differ in the last bit between machines, its name cannot.
     """
     if not spec.card:
         return None
@@ -356,7 +360,7 @@ def card_agreement(spec: registry.ModelSpec, fp32: Path) -> dict[str, Any] | Non
     except (OSError, ValueError):
         return None
     record = card.get(AGREEMENT_KEY) if isinstance(card, dict) else None
-    if not isinstance(record, dict) or record.get("graph") != fp32.name:
+    if not isinstance(record, dict) or record.get("graph") != graph.name:
         return None
     try:
         crops, flipped = int(record["crops"]), int(record["flipped"])
@@ -467,4 +471,6 @@ def _judged(
         return int8_graph_path(spec, fp32, model_dir, threads=threads)
     if not cpuinfo.bf16_flags():
         raise BackendUnavailable(f"this CPU has none of {', '.join(cpuinfo.BF16_FLAGS)}")
-    return fp32, bf16_verdict(spec, fp32, model_dir, threads=threads)
+    return registry.openvino_graph(spec, model_dir, progress=False), bf16_verdict(
+        spec, fp32, model_dir, threads=threads
+    )

@@ -32,7 +32,8 @@ network that finds it most fake (``1 - p_real`` = the largest fake score).
 The graph computes the authors' function, not their layer list. Where a
 BatchNorm has a positive scale on every channel (all published and shipped
 weights) it commutes with max-pooling, and the graph is rearranged for the CPU
-(measured with ONNX Runtime 1.32 on 2 AVX-512 cores, batch 8; docs/cpu.md):
+(measured with ONNX Runtime 1.32 on 2 AVX-512 cores, batch 8; docs/cpu.md;
+OpenVINO runs Meso-4 from another layout, :mod:`mesolive.models.lanes_graph`):
 
 * a 2×2-pooled convolution with fewer than 16 filters is *folded*
   (:meth:`_Builder.pooled_conv_relu`): one stride-2 convolution computes the
@@ -69,6 +70,8 @@ from mesolive.models.keras_h5 import BNWeights, ConvWeights, MesoWeights
 
 Precision = Literal["fp32", "fp16"]
 OPSET = 17
+IR_VERSION = 8
+"""Readable by ONNX Runtime >= 1.14 and TensorRT 10's parser."""
 INPUT_NAME = "input"
 LOGIT_NAME = "logit"
 PROB_NAME = "p_real"
@@ -89,9 +92,12 @@ _IMAGE = "<image>"
 
 
 class _Builder:
-    def __init__(self, dtype: type[np.floating], contract: Preprocess | None) -> None:
+    def __init__(
+        self, dtype: type[np.floating], contract: Preprocess | None, faces_per_row: int = 1
+    ) -> None:
         self.dtype = dtype
         self.contract = contract
+        self.faces_per_row = faces_per_row
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[TensorProto] = []
         self._n = 0
@@ -120,7 +126,8 @@ class _Builder:
         """The image as (N, 3, S, S): pixel units for a contract's graph, else the input.
 
         For a contract's graph: the uint8 input cast to floats of the graph's
-        type (+ low/gain), NHWC to NCHW.
+        type (+ low/gain), NHWC to NCHW; with ``faces_per_row`` R > 1, R faces
+        stacked on channels, (N/R, 3R, S, S) (:mod:`mesolive.models.lanes_graph`).
         """
         if self._image is None:
             to = TensorProto.FLOAT16 if self.dtype == np.float16 else TensorProto.FLOAT
@@ -133,7 +140,15 @@ class _Builder:
                 if self.low:
                     low = self.const("low", np.array(self.low / self.gain))
                     x = self.node("Add", [x, low], "low")
-                x = self.node("Transpose", [x], "nchw", perm=[0, 3, 1, 2])
+                rows = self.faces_per_row
+                if rows == 1:
+                    x = self.node("Transpose", [x], "nchw", perm=[0, 3, 1, 2])
+                else:
+                    shape = np.array([-1, rows, *PIXELS_SHAPE], np.int64)
+                    x = self.node("Reshape", [x, self.const("rows", shape, np.int64)], "rows")
+                    x = self.node("Transpose", [x], "nchw", perm=[0, 1, 4, 2, 3])
+                    shape = np.array([-1, 3 * rows, INPUT_SIZE, INPUT_SIZE], np.int64)
+                    x = self.node("Reshape", [x, self.const("stack", shape, np.int64)], "stack")
             self._image = x
         return self._image
 
@@ -305,7 +320,7 @@ def build_onnx(
         opset_imports=[helper.make_opsetid("", OPSET)],
         producer_name="mesolive",
     )
-    model.ir_version = 8  # readable by ONNX Runtime >= 1.14 and TensorRT 10's parser
+    model.ir_version = IR_VERSION
     if any(isinstance(s.body, Inception) for w in nets for s in w.arch.stages):
         props[LAYOUT_KEY] = "nchw"
     if props:

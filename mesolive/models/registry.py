@@ -468,6 +468,7 @@ def onnx_path(
     model_dir: str | os.PathLike[str] | None = None,
     *,
     progress: bool = True,
+    lanes: bool = False,
 ) -> Path:
     """Return the cached ONNX graph of ``spec``, converting the weights if needed.
 
@@ -475,6 +476,8 @@ def onnx_path(
     pixels onto the network's input (the graph applies that map). The graph's
     sha256 is recorded beside it at conversion and checked here on every
     call: a graph that fails it, cannot be read or has no record is rebuilt.
+    ``lanes`` asks for OpenVINO's layout of a float32 Meso-4 graph
+    (:mod:`mesolive.models.lanes_graph`); see :func:`openvino_graph`.
     """
     nets = networks(spec)
     # the graph applies the contract's colour order and value range itself
@@ -482,7 +485,8 @@ def onnx_path(
         "+".join([*(n.sha256 for n in nets), repr(spec.preprocess.pixel_map())]).encode()
     ).hexdigest()
     onnx_dir = paths.cache_dir() / "onnx"
-    out = onnx_dir / f"{spec.name}.{key[:16]}.v{CONVERTER_VERSION}.{precision}.onnx"
+    layout = "-lanes" if lanes else ""
+    out = onnx_dir / f"{spec.name}.{key[:16]}.v{CONVERTER_VERSION}.{precision}{layout}.onnx"
     if out.is_file():
         problem = graph_problem(out)
         if not problem:
@@ -497,9 +501,18 @@ def onnx_path(
         arch=[n.arch for n in nets],
         precision=precision,
         contract=spec.preprocess,
+        lanes=lanes,
     )
     record_graph(out)
     return out
+
+
+def openvino_graph(
+    spec: ModelSpec, model_dir: str | os.PathLike[str] | None = None, *, progress: bool = True
+) -> Path:
+    """The float32 graph OpenVINO runs for ``spec``: in lanes where its networks are Meso-4."""
+    lanes = all(n.arch == "meso4" for n in networks(spec))
+    return onnx_path(spec, "fp32", model_dir, progress=progress, lanes=lanes)
 
 
 def graph_record_path(graph: Path) -> Path:
