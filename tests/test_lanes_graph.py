@@ -69,3 +69,14 @@ def test_openvino_runs_meso4_in_lanes() -> None:
     assert not registry.graph_problem(graph)  # cached and checksummed like every graph
     plain = registry.openvino_graph(registry.get_spec("mesoinception4-df"), progress=False)
     assert plain == registry.onnx_path(registry.get_spec("mesoinception4-df"), progress=False)
+
+
+def test_a_cluster_ships_both_graphs() -> None:
+    # cluster workers run offline with only the shipped files: OpenVINO's graph goes too
+    from mesolive.commands.cluster import model_files
+    from mesolive.pipeline.pipeline import PipelineConfig
+
+    config = PipelineConfig(models=("meso4-df", "mesoinception4-df"))
+    names = [path.name for kind, path in model_files(config) if kind == "graph"]
+    assert [n.split(".")[0] for n in names] == ["meso4-df", "meso4-df", "mesoinception4-df"]
+    assert names[1].endswith(".fp32-lanes.onnx") and names[2].endswith(".fp32.onnx")

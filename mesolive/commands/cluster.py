@@ -220,12 +220,15 @@ def model_files(config: PipelineConfig, *, progress: bool = False) -> list[tuple
         downloaded or converted.
     """
     from mesolive.detect.scrfd import resolve_detector
-    from mesolive.models.registry import get_spec, onnx_path, user_registry_path
+    from mesolive.models.registry import get_spec, onnx_path, openvino_graph, user_registry_path
 
-    files = [
-        ("graph", onnx_path(get_spec(name), "fp32", config.model_dir, progress=progress))
-        for name in config.models
-    ]
+    files = []
+    for spec in map(get_spec, config.models):
+        graphs = (  # workers run offline: ONNX Runtime's graph and OpenVINO's, where it differs
+            onnx_path(spec, "fp32", config.model_dir, progress=progress),
+            openvino_graph(spec, config.model_dir, progress=progress),
+        )
+        files += [("graph", graph) for graph in dict.fromkeys(graphs)]
     files.append(("detector", resolve_detector(config.detector, config.model_dir)))
     registry = user_registry_path()
     if registry.is_file():  # user-trained models are known to the registry only through it
