@@ -14,7 +14,7 @@ from mesolive.errors import ModelError
 from mesolive.models import registry
 from mesolive.models.convert import convert_to_onnx
 from mesolive.models.keras_h5 import MesoWeights, load_keras_weights
-from mesolive.models.lanes_graph import build_lanes_onnx, faces_per_row, lanes_apply
+from mesolive.models.lanes_graph import FACES_KEY, build_lanes_onnx, faces_per_row, lanes_apply
 from mesolive.models.onnx_graph import build_onnx
 
 from .conftest import H5_OF, MODELS
@@ -52,6 +52,13 @@ def test_a_union_runs_as_one_network(contract: Preprocess, test_faces: np.ndarra
     ref = _logits(build_onnx(nets, contract=contract), test_faces[:31])  # any batch: rows of 1
     got = _logits(graph, test_faces[:31])
     assert np.abs(got - ref).max() < 1e-4 * max(1.0, float(np.abs(ref).max()))
+
+
+def test_a_bad_row_width_is_one_line() -> None:
+    graph = build_onnx(_weights("meso4-df"), contract=AUTHORS)
+    onnx.helper.set_model_props(graph, {FACES_KEY: "two"})
+    with pytest.raises(ModelError, match=f"graph metadata {FACES_KEY}='two': expected a pos"):
+        faces_per_row(graph)
 
 
 def test_mesoinception_has_no_lanes(tmp_path: Path) -> None:

@@ -173,7 +173,7 @@ class OpenVinoRunner(DescribedRunner):
 
     def _request(self, n: int) -> Any:
         """The infer request compiled for batch ``n`` (the dynamic one above the cap)."""
-        if n > STATIC_MAX_BATCH:
+        if not 0 < n <= STATIC_MAX_BATCH:
             return self._dynamic
         request = self._static.get(n)
         if request is not None:

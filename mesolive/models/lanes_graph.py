@@ -36,6 +36,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from mesolive.classify.preprocess import Preprocess
+from mesolive.errors import ModelError
 from mesolive.models.arch import BN_EPSILON, LEAKY_ALPHA, Conv
 from mesolive.models.keras_h5 import MesoWeights
 from mesolive.models.onnx_graph import (
@@ -65,8 +66,16 @@ def lanes_apply(nets: Sequence[MesoWeights]) -> bool:
 
 
 def faces_per_row(model: onnx.ModelProto) -> int:
-    """How many faces one row of ``model`` reads (1 for graphs without lanes)."""
+    """How many faces one row of ``model`` reads (1 for graphs without lanes).
+
+    Raises
+    ------
+    ModelError
+        The graph's :data:`FACES_KEY` is not a positive whole number.
+    """
     value = next((p.value for p in model.metadata_props if p.key == FACES_KEY), "1")
+    if not value.isdigit() or int(value) < 1:
+        raise ModelError(f"graph metadata {FACES_KEY}={value!r}: expected a positive whole number")
     return int(value)
 
 
