@@ -41,19 +41,28 @@ def test_doctor_on_a_cpu_machine(capsys: pytest.CaptureFixture[str]) -> None:
     assert "pip install 'mesolive[gpu]'" in rows["TensorRT path"]
 
 
-@without_gpu_stack
-def test_doctor_says_whether_int8_runs_on_this_cpu(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+@pytest.fixture
+def fake_cpuinfo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A /proc/cpuinfo stand-in, first listing AVX-512 without VNNI, AMX or BF16; no calibration."""
     fake = tmp_path / "cpuinfo"
     monkeypatch.setattr(cpuinfo, "CPUINFO", fake)
     monkeypatch.delenv("MESOLIVE_CALIBRATION", raising=False)
     fake.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f\n")
+    return fake
+
+
+@without_gpu_stack
+def test_doctor_says_whether_int8_runs_on_this_cpu(
+    fake_cpuinfo: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     assert main(["doctor"]) == 0
     assert _rows(capsys.readouterr().out)["INT8 (CPU)"] == (
         "no VNNI/AMX (none of amx_int8, avx512_vnni, avx_vnni): --precision auto runs fp32"
     )
-    fake.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_vnni\n")
+    fake_cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_vnni\n")
     monkeypatch.setenv("MESOLIVE_CALIBRATION", str(tmp_path))
     assert main(["doctor"]) == 0
     assert _rows(capsys.readouterr().out)["INT8 (CPU)"] == (
@@ -66,17 +75,16 @@ def test_doctor_says_whether_int8_runs_on_this_cpu(
 
 @without_gpu_stack
 def test_doctor_says_whether_bf16_runs_on_this_cpu(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    fake_cpuinfo: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    fake = tmp_path / "cpuinfo"
-    monkeypatch.setattr(cpuinfo, "CPUINFO", fake)
-    monkeypatch.delenv("MESOLIVE_CALIBRATION", raising=False)
-    fake.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f\n")
     assert main(["doctor"]) == 0
     assert _rows(capsys.readouterr().out)["bf16 (CPU)"] == (
         "no AMX/AVX-512 BF16 (none of amx_bf16, avx512_bf16): not run here"
     )
-    fake.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 amx_bf16\n")
+    fake_cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 amx_bf16\n")
     monkeypatch.setenv("MESOLIVE_CALIBRATION", str(tmp_path))
     version = openvino_version()
     assert main(["doctor"]) == 0
