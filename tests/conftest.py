@@ -119,6 +119,15 @@ def crops_of(folder: Path, n: int | None = None) -> list[np.ndarray]:
     return [read_image(f) for f in sorted(folder.glob("*.jpg"))[:n]]
 
 
+def training_pixels(shared: Path, per_class: int) -> np.ndarray:
+    """The first ``per_class`` real and fake crops of the *training* DFDC set, as graphs read them.
+
+    Calibration takes its crops from here, so it never sees the test faces.
+    """
+    train = shared / "train" / "dfdc"
+    return AUTHORS.pixels(crops_of(train / "real", per_class) + crops_of(train / "fake", per_class))
+
+
 @pytest.fixture(scope="module")
 def test_faces(shared: Path) -> np.ndarray:
     """60 real and 60 fake DFDC test crops, and the authors' four samples."""

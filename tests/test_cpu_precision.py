@@ -21,7 +21,7 @@ from mesolive.models.keras_h5 import load_keras_weights
 from mesolive.models.onnx_graph import build_onnx, image_ranges
 from mesolive.models.quantize import bn_scale_into_convolutions, int8_graph
 
-from .conftest import MODELS, crops_of, mesolive
+from .conftest import MODELS, mesolive, training_pixels
 
 VNNI = bool(cpuinfo.int8_flags())
 needs_vnni = pytest.mark.skipif(not VNNI, reason="this CPU has no VNNI/AMX: INT8 is not run here")
@@ -29,8 +29,7 @@ needs_vnni = pytest.mark.skipif(not VNNI, reason="this CPU has no VNNI/AMX: INT8
 
 @pytest.fixture(scope="module")
 def calibration_batch(shared: Path) -> np.ndarray:
-    train = shared / "train" / "dfdc"
-    return AUTHORS.pixels(crops_of(train / "real", 24) + crops_of(train / "fake", 24))
+    return training_pixels(shared, 24)
 
 
 def _batches(x: np.ndarray) -> Iterator[np.ndarray]:

@@ -30,7 +30,7 @@ from mesolive.models.keras_h5 import load_keras_weights
 from mesolive.models.onnx_graph import build_onnx, image_ranges
 from mesolive.models.quantize import QMAX, calibrate, conv_inputs, equalize, int8_graph
 
-from .conftest import H5_OF, MODEL_NAMES, MODELS, crops_of
+from .conftest import H5_OF, MODEL_NAMES, MODELS, crops_of, training_pixels
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +49,7 @@ def dfdc(shared: Path) -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture(scope="module")
 def calibration_batch(shared: Path) -> np.ndarray:
     """64 crops of the *training* DFDC set: calibration never sees the test faces."""
-    train = shared / "train" / "dfdc"
-    return AUTHORS.pixels(crops_of(train / "real", 32) + crops_of(train / "fake", 32))
+    return training_pixels(shared, 32)
 
 
 def _batches(x: np.ndarray) -> Iterator[np.ndarray]:
