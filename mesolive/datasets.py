@@ -3,6 +3,14 @@
 Shared by ``mesolive evaluate`` and ``mesolive train``. Every item carries a
 *group*: the video it came from (for a DFDC fake, the original video it was
 made from), so that a split by group never puts one video on both sides.
+
+Only a labels CSV can say that rows belong together (its ``group``, ``pair``,
+``original_video``, ``video`` or ``dfdc_video`` column); a row that names no
+group is its own. File names are read as ``<video>_<frame>`` only for images
+in ``real/`` and ``fake/`` folders, where no column can say it: a photo
+collection's names end in numbers too (``real_1.jpg``, ``swapped_35.jpg``,
+``IMG_0042.jpg``), and read as frames they made each collection one group,
+held aside whole or not at all.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ from mesolive.metrics import video_of
 
 VIDEO_EXTS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"})
 _LABELS = {"real": 0, "0": 0, "fake": 1, "1": 1, "df": 1, "f2f": 1, "deepfake": 1}
-_GROUP_COLUMNS = ("pair", "original_video", "video", "dfdc_video")
+_GROUP_COLUMNS = ("group", "pair", "original_video", "video", "dfdc_video")
 
 
 @dataclass(frozen=True)
@@ -55,7 +63,7 @@ def from_csv(path: Path) -> list[Item]:
         source = path.parent.name
         for row in reader:
             file = path.parent / row[key]
-            group = next((row[c] for c in _GROUP_COLUMNS if row.get(c)), "") or _group_of(
+            group = next((row[c] for c in _GROUP_COLUMNS if row.get(c)), "") or _own_group(
                 file, path.parent
             )
             label = _label(row["label"], str(path))
@@ -65,18 +73,20 @@ def from_csv(path: Path) -> list[Item]:
     return items
 
 
-def _group_of(path: Path, root: Path) -> str:
-    """``<video>_<frame>.jpg`` → ``<video>``; otherwise the file is its own group.
+def _own_group(path: Path, root: Path) -> str:
+    """The file as a group of its own: its path below ``root``, the data set's folder.
 
-    A file's group is its path below ``root`` (the data set's folder), never
-    the path as typed: the split hashes group names, so ``../data`` and
-    ``/home/me/data`` must hold the same groups aside. A labels CSV may name
-    a file by an absolute path elsewhere: that path is its name.
+    Never the path as typed: the split hashes group names, so ``../data`` and
+    ``/home/me/data`` must hold the same files aside. A labels CSV may name a
+    file by an absolute path elsewhere: that path is its name.
     """
-    video = video_of(path.stem)
-    if video:
-        return video
     return (path.relative_to(root) if path.is_relative_to(root) else path).as_posix()
+
+
+def _folder_group(path: Path, root: Path) -> str:
+    """An image ``<video>_<frame>.jpg`` → ``<video>``; any other file is its own group."""
+    video = video_of(path.stem) if path.suffix.lower() in IMAGE_EXTS else None
+    return video or _own_group(path, root)
 
 
 def from_folder(folder: Path) -> list[Item]:
@@ -88,7 +98,7 @@ def from_folder(folder: Path) -> list[Item]:
         if d.is_dir():
             for f in sorted(d.rglob("*")):
                 if f.is_file() and f.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS:
-                    items.append(Item(f, lab, _group_of(f, folder), folder.name, name))
+                    items.append(Item(f, lab, _folder_group(f, folder), folder.name, name))
     if not items:
         raise InputError(f"{folder}: needs real/ and fake/ subfolders or a labels.csv")
     return items

@@ -16,7 +16,6 @@ from mesolive.backends.onnxruntime import OnnxRuntimeRunner  # noqa: E402
 from mesolive.errors import InputError  # noqa: E402
 from mesolive.models.keras_h5 import load_keras_weights  # noqa: E402
 from mesolive.models.onnx_graph import build_onnx  # noqa: E402
-from mesolive.train.data import split_by_group  # noqa: E402
 from mesolive.train.h5_writer import write_keras_h5  # noqa: E402
 from mesolive.train.torch_model import MesoNetTorch  # noqa: E402
 
@@ -55,38 +54,6 @@ def test_exported_onnx_matches_torch(
     with OnnxRuntimeRunner(build_onnx(back).SerializeToString()) as runner:
         logits = runner.infer({"input": nchw(golden["images_u8"])})["logit"][:, 0]
     assert np.abs(logits - ref).max() < 1e-5 * max(1.0, float(np.abs(ref).max()))
-
-
-def test_split_is_by_group_and_repeatable() -> None:
-    groups = np.array([f"v{i // 3}" for i in range(300)])
-    labels = np.array([i % 2 for i in range(300)])
-    tr, va = split_by_group(groups, labels, 0.2, seed=7)
-    assert set(groups[tr]).isdisjoint(groups[va])
-    _, va2 = split_by_group(groups, labels, 0.2, seed=7)
-    assert np.array_equal(va, va2)
-    assert 0.1 < len(va) / 300 < 0.3
-
-
-def test_the_split_does_not_depend_on_how_the_data_path_is_spelled(
-    shared: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Photos are their own groups: typed relative or absolute, the same ones are held out."""
-    from mesolive.datasets import collect
-
-    photos = (shared / "train" / "photos").resolve()
-    monkeypatch.chdir(photos.parent.parent)
-    held = []
-    for spelling in (photos, Path("train") / "photos", Path("train/../train/photos")):
-        items = collect([spelling])
-        groups = np.array([it.group for it in items])
-        _, va = split_by_group(groups, np.array([it.label for it in items]), 0.15, 0)
-        held.append([items[i].path.resolve() for i in va])
-    assert len(held[0]) > 300 and held[0] == held[1] == held[2]
-
-
-def test_one_class_only_is_refused() -> None:
-    with pytest.raises(InputError, match="one class"):
-        split_by_group(np.array(["a", "b"]), np.array([1, 1]), 0.5, 0)
 
 
 @pytest.fixture(scope="module")

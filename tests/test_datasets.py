@@ -1,0 +1,97 @@
+"""Labelled data and its groups: what ``mesolive train`` holds aside together."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mesolive.datasets import collect
+from mesolive.errors import InputError
+from mesolive.train.data import split_by_group
+
+
+def _held(items: list) -> list[Path]:
+    groups = np.array([it.group for it in items])
+    _, va = split_by_group(groups, np.array([it.label for it in items]), 0.15, 0)
+    return [items[i].path.resolve() for i in va]
+
+
+def test_split_is_by_group_and_repeatable() -> None:
+    groups = np.array([f"v{i // 3}" for i in range(300)])
+    labels = np.array([i % 2 for i in range(300)])
+    tr, va = split_by_group(groups, labels, 0.2, seed=7)
+    assert set(groups[tr]).isdisjoint(groups[va])
+    _, va2 = split_by_group(groups, labels, 0.2, seed=7)
+    assert np.array_equal(va, va2)
+    assert 0.1 < len(va) / 300 < 0.3
+
+
+def test_one_class_only_is_refused() -> None:
+    with pytest.raises(InputError, match="one class"):
+        split_by_group(np.array(["a", "b"]), np.array([1, 1]), 0.5, 0)
+
+
+def test_the_split_does_not_depend_on_how_the_data_path_is_spelled(
+    shared: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Photos are their own groups: typed relative or absolute, the same ones are held out."""
+    photos = (shared / "train" / "photos").resolve()
+    monkeypatch.chdir(photos.parent.parent)
+    held = [
+        _held(collect([spelling]))
+        for spelling in (photos, Path("train") / "photos", Path("train/../train/photos"))
+    ]
+    assert len(held[0]) > 300 and held[0] == held[1] == held[2]
+
+
+def test_every_kind_of_photo_is_held_aside_in_part(shared: Path) -> None:
+    """Numbered photo names (``face-swapper_swapped_35.jpg``) are not frames of one video.
+
+    Read as ``<video>_<frame>``, each of these collections was one group, so the
+    inswapper swaps, the Unsplash and FFHQ photos and the StyleGAN2 faces were
+    all trained on and never validated.
+    """
+    root = shared / "train" / "photos"
+    items = collect([root])
+    held = set(_held(items))
+    with open(root / "labels.csv", newline="", encoding="utf-8") as f:
+        kind_of = {(root / r["file"]).resolve(): r["kind"] for r in csv.DictReader(f)}
+    for kind in (
+        "face swap (InsightFace inswapper_128)",
+        "Unsplash photo",
+        "FFHQ/UTKFace crop",
+        "GAN face (StyleGAN2)",
+    ):
+        files = [p for p, k in kind_of.items() if k == kind]
+        share = sum(p in held for p in files) / len(files)
+        assert 0.05 < share < 0.3, (kind, share)
+
+
+def test_only_folder_images_are_read_as_frames(tmp_path: Path) -> None:
+    """In real/ and fake/, ``clip_12.jpg`` is frame 12 of ``clip``; a video is its own group."""
+    for label in ("real", "fake"):
+        (tmp_path / label).mkdir()
+        for name in (f"{label}clip_1.jpg", f"{label}clip_2.jpg", "talk_1.mp4", "talk_2.mp4"):
+            (tmp_path / label / name).write_bytes(b"")
+    groups = {it.path.name + it.path.parent.name: it.group for it in collect([tmp_path])}
+    assert groups["realclip_1.jpgreal"] == groups["realclip_2.jpgreal"] == "realclip"
+    assert groups["talk_1.mp4real"] == "real/talk_1.mp4"
+    assert len({groups[f"talk_{i}.mp4{lab}"] for i in (1, 2) for lab in ("real", "fake")}) == 4
+
+
+def test_a_labels_csv_names_its_groups(tmp_path: Path) -> None:
+    """A row is its own group unless a column (``group`` first) says what it belongs to."""
+    (tmp_path / "labels.csv").write_text(
+        "file,label,group\n"
+        "a_1.jpg,real,person-a\n"
+        "a_2.jpg,fake,person-a\n"
+        "b_1.jpg,real,\n"
+        "b_2.jpg,fake,\n",
+        encoding="utf-8",
+    )
+    groups = [it.group for it in collect([tmp_path])]
+    src = tmp_path.name
+    assert groups == [f"{src}:person-a", f"{src}:person-a", f"{src}:b_1.jpg", f"{src}:b_2.jpg"]
