@@ -13,6 +13,14 @@ pipeline. Prints, per model, the selection AUC (mean of the per-source
 AUCs), then per source AUC / reals kept / fakes caught, and per held-out
 video its mean score; ``--json FILE`` writes it all.
 
+``--whole`` scores every face of ``--data`` instead: for material that no
+compared model trained on (a kind of forgery left out of training). The
+shipped models were split with the groups of the time (a numbered file
+name, CSV rows and videos included, read as ``<video>_<frame>``; see
+docs/training.md); ``--legacy-split`` keeps only the faces held aside under
+both that grouping and today's, the faces on which a new candidate and the
+shipped networks can be compared fairly.
+
 ``--sizes 128 96`` also scores every face as if the pipeline had cut it from
 that many frame pixels (:func:`mesolive.train.validation.as_if_cut_from`) and
 prints per size and source the AUC, reals kept and fakes caught, then the mean
@@ -39,6 +47,25 @@ def _fake_scores(clf, images: np.ndarray) -> np.ndarray:
     return np.concatenate([clf.score(images[i : i + 256]).fake for i in range(0, len(images), 256)])
 
 
+def _legacy_group(item) -> str:
+    """The group ``mesolive.datasets`` gave an item before 3 December 2026.
+
+    Then as now a CSV row's group column and an image's ``<video>_<frame>``
+    name in a folder were read; what changed is a file that is its own group
+    today (a CSV row without a group, a video): it was read as a frame too.
+    """
+    from mesolive.metrics import video_of
+
+    prefix = f"{item.source}:"
+    csv_row = item.group.startswith(prefix)
+    own = item.group[len(prefix) :] if csv_row else item.group
+    name = item.path.name
+    if own != name and not own.endswith("/" + name):
+        return item.group  # a group column or a frame name: unchanged
+    video = video_of(item.path.stem)
+    return (prefix if csv_row else "") + video if video else item.group
+
+
 def main() -> int:
     sys.path.insert(0, str(ROOT))
     from mesolive.classify.mesonet import load_classifier
@@ -61,6 +88,12 @@ def main() -> int:
         metavar="PX",
         help="also score the faces as if cut from this many frame pixels",
     )
+    ap.add_argument("--whole", action="store_true", help="score every face of --data (no split)")
+    ap.add_argument(
+        "--legacy-split",
+        action="store_true",
+        help="only faces held aside under both today's groups and those before 3 December 2026",
+    )
     ap.add_argument(
         "--held-videos",
         metavar="FILE.csv",
@@ -69,10 +102,17 @@ def main() -> int:
     args = ap.parse_args()
 
     items = collect(args.data)
-    groups = np.array([it.group for it in items])
     labels = np.array([it.label for it in items])
-    _, val_idx = split_by_group(groups, labels, args.val_split, args.seed)
-    held = [items[i] for i in val_idx]
+    if args.whole:
+        held = items
+    else:
+        groups = np.array([it.group for it in items])
+        _, val_idx = split_by_group(groups, labels, args.val_split, args.seed)
+        if args.legacy_split:
+            legacy = np.array([_legacy_group(it) for it in items])
+            _, old_idx = split_by_group(legacy, labels, args.val_split, args.seed)
+            val_idx = np.intersect1d(val_idx, old_idx)
+        held = [items[i] for i in val_idx]
     if args.held_videos:
         from mesolive.datasets import VIDEO_EXTS
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,8 @@ import pytest
 from mesolive.datasets import collect
 from mesolive.errors import InputError
 from mesolive.train.data import split_by_group
+
+from .conftest import ROOT
 
 
 def _held(items: list) -> list[Path]:
@@ -95,3 +98,30 @@ def test_a_labels_csv_names_its_groups(tmp_path: Path) -> None:
     groups = [it.group for it in collect([tmp_path])]
     src = tmp_path.name
     assert groups == [f"{src}:person-a", f"{src}:person-a", f"{src}:b_1.jpg", f"{src}:b_2.jpg"]
+
+
+def test_the_legacy_grouping_reads_every_numbered_name_as_a_frame(tmp_path: Path) -> None:
+    """scripts/compare_on_split.py --legacy-split rebuilds the groups the shipped models used."""
+    spec = importlib.util.spec_from_file_location(
+        "compare_on_split", ROOT / "scripts" / "compare_on_split.py"
+    )
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    data = tmp_path / "photos"
+    data.mkdir()
+    (data / "labels.csv").write_text(
+        "file,label,video\nreal/x_swapped_3.jpg,real,\nfake/y_7.jpg,fake,clip9\nreal/z.jpg,real,\n",
+        encoding="utf-8",
+    )
+    folder = tmp_path / "clips"
+    for label in ("real", "fake"):
+        (folder / label).mkdir(parents=True)
+        (folder / label / f"talk_{label}_1.mp4").write_bytes(b"")
+    legacy = [script._legacy_group(it) for it in collect([data, folder])]
+    assert legacy == [
+        "photos:x_swapped",
+        "photos:clip9",
+        "photos:real/z.jpg",
+        "talk_real",
+        "talk_fake",
+    ]
