@@ -15,11 +15,12 @@ video its mean score; ``--json FILE`` writes it all.
 
 ``--whole`` scores every face of ``--data`` instead: for material that no
 compared model trained on (a kind of forgery left out of training). The
-shipped models were split with the groups of the time (a numbered file
-name, CSV rows and videos included, read as ``<video>_<frame>``; see
-docs/training.md); ``--legacy-split`` keeps only the faces held aside under
-both that grouping and today's, the faces on which a new candidate and the
-shipped networks can be compared fairly.
+shipped models were split with the groups of their time (every numbered file
+name read as ``<video>_<frame>``, other files named by their path as typed;
+see docs/training.md); ``--legacy-split``, with ``--data`` typed as their
+commands did (``/work/shared/train/…``), keeps only the faces held aside
+under both that grouping and today's, the faces on which a new candidate and
+the shipped networks can be compared fairly.
 
 ``--sizes 128 96`` also scores every face as if the pipeline had cut it from
 that many frame pixels (:func:`mesolive.train.validation.as_if_cut_from`) and
@@ -48,11 +49,13 @@ def _fake_scores(clf, images: np.ndarray) -> np.ndarray:
 
 
 def _legacy_group(item) -> str:
-    """The group ``mesolive.datasets`` gave an item before 3 December 2026.
+    """The group ``mesolive.datasets`` gave an item before December 2026.
 
     Then as now a CSV row's group column and an image's ``<video>_<frame>``
-    name in a folder were read; what changed is a file that is its own group
-    today (a CSV row without a group, a video): it was read as a frame too.
+    name in a folder were read. A file that is its own group today (a CSV row
+    without a group, a video) was read as a frame too, and where it was not
+    one it was named by its path as typed: give ``--data`` as the shipped
+    models' commands did (``/work/shared/train/…``).
     """
     from mesolive.metrics import video_of
 
@@ -62,8 +65,7 @@ def _legacy_group(item) -> str:
     name = item.path.name
     if own != name and not own.endswith("/" + name):
         return item.group  # a group column or a frame name: unchanged
-    video = video_of(item.path.stem)
-    return (prefix if csv_row else "") + video if video else item.group
+    return (prefix if csv_row else "") + (video_of(item.path.stem) or str(item.path))
 
 
 def main() -> int:

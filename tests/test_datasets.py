@@ -121,7 +121,7 @@ def test_the_legacy_grouping_reads_every_numbered_name_as_a_frame(tmp_path: Path
     assert legacy == [
         "photos:x_swapped",
         "photos:clip9",
-        "photos:real/z.jpg",
+        f"photos:{data / 'real/z.jpg'}",
         "talk_real",
         "talk_fake",
     ]
