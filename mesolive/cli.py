@@ -381,6 +381,15 @@ def build_parser() -> argparse.ArgumentParser:
         "together is highest, so one threshold serves near and far faces",
     )
     p.add_argument(
+        "--unseen-kind",
+        action="append",
+        default=[],
+        metavar="KIND",
+        help="never train on this kind of face (a labels CSV's kind column, e.g. a "
+        "forgery method), nor on the rest of its groups; validate on it as something "
+        "new, and count it in the best-epoch choice (repeatable)",
+    )
+    p.add_argument(
         "--max-minutes",
         type=float,
         default=None,

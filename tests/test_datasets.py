@@ -11,7 +11,8 @@ import pytest
 
 from mesolive.datasets import collect
 from mesolive.errors import InputError
-from mesolive.train.data import split_by_group
+from mesolive.train.data import FaceSet, split_by_group, unseen_aside
+from mesolive.train.validation import selection_auc, unseen_aucs
 
 from .conftest import ROOT
 
@@ -125,3 +126,47 @@ def test_the_legacy_grouping_reads_every_numbered_name_as_a_frame(tmp_path: Path
         "talk_real",
         "talk_fake",
     ]
+
+
+def _faces(rows: list[tuple[int, str, str, str]]) -> FaceSet:
+    """A FaceSet of (label, group, source, kind) rows; the pixels play no part."""
+    labels, groups, sources, kinds = (np.array(col) for col in zip(*rows, strict=True))
+    n = len(rows)
+    return FaceSet(np.zeros((n, 2, 2, 3), np.uint8), labels, groups, sources, kinds, groups)
+
+
+def test_an_unseen_kind_and_the_rest_of_its_groups_are_only_validated() -> None:
+    faces = _faces(
+        [
+            (0, "roop", "videos", "roop target"),
+            (1, "roop", "videos", "roop swap"),
+            (1, "swap-1", "photos", "inswapper"),
+            (0, "p1", "photos", "photo"),
+            (1, "g1", "photos", "GAN"),
+            (0, "p2", "photos", "photo"),
+        ]
+    )
+    unseen = ["inswapper", "roop swap"]
+    tr, va = unseen_aside(faces, np.array([0, 1, 2, 3, 4]), np.array([5]), unseen)
+    assert tr.tolist() == [3, 4] and va.tolist() == [0, 1, 2, 5]
+    with pytest.raises(InputError, match=r"^--unseen-kind 'deepfake': nothing of that kind") as e:
+        unseen_aside(faces, np.arange(5), np.array([5]), ["deepfake"])
+    assert "'GAN'" in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(InputError, match="one class only"):
+        unseen_aside(faces, np.arange(5), np.array([5]), ["GAN", "inswapper", "roop swap"])
+
+
+def test_the_best_epoch_counts_each_unseen_kind_once() -> None:
+    """A network that ranks its own sources perfectly but misses the new kind loses."""
+    faces = _faces(
+        [(0, f"r{i}", "photos", "photo") for i in range(4)]
+        + [(1, f"g{i}", "photos", "GAN") for i in range(4)]
+        + [(1, f"s{i}", "photos", "inswapper") for i in range(2)]
+    )
+    reals, gans, swaps = [0.1, 0.2, 0.3, 0.4], [0.9, 0.8, 0.7, 0.6], [0.15, 0.15]
+    scores = np.array(reals + gans + swaps)
+    # pooled into photos' AUC, the two swaps weigh a third: (16 + 2) / 24 pairs
+    assert selection_auc(faces, scores) == pytest.approx(0.75)
+    # their own term: the photos without them (1.0), then swaps against reals (2 / 8)
+    assert selection_auc(faces, scores, unseen=["inswapper"]) == pytest.approx((1.0 + 0.25) / 2)
+    assert unseen_aucs(faces, scores, ["inswapper"]) == {"inswapper": pytest.approx(0.25)}

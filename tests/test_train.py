@@ -119,6 +119,40 @@ def test_train_register_and_use(small_data: Path, shared: Path, tmp_path: Path) 
     assert "already exists" in again.stderr
 
 
+def test_an_unseen_kind_is_validated_never_trained_on(small_data: Path, tmp_path: Path) -> None:
+    """--unseen-kind: a forgery method left out of training, judged as something new."""
+    rows = (small_data / "labels.csv").read_text().splitlines()
+    fakes = [r for r in rows[1:] if r.split(",")[1] == "fake"]
+    data = tmp_path / "kinds"
+    data.mkdir()
+    (data / "labels.csv").write_text(
+        "file,label,kind\n"
+        + "".join(
+            f"{small_data / r.split(',')[0]},{r.split(',')[1]},"
+            + ("new method" if r in fakes[:20] else "old")
+            + "\n"
+            for r in rows[1:]
+        ),
+        encoding="utf-8",
+    )
+    env = {"MESOLIVE_CACHE_DIR": str(tmp_path)}
+    args = ("train", str(data), "--name", "unseen", "--epochs", "1", *TRAIN)
+    out = mesolive(*args, "--unseen-kind", "new method", env=env)
+    assert out.returncode == 0, out.stderr
+    card = json.loads((tmp_path / "models" / "unseen.card.json").read_text())
+    assert card["recipe"]["unseen_kinds"] == ["new method"]
+    assert 0 <= card["history"][-1]["val_unseen_auc"]["new method"] <= 1  # its own curve
+    new = card["validation"]["per_kind"]["fake: new method"]
+    # all of them held aside (a crop without a detectable face gives none): the split
+    # alone would hold a quarter of them
+    assert new["faces"] >= 18
+    total = card["data"]["train_faces"] + card["data"]["validation_faces"]
+    assert total == card["data"]["loading"]["faces"]
+    bad = mesolive(*args[:3], "unseen-2", *args[4:], "--unseen-kind", "deepfake", env=env)
+    assert bad.returncode == 2
+    assert bad.stderr.count("\n") == 1 and "'new method'" in bad.stderr, bad.stderr
+
+
 def test_keep_init_registers_the_union_with_the_starting_model(
     small_data: Path, shared: Path, tmp_path: Path
 ) -> None:

@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
         val_fraction=args.val_split,
         patience=args.patience,
         val_sizes=tuple(args.val_sizes),
+        unseen_kinds=tuple(args.unseen_kind),
         seed=args.seed,
         device=args.device,
         amp=args.amp,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -203,12 +203,47 @@ def split_by_group(
     return train_idx, val_idx
 
 
+def check_kinds(present: Iterable[str], kinds: Sequence[str]) -> None:
+    """One line naming the kinds the data has, when ``kinds`` names one it lacks."""
+    have = sorted(set(present))
+    for kind in kinds:
+        if kind not in have:
+            known = ", ".join(map(repr, have[:12])) + (", ..." if len(have) > 12 else "")
+            raise InputError(f"--unseen-kind {kind!r}: nothing of that kind (the data has {known})")
+
+
+def unseen_aside(
+    faces: FaceSet, train_idx: np.ndarray, val_idx: np.ndarray, kinds: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Move every face of the named kinds, and of their groups, to validation.
+
+    A kind left out this way is a forgery (or a camera, a source of genuine
+    faces) the network never trains on, so its validation says how the
+    recipe carries to something new; the rest of each group goes with it
+    (a roop swap's genuine target, a Celeb-DF swap's original).
+
+    Raises
+    ------
+    InputError
+        When a kind names no face, or training would keep one class only.
+    """
+    check_kinds(faces.kinds.tolist(), kinds)
+    aside = np.isin(faces.groups, np.unique(faces.groups[np.isin(faces.kinds, kinds)]))
+    train_idx = train_idx[~aside[train_idx]]
+    val_idx = np.union1d(val_idx, np.flatnonzero(aside))
+    if len(np.unique(faces.labels[train_idx])) < 2:
+        raise InputError("with the unseen kinds left out, training holds one class only")
+    return train_idx, val_idx
+
+
 __all__ = [
     "FaceSet",
     "Item",
     "LoadSummary",
     "check_balance",
+    "check_kinds",
     "collect",
     "load_faces",
     "split_by_group",
+    "unseen_aside",
 ]

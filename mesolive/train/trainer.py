@@ -31,9 +31,23 @@ from mesolive.models.arch import ARCHS
 from mesolive.train import distributed
 from mesolive.train.augment import PRESETS, AugmentConfig, augment
 from mesolive.train.blend import self_blend
-from mesolive.train.data import FaceSet, check_balance, collect, load_faces, split_by_group
+from mesolive.train.data import (
+    FaceSet,
+    check_balance,
+    check_kinds,
+    collect,
+    load_faces,
+    split_by_group,
+    unseen_aside,
+)
 from mesolive.train.torch_model import MesoNetTorch
-from mesolive.train.validation import as_if_cut_from, breakdown, card_metrics, selection_auc
+from mesolive.train.validation import (
+    as_if_cut_from,
+    breakdown,
+    card_metrics,
+    selection_auc,
+    unseen_aucs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +75,10 @@ class TrainConfig:
     # validate on the held-out faces also as if cut from this many frame pixels
     # (validation.as_if_cut_from): the best epoch must keep one threshold at any size
     val_sizes: tuple[int, ...] = ()
+    # kinds of face (a labels CSV's kind column) never trained on: their faces, and
+    # every face of their groups, are validated as forgeries the network has not seen
+    # (validation.selection_auc counts each such kind once)
+    unseen_kinds: tuple[str, ...] = ()
     seed: int = 0
     device: str = "cpu"
     amp: str = "auto"  # bfloat16 autocast where the CPU has native bf16
@@ -247,6 +265,7 @@ class Trainer:
     def _data(self) -> tuple[FaceSet, FaceSet]:
         items = collect(self.cfg.data)
         check_balance(np.array([it.label for it in items]))
+        check_kinds((it.kind for it in items), self.cfg.unseen_kinds)
         faces, self.load_summary = load_faces(
             items,
             self.cfg.contract,
@@ -255,6 +274,8 @@ class Trainer:
         )
         check_balance(faces.labels)
         tr, va = split_by_group(faces.groups, faces.labels, self.cfg.val_fraction, self.cfg.seed)
+        if self.cfg.unseen_kinds:
+            tr, va = unseen_aside(faces, tr, va, self.cfg.unseen_kinds)
         log.info(
             "data: %d faces (%d fake), %d groups; training %d, validation %d",
             len(faces),
@@ -330,19 +351,23 @@ class Trainer:
         out[slots] = rng.choice(reals, size=len(slots))
         return out
 
-    def _validate(self, model: torch.nn.Module, val: FaceSet) -> dict[str, float]:
+    def _validate(
+        self, model: torch.nn.Module, val: FaceSet
+    ) -> dict[str, float | dict[str, float]]:
         cfg = self.cfg
         scores = predict_fake(model, val.images, cfg.device, cfg.contract)
         pooled = {f"val_{k}": v for k, v in card_metrics(evaluate(val.labels, scores)).items()}
         pooled["val_pooled_auc"] = pooled["val_auc"]
-        pooled["val_auc"] = selection_auc(val, scores)
+        pooled["val_auc"] = selection_auc(val, scores, unseen=cfg.unseen_kinds)
+        if cfg.unseen_kinds:
+            pooled["val_unseen_auc"] = unseen_aucs(val, scores, cfg.unseen_kinds)
         if cfg.val_sizes:
             pooled["val_auc_own_size"] = pooled["val_auc"]
             at = [
                 predict_fake(model, val.images, cfg.device, cfg.contract, side=s)
                 for s in cfg.val_sizes
             ]
-            pooled["val_auc"] = selection_auc(val, scores, *at)
+            pooled["val_auc"] = selection_auc(val, scores, *at, unseen=cfg.unseen_kinds)
         return pooled
 
     def run(self) -> dict:
@@ -522,13 +547,15 @@ class Trainer:
                 epoch_minutes = dist.share((time.monotonic() - t_epoch) / 60)
                 if not dist.main:
                     continue
+                unseen = metrics.get("val_unseen_auc", {})
                 log.info(
-                    "epoch %d: loss %.4f, val AUC %.4f (best %.4f), %.1f min",
+                    "epoch %d: loss %.4f, val AUC %.4f (best %.4f), %.1f min%s",
                     epoch,
                     record["train_loss"],
                     metrics["val_auc"],
                     state["best_auc"],
                     record["minutes"],
+                    "".join(f"; unseen {k!r} AUC {v:.4f}" for k, v in unseen.items()),
                 )
                 _atomic_save(
                     {
@@ -625,7 +652,9 @@ class Trainer:
             "union": list(union),
             "validation": {
                 **card_metrics(rep),
-                "selection_auc": selection_auc(val, registered_scores),
+                "selection_auc": selection_auc(
+                    val, registered_scores, unseen=self.cfg.unseen_kinds
+                ),
                 "onnx_vs_torch_max_diff": gap,
                 **breakdown(val, registered_scores),
             },

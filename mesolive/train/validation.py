@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import cv2
@@ -21,7 +22,23 @@ def card_metrics(rep: Report) -> dict[str, float]:
     }
 
 
-def selection_auc(val: FaceSet, scores: np.ndarray, *at_sizes: np.ndarray) -> float:
+def _terms(
+    labels: np.ndarray, sources: np.ndarray, kinds: np.ndarray, unseen: Sequence[str]
+) -> Iterator[tuple[str, np.ndarray]]:
+    """(name, mask) of each AUC the selection averages; masks holding one class are left out."""
+    new = np.isin(kinds, unseen)
+    terms = [(str(s), (sources == s) & ~new) for s in np.unique(sources)]
+    for kind in unseen:
+        for s in np.unique(sources[kinds == kind]):
+            mine = (kinds == kind) & (sources == s)
+            missing = [c for c in (0, 1) if c not in labels[mine]]
+            terms.append((kind, mine | ((sources == s) & ~new & np.isin(labels, missing))))
+    return ((name, m) for name, m in terms if 0 < labels[m].sum() < m.sum())
+
+
+def selection_auc(
+    val: FaceSet, scores: np.ndarray, *at_sizes: np.ndarray, unseen: Sequence[str] = ()
+) -> float:
     """What early stopping and the best epoch are chosen by: the mean of the
     per-source ROC AUCs (sources holding both classes), so that the largest
     data set (DFDC) cannot outvote the photos and videos.
@@ -30,16 +47,24 @@ def selection_auc(val: FaceSet, scores: np.ndarray, *at_sizes: np.ndarray) -> fl
     pixels (:func:`as_if_cut_from`); each source's AUC is then over its faces
     at every size together, so that one threshold must serve near and far
     faces alike and a network whose scores drift with a face's size loses.
+
+    Each ``unseen`` kind (never trained on, :func:`mesolive.train.data.unseen_aside`)
+    counts once more: its faces against the held-aside faces of the other
+    class from the same source. Its faces stay out of their source's own AUC,
+    so a network that learns its training forgeries ever more closely and
+    forgets how to catch new ones loses on this term.
     """
     k = 1 + len(at_sizes)
-    labels, sources = np.tile(val.labels, k), np.tile(val.sources, k)
+    labels, sources, kinds = (np.tile(a, k) for a in (val.labels, val.sources, val.kinds))
     pooled = np.concatenate([scores, *at_sizes])
-    aucs = [
-        evaluate(labels[m], pooled[m]).auc
-        for m in (sources == s for s in np.unique(sources))
-        if 0 < labels[m].sum() < m.sum()
-    ]
+    aucs = [evaluate(labels[m], pooled[m]).auc for _, m in _terms(labels, sources, kinds, unseen)]
     return float(np.mean(aucs)) if aucs else evaluate(labels, pooled).auc
+
+
+def unseen_aucs(val: FaceSet, scores: np.ndarray, unseen: Sequence[str]) -> dict[str, float]:
+    """Per unseen kind, the AUC :func:`selection_auc` counts for it (one number per epoch)."""
+    terms = _terms(val.labels, val.sources, val.kinds, unseen)
+    return {name: evaluate(val.labels[m], scores[m]).auc for name, m in terms if name in unseen}
 
 
 def breakdown(val: FaceSet, scores: np.ndarray, threshold: float = 0.5) -> dict[str, object]:
