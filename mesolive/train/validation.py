@@ -24,16 +24,18 @@ def card_metrics(rep: Report) -> dict[str, float]:
 
 def _terms(
     labels: np.ndarray, sources: np.ndarray, kinds: np.ndarray, unseen: Sequence[str]
-) -> Iterator[tuple[str, np.ndarray]]:
-    """(name, mask) of each AUC the selection averages; masks holding one class are left out."""
+) -> Iterator[tuple[str, bool, np.ndarray]]:
+    """(name, unseen?, mask) of each AUC the selection averages; one-class masks left out."""
     new = np.isin(kinds, unseen)
-    terms = [(str(s), (sources == s) & ~new) for s in np.unique(sources)]
+    terms = [(str(s), False, (sources == s) & ~new) for s in np.unique(sources)]
     for kind in unseen:
-        for s in np.unique(sources[kinds == kind]):
+        where = np.unique(sources[kinds == kind])
+        for s in where:
             mine = (kinds == kind) & (sources == s)
             missing = [c for c in (0, 1) if c not in labels[mine]]
-            terms.append((kind, mine | ((sources == s) & ~new & np.isin(labels, missing))))
-    return ((name, m) for name, m in terms if 0 < labels[m].sum() < m.sum())
+            name = kind if len(where) == 1 else f"{kind} ({s})"
+            terms.append((name, True, mine | ((sources == s) & ~new & np.isin(labels, missing))))
+    return (t for t in terms if 0 < labels[t[2]].sum() < t[2].sum())
 
 
 def selection_auc(
@@ -57,14 +59,16 @@ def selection_auc(
     k = 1 + len(at_sizes)
     labels, sources, kinds = (np.tile(a, k) for a in (val.labels, val.sources, val.kinds))
     pooled = np.concatenate([scores, *at_sizes])
-    aucs = [evaluate(labels[m], pooled[m]).auc for _, m in _terms(labels, sources, kinds, unseen)]
+    terms = _terms(labels, sources, kinds, unseen)
+    aucs = [evaluate(labels[m], pooled[m]).auc for _, _, m in terms]
     return float(np.mean(aucs)) if aucs else evaluate(labels, pooled).auc
 
 
 def unseen_aucs(val: FaceSet, scores: np.ndarray, unseen: Sequence[str]) -> dict[str, float]:
-    """Per unseen kind, the AUC :func:`selection_auc` counts for it (one number per epoch)."""
+    """Per unseen kind (and source, where it spans several), the AUC :func:`selection_auc`
+    counts for it: one number per epoch."""
     terms = _terms(val.labels, val.sources, val.kinds, unseen)
-    return {name: evaluate(val.labels[m], scores[m]).auc for name, m in terms if name in unseen}
+    return {name: evaluate(val.labels[m], scores[m]).auc for name, new, m in terms if new}
 
 
 def breakdown(val: FaceSet, scores: np.ndarray, threshold: float = 0.5) -> dict[str, object]:
