@@ -144,7 +144,7 @@ class OpenVinoRunner(DescribedRunner):
 
     def input_buffer(self, n: int) -> np.ndarray:
         """As :meth:`Runner.input_buffer`, with room for the padding face of an odd batch."""
-        return super().input_buffer(-(-n // self._rows) * self._rows)[:n]
+        return super().input_buffer(self._whole_rows(n))[:n]
 
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self._dynamic is None:
@@ -152,12 +152,16 @@ class OpenVinoRunner(DescribedRunner):
         name = self._inputs[0].name
         x = feed[name]
         n = len(x)
-        padded = -(-n // self._rows) * self._rows
+        padded = self._whole_rows(n)
         if padded != n:
             x = self._pad(x, padded)
         # the inputs are only read while this call blocks; the outputs are copies
         result = self._request(padded).infer({name: x}, share_inputs=True, share_outputs=False)
         return {out: np.asarray(result[out])[:n] for out in self._outputs}
+
+    def _whole_rows(self, n: int) -> int:
+        """``n`` faces rounded up to whole rows of the graph."""
+        return -(-n // self._rows) * self._rows
 
     def _pad(self, x: np.ndarray, padded: int) -> np.ndarray:
         """``x`` with rows up to ``padded``: the runner's own buffer where ``x`` is its start."""
