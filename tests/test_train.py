@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -117,6 +118,62 @@ def test_train_register_and_use(small_data: Path, shared: Path, tmp_path: Path) 
     again = mesolive("train", str(small_data), "--name", "tiny", *TRAIN, env=env)
     assert again.returncode == 2
     assert "already exists" in again.stderr
+
+
+def test_a_run_that_never_beats_its_start_says_so(small_data: Path, tmp_path: Path) -> None:
+    """No epoch better than the starting weights: those are registered, and the run says so."""
+    env = {"MESOLIVE_CACHE_DIR": str(tmp_path)}
+    # a step too small to move any weight: only batch norm's running statistics change
+    args = ("train", str(small_data), "--name", "still", "--epochs", "1", "--lr", "1e-12")
+    out = mesolive(*args, *TRAIN, env=env)
+    assert out.returncode == 0, out.stderr
+    card = json.loads((tmp_path / "models" / "still.card.json").read_text())
+    assert card["best_epoch"] == 0 and card["history"][-1]["improved"] is False
+    assert "still holds meso4-df's weights unchanged" in out.stderr
+    assert f"per source (pooled {card['validation']['auc']:.4f}) at epoch 0" in out.stdout
+
+    def weights(path: Path) -> dict[str, torch.Tensor]:
+        w = load_keras_weights(path)
+        return MesoNetTorch(w.arch).load_meso_weights(w).state_dict()
+
+    kept, start = weights(tmp_path / "models" / card["file"]), weights(MODELS / "Meso4_DF.h5")
+    assert all(torch.equal(kept[k], start[k]) for k in start)
+
+
+@pytest.mark.parametrize(
+    ("setting", "said"),
+    [
+        ({"epochs": 0}, "--epochs 0"),
+        ({"batch": -5}, "--batch -5"),
+        ({"lr": 0.0}, "--lr 0"),
+        ({"lr": float("nan")}, "--lr nan"),
+        ({"lr_step": 0}, "--lr-step 0"),
+        ({"patience": 0}, "--patience 0"),
+        ({"val_fraction": 1.5}, "--val-split 1.5"),
+        ({"max_minutes": 0.0}, "--max-minutes 0"),
+        ({"dropout": 1.0}, "--dropout 1"),
+        ({"anchor": -1.0}, "--anchor -1"),
+        ({"seed": -1}, "--seed -1"),
+        ({"threads": 0}, "--threads 0"),
+        ({"val_sizes": (96, 0)}, "--val-sizes 0"),
+    ],
+)
+def test_a_setting_no_run_can_honour_is_refused(setting: dict, said: str) -> None:
+    from mesolive.train.trainer import TrainConfig
+
+    with pytest.raises(InputError, match="^" + re.escape(said + ":")):
+        TrainConfig(name="x", data=(), **setting)
+
+
+def test_a_bad_setting_stops_the_verb_before_any_face_is_cut(
+    small_data: Path, tmp_path: Path
+) -> None:
+    """--epochs 0 once meant the default 30; now it is one line, and nothing is read."""
+    env = {"MESOLIVE_CACHE_DIR": str(tmp_path)}
+    out = mesolive("train", str(small_data), "--name", "none", "--epochs", "0", *TRAIN, env=env)
+    assert out.returncode == 2
+    assert out.stderr == "mesolive: error: --epochs 0: expected a whole number ≥ 1\n"
+    assert not (tmp_path / "train").exists() and not (tmp_path / "models").exists()
 
 
 def test_an_unseen_kind_is_validated_never_trained_on(small_data: Path, tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
         data=tuple(args.data),
         arch=args.arch,
         init=args.init,
-        epochs=args.epochs or 30,
+        epochs=30 if args.epochs is None else args.epochs,
         batch=args.batch,
         lr=args.lr,
         lr_step=args.lr_step,
@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     v = card["validation"]
     union = f" (union with {', '.join(card['union'])})" if card.get("union") else ""
     print(  # noqa: T201
-        f"{card['name']}{union}: validation AUC {v['auc']:.4f}, accuracy {v['accuracy']:.3f} "
+        f"{card['name']}{union}: validation AUC {v['selection_auc']:.4f} per source "
+        f"(pooled {v['auc']:.4f}) at epoch {card['best_epoch']}, accuracy {v['accuracy']:.3f} "
         f"(real {v['real_accuracy']:.3f}, fake {v['fake_accuracy']:.3f}); "
         f"use it with --model {card['name']}"
     )

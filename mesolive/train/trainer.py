@@ -25,7 +25,7 @@ import torch
 
 from mesolive import paths
 from mesolive.classify.preprocess import Preprocess
-from mesolive.errors import MesoliveError
+from mesolive.errors import InputError, MesoliveError
 from mesolive.metrics import evaluate
 from mesolive.models.arch import ARCHS
 from mesolive.train import distributed
@@ -103,6 +103,38 @@ class TrainConfig:
     # draw the smaller class again each epoch until both classes are as large
     balance: bool = False
 
+    def __post_init__(self) -> None:
+        """Refuse a setting no run can honour, in one line naming its option.
+
+        Checked when the configuration is made, before any face is cut: a
+        zero batch or learning-rate step would otherwise fail deep in the
+        loop, and a zero or negative epoch count, patience or time limit would
+        register the starting weights under the new name as if trained.
+        """
+        whole = [
+            ("--epochs", self.epochs),
+            ("--batch", self.batch),
+            ("--lr-step", self.lr_step),
+            ("--patience", self.patience),
+            ("--threads", self.threads),
+            *(("--val-sizes", side) for side in self.val_sizes),
+        ]
+        for flag, value in whole:
+            if value is not None and value < 1:
+                raise InputError(f"{flag} {value}: expected a whole number ≥ 1")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise InputError(f"--lr {self.lr:g}: expected a learning rate above 0")
+        if not 0 < self.val_fraction < 1:
+            raise InputError(f"--val-split {self.val_fraction:g}: expected a share between 0 and 1")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise InputError(f"--max-minutes {self.max_minutes:g}: expected minutes above 0")
+        if not 0 <= self.dropout < 1:
+            raise InputError(f"--dropout {self.dropout:g}: expected a share from 0, below 1")
+        if not self.anchor >= 0:  # also NaN
+            raise InputError(f"--anchor {self.anchor:g}: expected a strength ≥ 0")
+        if self.seed < 0:
+            raise InputError(f"--seed {self.seed}: expected a whole number ≥ 0")
+
     @property
     def contract(self) -> Preprocess:
         """How the trained model sees a face; it goes on its card and registry entry.
@@ -115,6 +147,15 @@ class TrainConfig:
 
 def lr_at(cfg: TrainConfig, iteration: int) -> float:
     return max(cfg.lr_min, cfg.lr * 0.1 ** (iteration // cfg.lr_step))
+
+
+def best_epoch(history: list[dict]) -> int:
+    """The epoch whose weights a run keeps: the last that beat every one before it.
+
+    0 means no epoch beat the starting weights (``--init``, or random ones),
+    which are then what the run registers.
+    """
+    return max((h["epoch"] for h in history if h.get("improved")), default=0)
 
 
 def split_fingerprint(val: FaceSet) -> str:
@@ -659,6 +700,7 @@ class Trainer:
                 **breakdown(val, registered_scores),
             },
             **({"network_validation": card_metrics(network_rep)} if union else {}),
+            "best_epoch": best_epoch(state["history"]),
             "history": state["history"],
             "training_minutes": seconds / 60,  # all runs together, --resume included
             "runs": state.get("runs", 1),
@@ -681,5 +723,20 @@ class Trainer:
                 union=union,
             )
         )
-        log.info("registered %s (%s): validation AUC %.4f", self.cfg.name, final, rep.auc)
+        log.info(
+            "registered %s (%s): validation AUC %.4f per source (pooled %.4f) at epoch %d",
+            self.cfg.name,
+            final,
+            card["validation"]["selection_auc"],
+            rep.auc,
+            card["best_epoch"],
+        )
+        if card["best_epoch"] == 0:
+            start = "random" if self.cfg.init == "scratch" else f"{self.cfg.init}'s"
+            log.warning(
+                "no epoch beat the starting weights: %s holds %s weights unchanged "
+                "(every epoch's validation is in the card's history)",
+                self.cfg.name,
+                start,
+            )
         return card
