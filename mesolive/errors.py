@@ -50,6 +50,12 @@ class ClusterError(MesoliveError):
     """A Ray cluster cannot be reached or started, or Ray is not installed (``scan --cluster``)."""
 
 
+def check_count(option: str, value: int | None, least: int = 1) -> None:
+    """An option's whole number below ``least`` as one line (None: the option was not given)."""
+    if value is not None and value < least:
+        raise InputError(f"{option} {value}: expected a whole number ≥ {least}")
+
+
 def describe(exc: BaseException) -> str:
     """An unexpected exception as one line: its type and its message, white space collapsed.
 

@@ -42,6 +42,23 @@ def test_classify_table(shared: Path) -> None:
     assert "real00240.jpg" in out.stdout and "real" in out.stdout
 
 
+@pytest.mark.parametrize(
+    ("verb", "option"),
+    [
+        ("classify", ("--batch", "0")),
+        ("classify", ("--threads", "-2")),
+        ("evaluate", ("--batch", "-1")),
+    ],
+)
+def test_a_bad_count_is_one_line_before_any_output(
+    shared: Path, verb: str, option: tuple[str, str]
+) -> None:
+    """Checked before the model loads: no table header, no runtime's own wording."""
+    out = mesolive(verb, str(shared / "samples" / "faces"), *option)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr == f"mesolive: error: {' '.join(option)}: expected a whole number ≥ 1\n"
+
+
 def test_bad_inputs_are_one_line_each_and_the_rest_still_runs(shared: Path, tmp_path: Path) -> None:
     good = shared / "samples" / "faces" / "fake" / "df00204.jpg"
     (tmp_path / "notes.jpg").write_text("this is text, not a JPEG")

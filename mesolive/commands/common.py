@@ -13,7 +13,7 @@ import numpy as np
 
 from mesolive.classify.crops import CropReader
 from mesolive.classify.mesonet import MesoClassifier, load_classifier
-from mesolive.errors import InputError, MesoliveError, describe
+from mesolive.errors import InputError, MesoliveError, check_count, describe
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,9 @@ def report_error(err: Exception) -> None:
 
 
 def open_classifier(args: argparse.Namespace) -> MesoClassifier:
+    """The classifier the verb's options name, after checking its counts (before any output)."""
+    check_count("--batch", args.batch)
+    check_count("--threads", args.threads)
     return load_classifier(
         args.model,
         backend=args.backend,
@@ -90,8 +93,7 @@ def stream_scores(
     ``detector``/``model_dir`` choose the detector a ``recut`` contract finds
     faces with (:mod:`mesolive.classify.crops`).
     """
-    if batch < 1:
-        raise InputError(f"--batch must be at least 1, got {batch}")
+    check_count("--batch", batch)
     with CropReader(classifier.preprocess, detector=detector, model_dir=model_dir) as reader:
         for paths, crops in _batches(reader, files, batch, errors):
             s = classifier.score(crops)

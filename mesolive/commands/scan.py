@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from mesolive.errors import InputError, MesoliveError, OutputError, describe
+from mesolive.errors import MesoliveError, OutputError, check_count, describe
 from mesolive.outputs import AtomicFile, check_outputs, write_atomic
 from mesolive.redact import redact
 
@@ -563,8 +563,7 @@ def _scan_here(
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.max_frames is not None and args.max_frames < 1:
-        raise InputError(f"--max-frames {args.max_frames}: expected a whole number ≥ 1")
+    check_count("--max-frames", args.max_frames)
     config = config_from_args(args)
     inputs = expand_inputs(args.inputs)
     check_outputs(

@@ -25,7 +25,7 @@ import torch
 
 from mesolive import paths
 from mesolive.classify.preprocess import Preprocess
-from mesolive.errors import InputError, MesoliveError
+from mesolive.errors import InputError, MesoliveError, check_count
 from mesolive.metrics import evaluate
 from mesolive.models.arch import ARCHS
 from mesolive.train import distributed
@@ -120,8 +120,8 @@ class TrainConfig:
             *(("--val-sizes", side) for side in self.val_sizes),
         ]
         for flag, value in whole:
-            if value is not None and value < 1:
-                raise InputError(f"{flag} {value}: expected a whole number ≥ 1")
+            check_count(flag, value)
+        check_count("--seed", self.seed, least=0)
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise InputError(f"--lr {self.lr:g}: expected a learning rate above 0")
         if not 0 < self.val_fraction < 1:
@@ -132,8 +132,6 @@ class TrainConfig:
             raise InputError(f"--dropout {self.dropout:g}: expected a share from 0, below 1")
         if not self.anchor >= 0:  # also NaN
             raise InputError(f"--anchor {self.anchor:g}: expected a strength ≥ 0")
-        if self.seed < 0:
-            raise InputError(f"--seed {self.seed}: expected a whole number ≥ 0")
 
     @property
     def contract(self) -> Preprocess:
