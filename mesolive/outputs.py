@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
+import secrets
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
@@ -82,6 +82,22 @@ def check_outputs(
             raise InputError(f"{opt} {path}: folder {parent} is not writable")
 
 
+def _create_beside(path: Path) -> tuple[int, Path]:
+    """Open a new hidden temporary file next to ``path``: (descriptor, its path).
+
+    Created with mode 0o666 less the user's umask, as ``open()`` makes a new
+    file, so a report ends up as readable as any other file its user writes
+    (``tempfile.mkstemp`` would leave it 0o600).
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue  # another writer drew the same name
+
+
 class AtomicFile:
     """A file written under a temporary name beside ``path``, renamed onto it by :meth:`commit`.
 
@@ -97,12 +113,9 @@ class AtomicFile:
         self.option = option
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(
-                prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent or "."
-            )
+            fd, self.tmp = _create_beside(self.path)
         except OSError as e:
             raise InputError(f"{option} {self.path}: cannot write ({e.strerror or e})") from e
-        self.tmp = Path(tmp)
         self.file: IO[Any] = os.fdopen(fd, mode, **kw)
 
     def commit(self) -> None:
