@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -295,8 +297,6 @@ def test_resume_continues_from_checkpoint(small_data: Path, tmp_path: Path) -> N
         seen.append(record["epoch"])
         raise Stop
 
-    import os
-
     old = os.environ.get("MESOLIVE_CACHE_DIR")
     os.environ["MESOLIVE_CACHE_DIR"] = str(tmp_path)
     try:
@@ -341,6 +341,38 @@ def test_resume_continues_from_checkpoint(small_data: Path, tmp_path: Path) -> N
     assert card["training_minutes"] >= card["history"][-1]["minutes"] > 0
     assert seen == [1]
     assert [h["epoch"] for h in card["history"]][-1] == 2
+
+
+def test_ctrl_c_says_how_far_training_got(small_data: Path, tmp_path: Path) -> None:
+    """Interrupted as from a terminal: exit 130, the last finished epoch, how to go on."""
+    env = {**os.environ, "MESOLIVE_CACHE_DIR": str(tmp_path)}
+    args = ("--epochs", "1000", "--patience", "1000")
+    # a suite run in the background ignores SIGINT, and its children inherit that
+    ignored = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mesolive", "train", str(small_data), "--name", "cut", *args,
+             *TRAIN],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )  # fmt: skip
+    finally:
+        signal.signal(signal.SIGINT, ignored)
+    assert proc.stderr is not None
+    lines = []
+    for line in proc.stderr:  # the first two epochs finish, then Ctrl+C
+        lines.append(line)
+        if line.startswith("mesolive: epoch 2:"):
+            proc.send_signal(signal.SIGINT)
+            break
+    rest = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130, "".join(lines) + rest
+    # the epoch said is the one whose checkpoint is on disk (Ctrl+C may land while it saves)
+    ck = torch.load(tmp_path / "train" / "cut" / "checkpoint.pt", weights_only=False)
+    said = (
+        f"stopped after epoch {ck['state']['epoch']} of 1000: its checkpoint is kept; add --resume"
+    )
+    assert ck["state"]["epoch"] >= 1 and said in rest, rest
+    assert rest.endswith("mesolive: interrupted\n") and "Traceback" not in rest
 
 
 @pytest.mark.parametrize(
@@ -392,7 +424,6 @@ def test_full_disk_while_checkpointing(small_data: Path, tmp_path: Path) -> None
         "resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000));"
         "from mesolive.cli import main; sys.exit(main(sys.argv[1:]))"
     )
-    import os
 
     proc = subprocess.run(
         [
@@ -420,7 +451,6 @@ def test_full_disk_while_checkpointing(small_data: Path, tmp_path: Path) -> None
 
 def test_faces_from_labelled_videos(shared: Path, tmp_path: Path) -> None:
     """Labelled videos become crops through the live pipeline's detector and crop."""
-    import os
 
     import cv2
 
@@ -462,7 +492,6 @@ def test_torchrun_two_processes_train_one_model(small_data: Path, tmp_path: Path
     Both processes take the same number of steps (each its share of the batches),
     rank 0 alone validates and registers, and one model with one card comes out.
     """
-    import os
     import shutil
 
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))

@@ -4,10 +4,27 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shlex
 import sys
 
 from mesolive.errors import BackendUnavailable
+
+log = logging.getLogger(__name__)
+
+
+def _how_far(finished: list[dict], epochs: int) -> str:
+    """What an interrupted run leaves behind, and how to go on."""
+    if not finished:
+        return (
+            "stopped before an epoch of this run finished: the faces cut so far are cached "
+            "and any earlier checkpoint is kept, so the same command goes on from there "
+            "(with --resume where a checkpoint exists)"
+        )
+    return (
+        f"stopped after epoch {finished[-1]['epoch']} of {epochs}: its checkpoint is kept; "
+        "add --resume to the same command to go on"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,14 +65,21 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         augment=PRESETS[args.augment],
     )
+    finished: list[dict] = []  # this run's epoch records, to say how far it got
     trainer = Trainer(
         cfg,
         resume=args.resume,
         model_dir=args.model_dir,
         progress=sys.stderr.isatty(),
+        on_epoch=finished.append,
         command=shlex.join(["mesolive", *args.argv]),
     )
-    card = trainer.run()
+    try:
+        card = trainer.run()
+    except KeyboardInterrupt:
+        if trainer.dist.main:
+            log.warning("%s", _how_far(finished, cfg.epochs))
+        raise
     if not trainer.dist.main:  # under torchrun, rank 0 reports
         return 0
     v = card["validation"]

@@ -521,7 +521,7 @@ class Trainer:
                 used = dist.share((time.monotonic() - t_start) / 60)
                 if cfg.max_minutes and used + epoch_minutes > cfg.max_minutes:
                     log.info(
-                        "time limit: %.1f of %.0f min used and an epoch takes %.1f min",
+                        "time limit: %.1f of %g min used and an epoch takes %.1f min",
                         used,
                         cfg.max_minutes,
                         epoch_minutes,
