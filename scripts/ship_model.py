@@ -33,6 +33,7 @@ def main() -> int:
     from mesolive.errors import ModelError
     from mesolive.models import registry
     from mesolive.models.download import sha256_file
+    from mesolive.train.validation import best_epoch
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("trained", help="the name the model was registered under by mesolive train")
@@ -66,6 +67,8 @@ def main() -> int:
     if not spec.user or not card_file.is_file():
         sys.exit(f"{args.trained}: not a trained model with a model card")
     card = json.loads(card_file.read_text())
+    if best_epoch(card["history"]) == 0:
+        sys.exit(f"{args.trained}: no epoch beat its starting weights; nothing trained to ship")
     weights = registry.weights_path(spec)
     out = ROOT / "resources" / "weights"
     out.mkdir(exist_ok=True)

@@ -22,7 +22,7 @@ from mesolive.models.onnx_graph import build_onnx  # noqa: E402
 from mesolive.train.h5_writer import write_keras_h5  # noqa: E402
 from mesolive.train.torch_model import MesoNetTorch  # noqa: E402
 
-from .conftest import H5_OF, MODEL_NAMES, MODELS, mesolive, nchw  # noqa: E402
+from .conftest import H5_OF, MODEL_NAMES, MODELS, ROOT, mesolive, nchw  # noqa: E402
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
@@ -140,6 +140,18 @@ def test_a_run_that_never_beats_its_start_says_so(small_data: Path, tmp_path: Pa
 
     kept, start = weights(tmp_path / "models" / card["file"]), weights(MODELS / "Meso4_DF.h5")
     assert all(torch.equal(kept[k], start[k]) for k in start)
+    # nothing trained, so nothing to put in the package
+    manifest = ROOT / "resources" / "models.json"
+    before = manifest.read_bytes()
+    ship = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "ship_model.py"), "still", "--as", "x",
+         "--reason", "y", "--description", "z"],
+        capture_output=True, text=True, env={**os.environ, **env}, timeout=120,
+    )  # fmt: skip
+    assert ship.returncode != 0
+    assert ship.stderr == "still: no epoch beat its starting weights; nothing trained to ship\n"
+    assert manifest.read_bytes() == before
+    assert not (ROOT / "resources" / "weights" / "x.h5").exists()
 
 
 @pytest.mark.parametrize(

@@ -43,6 +43,7 @@ from mesolive.train.data import (
 from mesolive.train.torch_model import MesoNetTorch
 from mesolive.train.validation import (
     as_if_cut_from,
+    best_epoch,
     breakdown,
     card_metrics,
     selection_auc,
@@ -145,15 +146,6 @@ class TrainConfig:
 
 def lr_at(cfg: TrainConfig, iteration: int) -> float:
     return max(cfg.lr_min, cfg.lr * 0.1 ** (iteration // cfg.lr_step))
-
-
-def best_epoch(history: list[dict]) -> int:
-    """The epoch whose weights a run keeps: the last that beat every one before it.
-
-    0 means no epoch beat the starting weights (``--init``, or random ones),
-    which are then what the run registers.
-    """
-    return max((h["epoch"] for h in history if h.get("improved")), default=0)
 
 
 def split_fingerprint(val: FaceSet) -> str:

@@ -12,6 +12,16 @@ from mesolive.metrics import Report, evaluate
 from mesolive.train.data import FaceSet
 
 
+def best_epoch(history: list[dict]) -> int:
+    """The epoch whose weights a run keeps: the last that beat every one before it.
+
+    ``history`` is the card's (or checkpoint's) per-epoch records. 0 means no
+    epoch beat the starting weights (``--init``, or random ones), which are
+    then what the run registers.
+    """
+    return max((h["epoch"] for h in history if h.get("improved")), default=0)
+
+
 def card_metrics(rep: Report) -> dict[str, float]:
     """The model card's per-set numbers."""
     return {
