@@ -231,8 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "folder",
         metavar="FOLDER",
-        help="holds real/ and fake/ (crops and/or videos), or a labels CSV; "
-        "each video is scanned as `mesolive scan` does and judged by its verdict",
+        help="holds real/ and fake/ (crops and/or videos) or a labels.csv, or is a labels "
+        "CSV itself; each video is scanned as `mesolive scan` does and judged by its verdict",
     )
     p.add_argument(
         "--labels",

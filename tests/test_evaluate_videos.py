@@ -99,13 +99,19 @@ def test_videos_from_a_labels_csv_judged_as_scan_judges_them(shared: Path, tmp_p
         [t["mean_score"] for t in entry["tracks"]], abs=1e-6
     )
 
-    # The text report: the same numbers, one row per video.
-    text = mesolive("evaluate", str(tmp_path), *args)
+    # The text report: the same numbers, one row per video; the CSV alone names the videos.
+    text = mesolive("evaluate", str(labels), *args[2:])
     assert text.returncode == 0, text.stderr
     assert "videos          3 (2 real, 1 fake)" in text.stdout
     assert "per kind" in text.stdout and "confusion" in text.stdout
     for p, _, _ in clips:
         assert str(p) in text.stdout
+    both = mesolive("evaluate", str(labels), *args)
+    assert both.returncode == 2
+    assert (
+        both.stderr
+        == f"mesolive: error: {labels}: a labels CSV already; give it or --labels, not both\n"
+    )
 
 
 def test_a_face_too_small_to_judge_leaves_a_video_unknown(shared: Path, tmp_path: Path) -> None:

@@ -51,14 +51,20 @@ LABEL_NAMES = ("real", "fake")
 def labelled_items(folder: Path, labels_csv: Path | None) -> list[Item]:
     """Every labelled item of ``folder`` (``real/`` + ``fake/``) or of a labels CSV.
 
+    ``folder`` may itself be the labels CSV (``mesolive evaluate held.csv``).
+
     Raises
     ------
     InputError
-        ``folder`` is not a folder, the CSV does not exist, or neither gives
-        a labelled item.
+        ``folder`` is neither a folder nor a CSV, the CSV does not exist, or
+        neither gives a labelled item.
     """
+    if folder.is_file() and folder.suffix.lower() == ".csv":
+        if labels_csv is not None:
+            raise InputError(f"{folder}: a labels CSV already; give it or --labels, not both")
+        return from_csv(folder)
     if not folder.is_dir():
-        raise InputError(f"{folder}: not a folder")
+        raise InputError(f"{folder}: not a folder or a labels CSV")
     if labels_csv is not None and not labels_csv.is_file():
         raise InputError(f"{labels_csv}: no such labels CSV")
     return from_csv(labels_csv) if labels_csv is not None else from_folder(folder)
