@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
 from mesolive.errors import InputError
+from mesolive.paths import create_beside
 
 log = logging.getLogger(__name__)
 
@@ -82,22 +82,6 @@ def check_outputs(
             raise InputError(f"{opt} {path}: folder {parent} is not writable")
 
 
-def _create_beside(path: Path) -> tuple[int, Path]:
-    """Open a new hidden temporary file next to ``path``: (descriptor, its path).
-
-    Created with mode 0o666 less the user's umask, as ``open()`` makes a new
-    file, so a report ends up as readable as any other file its user writes
-    (``tempfile.mkstemp`` would leave it 0o600).
-    """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    while True:
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-        try:
-            return os.open(tmp, flags, 0o666), tmp
-        except FileExistsError:
-            continue  # another writer drew the same name
-
-
 class AtomicFile:
     """A file written under a temporary name beside ``path``, renamed onto it by :meth:`commit`.
 
@@ -113,7 +97,7 @@ class AtomicFile:
         self.option = option
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, self.tmp = _create_beside(self.path)
+            fd, self.tmp = create_beside(self.path)
         except OSError as e:
             raise InputError(f"{option} {self.path}: cannot write ({e.strerror or e})") from e
         self.file: IO[Any] = os.fdopen(fd, mode, **kw)

@@ -20,8 +20,8 @@ The other ``MESOLIVE_*`` settings are read where they apply, all through
 from __future__ import annotations
 
 import os
+import secrets
 import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -75,19 +75,36 @@ def cannot_write(path: Path, error: OSError) -> str:
     return f"{path}: cannot write ({reason}); point MESOLIVE_CACHE_DIR at a writable folder"
 
 
-@contextmanager
-def replacing(path: Path) -> Iterator[Path]:
-    """A fresh temporary path beside ``path``, renamed onto it when the block ends well.
+def create_beside(path: Path) -> tuple[int, Path]:
+    """Open a new hidden temporary file next to ``path``: (write-only descriptor, its path).
 
     The name is unique (several processes may write the same file at once, as
-    the ranks of a torchrun job do with the face cache; the last rename wins
-    and every reader sees a whole file). An exception leaves ``path`` as it
-    was and removes the temporary file. The parent folder is created.
+    the ranks of a torchrun job do with the face cache). The file is created
+    with mode 0o666 less the user's umask, as ``open()`` makes a new file, so
+    whatever is renamed onto ``path`` ends up as readable as any other file its
+    user writes (``tempfile.mkstemp`` would leave it 0o600).
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.part"
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue  # another writer drew the same name
+
+
+@contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """A fresh temporary path beside ``path`` (:func:`create_beside`), renamed onto it
+    when the block ends well.
+
+    The last of several concurrent writers' renames wins and every reader sees
+    a whole file. An exception leaves ``path`` as it was and removes the
+    temporary file. The parent folder is created.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    fd, tmp = create_beside(path)
     os.close(fd)
-    tmp = Path(name)
     try:
         yield tmp
         os.replace(tmp, path)

@@ -14,7 +14,7 @@ import pytest
 
 from mesolive.errors import InputError
 from mesolive.outputs import AtomicFile, check_outputs, write_atomic
-from mesolive.paths import replacing
+from mesolive.paths import replacing, write_bytes_atomic
 from mesolive.redact import RedactingFormatter, redact
 from tests.conftest import mesolive
 
@@ -158,16 +158,18 @@ def test_atomic_file_commits_or_leaves_the_old_file(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
 @pytest.mark.parametrize(("umask", "want"), [(0o022, 0o644), (0o077, 0o600)])
-def test_a_report_is_as_readable_as_any_file_its_user_writes(
+def test_a_report_or_cache_file_is_as_readable_as_any_file_its_user_writes(
     tmp_path: Path, umask: int, want: int
 ) -> None:
     """The user's umask decides, as for open(); a temporary file's private 0o600 did before."""
     old = os.umask(umask)
     try:
         write_atomic(tmp_path / "r.json", "--json", lambda f: f.write("{}"))
+        write_bytes_atomic(tmp_path / "cache" / "c.npz", b"x")
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "r.json").stat().st_mode) == want
+    assert stat.S_IMODE((tmp_path / "cache" / "c.npz").stat().st_mode) == want
 
 
 def test_replacing_lets_two_writers_race_and_keeps_the_old_file_on_failure(

@@ -15,13 +15,12 @@ import hashlib
 import http.client
 import logging
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from mesolive.errors import DownloadError
-from mesolive.paths import cannot_write
+from mesolive.paths import cannot_write, create_beside
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +69,9 @@ def download(
     cap = size or MAX_DOWNLOAD_BYTES
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+        fd, tmp = create_beside(dest)
     except OSError as e:
         raise DownloadError(cannot_write(dest, e)) from e
-    tmp = Path(tmp_name)
     hint = f"or put {dest.name} into a folder and pass it with --model-dir"
     try:
         with os.fdopen(fd, "wb") as out:

@@ -34,7 +34,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -365,10 +364,8 @@ def register_user_model(spec: ModelSpec) -> None:
     models.append(entry)
     for m in models:
         m.pop("user", None)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".user_models.", suffix=".json")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump({"schema": 1, "models": models}, f, indent=2)
-    os.replace(tmp, path)
+    text = json.dumps({"schema": 1, "models": models}, indent=2)
+    paths.write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def _verified(path: Path, sha256: str) -> bool:
