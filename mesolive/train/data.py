@@ -196,11 +196,16 @@ def split_by_group(
     is_val = np.array([g in val_groups for g in groups])
     train_idx, val_idx = np.flatnonzero(~is_val), np.flatnonzero(is_val)
     for name, idx in (("validation", val_idx), ("training", train_idx)):
-        if len(np.unique(labels[idx])) < 2:
-            raise InputError(
-                f"the {name} split holds one class only; give more videos of each class"
-            )
+        _need_both_classes(
+            labels[idx], f"the {name} split holds one class only; give more videos of each class"
+        )
     return train_idx, val_idx
+
+
+def _need_both_classes(labels: np.ndarray, message: str) -> None:
+    """Raise :class:`InputError` with ``message`` unless ``labels`` holds both classes."""
+    if len(np.unique(labels)) < 2:
+        raise InputError(message)
 
 
 def check_kinds(present: Iterable[str], kinds: Sequence[str]) -> None:
@@ -231,8 +236,9 @@ def unseen_aside(
     aside = np.isin(faces.groups, np.unique(faces.groups[np.isin(faces.kinds, kinds)]))
     train_idx = train_idx[~aside[train_idx]]
     val_idx = np.union1d(val_idx, np.flatnonzero(aside))
-    if len(np.unique(faces.labels[train_idx])) < 2:
-        raise InputError("with the unseen kinds left out, training holds one class only")
+    _need_both_classes(
+        faces.labels[train_idx], "with the unseen kinds left out, training holds one class only"
+    )
     return train_idx, val_idx
 
 
