@@ -713,14 +713,7 @@ class Trainer:
                 union=union,
             )
         )
-        log.info(
-            "registered %s (%s): validation AUC %.4f per source (pooled %.4f) at epoch %d",
-            self.cfg.name,
-            final,
-            card["validation"]["selection_auc"],
-            rep.auc,
-            card["best_epoch"],
-        )
+        log.info("registered %s (%s)", self.cfg.name, final)  # its numbers: the CLI's summary
         if card["best_epoch"] == 0:
             start = "random" if self.cfg.init == "scratch" else f"{self.cfg.init}'s"
             log.warning(
