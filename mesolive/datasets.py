@@ -21,10 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mesolive.errors import InputError
-from mesolive.imageio import IMAGE_EXTS
+from mesolive.imageio import IMAGE_EXTS, VIDEO_EXTS
 from mesolive.metrics import video_of
 
-VIDEO_EXTS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"})
 _LABELS = {"real": 0, "0": 0, "fake": 1, "1": 1, "df": 1, "f2f": 1, "deepfake": 1}
 _GROUP_COLUMNS = ("group", "pair", "original_video", "video", "dfdc_video")
 

@@ -43,6 +43,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+VIDEO_EXTS = frozenset(
+    ".mp4 .m4v .mov .avi .mkv .webm .mpg .mpeg .ts .mts .m2ts .flv .wmv .ogv .3gp .gif".split()
+)
+"""What a folder's files are taken for (a scanned folder, a labelled data set). A file
+named on its own is read whatever its name: an image by its extension, else as a video."""
 
 PIL_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "DIB", "GIF", "PPM", "JPEG2000")
 """The PIL plugins tried, whatever the file's name: never EPS (PIL runs Ghostscript

@@ -116,7 +116,7 @@ def main() -> int:
             val_idx = np.intersect1d(val_idx, old_idx)
         held = [items[i] for i in val_idx]
     if args.held_videos:
-        from mesolive.datasets import VIDEO_EXTS
+        from mesolive.imageio import VIDEO_EXTS
 
         with open(args.held_videos, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)

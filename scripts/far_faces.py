@@ -33,7 +33,8 @@ def main() -> int:
     from mesolive.align.crop import crop_transform
     from mesolive.commands.evaluate import video_score
     from mesolive.commands.scan import InputReport
-    from mesolive.datasets import VIDEO_EXTS, collect
+    from mesolive.datasets import collect
+    from mesolive.imageio import VIDEO_EXTS
     from mesolive.models.registry import default_model, get_spec
     from mesolive.pipeline.pipeline import FramePipeline, PipelineConfig
     from mesolive.types import Frame

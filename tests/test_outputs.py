@@ -95,6 +95,10 @@ def test_an_output_that_is_an_input_is_refused_before_anything_runs(
     assert proc.returncode == 2 and "exists; pass --force" in proc.stderr
     proc = mesolive("scan", str(clip), "--json", str(clip), "--force")
     assert proc.returncode == 2 and "is an input" in proc.stderr  # --force never reaches inputs
+    # a file: URI names the same file, and file:DIR the files in it
+    for uri in (f"file:{clip}", clip.as_uri(), f"file:{tmp_path}"):
+        proc = mesolive("scan", uri, "--json", str(clip), "--force")
+        assert proc.returncode == 2 and "is an input" in proc.stderr, (uri, proc.stderr)
     assert _digest(clip) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "b.jpg"]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mesolive.commands.scan import sparkline
+from mesolive.commands.scan import expand_inputs, sparkline
 
 from .conftest import shrunk_clip
 
@@ -257,3 +257,15 @@ def test_models_is_a_comma_list_or_repeated_and_never_swallows_an_input(
         report = json.loads(js.read_text())
         assert report["config"]["models"] == ["meso4-df", "meso4-f2f"]
         assert [e["input"] for e in report["inputs"]] == [face]
+
+
+def test_a_folder_is_its_videos_and_images_however_it_is_named(tmp_path: Path) -> None:
+    """DIR and file:DIR expand alike, to every video container a file alone would play."""
+    names = ["a.flv", "b.wmv", "c.MTS", "d.gif", "e.jpg", "notes.txt", "sub/f.mp4"]
+    for name in names:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    want = [str(tmp_path / n) for n in names if n != "notes.txt"]
+    assert expand_inputs([str(tmp_path)]) == want
+    assert expand_inputs([f"file:{tmp_path}"]) == want
+    assert expand_inputs([tmp_path.as_uri(), "webcam:0"]) == [*want, "webcam:0"]

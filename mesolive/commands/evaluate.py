@@ -28,10 +28,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mesolive.datasets import VIDEO_EXTS as DATASET_VIDEO_EXTS
 from mesolive.datasets import Item, from_csv, from_folder
 from mesolive.errors import InputError
-from mesolive.imageio import IMAGE_EXTS
+from mesolive.imageio import IMAGE_EXTS, VIDEO_EXTS
 from mesolive.metrics import Report, evaluate, roc_auc, roc_curve
 from mesolive.outputs import check_outputs, write_atomic
 
@@ -71,9 +70,7 @@ def labelled_items(folder: Path, labels_csv: Path | None) -> list[Item]:
 
 
 def _is_video(path: Path) -> bool:
-    from mesolive.commands.scan import VIDEO_EXTS as SCAN_VIDEO_EXTS
-
-    return path.suffix.lower() in DATASET_VIDEO_EXTS | SCAN_VIDEO_EXTS
+    return path.suffix.lower() in VIDEO_EXTS
 
 
 def labelled_files(folder: Path, labels_csv: Path | None) -> list[tuple[Path, int]]:

@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-VIDEO_EXTS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".ts"})
 SPARK = "▁▂▃▄▅▆▇█"
 SPARK_BINS = 24
 READ_TIMEOUT = 1.0  # seconds per synchronous read (files return at once)
@@ -75,21 +74,23 @@ class InputReport:
 
 
 def expand_inputs(inputs: list[str]) -> list[str]:
-    """Inputs as URIs; a folder becomes its videos and images (recursively, sorted).
+    """Inputs as URIs; a folder (``DIR`` or ``file:DIR``) becomes its videos and images
+    (recursively, sorted).
 
     An input that cannot even be looked at (a name too long, a folder above
     it unreadable) is kept as given: scanning it reports why, for it alone.
     """
-    from mesolive.sources.file import IMAGE_EXTS
+    from mesolive.imageio import IMAGE_EXTS, VIDEO_EXTS
+    from mesolive.sources.registry import local_path
 
     out: list[str] = []
     for text in inputs:
-        p = Path(text).expanduser()
+        p = local_path(text)
         try:
-            is_dir = p.is_dir()
+            is_dir = p is not None and p.is_dir()
         except OSError:
             is_dir = False
-        if is_dir:
+        if p is not None and is_dir:
             # not only regular files: a FIFO or a dangling link is named in its own error
             media = sorted(
                 f
@@ -563,11 +564,15 @@ def _scan_here(
 
 
 def run(args: argparse.Namespace) -> int:
+    from mesolive.sources.registry import local_path
+
     check_count("--max-frames", args.max_frames)
     config = config_from_args(args)
     inputs = expand_inputs(args.inputs)
     check_outputs(
-        {"--json": args.json, "--csv": args.csv}, [*args.inputs, *inputs], force=args.force
+        {"--json": args.json, "--csv": args.csv},
+        [p for uri in (*args.inputs, *inputs) if (p := local_path(uri)) is not None],
+        force=args.force,
     )
     progress = sys.stderr.isatty() and not getattr(args, "quiet", False)
     reports: list[InputReport] = []

@@ -185,7 +185,7 @@ def make_source(
     if scheme == "test":
         return _test(text, rest, width, height, fps)
     if scheme == "file":
-        path = unquote(rest[2:]) if rest.startswith("//") else rest  # file:///abs/path URLs
+        path = _file_uri_path(rest)
         if not path:
             raise SourceError(f"{text}: give a path, e.g. file:clip.mp4")
         return _file(path, text, fps, loop)
@@ -193,6 +193,31 @@ def make_source(
         # No scheme, a Windows drive letter (C:\…), or a file whose name has a colon.
         return _file(text, text, fps, loop)
     raise SourceError(f"{text}: unknown source scheme '{scheme}:'; {_EXPECTED}")
+
+
+def _file_uri_path(rest: str) -> str:
+    """The path of a ``file:`` URI from what follows the scheme (``file:///abs/path`` URLs too)."""
+    return unquote(rest[2:]) if rest.startswith("//") else rest
+
+
+def local_path(uri: str) -> Path | None:
+    """The file or folder a source URI names: a plain path or ``file:PATH``; None for the rest.
+
+    Nothing is opened; the path need not exist. Callers use it to treat
+    ``file:clip.mp4`` exactly as ``clip.mp4`` (a folder's files, an output
+    that would overwrite an input).
+    """
+    text = uri if _exists(uri) else uri.strip()
+    m = _SCHEME.match(text)
+    scheme = m.group(1).lower() if m else ""
+    if scheme == "file":
+        path = _file_uri_path(m.group(2)) if m else ""
+        return Path(path).expanduser() if path else None
+    if scheme in STREAM_SCHEMES or scheme in _KINDS:
+        return None
+    if text and (m is None or len(scheme) == 1 or _exists(text)):  # as make_source decides
+        return Path(text).expanduser()
+    return None
 
 
 def _webcam(
@@ -357,4 +382,4 @@ def _list_windows() -> list[SourceInfo]:
     return out
 
 
-__all__ = ["SourceInfo", "list_sources", "make_source"]
+__all__ = ["SourceInfo", "list_sources", "local_path", "make_source"]

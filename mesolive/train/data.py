@@ -10,8 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from mesolive.classify.preprocess import Preprocess
-from mesolive.datasets import VIDEO_EXTS, Item, collect
+from mesolive.datasets import Item, collect
 from mesolive.errors import InputError
+from mesolive.imageio import VIDEO_EXTS
 
 log = logging.getLogger(__name__)
 
