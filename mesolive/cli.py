@@ -268,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--arch", choices=["meso4", "mesoinception4"], help="expected architecture")
     q.add_argument("--precision", choices=["fp32", "fp16"], default="fp32")
     q.add_argument("-o", "--output", metavar="PATH", help="output file (one model) or folder")
+    q.add_argument("--force", action="store_true", help="replace existing output files")
     _common(q)
 
     p = sub.add_parser(

@@ -114,6 +114,18 @@ def test_models_list_and_convert(tmp_path: Path) -> None:
         assert name in out.stdout
     out = mesolive("models", "convert", "meso4-f2f", "-o", str(tmp_path), check=True)
     assert len(list(tmp_path.glob("meso4-f2f.*.onnx"))) == 1
+    # nothing of the user's is replaced without --force, and a file is no folder
+    mine = tmp_path / "mine.onnx"
+    mine.write_text("the user's own graph")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("notes")
+    for dest in (tmp_path, mine, notes):
+        out = mesolive("models", "convert", "meso4-f2f", "-o", str(dest))
+        assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+        assert "pass --force" in out.stderr or "is not a folder" in out.stderr
+    assert mine.read_text() == "the user's own graph" and notes.read_text() == "notes"
+    mesolive("models", "convert", "meso4-f2f", "-o", str(mine), "--force", check=True)
+    assert mine.stat().st_size > 100_000
 
 
 def test_evaluate_dfdc_reproduces_the_authors_numbers(shared: Path, tmp_path: Path) -> None:

@@ -81,26 +81,29 @@ def _fetch(args: argparse.Namespace) -> int:
 
 def _convert(args: argparse.Namespace) -> int:
     from mesolive.models.convert import convert_to_onnx
+    from mesolive.outputs import check_outputs, write_atomic
 
     status = 0
     names = args.names or ["all"]
     files = [n for n in names if n.endswith(".h5")]
     specs = _names([n for n in names if not n.endswith(".h5")]) if len(files) < len(names) else []
-    out = Path(args.output) if args.output else None
+    out = Path(args.output).expanduser() if args.output else None
     if out is not None and len(files) + len(specs) > 1 and out.suffix == ".onnx":
         raise InputError(f"{out}: one output file for several models; give a folder")
+
+    def dest_for(name: str, folder: Path) -> Path:
+        """Where a converted graph goes: ``-o FILE.onnx``, else ``name`` in ``-o DIR`` or
+        ``folder``; refused (one line) where it would replace a file without --force."""
+        dest = out if out is not None and out.suffix == ".onnx" else (out or folder) / name
+        check_outputs({"-o" if out is not None else "output": dest}, files, force=args.force)
+        return dest
+
     for f in files:
         src = Path(f)
-        if not src.is_file():
-            print(f"mesolive: error: {src}: no such file", file=sys.stderr)  # noqa: T201
-            status = 2
-            continue
-        dest = (
-            out
-            if out is not None and out.suffix == ".onnx"
-            else ((out or src.parent) / f"{src.stem}.{args.precision}.onnx")
-        )
         try:
+            if not src.is_file():
+                raise InputError(f"{src}: no such file")
+            dest = dest_for(f"{src.stem}.{args.precision}.onnx", src.parent)
             convert_to_onnx(src, dest, arch=args.arch, precision=args.precision)
         except MesoliveError as e:
             print(f"mesolive: error: {e}", file=sys.stderr)  # noqa: T201
@@ -114,9 +117,14 @@ def _convert(args: argparse.Namespace) -> int:
             spec, args.precision, args.model_dir, progress=sys.stderr.isatty()
         )
         if out is not None:
-            dest = out if out.suffix == ".onnx" else out / path.name
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_bytes(path.read_bytes())
+            try:
+                dest = dest_for(path.name, out)
+            except MesoliveError as e:
+                print(f"mesolive: error: {e}", file=sys.stderr)  # noqa: T201
+                status = 2
+                continue
+            graph = path.read_bytes()
+            write_atomic(dest, "-o", lambda f, graph=graph: f.write(graph), mode="wb")
             path = dest
         print(f"{spec.name}: {path}")  # noqa: T201
     return status
