@@ -11,7 +11,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from mesolive.backends import BACKENDS
 from mesolive.backends.cpuinfo import PRECISIONS
@@ -122,11 +122,18 @@ def _common(p: argparse.ArgumentParser, *, top: bool = False) -> None:
 
 
 class _Parser(argparse.ArgumentParser):
-    """Sub-command parser: no abbreviated options (they collide across verbs)."""
+    """No abbreviated options (they collide across verbs); a usage error is one line."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+APP_DEST = "app_"
+"""Prefix of the destinations of the app's own options (:func:`_settle_app_options`)."""
 
 
 def _precision_option(p: argparse.ArgumentParser) -> None:
@@ -142,8 +149,8 @@ def _precision_option(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _min_face_span_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
+def _min_face_span_option(add: Callable[..., Any]) -> None:
+    add(
         "--min-face-span",
         type=_non_negative,
         default=None,
@@ -154,7 +161,13 @@ def _min_face_span_option(p: argparse.ArgumentParser) -> None:
 
 
 def _pipeline_options(p: argparse.ArgumentParser, *, app: bool = False) -> None:
-    p.add_argument(
+    """The pipeline's options: a verb's (``scan``), or with ``app`` the app's, before any verb."""
+    prefix = APP_DEST if app else ""
+
+    def option(flag: str, **kw: Any) -> None:
+        p.add_argument(flag, dest=prefix + flag.removeprefix("--").replace("-", "_"), **kw)
+
+    option(
         "--models",
         type=_name_list,
         action="extend",  # --models a,b or --models a --models b; never swallows inputs
@@ -163,11 +176,11 @@ def _pipeline_options(p: argparse.ArgumentParser, *, app: bool = False) -> None:
         help="classifier models to run together, comma-separated or repeated (default: the "
         "default model, see 'mesolive models list')",
     )
-    p.add_argument("--detector", metavar="PATH.onnx", help="an SCRFD detector ONNX file")
-    p.add_argument("--det-size", type=int, default=None, help="detector input side in pixels")
+    option("--detector", metavar="PATH.onnx", help="an SCRFD detector ONNX file")
+    option("--det-size", type=int, default=None, help="detector input side in pixels")
     # None = not given: the app's kept settings apply, else the pipeline's defaults
     if app:
-        p.add_argument(
+        option(
             "--every",
             type=_every,
             default=None,
@@ -176,24 +189,24 @@ def _pipeline_options(p: argparse.ArgumentParser, *, app: bool = False) -> None:
             "raised or lowered to keep up with the source, shown in the status bar",
         )
     else:
-        p.add_argument(
+        option(
             "--every",
             type=int,
             default=None,
             metavar="N",
             help="detect and classify every N-th frame, track in between (default: 1)",
         )
-    p.add_argument(
+    option(
         "--threshold", type=_share, default=None, help="fake-score threshold, 0-1 (default: 0.5)"
     )
-    p.add_argument(
+    option(
         "--alert-seconds",
         type=_non_negative,
         default=None,
         metavar="S",
         help="alert when a face stays FAKE this long (default: 3)",
     )
-    p.add_argument(
+    option(
         "--reid-seconds",
         type=_non_negative,
         default=None,
@@ -201,18 +214,19 @@ def _pipeline_options(p: argparse.ArgumentParser, *, app: bool = False) -> None:
         help="a face that leaves and returns within S seconds keeps its ID, recognised by its "
         "look; 0: follow faces by position only (default: 10)",
     )
-    _min_face_span_option(p)
+    _min_face_span_option(option)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="mesolive",
-        allow_abbrev=False,  # the app's --models must not swallow a verb's --model
+    parser = _Parser(
+        prog="mesolive",  # no abbreviations: the app's --models must not swallow --model
         description="Real-time deepfake detection with MesoNet. "
         "Without a command, opens the desktop app.",
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
-    parser.add_argument("--source", metavar="URI", help="start the app on this source")
+    parser.add_argument(
+        "--source", dest=f"{APP_DEST}source", metavar="URI", help="start the app on this source"
+    )
     _pipeline_options(parser, app=True)
     _common(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -251,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="videos: detect and classify every N-th frame, track in between (default: 3)",
     )
-    _min_face_span_option(p)
+    _min_face_span_option(p.add_argument)
     _precision_option(p)
     _common(p)
 
@@ -470,9 +484,42 @@ def _dispatch(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
     return importlib.import_module(module).run
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _settle_app_options(args: argparse.Namespace) -> str | None:
+    """Give the app its options under their own names; the message for one given before a verb.
+
+    The app's options (``--source``, ``--models``, ``--every``…) parse into
+    ``app_*`` destinations, so that ``mesolive --models X scan …`` cannot be
+    silently overwritten by ``scan``'s own ``--models`` default: it is refused.
+    """
+    given = {k: v for k, v in vars(args).items() if k.startswith(APP_DEST)}
+    for key in given:
+        delattr(args, key)
+    if args.command is None:
+        for key, value in given.items():
+            setattr(args, key.removeprefix(APP_DEST), value)
+        return None
+    early = [k.removeprefix(APP_DEST) for k, v in given.items() if v is not None]
+    if not early:
+        return None
+    flag = "--" + early[0].replace("_", "-")
+    return (
+        f"{flag} before the command is an option of the app; give the command's own "
+        f"options after it (mesolive {args.command} --help)"
+    )
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line, the app's options under their own names; a usage error exits 2."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    misplaced = _settle_app_options(args)
+    if misplaced is not None:
+        parser.exit(2, f"mesolive: error: {misplaced}\n")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # as typed, for records
     if args.version:
         from mesolive import __version__

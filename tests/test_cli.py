@@ -88,6 +88,31 @@ def test_bad_inputs_are_one_line_each_and_the_rest_still_runs(shared: Path, tmp_
     assert rows[0]["label"] == "fake"
 
 
+def test_an_app_option_before_a_verb_is_refused_not_ignored(shared: Path) -> None:
+    """``mesolive --models X scan …`` once scanned with the default model, saying nothing."""
+    face = str(shared / "samples" / "faces" / "real")
+    for argv in (
+        ["--models", "meso4-f2f", "scan", face],
+        ["--every", "5", "scan", face],
+        ["--threshold", "0.1", "classify", face],
+        ["--source", "test:", "evaluate", face],
+    ):
+        out = mesolive(*argv)
+        assert out.returncode == 2 and out.stdout == "", argv
+        line = out.stderr.strip()
+        assert "\n" not in line and f"{argv[0]} before the command is an option of the app" in line
+    # the options every verb shares may come before it
+    out = mesolive("-q", "--backend", "onnxruntime", "scan", face, "--models", "meso4-f2f")
+    assert out.returncode == 0 and "2 inputs: 2 real" in out.stdout, out.stderr
+
+
+def test_a_usage_error_is_one_line() -> None:
+    for argv in (["scan", "x", "--every", "abc"], ["--every", "abc"], ["models", "bogus"]):
+        out = mesolive(*argv)
+        assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+        assert "error: argument" in out.stderr and "--help)" in out.stderr
+
+
 def test_unknown_model(shared: Path) -> None:
     out = mesolive("classify", str(shared / "samples" / "faces"), "--model", "meso9")
     assert out.returncode == 2

@@ -26,9 +26,9 @@ def _gui_settings(tmp_path, monkeypatch):
 
 def parse(*argv: str) -> argparse.Namespace:
     """The app's command line, parsed by the real parser."""
-    from mesolive.cli import build_parser
+    from mesolive.cli import parse_args
 
-    return build_parser().parse_args(list(argv))
+    return parse_args(list(argv))
 
 
 @pytest.fixture
