@@ -52,7 +52,7 @@ def _label(value: str, where: str) -> int:
 
 
 def from_csv(path: Path) -> list[Item]:
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         cols = set(reader.fieldnames or [])
         key = "file" if "file" in cols else "path" if "path" in cols else None

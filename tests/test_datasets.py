@@ -101,6 +101,14 @@ def test_a_labels_csv_names_its_groups(tmp_path: Path) -> None:
     assert groups == [f"{src}:person-a", f"{src}:person-a", f"{src}:b_1.jpg", f"{src}:b_2.jpg"]
 
 
+def test_a_labels_csv_saved_by_a_spreadsheet_reads_the_same(tmp_path: Path) -> None:
+    """Excel's "CSV UTF-8" starts with a byte-order mark and ends lines with CR LF."""
+    text = "\ufefffile,label\r\na.jpg,FAKE\r\nb.jpg, Real \r\n"
+    (tmp_path / "labels.csv").write_bytes(text.encode("utf-8"))
+    items = collect([tmp_path])
+    assert [(it.path.name, it.label) for it in items] == [("a.jpg", 1), ("b.jpg", 0)]
+
+
 def test_the_legacy_grouping_reads_every_numbered_name_as_a_frame(tmp_path: Path) -> None:
     """scripts/compare_on_split.py --legacy-split rebuilds the groups the shipped models used."""
     spec = importlib.util.spec_from_file_location(

@@ -128,6 +128,12 @@ def test_evaluate_plot_into_a_place_that_cannot_hold_it(shared: Path, tmp_path: 
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].endswith("is not a folder")
     assert blocker.read_text() == "a file, not a folder"
+    # a format matplotlib cannot write: one line before any work, not an internal error after it
+    proc = mesolive(
+        "evaluate", str(shared / "samples" / "faces"), "--plot", str(tmp_path / "roc.txt")
+    )
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "cannot write a .txt plot" in proc.stderr and "converted" not in proc.stderr
 
 
 def test_check_outputs_rules(tmp_path: Path) -> None:

@@ -79,6 +79,16 @@ def labelled_files(folder: Path, labels_csv: Path | None) -> list[tuple[Path, in
     return [(it.path, it.label) for it in items if it.path.suffix.lower() in IMAGE_EXTS]
 
 
+def check_plot_format(path: Path) -> None:
+    """One line, before any work, when ``path``'s extension names no format matplotlib writes
+    (no extension: PNG)."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    kind = path.suffix[1:].lower()
+    if kind and kind not in FigureCanvasBase.get_supported_filetypes():
+        raise InputError(f"--plot {path}: cannot write a .{kind} plot; give a .png, .svg or .pdf")
+
+
 def write_plot(
     path: Path,
     labels: np.ndarray,
@@ -114,7 +124,7 @@ def write_plot(
     fig.tight_layout()
     try:
         write_atomic(
-            path, "--plot", lambda f: fig.savefig(f, format=path.suffix[1:] or "png"), "wb"
+            path, "--plot", lambda f: fig.savefig(f, format=path.suffix[1:].lower() or "png"), "wb"
         )
     finally:
         plt.close(fig)
@@ -502,6 +512,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"{folder}: no labelled images or videos found")
     config = pipeline_config(args) if videos else None  # bad options fail before any work
     plot = Path(args.plot) if args.plot else None
+    if plot is not None:
+        check_plot_format(plot)
     video_plot = plot
     if plot is not None and images and videos:
         video_plot = plot.with_name(f"{plot.stem}-videos{plot.suffix}")
