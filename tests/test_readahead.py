@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import _thread
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +12,7 @@ import pytest
 
 from mesolive.errors import SourceError
 from mesolive.pipeline.readahead import ReadAhead
+from mesolive.sources.file import VideoFileSource
 from mesolive.sources.registry import make_source
 from mesolive.types import ReadStatus
 
@@ -43,6 +47,26 @@ def test_an_open_failure_is_raised_by_open(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="cannot open"):
         ahead.open()
     assert not ahead._thread.is_alive()
+
+
+class _SlowToOpen(VideoFileSource):
+    """A real video file that takes half a second to open, as a network share might."""
+
+    def open(self) -> None:
+        time.sleep(0.5)
+        super().open()
+
+
+def test_ctrl_c_while_the_source_opens_stops_the_reader(shared: Path) -> None:
+    """Interrupted in open(), no ``with`` exit runs: open() itself must stop its thread
+    (a thread left inside FFmpeg when Python exits aborts the process)."""
+    source = _SlowToOpen(shared / CLIP)
+    ahead = ReadAhead(source)
+    threading.Timer(0.1, _thread.interrupt_main).start()
+    with pytest.raises(KeyboardInterrupt):
+        ahead.open()
+    assert not ahead._thread.is_alive()
+    assert source._cap is None  # closed in the reader's thread
 
 
 def test_closing_early_stops_the_reader_that_waits_on_a_full_queue(shared: Path) -> None:

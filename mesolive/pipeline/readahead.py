@@ -46,7 +46,13 @@ class ReadAhead:
 
     def open(self) -> None:
         self._thread.start()
-        self._opened.wait()
+        try:
+            self._opened.wait()
+        except BaseException:
+            # Ctrl+C while the source opens: no ``with`` block's exit will stop the thread,
+            # and a thread left inside a decoder's C++ when Python exits aborts the process.
+            self.close()
+            raise
         if self._open_error is not None:
             self._thread.join()
             raise self._open_error
