@@ -192,6 +192,7 @@ class Presenter(QObject):
         self._slot: LatestSlot[Frame] | None = None
         self._capture: CaptureThread | None = None
         self._inference: InferenceThread | None = None
+        self._session_thread: InferenceThread | None = None  # the latest start()'s, see there
         self._relay: _CaptureRelay | None = None
         self._pending_capture: CaptureThread | None = None  # started once the pipeline is ready
         self._stuck: list[Any] = []  # threads that did not stop in time (kept alive, logged)
@@ -340,6 +341,7 @@ class Presenter(QObject):
         inference.interval_changed.connect(self._on_interval)
         inference.finished.connect(self._on_inference_finished)
         self._slot, self._capture, self._inference, self._relay = slot, capture, inference, relay
+        self._session_thread = inference  # kept after stop(): its summaries come after it ends
         self._set_interval(Interval(config.every, auto=auto_every))
         self._set_state(State.STARTING)
         gc_guard.hold()  # until stop(): no cycle of Qt objects is collected on a worker
@@ -464,8 +466,10 @@ class Presenter(QObject):
 
     @Slot(object)
     def _on_summaries(self, summaries: list[Any]) -> None:
-        # Arrives after the thread ended, possibly after stop(): keep the newest.
-        self.summaries = list(summaries)
+        # Arrives after the thread ended, possibly after stop(), and after a new start()
+        # when the user switched sources: only this session's thread's count.
+        if self.sender() is self._session_thread:
+            self.summaries = list(summaries)
 
     @Slot(int, object, str)
     def _on_capture_status(self, session: int, status: ReadStatus, message: str) -> None:

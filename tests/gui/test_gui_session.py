@@ -207,3 +207,16 @@ def test_closing_the_window_while_running_stops_every_thread(qtbot, qsettings, c
     win.close()  # closeEvent: capture, then inference, then settings
     assert win.shutdown() is True
     assert qsettings.value("source/last") == str(clip)
+
+
+def test_a_new_session_keeps_none_of_the_last_ones_track_summaries(window, qtbot, clip):
+    """The stopped session's summaries arrive after the switch; the new report must not
+    carry them (its track #1 once showed the old source's frames and verdict)."""
+    _start(window, qtbot, str(clip))  # six faces
+    qtbot.waitUntil(lambda: window.video.painted >= 10, timeout=WAIT_MS)
+    _start(window, qtbot, "test:?faces=1")
+    qtbot.wait(500)  # the old thread's queued summaries_ready is delivered by now
+    assert window.presenter.summaries == []
+    window.presenter.stop()
+    qtbot.waitUntil(lambda: window.presenter.summaries != [], timeout=WAIT_MS)
+    assert len(window.presenter.summaries) == 1  # this session's one face, kept after stop()
