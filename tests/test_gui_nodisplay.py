@@ -28,12 +28,21 @@ def test_display_problem(env, platform, problem):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux display rules")
-def test_no_display_gives_one_line_and_exit_code_2():
+@pytest.mark.parametrize(
+    ("display", "says"),
+    [(None, "no display"), (":4711", "cannot connect to the X display :4711 (DISPLAY)")],
+    ids=["unset", "unreachable"],
+)
+def test_no_display_gives_one_line_and_exit_code_2(display: str | None, says: str) -> None:
+    """An unset DISPLAY, or one no X server answers (a stale SSH session's), where Qt
+    itself would abort with a misleading hint about libxcb-cursor0."""
     env = {
         k: v
         for k, v in os.environ.items()
         if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")
     }
+    if display is not None:
+        env["DISPLAY"] = display
     code = (
         "import sys\n"
         "from mesolive.cli import main\n"
@@ -47,5 +56,5 @@ def test_no_display_gives_one_line_and_exit_code_2():
     assert proc.returncode == 2, proc.stderr
     lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
     assert len(lines) == 1, lines
-    assert lines[0].startswith("mesolive: error: no display")
+    assert lines[0].startswith(f"mesolive: error: {says}")
     assert "mesolive scan" in lines[0]

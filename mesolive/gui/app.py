@@ -47,6 +47,12 @@ XCB_LIBS = {
 }
 
 
+NO_WINDOW = (
+    ", so the desktop app cannot open a window; "
+    "to analyse videos or streams without one use `mesolive scan INPUT`"
+)
+
+
 def _platform(env: Mapping[str, str]) -> str:
     return env.get("QT_QPA_PLATFORM", "").split(":", 1)[0].strip().lower()
 
@@ -66,12 +72,17 @@ def display_problem(
     return "no display (neither DISPLAY nor WAYLAND_DISPLAY is set)"
 
 
+def _uses_xcb(env: Mapping[str, str]) -> bool:
+    """Qt will open its window through X11 (xcb) on Linux."""
+    if not sys.platform.startswith("linux") or _platform(env) not in ("", "xcb"):
+        return False
+    return bool(env.get("DISPLAY")) and not (env.get("WAYLAND_DISPLAY") and not _platform(env))
+
+
 def missing_xcb_libs(env: Mapping[str, str] | None = None) -> list[str]:
     """Debian packages of the X11 libraries Qt needs and cannot load (Linux, xcb only)."""
     env = os.environ if env is None else env
-    if not sys.platform.startswith("linux") or _platform(env) not in ("", "xcb"):
-        return []
-    if not env.get("DISPLAY") or (env.get("WAYLAND_DISPLAY") and not _platform(env)):
+    if not _uses_xcb(env):
         return []
     missing = []
     for lib, pkg in XCB_LIBS.items():
@@ -82,18 +93,43 @@ def missing_xcb_libs(env: Mapping[str, str] | None = None) -> list[str]:
     return missing
 
 
+def unreachable_display(env: Mapping[str, str] | None = None) -> str | None:
+    """Why the X server ``DISPLAY`` names cannot be reached (xcb only), else None.
+
+    Qt aborts the process when it cannot connect (with a hint about
+    libxcb-cursor0 that misleads: a stale ``DISPLAY`` of an ended SSH
+    session is the usual cause), so the connection is tried first with
+    libxcb itself.
+    """
+    env = os.environ if env is None else env
+    if not _uses_xcb(env):
+        return None
+    try:
+        xcb = ctypes.CDLL("libxcb.so.1")
+    except OSError:
+        return None  # missing_xcb_libs names it
+    xcb.xcb_connect.restype = ctypes.c_void_p
+    xcb.xcb_connect.argtypes = (ctypes.c_char_p, ctypes.c_void_p)
+    xcb.xcb_connection_has_error.argtypes = (ctypes.c_void_p,)
+    xcb.xcb_disconnect.argtypes = (ctypes.c_void_p,)
+    conn = xcb.xcb_connect(env["DISPLAY"].encode(), None)
+    failed = xcb.xcb_connection_has_error(conn)
+    xcb.xcb_disconnect(conn)  # also frees a connection in an error state
+    return f"cannot connect to the X display {env['DISPLAY']} (DISPLAY)" if failed else None
+
+
 def _import_qt() -> None:
     problem = display_problem()
     if problem:
-        raise MesoliveError(
-            f"{problem}, so the desktop app cannot open a window; "
-            "to analyse videos or streams without one use `mesolive scan INPUT`"
-        )
+        raise MesoliveError(problem + NO_WINDOW)
     missing = missing_xcb_libs()
     if missing:
         raise MesoliveError(
             "Qt needs X11 libraries that are missing: apt-get install " + " ".join(missing)
         )
+    problem = unreachable_display()
+    if problem:
+        raise MesoliveError(problem + NO_WINDOW)
     try:
         import pyqtgraph  # noqa: F401
         import PySide6.QtWidgets  # noqa: F401
