@@ -58,3 +58,19 @@ def test_no_display_gives_one_line_and_exit_code_2(display: str | None, says: st
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"mesolive: error: {says}")
     assert "mesolive scan" in lines[0]
+
+
+def test_an_unknown_model_for_the_app_is_one_line_and_kept_nowhere(tmp_path) -> None:
+    """A typo in ``--models`` was kept among the app's settings and failed every later start."""
+    settings = tmp_path / "mesolive.ini"
+    env = {**os.environ, "MESOLIVE_GUI_SETTINGS": str(settings), "QT_QPA_PLATFORM": "offscreen"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "mesolive", "--models", "meso4-df,nosuch", "--source", "test:"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("mesolive: error: --models: unknown model 'nosuch'")
+    assert proc.stderr.count("\n") == 1 and not settings.exists()

@@ -20,10 +20,10 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from mesolive.errors import MesoliveError
+from mesolive.errors import MesoliveError, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -244,8 +244,21 @@ def initial_source(args: Any) -> str | None:
     return cams[0].uri if cams else None
 
 
+def _check_models(names: Sequence[str]) -> None:
+    """``--models`` names models that exist, or one line (the app would otherwise keep a
+    typo among its settings and fail at every later start)."""
+    from mesolive.models.registry import get_spec
+
+    for name in names:
+        try:
+            get_spec(name)
+        except MesoliveError as e:
+            raise ModelError(f"--models: {e}") from e
+
+
 def run(args: Any) -> int:
     """Open the main window and run until it is closed. Returns the exit code."""
+    _check_models(getattr(args, "models", None) or ())
     _import_qt()
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
