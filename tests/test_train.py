@@ -319,20 +319,27 @@ def test_resume_continues_from_checkpoint(small_data: Path, tmp_path: Path) -> N
     fresh = mesolive("train", str(small_data), "--name", "resumed", *TRAIN, env=env)
     assert fresh.returncode == 2
     assert "--resume" in fresh.stderr
+    moved = tmp_path / "other-data"  # the same files under another name: other groups
+    moved.mkdir()
+    for part in ("real", "fake", "labels.csv"):
+        (moved / part).symlink_to(small_data / part)
     regrouped = mesolive(
-        "train",
-        str(small_data),
-        "--name",
-        "resumed",
-        "--resume",
-        *TRAIN,
-        "--val-split",
-        "0.5",
-        env=env,
-    )  # other faces held out: the network trained on some of them
+        "train", str(moved), "--name", "resumed", "--epochs", "2", "--resume", "--ema", "0.9",
+        *TRAIN, env=env,
+    )  # fmt: skip  # other faces held out: the network trained on some of them
     assert regrouped.returncode == 2
     assert "validation split differs" in regrouped.stderr
     assert regrouped.stderr.count("error") == 1, regrouped.stderr
+    # another recipe: the card would describe weights trained half under the first one
+    changes = (("--dropout", "0.5"), ("--crop-scale", "0.77"), ("--augment", "call"))
+    for change in (*changes, ("--val-split", "0.5")):
+        other = mesolive(
+            "train", str(small_data), "--name", "resumed", "--epochs", "2", "--resume",
+            "--ema", "0.9", *TRAIN, *change, env=env,
+        )  # fmt: skip
+        assert other.returncode == 2, other.stderr
+        assert other.stderr.startswith(f"mesolive: error: {change[0]}: this run's setting differs")
+        assert other.stderr.count("\n") == 1, other.stderr
     out = mesolive(
         "train",
         str(small_data),
@@ -353,6 +360,17 @@ def test_resume_continues_from_checkpoint(small_data: Path, tmp_path: Path) -> N
     assert card["training_minutes"] >= card["history"][-1]["minutes"] > 0
     assert seen == [1]
     assert [h["epoch"] for h in card["history"]][-1] == 2
+    # and it trained as a run never stopped would have (dropout's random state included)
+    straight = mesolive(
+        "train", str(small_data), "--name", "straight", "--epochs", "2", "--ema", "0.9", *TRAIN,
+        env=env,
+    )  # fmt: skip
+    assert straight.returncode == 0, straight.stderr
+    unbroken = json.loads((tmp_path / "models" / "straight.card.json").read_text())
+    keys = ("train_loss", "val_auc")
+    assert [[h.get(k) for k in keys] for h in card["history"]] == [
+        [h.get(k) for k in keys] for h in unbroken["history"]
+    ]
 
 
 def test_ctrl_c_says_how_far_training_got(small_data: Path, tmp_path: Path) -> None:

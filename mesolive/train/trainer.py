@@ -144,6 +144,40 @@ class TrainConfig:
         return Preprocess(scale=self.crop_scale, precut="recut")
 
 
+RESUMABLE = frozenset(
+    {"name", "data", "epochs", "patience", "max_minutes", "threads", "device", "amp"}
+)
+"""What a ``--resume`` may change: how long and where a run goes on, not what it trains.
+(The data themselves are checked by the split's fingerprint.)"""
+
+_FLAGS = {"val_fraction": "--val-split", "unseen_kinds": "--unseen-kind", "augment": "--augment"}
+
+
+def recipe(cfg: TrainConfig) -> dict:
+    """The settings that decide what a run trains (JSON-able): a resumed run keeps them."""
+    return {k: v for k, v in json.loads(json.dumps(asdict(cfg))).items() if k not in RESUMABLE}
+
+
+def check_same_recipe(cfg: TrainConfig, saved: dict) -> None:
+    """Refuse, in one line naming the option, a resume that would change the recipe.
+
+    The card of a resumed run describes one recipe; weights trained half under
+    another (another --init, crop, loss, learning rate…) would not be what it says.
+    Checkpoints written before recipes were saved pass.
+    """
+    for key, value in recipe(cfg).items():
+        if key in saved and saved[key] != value:
+            flag = _FLAGS.get(key, "--" + key.replace("_", "-"))
+            values = "" if key == "augment" else f" ({value} against {saved[key]})"
+            raise TrainingError(
+                f"{flag}: this run's setting differs from the checkpoint's"
+                f"{values}; --resume goes on with "
+                "the same recipe (only --epochs, --patience, --max-minutes, --threads, "
+                "--device and --amp may change): give the first run's setting, or train "
+                "under a new --name"
+            )
+
+
 def lr_at(cfg: TrainConfig, iteration: int) -> float:
     return max(cfg.lr_min, cfg.lr * 0.1 ** (iteration // cfg.lr_step))
 
@@ -264,6 +298,11 @@ class Trainer:
             )
         if self.resume and not self.checkpoint.exists():
             raise TrainingError(f"no checkpoint to resume in {self.work_dir}")
+        if self.resume:  # before any face is cut
+            saved = torch.load(self.checkpoint, weights_only=False)["config"]
+            if saved["arch"] != self.cfg.arch:
+                raise TrainingError(f"the checkpoint is {saved['arch']}, not {self.cfg.arch}")
+            check_same_recipe(self.cfg, saved.get("recipe", {}))
 
     def _check_init(self) -> None:
         """Refuse an unusable --init before any data is read."""
@@ -452,10 +491,10 @@ class Trainer:
         state = {"epoch": 0, "iteration": 0, "best_auc": -1.0, "best": None, "history": []}
         if self.resume:
             ck = torch.load(self.checkpoint, weights_only=False)
-            if ck["config"]["arch"] != cfg.arch:
-                raise TrainingError(f"the checkpoint is {ck['config']['arch']}, not {cfg.arch}")
             model.load_state_dict(ck["model"])
             opt.load_state_dict(ck["optimizer"])
+            if "torch_rng" in ck:  # dropout goes on as if never stopped
+                torch.set_rng_state(ck["torch_rng"])
             if ema is not None and "ema" in ck:
                 ema.load_state_dict(ck["ema"])
             state = ck["state"]
@@ -593,7 +632,8 @@ class Trainer:
                         "model": model.state_dict(),
                         "optimizer": opt.state_dict(),
                         "state": state,
-                        "config": {"arch": cfg.arch, "name": cfg.name},
+                        "config": {"arch": cfg.arch, "name": cfg.name, "recipe": recipe(cfg)},
+                        "torch_rng": torch.get_rng_state(),
                         **({"ema": ema.state_dict()} if ema is not None else {}),
                     },
                     self.checkpoint,
