@@ -16,6 +16,8 @@ held aside whole or not at all.
 from __future__ import annotations
 
 import csv
+import logging
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,9 @@ from mesolive.metrics import video_of
 
 _LABELS = {"real": 0, "0": 0, "fake": 1, "1": 1, "df": 1, "f2f": 1, "deepfake": 1}
 _GROUP_COLUMNS = ("group", "pair", "original_video", "video", "dfdc_video")
+_WORDS = ("real", "fake")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -52,24 +57,57 @@ def _label(value: str, where: str) -> int:
 
 
 def from_csv(path: Path) -> list[Item]:
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        cols = set(reader.fieldnames or [])
-        key = "file" if "file" in cols else "path" if "path" in cols else None
-        if key is None or "label" not in cols:
-            raise InputError(f"{path}: a labels CSV needs the columns file (or path) and label")
-        items = []
-        source = path.parent.name
-        for row in reader:
-            file = path.parent / row[key]
-            group = next((row[c] for c in _GROUP_COLUMNS if row.get(c)), "") or _own_group(
-                file, path.parent
-            )
-            label = _label(row["label"], str(path))
-            kind = (row.get("kind") or "").strip() or ("fake" if label else "real")
-            # namespaced: two data sets may reuse a video or pair name
-            items.append(Item(file, label, f"{source}:{group}", source, kind))
-    return items
+    """The rows of a labels CSV as items, files relative to its folder.
+
+    Column names are read without regard to case or surrounding spaces, and a
+    spreadsheet's byte-order mark is skipped. A row repeated exactly is counted
+    once (with a warning); a file labelled both ways, a row without a file or
+    a label, and text that is not UTF-8 are refused in one line.
+    """
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            return _rows(path, csv.DictReader(f))
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not UTF-8 text; save the CSV as UTF-8") from e
+    except csv.Error as e:
+        raise InputError(f"{path}: not a readable CSV ({e})") from e
+
+
+def _rows(path: Path, reader: csv.DictReader) -> list[Item]:
+    reader.fieldnames = [c.strip().lower() for c in reader.fieldnames or []]
+    cols = set(reader.fieldnames)
+    key = "file" if "file" in cols else "path" if "path" in cols else None
+    if key is None or "label" not in cols:
+        raise InputError(f"{path}: a labels CSV needs the columns file (or path) and label")
+    items: dict[Path, tuple[int, Item]] = {}
+    repeated = 0
+    source = path.parent.name
+    for row in reader:
+        where = f"{path}, line {reader.line_num}"
+        name, value = (row.get(key) or "").strip(), row.get("label")
+        if not name or value is None:
+            raise InputError(f"{where}: no {key if not name else 'label'} on this row")
+        file = path.parent / name
+        group = next((row[c] for c in _GROUP_COLUMNS if row.get(c)), "") or _own_group(
+            file, path.parent
+        )
+        label = _label(value, where)
+        kind = (row.get("kind") or "").strip() or ("fake" if label else "real")
+        # namespaced: two data sets may reuse a video or pair name
+        item = Item(file, label, f"{source}:{group}", source, kind)
+        if file in items:
+            line, first = items[file]
+            if first.label != label:
+                raise InputError(
+                    f"{where}: {name} is labelled {_WORDS[label]} here and "
+                    f"{_WORDS[first.label]} on line {line}"
+                )
+            repeated += 1
+            continue
+        items[file] = (reader.line_num, item)
+    if repeated:
+        log.warning("%s: %d repeated row(s) counted once", path, repeated)
+    return [item for _, item in items.values()]
 
 
 def _own_group(path: Path, root: Path) -> str:
@@ -104,15 +142,34 @@ def from_folder(folder: Path) -> list[Item]:
 
 
 def collect(paths: Iterable[str | Path]) -> list[Item]:
-    """Labelled items from folders (real/ + fake/ or labels.csv) and CSV files."""
-    items: list[Item] = []
+    """Labelled items from folders (real/ + fake/ or labels.csv) and CSV files.
+
+    A file that two of them name is counted once (with a warning); named as
+    real by one and fake by another, it is refused in one line.
+    """
+    items: dict[Path, Item] = {}
+    repeated = 0
     for p in map(Path, paths):
         if p.is_dir():
-            items += from_folder(p)
+            found = from_folder(p)
         elif p.is_file() and p.suffix.lower() == ".csv":
-            items += from_csv(p)
+            found = from_csv(p)
         elif p.exists():
             raise InputError(f"{p}: give a folder with real/ and fake/, or a labels CSV")
         else:
             raise InputError(f"{p}: no such file or folder")
-    return items
+        for item in found:
+            key = Path(os.path.abspath(item.path))
+            first = items.get(key)
+            if first is None:
+                items[key] = item
+            elif first.label != item.label:
+                raise InputError(
+                    f"{item.path}: labelled {_WORDS[item.label]} in {p} and "
+                    f"{_WORDS[first.label]} in {first.source or 'the data before it'}"
+                )
+            else:
+                repeated += 1
+    if repeated:
+        log.warning("%d file(s) given more than once, counted once", repeated)
+    return list(items.values())

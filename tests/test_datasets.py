@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import re
 from pathlib import Path
 
 import numpy as np
@@ -107,6 +108,42 @@ def test_a_labels_csv_saved_by_a_spreadsheet_reads_the_same(tmp_path: Path) -> N
     (tmp_path / "labels.csv").write_bytes(text.encode("utf-8"))
     items = collect([tmp_path])
     assert [(it.path.name, it.label) for it in items] == [("a.jpg", 1), ("b.jpg", 0)]
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        (
+            "file,label\na.jpg,real\na.jpg,fake\n",
+            "line 3: a.jpg is labelled fake here and real on line 2",
+        ),
+        ("file,label\na.jpg\n", "line 2: no label on this row"),
+        ("file,label\n,real\n", "line 2: no file on this row"),
+        ("file,label\na.jpg,maybe\n", "line 2: label 'maybe' is neither real nor fake"),
+        ("file,label\ncaf\xe9.jpg,real\n", "not UTF-8 text; save the CSV as UTF-8"),
+    ],
+    ids=["both-labels", "no-label", "no-file", "unknown-label", "latin-1"],
+)
+def test_a_labels_csv_that_cannot_be_read_right_is_one_line(
+    tmp_path: Path, text: str, said: str
+) -> None:
+    csv_path = tmp_path / "labels.csv"
+    csv_path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(InputError, match="^" + re.escape(f"{csv_path}")) as e:
+        collect([csv_path])
+    assert str(e.value).endswith(said)
+
+
+def test_a_file_named_twice_is_counted_once(tmp_path: Path, caplog) -> None:
+    """Repeated rows, or one data set given twice, once counted every face twice."""
+    (tmp_path / "labels.csv").write_text(" File , LABEL \na.jpg,real\na.jpg,real\nb.jpg,fake\n")
+    items = collect([tmp_path, tmp_path / "labels.csv"])
+    assert [(it.path.name, it.label) for it in items] == [("a.jpg", 0), ("b.jpg", 1)]
+    assert "1 repeated row(s) counted once" in caplog.text
+    assert "2 file(s) given more than once" in caplog.text
+    (tmp_path / "other.csv").write_text("file,label\nb.jpg,real\n")
+    with pytest.raises(InputError, match=r"b\.jpg: labelled real in .*other\.csv and fake in"):
+        collect([tmp_path, tmp_path / "other.csv"])
 
 
 def test_the_legacy_grouping_reads_every_numbered_name_as_a_frame(tmp_path: Path) -> None:

@@ -431,6 +431,24 @@ def test_bad_training_data(setup: str, message: str, small_data: Path, tmp_path:
     assert len(out.stderr.strip().splitlines()) == 1
 
 
+def test_a_labels_row_naming_a_missing_file_is_counted_not_fatal(
+    small_data: Path, tmp_path: Path
+) -> None:
+    """It was an internal error (FileNotFoundError) before any face was cut."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for part in ("real", "fake"):
+        (data / part).symlink_to(small_data / part)
+    rows = (small_data / "labels.csv").read_text()
+    (data / "labels.csv").write_text(rows + "real/ghost.jpg,real,ghost.mp4,\n")
+    out = mesolive(
+        "train", str(data), "--name", "g", *TRAIN, "--epochs", "1",
+        env={"MESOLIVE_CACHE_DIR": str(tmp_path)},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "ghost.jpg" in out.stderr and "1 unreadable" in out.stderr
+
+
 @pytest.mark.parametrize(
     ("option", "value", "message"),
     [

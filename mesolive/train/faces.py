@@ -47,7 +47,12 @@ class StillResult:
 
 
 def _file_key(path: Path) -> str:
-    st = path.stat()
+    """What a still's cached face depends on; a file that cannot be looked at keys its
+    error (reading it then names the problem, counted like any unreadable file)."""
+    try:
+        st = path.stat()
+    except OSError as e:
+        return f"{path.absolute()}|{e.strerror}"
     return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
 
 
