@@ -162,8 +162,20 @@ def test_the_pipeline_cuts_once_per_contract(tight_model: str, shared: Path) -> 
 
 
 def test_a_union_of_models_that_see_faces_differently_is_refused(tight_model: str) -> None:
-    with pytest.raises(ModelError, match=r"see faces differently.*'scale'"):
+    with pytest.raises(ModelError, match=r"see faces differently.*'scale'.*--models meso4-df,"):
         registry.get_spec("meso4-df+tight")
+
+
+def test_a_trained_model_and_the_authors_make_a_union(tight_model: str, tmp_path: Path) -> None:
+    """``mesolive train``'s models re-cut pre-cut crops, the authors' read them whole: a
+    frame's face is cut alike, so they combine (README: ``--model my-model+meso4-df``);
+    the union reads a pre-cut crop as its first model does."""
+    path = tmp_path / "models" / "user_models.json"
+    data = json.loads(path.read_text())
+    data["models"][0]["preprocess"] = Preprocess(precut="recut").to_dict()
+    path.write_text(json.dumps(data))
+    assert registry.get_spec("tight+meso4-df").preprocess.precut == "recut"
+    assert registry.get_spec("meso4-df+tight").preprocess.precut == "as-is"
 
 
 def test_a_broken_contract_in_the_user_registry_is_one_line(

@@ -303,15 +303,15 @@ def get_spec(name: str) -> ModelSpec:
         return specs[name]
     first = specs[parts[0]]
     for part in parts[1:]:
-        if specs[part].preprocess != first.preprocess:
-            diff = next(
-                k
-                for k, v in first.preprocess.to_dict().items()
-                if specs[part].preprocess.to_dict()[k] != v
-            )
+        # How a pre-cut crop is read is the union's (its first model's), as with
+        # --keep-init; a face cut from a frame is the same for both.
+        other = replace(specs[part].preprocess, precut=first.preprocess.precut)
+        if other != first.preprocess:
+            diff = next(k for k, v in first.preprocess.to_dict().items() if other.to_dict()[k] != v)
             raise ModelError(
                 f"{name}: {parts[0]} and {part} see faces differently (preprocessing "
-                f"field {diff!r}); one graph cannot serve both"
+                f"field {diff!r}), so one graph cannot serve both; run them side by side "
+                f"instead (scan and the app: --models {parts[0]},{part})"
             )
     return replace(first, name=name, union=(*first.union, *parts[1:]))
 
