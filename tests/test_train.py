@@ -405,6 +405,29 @@ def test_ctrl_c_says_how_far_training_got(small_data: Path, tmp_path: Path) -> N
     assert rest.endswith("mesolive: interrupted\n") and "Traceback" not in rest
 
 
+def test_two_runs_of_one_name_at_once_are_refused(small_data: Path, tmp_path: Path) -> None:
+    """Both once trained into one checkpoint and registered over each other."""
+    env = {**os.environ, "MESOLIVE_CACHE_DIR": str(tmp_path)}
+    argv = [sys.executable, "-m", "mesolive", "train", str(small_data), "--name", "twice",
+            "--epochs", "1000", "--patience", "1000", *TRAIN]  # fmt: skip
+    first = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert first.stderr is not None
+        for line in first.stderr:  # the name is held before the faces are cut
+            if line.startswith("mesolive: faces cut from"):
+                break
+        second = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
+        assert second.returncode == 2
+        assert second.stderr == (
+            "mesolive: error: a run named 'twice' is training now in another process; "
+            "let it finish or choose another --name\n"
+        )
+        assert first.poll() is None  # the first trains on
+    finally:
+        first.kill()
+        first.communicate()
+
+
 @pytest.mark.parametrize(
     ("setup", "message"),
     [

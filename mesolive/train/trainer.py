@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import torch
@@ -450,13 +451,43 @@ class Trainer:
         self.dist = distributed.setup(cfg.device)
         if not self.dist.main:  # one voice: rank 0 logs, the others only warn
             logging.getLogger("mesolive").setLevel(logging.WARNING)
+        lock = None
         try:
+            if self.dist.main:
+                lock = self._hold_name()
+                self._check_name()  # a run of this name may have ended just before
             card = self._run()
         except BaseException:
             self.dist.close(finished=False)
             raise
+        finally:
+            if lock is not None:
+                lock.close()
         self.dist.close(finished=True)
         return card
+
+    def _hold_name(self) -> IO[str] | None:
+        """Hold ``<work_dir>/run.lock`` while this run trains; None where locks do not exist.
+
+        Two runs of one name at once would share a checkpoint and register over
+        each other; the second is refused. The operating system drops the lock
+        when the process ends, however it ends.
+        """
+        try:
+            import fcntl
+        except ImportError:  # Windows
+            return None
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        f = open(self.work_dir / "run.lock", "a")  # held until run() ends
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            f.close()
+            raise TrainingError(
+                f"a run named {self.cfg.name!r} is training now in another process; "
+                "let it finish or choose another --name"
+            ) from e
+        return f
 
     def _run(self) -> dict:
         cfg, dist = self.cfg, self.dist
