@@ -251,7 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--labels",
         metavar="CSV",
-        help="labels CSV (file or path, label, optional kind); default FOLDER/labels.csv",
+        help="labels CSV (file or path, label, optional kind) whose rows name files in FOLDER; "
+        "default FOLDER/labels.csv",
     )
     p.add_argument("--model", default=None, help=MODEL_NAMES_HINT)
     p.add_argument("--json", action="store_true", help="print JSON instead of a report")

@@ -56,8 +56,8 @@ def _label(value: str, where: str) -> int:
     return lab
 
 
-def from_csv(path: Path) -> list[Item]:
-    """The rows of a labels CSV as items, files relative to its folder.
+def from_csv(path: Path, root: Path | None = None) -> list[Item]:
+    """The rows of a labels CSV as items, files relative to ``root`` (default: its folder).
 
     Column names are read without regard to case or surrounding spaces, and a
     spreadsheet's byte-order mark is skipped. A row repeated exactly is counted
@@ -66,14 +66,14 @@ def from_csv(path: Path) -> list[Item]:
     """
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
-            return _rows(path, csv.DictReader(f))
+            return _rows(path, csv.DictReader(f), path.parent if root is None else root)
     except UnicodeDecodeError as e:
         raise InputError(f"{path}: not UTF-8 text; save the CSV as UTF-8") from e
     except csv.Error as e:
         raise InputError(f"{path}: not a readable CSV ({e})") from e
 
 
-def _rows(path: Path, reader: csv.DictReader) -> list[Item]:
+def _rows(path: Path, reader: csv.DictReader, root: Path) -> list[Item]:
     reader.fieldnames = [c.strip().lower() for c in reader.fieldnames or []]
     cols = set(reader.fieldnames)
     key = "file" if "file" in cols else "path" if "path" in cols else None
@@ -81,16 +81,14 @@ def _rows(path: Path, reader: csv.DictReader) -> list[Item]:
         raise InputError(f"{path}: a labels CSV needs the columns file (or path) and label")
     items: dict[Path, tuple[int, Item]] = {}
     repeated = 0
-    source = path.parent.name
+    source = root.name
     for row in reader:
         where = f"{path}, line {reader.line_num}"
         name, value = (row.get(key) or "").strip(), row.get("label")
         if not name or value is None:
             raise InputError(f"{where}: no {key if not name else 'label'} on this row")
-        file = path.parent / name
-        group = next((row[c] for c in _GROUP_COLUMNS if row.get(c)), "") or _own_group(
-            file, path.parent
-        )
+        file = root / name
+        group = next((row[c] for c in _GROUP_COLUMNS if row.get(c)), "") or _own_group(file, root)
         label = _label(value, where)
         kind = (row.get("kind") or "").strip() or ("fake" if label else "real")
         # namespaced: two data sets may reuse a video or pair name

@@ -192,3 +192,17 @@ def test_evaluate_video_level_from_file_names(shared: Path, tmp_path: Path) -> N
 def test_evaluate_needs_labels(tmp_path: Path) -> None:
     out = mesolive("evaluate", str(tmp_path))
     assert out.returncode == 2 and "real/ and fake/" in out.stderr
+    out = mesolive("evaluate", str(tmp_path / "nowhere"))
+    assert out.returncode == 2 and out.stderr.endswith("nowhere: no such file or folder\n")
+
+
+def test_evaluate_folder_with_labels_elsewhere(shared: Path, tmp_path: Path) -> None:
+    """``evaluate FOLDER --labels CSV``: the rows name files in FOLDER, wherever the CSV is."""
+    labels = tmp_path / "mine.csv"
+    labels.write_text("file,label\nreal/real00240.jpg,real\nfake/df00204.jpg,fake\n")
+    out = mesolive(
+        "evaluate", str(shared / "samples" / "faces"), "--labels", str(labels),
+        "--model", "meso4-df", "--json",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["n"] == 2

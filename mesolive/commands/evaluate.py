@@ -50,7 +50,9 @@ LABEL_NAMES = ("real", "fake")
 def labelled_items(folder: Path, labels_csv: Path | None) -> list[Item]:
     """Every labelled item of ``folder`` (``real/`` + ``fake/``) or of a labels CSV.
 
-    ``folder`` may itself be the labels CSV (``mesolive evaluate held.csv``).
+    ``folder`` may itself be the labels CSV (``mesolive evaluate held.csv``), whose
+    rows then name files relative to the CSV's folder; with ``--labels`` they are
+    relative to ``folder``.
 
     Raises
     ------
@@ -62,11 +64,13 @@ def labelled_items(folder: Path, labels_csv: Path | None) -> list[Item]:
         if labels_csv is not None:
             raise InputError(f"{folder}: a labels CSV already; give it or --labels, not both")
         return from_csv(folder)
+    if not folder.exists():
+        raise InputError(f"{folder}: no such file or folder")
     if not folder.is_dir():
         raise InputError(f"{folder}: not a folder or a labels CSV")
     if labels_csv is not None and not labels_csv.is_file():
         raise InputError(f"{labels_csv}: no such labels CSV")
-    return from_csv(labels_csv) if labels_csv is not None else from_folder(folder)
+    return from_csv(labels_csv, folder) if labels_csv is not None else from_folder(folder)
 
 
 def _is_video(path: Path) -> bool:
