@@ -703,7 +703,8 @@ def test_validation_weighs_each_source_once_and_judges_whole_videos() -> None:
     labels = np.array([0] * 50 + [1] * 50 + [0, 0, 1, 1])
     scores = np.r_[np.linspace(0, 0.4, 50), np.linspace(0.6, 1, 50), 0.9, 0.8, 0.2, 0.1]
     sources = np.array(["big"] * 100 + ["small"] * 4)
-    files = np.array([f"img{i}.jpg" for i in range(100)] + ["a.mp4", "a.mp4", "b.mp4", "b.mp4"])
+    clips = ["d/real/a.mp4", "d/real/a.mp4", "d/fake/a.mp4", "d/fake/a.mp4"]  # one name, twice
+    files = np.array([f"img{i}.jpg" for i in range(100)] + clips)
     kinds = np.array(["real"] * 50 + ["fake"] * 50 + ["DF"] * 4)
     faces = FaceSet(np.zeros((104, 1, 1, 3), np.uint8), labels, files, sources, kinds, files)
     assert selection_auc(faces, scores) == pytest.approx(0.5)  # (1.0 + 0.0) / 2
@@ -711,8 +712,9 @@ def test_validation_weighs_each_source_once_and_judges_whole_videos() -> None:
     assert card["per_source"]["big"]["auc"] == 1.0 and card["per_source"]["small"]["faces"] == 4
     assert card["per_kind"]["real: DF"]["share_right"] == 0.0  # a real clip called fake
     assert card["per_kind"]["fake: DF"]["faces"] == 2
-    assert set(card["videos"]) == {"a.mp4", "b.mp4"}  # files with several faces only
-    a = card["videos"]["a.mp4"]
+    # files with several faces only, each under a name of its own
+    assert set(card["videos"]) == {"real/a.mp4", "fake/a.mp4"}
+    a = card["videos"]["real/a.mp4"]
     assert a == {"label": "real", "score": pytest.approx(0.85), "right": False}
 
 

@@ -81,6 +81,17 @@ def unseen_aucs(val: FaceSet, scores: np.ndarray, unseen: Sequence[str]) -> dict
     return {name: evaluate(val.labels[m], scores[m]).auc for name, new, m in terms if new}
 
 
+def _short_names(files: Sequence[Path]) -> list[str]:
+    """Each file by its name, with as many parent folders as tell it from the others
+    (``real/clip1.mp4`` beside ``fake/clip1.mp4``)."""
+    depth = 1
+    while True:
+        names = ["/".join(f.parts[-depth:]) for f in files]
+        if len(set(names)) == len(names) or all(depth >= len(f.parts) for f in files):
+            return names
+        depth += 1
+
+
 def breakdown(val: FaceSet, scores: np.ndarray, threshold: float = 0.5) -> dict[str, object]:
     """The card's validation per source, per kind, and per whole video.
 
@@ -100,15 +111,15 @@ def breakdown(val: FaceSet, scores: np.ndarray, threshold: float = 0.5) -> dict[
         name = k if k in ("real", "fake") else f"{'fake' if lab else 'real'}: {k}"
         per_kind[name] = {"faces": int(m.sum()), "share_right": float(right.mean())}
     videos = {}
-    for f in np.unique(val.files):
+    multi = [f for f in np.unique(val.files) if (val.files == f).sum() > 1]  # videos
+    for f, name in zip(multi, _short_names([Path(str(f)) for f in multi]), strict=True):
         m = val.files == f
-        if m.sum() > 1:  # a file that gave several faces is a video
-            score = float(scores[m].mean())
-            videos[Path(str(f)).name] = {
-                "label": "fake" if val.labels[m][0] else "real",
-                "score": score,
-                "right": (score > threshold) == bool(val.labels[m][0]),
-            }
+        score = float(scores[m].mean())
+        videos[name] = {
+            "label": "fake" if val.labels[m][0] else "real",
+            "score": score,
+            "right": (score > threshold) == bool(val.labels[m][0]),
+        }
     return {"per_source": per_source, "per_kind": per_kind, "videos": videos}
 
 
