@@ -82,6 +82,19 @@ def crop_transform(
     return np.hstack([a, t[:, None]]), side, angle
 
 
+def crop_bounds(kps: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """(4,) float64 ``x1, y1, x2, y2``: the frame rectangle holding one face's crop square.
+
+    The square turns with the eye line, so this is the box around its four
+    corners: what lies outside it never reaches the classifier.
+    """
+    m, _, _ = crop_transform(kps, INPUT_SIZE, scale)
+    edge = INPUT_SIZE - 0.5  # the crop's outer pixel edges, pixel centres at integers
+    corners = np.array([[-0.5, -0.5, 1], [edge, -0.5, 1], [-0.5, edge, 1], [edge, edge, 1]])
+    pts = corners @ cv2.invertAffineTransform(m).T
+    return np.r_[pts.min(axis=0), pts.max(axis=0)]
+
+
 def authors_crop(
     image: np.ndarray,
     kps: np.ndarray,

@@ -19,7 +19,7 @@ are used by the main video view, the overlay-mode window and the snapshot.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from PySide6.QtCore import QPointF, QRectF, Qt
@@ -129,6 +129,9 @@ class OverlayPainter:
 
     def __init__(self, *, line_width: float = 3.0) -> None:
         self.line_width = line_width
+        # Where a face's box goes, in frame pixels: its detection box, or (set by the
+        # overlay where the capture sees it) a box clear of what the classifier reads.
+        self.box_of: Callable[[FaceResult], Sequence[float]] = lambda face: face.xyxy
         self._font = QFont()
         self._font.setBold(True)
         self._font.setPixelSize(max(11, round(4.5 * line_width)))
@@ -161,7 +164,7 @@ class OverlayPainter:
         fm = QFontMetricsF(self._font)
         w = int(self.line_width) + 2
         for face in faces:
-            r = to_view.rect(face.xyxy).toAlignedRect()
+            r = to_view.rect(self.box_of(face)).toAlignedRect()
             region = region.united(QRegion(r.x() - w, r.y() - w, r.width() + 2 * w, w * 2))
             region = region.united(QRegion(r.x() - w, r.bottom() - w, r.width() + 2 * w, w * 2))
             region = region.united(QRegion(r.x() - w, r.y() - w, w * 2, r.height() + 2 * w))
@@ -190,7 +193,7 @@ class OverlayPainter:
         threshold: float,
     ) -> list[QRectF]:
         colour = face_colour(face)
-        box = to_view.rect(face.xyxy)
+        box = to_view.rect(self.box_of(face))
         pen = QPen(colour, self.line_width)
         pen.setJoinStyle(Qt.PenJoinStyle.MiterJoin)
         painter.setPen(pen)

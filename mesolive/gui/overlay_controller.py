@@ -95,8 +95,18 @@ class OverlayController(QObject):
         if region != win.region:
             log.debug("overlay over %s", region)
             win.place(region)
+            if self.presenter.capture_sees_overlay():  # known once the source is open
+                win.keep_clear_of_crops(self._crop_scale())
         if not win.isVisible():
             win.show()
+
+    def _crop_scale(self) -> float:
+        """The widest crop the session's models cut, against the authors' square."""
+        from mesolive.models.registry import get_spec
+
+        config = self.presenter.config
+        models = config.models if config is not None else ()
+        return max((get_spec(name).preprocess.scale for name in models), default=1.0)
 
     def set_result(self, result: FrameResult) -> None:
         if self.window is not None:

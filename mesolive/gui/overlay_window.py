@@ -7,9 +7,11 @@ With a compositing window manager the window is translucent; without one
 (plain X11) its shape is cut down to the boxes and labels, so the call stays
 visible either way.
 
-The window is itself on the screen being captured, so the boxes it draws are
-captured too; they are thin and outside the faces, and the face crops the
-classifier sees are taken inside the boxes.
+Over a ``screen:`` source (or a window read from the screen under it) the
+window is itself on the screen being captured, so what it draws is captured
+too: there each box is drawn just outside the face's crop square
+(:meth:`OverlayWindow.keep_clear_of_crops`), and nothing drawn reaches the
+classifier. A window's own pixels (X Composite) never hold the overlay.
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ import logging
 import sys
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 from PySide6.QtCore import QRect, QRectF, Qt
 from PySide6.QtGui import QGuiApplication, QPainter, QPaintEvent, QRegion
 from PySide6.QtWidgets import QWidget
 
+from mesolive.align.crop import crop_bounds
 from mesolive.gui.overlay import FrameToView, OverlayPainter
-from mesolive.types import FrameResult
+from mesolive.types import FaceResult, FrameResult
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +88,21 @@ class OverlayWindow(QWidget):
         self._result: FrameResult | None = None
         self._use_mask = not _compositing()
         self.region: tuple[int, int, int, int] | None = None
+
+    def keep_clear_of_crops(self, scale: float) -> None:
+        """Draw each box just outside the face's crop square at contract ``scale``.
+
+        For a capture that sees this window (the screen under it): a box drawn on
+        the face would be read back into the next frame's crop, and a red box
+        makes the face look more fake, which makes the box red.
+        """
+        pad = self.overlay.line_width + 2  # frame pixels: the pen's half width and more
+
+        def clear(face: FaceResult) -> np.ndarray:
+            x1, y1, x2, y2 = crop_bounds(face.kps, scale)
+            return np.array([x1 - pad, y1 - pad, x2 + pad, y2 + pad])
+
+        self.overlay.box_of = clear
 
     def place(self, region: tuple[int, int, int, int]) -> None:
         """Lie over ``(x, y, w, h)``, a rectangle in virtual-screen pixels."""

@@ -286,6 +286,12 @@ class Presenter(QObject):
             return None
         return int(region.left), int(region.top), int(region.width), int(region.height)
 
+    def capture_sees_overlay(self) -> bool:
+        """The running source reads the screen itself (see ``FrameSource.reads_screen``),
+        so a window over its region is in its frames; False before it has opened."""
+        cap = self._capture
+        return cap is not None and cap.source.reads_screen
+
     # -- session control ----------------------------------------------------------
 
     def start(

@@ -32,12 +32,17 @@ class FrameSource(ABC):
         user may expect (``window:`` falling back to the screen under the
         window), one line; '' otherwise. The capture thread logs it as a
         warning and puts it in its "capturing …" status.
+    reads_screen
+        The frames are the screen's pixels (``screen:``; ``window:`` read from
+        the screen under the window), once open: a window laid over the region
+        read, such as the app's overlay, is in them.
     """
 
     uri: str = ""
     is_live: bool = False
     fps: float | None = None
     note: str = ""
+    reads_screen: bool = False
 
     @abstractmethod
     def open(self) -> None:

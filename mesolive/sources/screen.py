@@ -126,6 +126,7 @@ class ScreenSource(FrameSource):
     """
 
     is_live = True
+    reads_screen = True
 
     def __init__(
         self,

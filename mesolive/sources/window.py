@@ -106,6 +106,7 @@ class WindowSource(FrameSource):
                     self._reader = _xcomposite.CompositeReader(self._display, self._window)
             except error.XError as e:  # closed while we looked
                 raise SourceError(self._closed(e)) from e
+            self.reads_screen = self._reader is None
             if self._reader is None:
                 self.note = f"{why}; {FALLBACK}"
                 self._grabber = new_grabber()

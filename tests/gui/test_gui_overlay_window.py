@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import replace
 
+import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, Qt
 
+from mesolive.align.crop import crop_bounds
 from mesolive.gui.overlay_window import OverlayWindow
 from mesolive.gui.presenter import State
+from mesolive.models.registry import get_spec
 from tests.gui.conftest import make_face, make_result
 
 pytestmark = pytest.mark.gui
@@ -71,6 +75,11 @@ def test_overlay_covers_the_running_screen_source(window, qtbot, display):
     window.set_overlay_mode(True)
     assert window.act_overlay.isChecked()
     qtbot.waitUntil(lambda: _geometry(window) == (100, 80, 640, 360), timeout=WAIT_MS)
+    # the screen holds the overlay: each box is drawn clear of the session's crop
+    scale = get_spec(window.presenter.config.models[0]).preprocess.scale
+    x1, y1, x2, y2 = _box_drawn(window)
+    cx1, cy1, cx2, cy2 = crop_bounds(KPS, scale)
+    assert x1 < cx1 and y1 < cy1 and x2 > cx2 and y2 > cy2
     window.stop()
     assert window.presenter.state is State.STOPPED
     window.set_overlay_mode(False)
@@ -101,6 +110,43 @@ def test_overlay_follows_a_window_source(window, qtbot, display):
         xwin.configure(x=300, y=260)
         disp.sync()
         qtbot.waitUntil(lambda: _geometry(window) == (300, 260, 320, 200), timeout=WAIT_MS)
+        assert _box_drawn(window) == [285, 115, 355, 215]  # its own pixels: boxes on faces
         window.stop()
     finally:
         disp.close()
+
+
+KPS = np.array([[300, 150], [340, 152], [320, 175], [305, 200], [335, 201]], np.float32)
+FACE = replace(make_face(1, (285, 115, 355, 215), 0.9), kps=KPS)  # a FAKE face, red
+
+
+def _box_drawn(window) -> list[float]:
+    return [float(v) for v in window.overlay.window.overlay.box_of(FACE)]
+
+
+@pytest.mark.parametrize("scale", [1.0, 1 / 1.3])
+def test_a_captured_overlay_draws_nothing_the_classifier_reads(qtbot, scale: float) -> None:
+    """Over a screen: source the overlay is in the next frame; a box on the face went into
+    the crop and turned genuine faces FAKE (a red box feeds itself)."""
+    from PySide6.QtGui import QImage, QPainter
+
+    from mesolive.classify.preprocess import Preprocess
+    from mesolive.gui.overlay import FrameToView
+    from tests.gui.test_gui_overlay import qimage_to_rgb
+
+    kps, result = KPS, make_result([FACE], size=(640, 480))
+    contract = Preprocess(scale=scale)
+
+    def crop_after_painting(win: OverlayWindow) -> np.ndarray:
+        img = QImage(640, 480, QImage.Format.Format_RGB888)
+        img.fill(0)
+        p = QPainter(img)
+        win.overlay.draw(p, result, FrameToView(), {1: [0.9] * 10})
+        p.end()
+        return contract.cut(qimage_to_rgb(img), kps[None])
+
+    win = OverlayWindow()
+    qtbot.addWidget(win)
+    assert crop_after_painting(win).any()  # on the face: the classifier reads the box
+    win.keep_clear_of_crops(scale)
+    assert not crop_after_painting(win).any()
