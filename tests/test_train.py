@@ -126,11 +126,15 @@ def test_a_run_that_never_beats_its_start_says_so(small_data: Path, tmp_path: Pa
     """No epoch better than the starting weights: those are registered, and the run says so."""
     env = {"MESOLIVE_CACHE_DIR": str(tmp_path)}
     # a step too small to move any weight: only batch norm's running statistics change
-    args = ("train", str(small_data), "--name", "still", "--epochs", "1", "--lr", "1e-12")
-    out = mesolive(*args, *TRAIN, env=env)
+    args = ("train", str(small_data), "--name", "still", "--epochs", "3", "--lr", "1e-12")
+    out = mesolive(*args, "--patience", "1", *TRAIN, env=env)
     assert out.returncode == 0, out.stderr
     card = json.loads((tmp_path / "models" / "still.card.json").read_text())
     assert card["best_epoch"] == 0 and card["history"][-1]["improved"] is False
+    # stopped by --patience after one epoch, and said so
+    assert card["stopped"] == "patience" and len(card["history"]) == 2
+    said = "stopped after epoch 1: no better validation AUC in its last 1 epoch(s) (--patience)"
+    assert said in out.stderr
     assert "still holds meso4-df's weights unchanged" in out.stderr
     assert f"per source (pooled {card['validation']['auc']:.4f}) at epoch 0" in out.stdout
 
@@ -188,6 +192,21 @@ def test_a_bad_setting_stops_the_verb_before_any_face_is_cut(
     assert out.returncode == 2
     assert out.stderr == "mesolive: error: --epochs 0: expected a whole number ≥ 1\n"
     assert not (tmp_path / "train").exists() and not (tmp_path / "models").exists()
+
+
+def test_a_time_limit_before_the_first_epoch_registers_nothing(
+    small_data: Path, tmp_path: Path
+) -> None:
+    """It registered the starting weights under the new name, exit 0, as if trained."""
+    env = {"MESOLIVE_CACHE_DIR": str(tmp_path)}
+    out = mesolive("train", str(small_data), "--name", "hasty", "--max-minutes", "1e-4", *TRAIN,
+                   env=env)  # fmt: skip
+    assert out.returncode == 2
+    assert out.stderr.splitlines()[-1] == (
+        "mesolive: error: --max-minutes 0.0001 ended before the first epoch; nothing is "
+        "registered (the cut faces are cached: run again with more minutes)"
+    )
+    assert not (tmp_path / "models" / "hasty.card.json").exists()
 
 
 def test_an_unseen_kind_is_validated_never_trained_on(small_data: Path, tmp_path: Path) -> None:

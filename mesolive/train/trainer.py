@@ -577,11 +577,13 @@ class Trainer:
         stale = 0
         for h in state["history"][1:]:
             stale = 0 if h.get("improved") else stale + 1
+        state.pop("stopped", None)  # an earlier run's reason
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mesolive-augment") as pool:
             epoch_minutes = 0.0  # the last epoch's length, to keep within --max-minutes
             while state["epoch"] < cfg.epochs and stale < cfg.patience:
                 used = dist.share((time.monotonic() - t_start) / 60)
                 if cfg.max_minutes and used + epoch_minutes > cfg.max_minutes:
+                    state["stopped"] = "time limit"
                     log.info(
                         "time limit: %.1f of %g min used and an epoch takes %.1f min",
                         used,
@@ -671,6 +673,19 @@ class Trainer:
                 )
                 if self.on_epoch:
                     self.on_epoch(record)
+        if state["epoch"] == 0:  # the time limit came before the first epoch
+            raise TrainingError(
+                f"--max-minutes {cfg.max_minutes:g} ended before the first epoch; nothing is "
+                "registered (the cut faces are cached: run again with more minutes)"
+            )
+        if stale >= cfg.patience and state["epoch"] < cfg.epochs:
+            state["stopped"] = "patience"
+            log.info(
+                "stopped after epoch %d: no better validation AUC in its last %d epoch(s) "
+                "(--patience)",
+                state["epoch"],
+                stale,
+            )
         model.load_state_dict(state["best"])
         seconds = prior_minutes * 60 + time.monotonic() - t_start
         card = self._register(model, val, state, seconds) if dist.main else None
@@ -762,6 +777,7 @@ class Trainer:
             },
             **({"network_validation": card_metrics(network_rep)} if union else {}),
             "best_epoch": best_epoch(state["history"]),
+            "stopped": state.get("stopped", "epochs"),  # what ended the last run
             "history": state["history"],
             "training_minutes": seconds / 60,  # all runs together, --resume included
             "runs": state.get("runs", 1),
