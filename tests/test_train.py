@@ -117,9 +117,14 @@ def test_train_register_and_use(small_data: Path, shared: Path, tmp_path: Path) 
     )
     assert scored.returncode == 0, scored.stderr
     assert len(json.loads(scored.stdout)) == 4
-    again = mesolive("train", str(small_data), "--name", "tiny", *TRAIN, env=env)
-    assert again.returncode == 2
-    assert "already exists" in again.stderr
+    for name, said in (
+        ("tiny", "a model named 'tiny' already exists"),
+        ("TINY", "a model named 'tiny' already exists"),  # one file where case is ignored
+        ("MESO4-DF", "a model named 'meso4-df' already exists"),
+        ("Scratch", "--name scratch: that word means random weights to --init"),
+    ):
+        again = mesolive("train", str(small_data), "--name", name, *TRAIN, env=env)
+        assert again.returncode == 2 and said in again.stderr, again.stderr
 
 
 def test_a_run_that_never_beats_its_start_says_so(small_data: Path, tmp_path: Path) -> None:

@@ -288,10 +288,12 @@ class Trainer:
         from mesolive.models.registry import check_model_name, list_specs
 
         check_model_name(self.cfg.name, "--name")
-        if any(s.name == self.cfg.name for s in list_specs()):
-            raise TrainingError(
-                f"a model named {self.cfg.name!r} already exists; choose another --name"
-            )
+        if self.cfg.name.lower() == "scratch":
+            raise TrainingError("--name scratch: that word means random weights to --init")
+        # names differing only in case would be one file on Windows' and macOS' disks
+        same = [s.name for s in list_specs() if s.name.lower() == self.cfg.name.lower()]
+        if same:
+            raise TrainingError(f"a model named {same[0]!r} already exists; choose another --name")
         if self.checkpoint.exists() and not self.resume:
             raise TrainingError(
                 f"an unfinished run named {self.cfg.name!r} exists in {self.work_dir}; "
