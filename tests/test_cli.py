@@ -42,6 +42,18 @@ def test_classify_table(shared: Path) -> None:
     assert "real00240.jpg" in out.stdout and "real" in out.stdout
 
 
+def test_classify_says_where_it_found_no_face(shared: Path) -> None:
+    """A photo of dogs once came out as a plain "real" (its score is of no face at all)."""
+    files = (str(shared / "facebox" / "dogs.jpg"), str(shared / "samples" / "faces" / "real"))
+    rows = json.loads(mesolive("classify", *files, "--json", check=True).stdout)
+    assert [r["face_found"] for r in rows] == [False, True, True]  # the default re-cuts crops
+    table = mesolive("classify", *files, check=True).stdout.splitlines()
+    assert table[1].endswith("dogs.jpg  (no face found: read whole)")
+    assert not table[2].endswith(")")
+    authors = json.loads(mesolive("classify", *files, "--json", "--model", "meso4-df").stdout)
+    assert all("face_found" not in r for r in authors)  # it reads every crop whole anyway
+
+
 @pytest.mark.parametrize(
     ("verb", "option"),
     [

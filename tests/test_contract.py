@@ -125,7 +125,7 @@ def test_classify_recuts_precut_crops_for_a_model_that_asks(
     with load_classifier(tight_model) as clf, CropReader(clf.preprocess) as reader:
         assert clf.preprocess == TIGHT
         recut = clf.score([reader.read(f) for f in files]).fake
-        assert reader.unframed == 0
+        assert reader.unframed == set()
         whole = clf.run_batch(clf.batch([_read(f) for f in files]))
     np.testing.assert_allclose(got, recut, atol=1e-5)
     assert np.abs(recut - whole.fake).max() > 1e-3  # re-cutting changed what was scored

@@ -8,7 +8,7 @@ authors' loader did. A model whose contract says ``recut`` was trained on
 faces cut by the product itself, so the face is found in the crop and cut
 again by the model's rule, padded by reflection where the crop lacks context;
 a crop in which no face is found is read whole, and :attr:`CropReader.unframed`
-counts those.
+names those.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class CropReader:
         self._detector_arg = detector
         self._model_dir = model_dir
         self._detector = None
-        self.unframed = 0
+        self.unframed: set[str] = set()  # the images in which no face was found, read whole
 
     def frame(self, bgr: np.ndarray, name: str = "") -> np.ndarray:
         """One crop as the model reads it: (H, W, 3) uint8 BGR in, BGR out."""
@@ -50,7 +50,7 @@ class CropReader:
             return bgr
         crop = self.largest(bgr)
         if crop is None:
-            self.unframed += 1
+            self.unframed.add(name)
             log.warning("%s: no face found in the crop; read whole", name or "image")
             return bgr
         return crop

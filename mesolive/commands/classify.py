@@ -40,10 +40,13 @@ class _Printer:
                     "fake_score": round(r.fake_score, 6),
                     "label": "fake" if fake else "real",
                     "model": self.model,
+                    **({} if r.face_found is None else {"face_found": r.face_found}),
                 }
                 self.out.write(("," if self.rows else "") + "\n  " + json.dumps(item))
             else:
-                self.out.write(f"{r.fake_score:10.4f}  {'FAKE' if fake else 'real':<5}  {r.path}\n")
+                note = "  (no face found: read whole)" if r.face_found is False else ""
+                label = "FAKE" if fake else "real"
+                self.out.write(f"{r.fake_score:10.4f}  {label:<5}  {r.path}{note}\n")
             self.rows += 1
         self.out.flush()
 

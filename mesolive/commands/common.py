@@ -20,9 +20,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class FileScore:
+    """One crop file's score; ``face_found`` is False where a model that re-cuts crops
+    found no face in it and read it whole (None: the model reads crops whole anyway)."""
+
     path: Path
     logit: float
     fake_score: float
+    face_found: bool | None = None
 
 
 def report_error(err: Exception) -> None:
@@ -94,11 +98,12 @@ def stream_scores(
     faces with (:mod:`mesolive.classify.crops`).
     """
     check_count("--batch", batch)
+    recut = classifier.preprocess.precut != "as-is"
     with CropReader(classifier.preprocess, detector=detector, model_dir=model_dir) as reader:
         for paths, crops in _batches(reader, files, batch, errors):
             s = classifier.score(crops)
             yield [
-                FileScore(p, float(lg), float(fk))
+                FileScore(p, float(lg), float(fk), str(p) not in reader.unframed if recut else None)
                 for p, lg, fk in zip(paths, s.logit, s.fake, strict=True)
             ]
 
