@@ -18,7 +18,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,8 +56,9 @@ def _label(value: str, where: str) -> int:
     return lab
 
 
-def from_csv(path: Path, root: Path | None = None) -> list[Item]:
-    """The rows of a labels CSV as items, files relative to ``root`` (default: its folder).
+def from_csv(path: Path, root: Path | None = None, source: str | None = None) -> list[Item]:
+    """The rows of a labels CSV as items, files relative to ``root`` (default: its folder),
+    from the data set ``source`` (default: that folder's name).
 
     Column names are read without regard to case or surrounding spaces, and a
     spreadsheet's byte-order mark is skipped. A row repeated exactly is counted
@@ -66,14 +67,15 @@ def from_csv(path: Path, root: Path | None = None) -> list[Item]:
     """
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
-            return _rows(path, csv.DictReader(f), path.parent if root is None else root)
+            root = path.parent if root is None else root
+            return _rows(path, csv.DictReader(f), root, source or root.name)
     except UnicodeDecodeError as e:
         raise InputError(f"{path}: not UTF-8 text; save the CSV as UTF-8") from e
     except csv.Error as e:
         raise InputError(f"{path}: not a readable CSV ({e})") from e
 
 
-def _rows(path: Path, reader: csv.DictReader, root: Path) -> list[Item]:
+def _rows(path: Path, reader: csv.DictReader, root: Path, source: str) -> list[Item]:
     reader.fieldnames = [c.strip().lower() for c in reader.fieldnames or []]
     cols = set(reader.fieldnames)
     key = "file" if "file" in cols else "path" if "path" in cols else None
@@ -81,7 +83,6 @@ def _rows(path: Path, reader: csv.DictReader, root: Path) -> list[Item]:
         raise InputError(f"{path}: a labels CSV needs the columns file (or path) and label")
     items: dict[Path, tuple[int, Item]] = {}
     repeated = 0
-    source = root.name
     for row in reader:
         where = f"{path}, line {reader.line_num}"
         name, value = (row.get(key) or "").strip(), row.get("label")
@@ -124,34 +125,55 @@ def _folder_group(path: Path, root: Path) -> str:
     return video or _own_group(path, root)
 
 
-def from_folder(folder: Path) -> list[Item]:
+def from_folder(folder: Path, source: str | None = None) -> list[Item]:
+    """``folder/labels.csv``, else the files of ``real/`` and ``fake/``; ``source`` names
+    the data set (default: the folder's name)."""
+    source = source or folder.name
     if (folder / "labels.csv").is_file():
-        return from_csv(folder / "labels.csv")
+        return from_csv(folder / "labels.csv", source=source)
     items = []
     for name, lab in (("real", 0), ("fake", 1)):
         d = folder / name
         if d.is_dir():
             for f in sorted(d.rglob("*")):
                 if f.is_file() and f.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS:
-                    items.append(Item(f, lab, _folder_group(f, folder), folder.name, name))
+                    items.append(Item(f, lab, _folder_group(f, folder), source, name))
     if not items:
         raise InputError(f"{folder}: needs real/ and fake/ subfolders or a labels.csv")
     return items
 
 
+def short_names(files: Sequence[Path]) -> list[str]:
+    """Each path by its name, with as many parent folders as tell it from the others
+    (``real/clip1.mp4`` beside ``fake/clip1.mp4``)."""
+    depth = 1
+    while True:
+        names = ["/".join(f.parts[-depth:]) for f in files]
+        if len(set(names)) == len(names) or all(depth >= len(f.parts) for f in files):
+            return names
+        depth += 1
+
+
 def collect(paths: Iterable[str | Path]) -> list[Item]:
     """Labelled items from folders (real/ + fake/ or labels.csv) and CSV files.
 
-    A file that two of them name is counted once (with a warning); named as
-    real by one and fake by another, it is refused in one line.
+    Each data set is named by its folder, with as many parent folders as tell
+    it from the others (``a/data`` beside ``b/data``), so that each counts once
+    and their groups never merge. A file that two of them name is counted once
+    (with a warning); named as real by one and fake by another, it is refused
+    in one line.
     """
+    given = [Path(p) for p in paths]
+    roots = list(dict.fromkeys(Path(os.path.abspath(p if p.is_dir() else p.parent)) for p in given))
+    names = dict(zip(roots, short_names(roots), strict=True))
     items: dict[Path, Item] = {}
     repeated = 0
-    for p in map(Path, paths):
+    for p in given:
+        source = names[Path(os.path.abspath(p if p.is_dir() else p.parent))]
         if p.is_dir():
-            found = from_folder(p)
+            found = from_folder(p, source)
         elif p.is_file() and p.suffix.lower() == ".csv":
-            found = from_csv(p)
+            found = from_csv(p, source=source)
         elif p.exists():
             raise InputError(f"{p}: give a folder with real/ and fake/, or a labels CSV")
         else:

@@ -215,3 +215,16 @@ def test_the_best_epoch_counts_each_unseen_kind_once() -> None:
     # their own term: the photos without them (1.0), then swaps against reals (2 / 8)
     assert selection_auc(faces, scores, unseen=["inswapper"]) == pytest.approx((1.0 + 0.25) / 2)
     assert unseen_aucs(faces, scores, ["inswapper"]) == {"inswapper": pytest.approx(0.25)}
+
+
+def test_data_sets_of_one_name_stay_apart(tmp_path: Path) -> None:
+    """``train a/data b/data``: two sources, counted once each, with groups of their own."""
+    for parent in ("a", "b"):
+        root = tmp_path / parent / "data"
+        root.mkdir(parents=True)
+        (root / "labels.csv").write_text("file,label,group\nx.jpg,real,g1\ny.jpg,fake,g1\n")
+    items = collect([tmp_path / "a" / "data", tmp_path / "b" / "data"])
+    assert [it.source for it in items] == ["a/data", "a/data", "b/data", "b/data"]
+    assert len({it.group for it in items}) == 2
+    (only,) = {it.source for it in collect([tmp_path / "a" / "data"])}
+    assert only == "data"  # alone, a data set keeps its folder's name

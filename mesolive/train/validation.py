@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mesolive.datasets import short_names
 from mesolive.metrics import Report, evaluate
 from mesolive.train.data import FaceSet
 
@@ -81,17 +82,6 @@ def unseen_aucs(val: FaceSet, scores: np.ndarray, unseen: Sequence[str]) -> dict
     return {name: evaluate(val.labels[m], scores[m]).auc for name, new, m in terms if new}
 
 
-def _short_names(files: Sequence[Path]) -> list[str]:
-    """Each file by its name, with as many parent folders as tell it from the others
-    (``real/clip1.mp4`` beside ``fake/clip1.mp4``)."""
-    depth = 1
-    while True:
-        names = ["/".join(f.parts[-depth:]) for f in files]
-        if len(set(names)) == len(names) or all(depth >= len(f.parts) for f in files):
-            return names
-        depth += 1
-
-
 def breakdown(val: FaceSet, scores: np.ndarray, threshold: float = 0.5) -> dict[str, object]:
     """The card's validation per source, per kind, and per whole video.
 
@@ -112,7 +102,7 @@ def breakdown(val: FaceSet, scores: np.ndarray, threshold: float = 0.5) -> dict[
         per_kind[name] = {"faces": int(m.sum()), "share_right": float(right.mean())}
     videos = {}
     multi = [f for f in np.unique(val.files) if (val.files == f).sum() > 1]  # videos
-    for f, name in zip(multi, _short_names([Path(str(f)) for f in multi]), strict=True):
+    for f, name in zip(multi, short_names([Path(str(f)) for f in multi]), strict=True):
         m = val.files == f
         score = float(scores[m].mean())
         videos[name] = {
