@@ -25,7 +25,9 @@ _USERINFO = re.compile(
 #: Query or fragment values whose name says they are secret.
 _SECRET_PARAM = re.compile(
     r"(?P<key>[?&#;](?:password|passwd|pass|pwd|token|access_token|auth|key|apikey|api_key"
-    r"|secret|sig|signature|credential|credentials)=)(?P<value>[^&#\s]*)",
+    r"|secret|sig|signature|credential|credentials)=)"
+    # the value, but not a colon closing it before white space: "…?token=abc: cannot open"
+    r"(?P<value>[^&#\s]*?)(?=:?(?:[&#\s]|$))",
     re.IGNORECASE,
 )
 

@@ -39,6 +39,9 @@ def _digest(path: Path) -> str:
         ("rtsp://10.0.0.2/live", "rtsp://10.0.0.2/live"),
         ("a: rtsp://u:p@h/x, then rtsp://v:q@@g/y", "a: rtsp://u:***@h/x, then rtsp://v:***@g/y"),
         ("/home/me/clip@2x.mp4", "/home/me/clip@2x.mp4"),
+        # a message's colon after a URI is the message's, the token's own colons are not
+        ("http://h/x?token=abc: cannot open", "http://h/x?token=***: cannot open"),
+        ("http://h/x?token=a:b:c&x=1", "http://h/x?token=***&x=1"),
     ],
 )
 def test_redact(text: str, want: str) -> None:
