@@ -204,6 +204,7 @@ class MainWindow(QMainWindow):
         self.video.painted_callbacks.append(p.note_painted)
         p.state_changed.connect(lambda _s: self._update_actions())
         p.message.connect(self._on_message)
+        p.source_lost.connect(self._on_source_lost)
         rec = self.recording
         rec.recorder.message.connect(self._on_recorder_message)
         rec.recording_changed.connect(lambda on: _set_checked(self.act_record, on))
@@ -281,6 +282,11 @@ class MainWindow(QMainWindow):
         if self.video.set_result(result):
             self.presenter.note_superseded()
         self.overlay.set_result(result)
+
+    def _on_source_lost(self, why: str) -> None:
+        self.video.set_lost(why)
+        if why:  # the overlay's boxes are of the last frame too
+            self.overlay.clear()
 
     def _on_message(self, level: Level, text: str) -> None:
         if not text:

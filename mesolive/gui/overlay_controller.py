@@ -108,6 +108,11 @@ class OverlayController(QObject):
         models = config.models if config is not None else ()
         return max((get_spec(name).preprocess.scale for name in models), default=1.0)
 
+    def clear(self) -> None:
+        """No boxes until the next result (the source was lost)."""
+        if self.window is not None:
+            self.window.set_result(None)
+
     def set_result(self, result: FrameResult) -> None:
         if self.window is not None:
             self.window.set_result(result, self.history())

@@ -170,6 +170,7 @@ class Presenter(QObject):
     result_ready = Signal(object)
     alert_raised = Signal(object)
     interval_changed = Signal(object)
+    source_lost = Signal(str)  # why a live source stopped giving frames; "" once it gives again
 
     CAPTURE_STOP_TIMEOUT = 2.0
     INFERENCE_STOP_TIMEOUT = 5.0
@@ -481,11 +482,16 @@ class Presenter(QObject):
     def _on_capture_status(self, session: int, status: ReadStatus, message: str) -> None:
         if session != self._session:
             return
+        was_lost = self._capture_status is not None and self._capture_status[0] is ReadStatus.ERROR
         self._capture_status = (status, message)
         if status is ReadStatus.ERROR:
             # Fatal errors also end the session (the slot closes and inference
             # ends); this shows live-source retries while they happen.
             self.message.emit(Level.WARNING, message)
+            self.source_lost.emit(message)
+            return
+        if was_lost and status is ReadStatus.OK:
+            self.source_lost.emit("")
         elif status is ReadStatus.OK and self._capture is not None and self._capture.note:
             # read otherwise than asked (a window from the screen under it): say so
             self.message.emit(Level.WARNING, message)

@@ -162,6 +162,7 @@ class VideoView(QWidget):
         self.scaled_here = 0
         self.t_first_paint: float | None = None
         self.frozen = False  # testing hook: keep showing the current result
+        self.lost = ""  # why the live source gives no frames now; the last frame is shown dimmed
         self.painted_callbacks: list[Callable[[FrameResult], None]] = []
 
     # -- data in ----------------------------------------------------------------------
@@ -186,10 +187,21 @@ class VideoView(QWidget):
         """The result shown (or about to be shown)."""
         return self._result
 
+    def set_lost(self, why: str) -> None:
+        """A live source stopped giving frames (``why``), or gives them again (``""``).
+
+        While it is lost the last frame stays, dimmed, under the reason, with no
+        box: a green "real" box on a frame that is no longer live is false
+        assurance.
+        """
+        self.lost = why
+        self.update()
+
     def clear(self, placeholder: str | None = None) -> None:
         if placeholder is not None:
             self.placeholder = placeholder
         self._result = None
+        self.lost = ""
         self._unpainted = False
         self._cache_key = None
         self._cache_img = None
@@ -252,6 +264,15 @@ class VideoView(QWidget):
                 return
             target = self.image_rect()
             painter.drawImage(target.topLeft(), self._scaled_image(result))
+            if self.lost:
+                painter.fillRect(target, QColor(0, 0, 0, 170))
+                painter.setPen(QColor(235, 235, 235))
+                painter.drawText(
+                    target.adjusted(20, 20, -20, -20),
+                    Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
+                    f"{self.lost}\n\n(the last frame before it was lost)",
+                )
+                return
             history = self.history() if self.history is not None else None
             self.overlay.draw(painter, result, self.frame_to_view(), history)
         finally:

@@ -150,3 +150,29 @@ def test_a_captured_overlay_draws_nothing_the_classifier_reads(qtbot, scale: flo
     assert crop_after_painting(win).any()  # on the face: the classifier reads the box
     win.keep_clear_of_crops(scale)
     assert not crop_after_painting(win).any()
+
+
+@needs_xvfb
+def test_a_lost_live_source_shows_no_stale_verdict(window, qtbot, display):
+    """The call's window closes: the last frame stays, dimmed, under the reason, with no
+    box (a green "real" on a frame that is no longer live was false assurance); the view
+    is live again once the window is back."""
+    from Xlib import display as xdisplay
+
+    from tests.test_sources_x11 import BLUE, make_window
+
+    disp = xdisplay.Display(display)
+    try:
+        call = make_window(disp, "Lost call", 40, 40, 320, 240, BLUE)
+        assert window.start_source("window:Lost call")
+        qtbot.waitUntil(lambda: window.video.painted >= 3, timeout=WAIT_MS)
+        assert window.video.lost == ""
+        call.destroy()
+        disp.sync()
+        qtbot.waitUntil(lambda: window.video.lost != "", timeout=WAIT_MS)
+        assert "Lost call" in window.video.lost and window.video.result is not None
+        make_window(disp, "Lost call", 40, 40, 320, 240, BLUE)
+        qtbot.waitUntil(lambda: window.video.lost == "", timeout=WAIT_MS)
+        window.stop()
+    finally:
+        disp.close()
