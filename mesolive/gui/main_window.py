@@ -297,6 +297,7 @@ class MainWindow(QMainWindow):
         model_error = level is Level.ERROR and not source_error  # models or back end
         self.banner.show_message(level, text, action=source_error, settings=model_error)
         if source_error:
+            self.settings.forget_source(self.presenter.uri)
             self.video.clear(text + "\n\nPress Ctrl+O to choose another source.")
         elif model_error:
             self.video.clear(

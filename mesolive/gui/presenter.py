@@ -337,7 +337,8 @@ class Presenter(QObject):
         slot: LatestSlot[Frame] = LatestSlot()
         relay = _CaptureRelay(self._session)
         relay.status.connect(self._on_capture_status)
-        capture = CaptureThread(source, slot, pace=True, on_status=relay)
+        # the presenter reports a fatal source error itself (banner and log): once
+        capture = CaptureThread(source, slot, pace=True, on_status=relay, log_final_error=False)
         preload()  # the modules the worker's pipeline imports, here on the GUI thread
         inference = InferenceThread(slot, config, auto_every=auto_every, scaler=self.scaler)
         inference.pipeline_ready.connect(self._on_pipeline_ready)

@@ -51,6 +51,12 @@ class UiSettings:
         self.source = uri
         self.recent_sources = [uri, *[u for u in self.recent_sources if u != uri]][:keep]
 
+    def forget_source(self, uri: str) -> None:
+        """``uri`` could not be opened: out of the recent list, and not the next start's."""
+        self.recent_sources = [u for u in self.recent_sources if u != uri]
+        if self.source == uri:
+            self.source = self.recent_sources[0] if self.recent_sources else ""
+
 
 def split_models(models: tuple[str, ...]) -> tuple[str, tuple[str, ...]] | None:
     """``("meso4-df", "meso4-f2f")`` → ``("meso4", ("df", "f2f"))``; None if not of that form."""

@@ -112,6 +112,9 @@ def test_a_bad_source_shows_a_message_and_another_can_be_picked(window, qtbot, c
     qtbot.waitUntil(lambda: window.video.painted >= 5, timeout=WAIT_MS)
     assert not window.banner.isVisible()
     window.stop()
+    # what never opened is neither offered again nor the next start's source
+    assert window.settings.recent_sources[0] == str(clip)
+    assert str(missing) not in window.settings.recent_sources
 
 
 def test_a_model_that_cannot_load_shows_a_message_not_a_dead_app(qtbot, qsettings, clip):
