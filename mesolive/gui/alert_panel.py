@@ -138,6 +138,8 @@ class AlertPanel(QWidget):
             self.clear()
         elif self.selected is not None:
             self._show(self.selected)
+        if self.selected is None and records:
+            self.caption.setText("Click an alert in the list to plot its face's timeline.")
 
     def _fill_row(self, row: int, rec: AlertRecord) -> None:
         ongoing = "" if rec.ended else " …"

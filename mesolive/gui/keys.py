@@ -84,6 +84,7 @@ def show_shortcuts(window: QWidget) -> None:
         for a in window.actions()
         if not a.shortcut().isEmpty()
     ]
+    rows.append(("Leave a text field or number box", "Esc"))  # KeyGuard's, not an action's
     text = "\n".join(f"{key:<12} {name}" for name, key in rows)
     box = QMessageBox(
         QMessageBox.Icon.Information,

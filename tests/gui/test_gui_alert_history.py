@@ -106,6 +106,7 @@ def test_clicking_an_alert_shows_its_faces_timeline_until_a_new_session(qtbot, i
     panel.refresh()
     assert panel.table.rowCount() == 1
     assert [panel.table.item(0, c).text() for c in range(4)] == ["#1", "0:04", "90%", "3.0 s"]
+    assert panel.caption.text() == "Click an alert in the list to plot its face's timeline."
 
     panel.table.setCurrentCell(0, 2)  # a click on the row
     xs, ys = panel.curve.getData()
