@@ -152,7 +152,7 @@ def test_a_face_too_small_to_judge_is_reported_as_such(shared: Path, tmp_path: P
     proc = mesolive(str(clip), "--min-face-span", "-3")
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip().splitlines()[-1] == (
-        "mesolive scan: error: argument --min-face-span: -3 is below 0"
+        "mesolive scan: error: argument --min-face-span: -3 is below 0 (see mesolive scan --help)"
     )
 
 

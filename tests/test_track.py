@@ -241,6 +241,21 @@ def test_an_alert_re_arms_only_when_the_verdict_leaves_fake() -> None:
     assert summary.last_verdict is faces[-1].verdict is Verdict.FAKE
 
 
+def test_a_live_source_without_media_time_is_timed_from_its_first_frame() -> None:
+    """A UDP stream gives no pts: its report had ``t: null`` at every point and alert."""
+    judge = TrackJudge(VerdictRule(alert_seconds=1.0))
+    box, kps = np.zeros(4, np.float32), np.zeros((5, 2), np.float32)
+    for i in range(30):  # 10 frames a second, captured from t = 5000 s on the monotonic clock
+        judge.face(1, _frame(i, None, 5000.0 + i / 10), box, kps, 0.9, {"m": 0.9}, analysed=i + 1)
+    (summary,) = judge.summaries(analysed=30)
+    assert [t for _f, t, _s in summary.timeline] == pytest.approx([i / 10 for i in range(30)])
+    assert summary.alerts == ((14, pytest.approx(1.4)),)
+    judge.reset()  # the next input counts from its own first frame
+    judge.face(1, _frame(0, None, 7000.0), box, kps, 0.9, {"m": 0.9}, analysed=1)
+    (summary,) = judge.summaries(analysed=1)
+    assert summary.timeline[0][1] == 0.0
+
+
 def test_a_file_that_starts_again_does_not_alert_twice_for_one_stay() -> None:
     judge = TrackJudge(VerdictRule(alert_seconds=0.5))
     box, kps = np.zeros(4, np.float32), np.zeros((5, 2), np.float32)

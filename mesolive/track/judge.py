@@ -11,7 +11,7 @@ so tests drive it (and the GUI behind it) with scores given by hand.
 Alerts live here, not in the GUI, so that ``scan`` reports the same alerts
 the app raises: a face whose live verdict has been FAKE without a break for
 ``rule.alert_seconds`` raises one; its verdict must leave FAKE to re-arm it.
-Time is the source's (``Frame.pts``, else ``Frame.t_capture``), so a file
+Time is the source's (``Frame.pts``, else the capture time since the input's first frame), so a file
 scanned faster than real time alerts at the same moments of the video as
 when it is watched.
 """
@@ -59,6 +59,7 @@ class TrackJudge:
     def __init__(self, rule: VerdictRule) -> None:
         self.rule = rule
         self._records: dict[int, _TrackRecord] = {}
+        self._t0: float | None = None  # capture time of the input's first frame
 
     def set_rule(self, rule: VerdictRule) -> None:
         """Judge with ``rule`` from the next face on; tracks keep their history.
@@ -74,6 +75,14 @@ class TrackJudge:
     def reset(self) -> None:
         """Forget every track (a new input begins)."""
         self._records = {}
+        self._t0 = None
+
+    def _report_time(self, frame: Frame) -> float:
+        """Seconds for reports: the media's time, else (a live source without one, such as
+        a UDP stream) the capture time since the input's first frame."""
+        if self._t0 is None:
+            self._t0 = frame.t_capture
+        return frame.pts if frame.pts is not None else frame.t_capture - self._t0
 
     def face(
         self,
@@ -110,6 +119,7 @@ class TrackJudge:
             to classify (``fake`` is then None); None on a frame between
             analysed ones: the track keeps its last value.
         """
+        t = self._report_time(frame)
         rec = self._records.get(track_id)
         if rec is None:
             rec = _TrackRecord(RunningScore(self.rule), Timeline(), frame.index, frame.index)
@@ -118,7 +128,7 @@ class TrackJudge:
         models = dict(model_scores or {})
         if fake is not None:
             s.add(fake, models)
-            rec.timeline.append(frame.index, frame.pts, fake)
+            rec.timeline.append(frame.index, t, fake)
             rec.last_frame = frame.index
         if too_small is not None:
             rec.too_small = too_small
@@ -126,7 +136,7 @@ class TrackJudge:
             rec.too_small_frames += 1
             rec.last_frame = frame.index  # detected, though not scored
         rec.frames_seen += 1
-        fake_for = self._watch(rec, frame)
+        fake_for = self._watch(rec, frame, t)
         return FaceResult(
             track_id=track_id,
             xyxy=np.array(xyxy, np.float32),
@@ -169,19 +179,19 @@ class TrackJudge:
         # under the earlier ID and must not alert a second time.
         rec.fake_since, rec.alerted = young.fake_since, young.alerted
 
-    def _watch(self, rec: _TrackRecord, frame: Frame) -> float:
-        """Advance the track's alert state; returns how long it has been FAKE."""
+    def _watch(self, rec: _TrackRecord, frame: Frame, t: float) -> float:
+        """Advance the track's alert state at ``t`` (:meth:`_report_time`); returns how
+        long it has been FAKE."""
         if rec.score.verdict is not Verdict.FAKE:
             rec.fake_since, rec.alerted = None, False
             return 0.0
-        t = source_time(frame)
         if rec.fake_since is None or t < rec.fake_since:  # earlier: a file started again
             rec.fake_since = t
         held = t - rec.fake_since
         # 1 µs of slack: pts are sums of float frame durations (1.4 - 0.4 < 1.0)
         if not rec.alerted and held >= self.rule.alert_seconds - 1e-6:
             rec.alerted = True
-            rec.alerts.append((frame.index, frame.pts))
+            rec.alerts.append((frame.index, t))
         return held
 
     def summaries(self, analysed: int) -> list[TrackSummary]:
