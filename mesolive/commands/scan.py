@@ -408,7 +408,7 @@ def print_report(report: InputReport, out: TextIO) -> None:
             file=out,
         )
         print(
-            f"  {'track':>5}  {'frames':>13}  {'seen':>5}  {'scored':>6}  {'mean':>5}  "
+            f"  {'track':>5}  {'detected':>13}  {'seen':>5}  {'scored':>6}  {'mean':>5}  "
             f"{'fake%':>5}  {'verdict':<9}  fake score over time",
             file=out,
         )
