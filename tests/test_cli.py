@@ -60,6 +60,7 @@ def test_classify_says_where_it_found_no_face(shared: Path) -> None:
         ("classify", ("--batch", "0")),
         ("classify", ("--threads", "-2")),
         ("evaluate", ("--batch", "-1")),
+        ("evaluate", ("--every", "0")),  # a folder of crops only: it was taken
     ],
 )
 def test_a_bad_count_is_one_line_before_any_output(

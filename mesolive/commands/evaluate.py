@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mesolive.datasets import Item, from_csv, from_folder
-from mesolive.errors import InputError
+from mesolive.errors import InputError, check_count
 from mesolive.imageio import IMAGE_EXTS, VIDEO_EXTS
 from mesolive.metrics import Report, evaluate, roc_auc, roc_curve
 from mesolive.outputs import check_outputs, write_atomic
@@ -514,6 +514,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if not images and not videos:
         raise InputError(f"{folder}: no labelled images or videos found")
+    check_count("--every", args.every)  # whether or not this data has videos to use it on
     config = pipeline_config(args) if videos else None  # bad options fail before any work
     plot = Path(args.plot) if args.plot else None
     if plot is not None:
