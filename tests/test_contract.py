@@ -232,3 +232,12 @@ def test_only_a_validated_model_can_become_the_default(tight_model: str) -> None
     assert proc.stderr.strip() == f"{tight_model}: not a trained model with a model card"
     assert manifest.read_bytes() == before
     assert not (paths.resources_dir() / "weights" / "x.h5").exists()
+
+
+def test_a_trained_models_missing_weights_say_they_cannot_be_fetched(
+    tight_model: str, tmp_path: Path
+) -> None:
+    """Not "copy it into the model folder or drop --model-dir to download it": neither helps."""
+    (tmp_path / "models" / "tight.h5").unlink()
+    with pytest.raises(ModelError, match="tight are missing; a model trained here cannot be"):
+        registry.weights_path(registry.get_spec(tight_model), model_dir=tmp_path / "elsewhere")

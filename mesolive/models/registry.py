@@ -450,10 +450,14 @@ def weights_path(
             )
         return path
     if spec.user:
-        # User models live in the cache whatever --model-dir says.
-        return resolve_file(
-            spec.file, spec.sha256, "", paths.cache_dir() / "models", progress=progress
-        )
+        # User models live in the cache whatever --model-dir says, and nowhere else.
+        folder = paths.cache_dir() / "models"
+        if not (folder / spec.file).is_file():
+            raise ModelError(
+                f"{folder / spec.file}: the weights of {spec.name} are missing; a model "
+                "trained here cannot be downloaded: restore the file or train it again"
+            )
+        return resolve_file(spec.file, spec.sha256, "", folder, progress=progress)
     return resolve_file(
         spec.file, spec.sha256, spec.url, model_dir, size=spec.size, progress=progress
     )
