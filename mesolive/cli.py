@@ -165,7 +165,9 @@ def _pipeline_options(p: argparse.ArgumentParser, *, app: bool = False) -> None:
     prefix = APP_DEST if app else ""
 
     def option(flag: str, **kw: Any) -> None:
-        p.add_argument(flag, dest=prefix + flag.removeprefix("--").replace("-", "_"), **kw)
+        name = flag.removeprefix("--").replace("-", "_")
+        kw.setdefault("metavar", name.upper())  # not the app's APP_… destination
+        p.add_argument(flag, dest=prefix + name, **kw)
 
     option(
         "--models",

@@ -120,6 +120,7 @@ def test_an_app_option_before_a_verb_is_refused_not_ignored(shared: Path) -> Non
 
 
 def test_a_usage_error_is_one_line() -> None:
+    assert "APP_" not in mesolive("--help").stdout  # the app's options keep their own names
     for argv in (["scan", "x", "--every", "abc"], ["--every", "abc"], ["models", "bogus"]):
         out = mesolive(*argv)
         assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
