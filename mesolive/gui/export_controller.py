@@ -132,6 +132,9 @@ class ExportController(QObject):
         if self.reports.busy:
             self.status.emit("A report is still being written: wait for it", 5000)
             return False
+        if self.presenter.tracks.threshold is None:  # no result in this session yet
+            self.status.emit("nothing to export yet", 5000)
+            return False
         if not folder:
             base = QFileDialog.getExistingDirectory(
                 self._dialog_parent, "Export the session report into"

@@ -326,6 +326,7 @@ class Presenter(QObject):
         self._capture_base = (0, 0)
         try:
             source = make_source(uri, loop=loop)
+            source.check()  # a missing file is said now, not after the models have loaded
         except MesoliveError as e:
             self._fail(str(e))
             return False

@@ -44,6 +44,13 @@ class FrameSource(ABC):
     note: str = ""
     reads_screen: bool = False
 
+    def check(self) -> None:  # noqa: B027 - optional hook
+        """What can be told at once, without a device or a decoder (a file's existence).
+
+        Cheap enough for any thread; :meth:`open` checks it again. Raises
+        :class:`SourceError`.
+        """
+
     @abstractmethod
     def open(self) -> None:
         """Acquire the device, file or grabber. Raises :class:`SourceError`."""

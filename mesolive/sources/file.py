@@ -34,6 +34,13 @@ def _gif_screen(path: Path) -> tuple[int, int] | None:
     return w, h
 
 
+def _check_file(path: Path) -> None:
+    """A file that cannot be read, told without opening it (a FIFO would block FFmpeg)."""
+    problem = file_problem(path)
+    if problem is not None:
+        raise SourceError(f"{path}: {problem}")
+
+
 class VideoFileSource(FrameSource):
     """A video file decoded by OpenCV's FFmpeg backend.
 
@@ -63,14 +70,14 @@ class VideoFileSource(FrameSource):
         self._in_pass = 0  # frames read since the last (re)start of the file
         self._pts: tuple[float | None, float | None] = (None, None)  # last two of this pass
 
+    def check(self) -> None:
+        _check_file(self.path)
+
     def open(self) -> None:
         import cv2
 
         self.close()
-        # checked before FFmpeg opens it: on a FIFO it would wait forever for a writer
-        problem = file_problem(self.path)
-        if problem is not None:
-            raise SourceError(f"{self.path}: {problem}")
+        self.check()  # before FFmpeg opens it: on a FIFO it would wait forever for a writer
         try:
             screen = _gif_screen(self.path)
             if screen is not None:  # FFmpeg allocates a GIF's whole canvas before any frame
@@ -165,6 +172,9 @@ class ImageSource(FrameSource):
         self._image: np.ndarray | None = None
         self._index = 0
 
+    def check(self) -> None:
+        _check_file(self.path)
+
     def open(self) -> None:
         try:
             self._image = read_still(self.path)
@@ -213,9 +223,12 @@ class FolderSource(FrameSource):
         self._pos = 0
         self._index = 0
 
-    def open(self) -> None:
+    def check(self) -> None:
         if not self.path.is_dir():
             raise SourceError(f"{self.path}: no such folder")
+
+    def open(self) -> None:
+        self.check()
         self.files, unusable = list_images(self.path)
         for path, problem in unusable.items():
             log.warning("skipping %s: %s", path, problem)

@@ -99,10 +99,10 @@ def test_a_bad_source_shows_a_message_and_another_can_be_picked(window, qtbot, c
     assert "unknown source scheme" in window.banner.label.text()
     assert window.presenter.state is State.STOPPED
 
-    # well-formed but missing: fails from the capture thread, the app stays up
+    # well-formed but missing: said at once, before any model loads; the app stays up
     missing = tmp_path / "missing.mp4"
-    assert window.start_source(str(missing))
-    qtbot.waitUntil(lambda: window.presenter.state is State.STOPPED, timeout=WAIT_MS)
+    assert not window.start_source(str(missing))
+    assert window.presenter.state is State.STOPPED and window.presenter.backend == ""
     assert window.banner.level is Level.ERROR and window.banner.isVisible()
     assert "missing.mp4" in window.banner.label.text()
     assert window.banner.action.isVisible()  # "Choose another source…"

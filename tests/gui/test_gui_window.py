@@ -212,6 +212,13 @@ def test_alert_shows_a_banner(window):
     assert "81%" in window.alerts.banner.label.text()
 
 
+def test_a_session_without_a_result_has_no_report_to_export(window, tmp_path):
+    """A source that never opened once gave a report with no track in it."""
+    assert not window.export_report(str(tmp_path / "report"))
+    assert window.statusBar().currentMessage() == "nothing to export yet"
+    assert not (tmp_path / "report").exists()
+
+
 def test_message_banner_offers_another_source(window):
     window.presenter._fail("webcam:0: cannot open camera 0")  # as a failed source does
     assert window.banner.isVisible() and window.banner.level is Level.ERROR
