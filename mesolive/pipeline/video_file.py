@@ -22,6 +22,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mesolive.sources._cv import quiet_opencv, silent_opencv
+
 log = logging.getLogger(__name__)
 
 #: fourcc and file extension, in order of preference. H.264 (``avc1``) plays
@@ -124,9 +126,11 @@ class VideoFile:
                 continue
             tried.append(fourcc)
             path = unique_path(stem, ext)
-            writer = cv2.VideoWriter(
-                str(path), cv2.VideoWriter.fourcc(*fourcc), self.fps, self.size
-            )
+            quiet_opencv()  # FFmpeg's own chatter too
+            with silent_opencv():  # a codec missing here is said below, in one line
+                writer = cv2.VideoWriter(
+                    str(path), cv2.VideoWriter.fourcc(*fourcc), self.fps, self.size
+                )
             if writer.isOpened():
                 log.info("recording %s with %s at %.1f fps", path, fourcc, self.fps)
                 return writer, path, fourcc

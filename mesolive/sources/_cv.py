@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -32,6 +34,24 @@ def quiet_opencv() -> None:
         import cv2
 
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
+@contextmanager
+def silent_opencv() -> Iterator[None]:
+    """OpenCV logs nothing inside the block: for calls whose failure is expected and
+    reported by mesolive in its own words (a video codec probe prints "Could not open
+    codec" for each encoder it tries). A user's ``OPENCV_LOG_LEVEL`` is kept."""
+    import cv2
+
+    if "OPENCV_LOG_LEVEL" in os.environ:
+        yield
+        return
+    old = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(old)
 
 
 def as_bgr(image: np.ndarray) -> np.ndarray:

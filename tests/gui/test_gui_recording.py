@@ -122,6 +122,18 @@ def test_a_video_file_plays_back_at_the_captured_pace(frames, tmp_path):
     assert len(read_back(vf.path)) == 73
 
 
+def test_a_codec_probe_prints_nothing_of_its_own(tmp_path, capfd, monkeypatch):
+    """Every recording began with FFmpeg's and OpenCV's "[ERROR…] Could not open codec"
+    lines where the H.264 encoder is missing (as in OpenCV's Linux wheels)."""
+    from mesolive.pipeline import video_file
+
+    monkeypatch.setattr(video_file, "_broken_codecs", set())  # probe again in this process
+    vf = VideoFile(tmp_path / "rec", SIZE, 30.0)
+    vf.close()
+    err = capfd.readouterr().err
+    assert "Could not open codec" not in err and "[ERROR" not in err, err
+
+
 def test_a_missing_codec_or_an_unwritable_folder_is_refused_with_the_reason(tmp_path):
     with pytest.raises(RecordingError, match="no video codec works here"):
         VideoFile(tmp_path / "a", SIZE, 30.0, codecs=(("ZZZZ", ".avi"),))
