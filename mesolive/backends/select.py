@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import os
 
-from mesolive.backends import BACKENDS
+from mesolive.backends import BACKENDS, RUNNER_LABELS
 from mesolive.backends.base import Runner
 from mesolive.errors import BackendUnavailable, MesoliveError
 
@@ -78,7 +78,7 @@ def open_runner(
         )
         graph = openvino_graph(spec, model_dir, progress=progress)
         runner = OpenVinoRunner(graph, threads=threads, precision=used)
-        log.info("backend: %s%s", _CPU_LABELS[runner.name], f" ({why})" if why else "")
+        log.info("backend: %s%s", RUNNER_LABELS[runner.name], f" ({why})" if why else "")
         return runner
 
     reasons: list[str] = []
@@ -120,7 +120,7 @@ def open_runner(
         runner = OnnxRuntimeRunner(graph, device="cpu", threads=threads, precision=used)
     log.info(
         "backend: %s%s",
-        _CPU_LABELS[runner.name],
+        RUNNER_LABELS[runner.name],
         f" ({'; '.join(reasons)})" if reasons else "",
     )
     return runner
@@ -131,15 +131,6 @@ _CPU_PRECISIONS = {"int8": "ONNX Runtime", "bf16": "OpenVINO"}
 
 _CPU_BACKENDS = {"ONNX Runtime": ("onnxruntime", "onnxruntime-cpu"), "OpenVINO": ("openvino",)}
 """The ``--backend`` names besides ``auto`` that run each CPU runtime."""
-
-_CPU_LABELS = {
-    "onnxruntime-cpu": "ONNX Runtime CPU",
-    "onnxruntime-cpu-int8": "ONNX Runtime CPU INT8",
-    "openvino-cpu": "OpenVINO CPU",
-    "openvino-cpu-bf16": "OpenVINO CPU bfloat16",
-}
-"""The ``backend:`` log line's name for each CPU runner (by :attr:`Runner.name`)."""
-
 
 _NO_CUDA_EP = "ONNX Runtime has no CUDA provider"
 

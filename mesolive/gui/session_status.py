@@ -12,16 +12,12 @@ import logging
 from PySide6.QtCore import QObject, QTimer
 from PySide6.QtWidgets import QLabel, QStatusBar
 
+from mesolive.backends import RUNNER_LABELS
 from mesolive.gui.presenter import Presenter, SessionStats, State
 from mesolive.pipeline.interval import Interval
 
 log = logging.getLogger(__name__)
 
-BACKEND_NAMES = {
-    "tensorrt": "TensorRT",
-    "onnxruntime-cuda": "ONNX Runtime (CUDA)",
-    "onnxruntime-cpu": "ONNX Runtime (CPU)",
-}
 _GPU_BACKENDS = ("tensorrt", "onnxruntime-cuda")
 
 
@@ -34,10 +30,10 @@ def backend_text(actual: str, requested: str, gpu_expected: bool) -> tuple[str, 
     a fallback too.
     """
     parts = [p for p in actual.split("+") if p] or ["?"]
-    name = " + ".join(BACKEND_NAMES.get(p, p) for p in parts)
+    name = " + ".join(RUNNER_LABELS.get(p, p) for p in parts)
     wanted_gpu = requested in _GPU_BACKENDS or (requested == "auto" and gpu_expected)
     if wanted_gpu and any(p not in _GPU_BACKENDS for p in parts):
-        asked = BACKEND_NAMES.get(requested, "a GPU back end")
+        asked = RUNNER_LABELS.get(requested, "a GPU back end")
         return f"⚠ {name}: fallback, {asked} unavailable", True
     return name, False
 

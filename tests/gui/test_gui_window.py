@@ -159,6 +159,12 @@ def test_a_backend_fallback_is_shown(actual, requested, gpu, warn):
     assert ("CPU" in text) is ("onnxruntime-cpu" in actual)
 
 
+def test_the_status_bar_names_every_runner_as_the_log_does() -> None:
+    """It showed "openvino-cpu-bf16" beside "ONNX Runtime (CPU)"."""
+    assert backend_text("openvino-cpu-bf16", "auto", False) == ("OpenVINO CPU bfloat16", False)
+    assert backend_text("onnxruntime-cpu-int8", "auto", False)[0] == "ONNX Runtime CPU INT8"
+
+
 def test_source_picker_lists_sources_and_takes_a_uri(qtbot):
     dlg = SourcePickerDialog("", ["/tmp/some clip.mp4"])
     qtbot.addWidget(dlg)
