@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import socket
 import struct
@@ -19,6 +20,8 @@ from mesolive.models.download import MAX_DOWNLOAD_BYTES, download, sha256_file
 from .conftest import MODELS
 
 FILE = "Meso4_DF.h5"
+#: What a mirror behind a password (mirror : p@ss:w/rd) expects to be sent.
+PRIVATE = "Basic " + base64.b64encode(b"mirror:p@ss:w/rd").decode()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -28,6 +31,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         mode, _, name = self.path.strip("/").partition("/")
         path = MODELS / name
+        if mode == "private" and self.headers.get("Authorization") != PRIVATE:
+            self.send_error(401)
+            return
         if mode == "missing" or not path.is_file():
             self.send_error(404)
             return
@@ -91,6 +97,17 @@ def test_good_download_is_verified_and_atomic(server: str, tmp_path: Path) -> No
     download(f"{server}/good/{FILE}", dest, _sha(), progress=False)
     assert sha256_file(dest) == _sha()
     assert list(dest.parent.iterdir()) == [dest]  # no .part left behind
+
+
+def test_a_mirror_behind_a_password_is_reached_with_it(server: str, tmp_path: Path) -> None:
+    """Credentials in the URL (MESOLIVE_DOWNLOAD_BASE=https://user:pass@mirror/…) were
+    looked up as part of the host name: "Name or service not known"."""
+    secret = server.replace("http://", "http://mirror:p%40ss%3Aw%2Frd@")
+    dest = tmp_path / FILE
+    download(f"{secret}/private/{FILE}", dest, _sha(), progress=False)
+    assert sha256_file(dest) == _sha()
+    with pytest.raises(DownloadError, match="HTTP 401"):
+        download(f"{server}/private/{FILE}", tmp_path / "x" / FILE, _sha(), progress=False)
 
 
 @pytest.mark.parametrize(

@@ -10,12 +10,14 @@ fill the disk.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import http.client
 import logging
 import os
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -27,6 +29,23 @@ log = logging.getLogger(__name__)
 CHUNK = 1 << 16
 MAX_DOWNLOAD_BYTES = 64 << 20
 """Cap for a file of unknown size: ~4x the largest known download (buffalo_sc.zip, 15 MB)."""
+
+
+def _request(url: str) -> urllib.request.Request:
+    """``url`` as a request. urllib does not use credentials written in a URL
+    (``https://user:pass@mirror/…``: it looked the whole ``user:pass@mirror`` up as a
+    host name); they go in a Basic ``Authorization`` header, sent to that host only
+    (never on to where it redirects)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None:
+        return urllib.request.Request(url)
+    host = parts.netloc.rpartition("@")[2]
+    req = urllib.request.Request(urllib.parse.urlunsplit(parts._replace(netloc=host)))
+    user = urllib.parse.unquote(parts.username)
+    password = urllib.parse.unquote(parts.password or "")
+    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    req.add_unredirected_header("Authorization", f"Basic {token}")
+    return req
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -76,7 +95,7 @@ def download(
     try:
         with os.fdopen(fd, "wb") as out:
             try:
-                resp = urllib.request.urlopen(url, timeout=timeout)
+                resp = urllib.request.urlopen(_request(url), timeout=timeout)
             except urllib.error.HTTPError as e:
                 raise DownloadError(
                     f"{dest.name}: download failed with HTTP {e.code} from {url}; {hint}"
