@@ -87,3 +87,11 @@ def env_url(name: str, env: Mapping[str, str] | None = None) -> str | None:
         starts = ", ".join(f"{s}://" for s in URL_SCHEMES)
         raise InputError(f"{name}={value}: expected a URL starting with {starts}")
     return value.rstrip("/")
+
+
+def check_download_settings(env: Mapping[str, str] | None = None) -> None:
+    """``MESOLIVE_OFFLINE`` and ``MESOLIVE_DOWNLOAD_BASE``, read only when a file is about to
+    be downloaded: checked at every start, so a bad value is one line then, not later in a
+    run (or never, on a machine where everything is cached)."""
+    env_flag("MESOLIVE_OFFLINE", env)
+    env_url("MESOLIVE_DOWNLOAD_BASE", env)

@@ -77,6 +77,17 @@ def test_env_url_wants_a_scheme_it_can_fetch() -> None:
             env.env_url("B", {"B": bad})
 
 
+@pytest.mark.parametrize(
+    ("name", "value"), [("MESOLIVE_OFFLINE", "maybe"), ("MESOLIVE_DOWNLOAD_BASE", "ftp://x")]
+)
+def test_download_settings_are_checked_at_every_start(name: str, value: str) -> None:
+    """Read only when a download comes, a bad value was silent wherever all was cached."""
+    out = mesolive("models", "list", env={name: value})
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.startswith(f"mesolive: error: {name}={value}: expected")
+    assert out.stderr.count("\n") == 1
+
+
 def test_offline_true_is_honoured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MESOLIVE_MODEL_DIR")
     monkeypatch.setenv("MESOLIVE_CACHE_DIR", str(tmp_path))
