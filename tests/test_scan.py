@@ -269,3 +269,12 @@ def test_a_folder_is_its_videos_and_images_however_it_is_named(tmp_path: Path) -
     assert expand_inputs([str(tmp_path)]) == want
     assert expand_inputs([f"file:{tmp_path}"]) == want
     assert expand_inputs([tmp_path.as_uri(), "webcam:0"]) == [*want, "webcam:0"]
+
+
+def test_each_error_line_names_its_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A screen that cannot be read said why but not which input it was."""
+    monkeypatch.delenv("DISPLAY", raising=False)  # no screen to read
+    proc = mesolive("screen:1", str(tmp_path / "nosuch.mp4"), "--max-frames", "2")
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("mesolive: error:")]
+    assert [e.split(": ")[2] for e in errors] == ["screen:1", str(tmp_path / "nosuch.mp4")]

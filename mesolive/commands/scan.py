@@ -601,5 +601,7 @@ def run(args: argparse.Namespace) -> int:
         print(summary_line(reports), file=out)
     for r in reports:
         if r.error:
-            print(f"mesolive: error: {r.error}", file=sys.stderr)  # noqa: T201
+            name = redact(r.uri)  # most sources' errors begin with it; a screen's does not
+            said = r.error if r.error.startswith(name) else f"{name}: {r.error}"
+            print(f"mesolive: error: {said}", file=sys.stderr)  # noqa: T201
     return exit_code(reports)
