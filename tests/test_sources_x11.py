@@ -14,7 +14,7 @@ from mesolive.errors import SourceError
 from mesolive.pipeline.capture import CaptureThread
 from mesolive.pipeline.mailbox import LatestSlot
 from mesolive.sources.registry import list_sources, make_source
-from mesolive.sources.screen import Region, ScreenSource
+from mesolive.sources.screen import Region, ScreenSource, hide_own_windows
 from mesolive.sources.window import WindowSource
 from mesolive.types import Frame, ReadStatus
 
@@ -110,6 +110,20 @@ def test_screen_capture_sees_what_is_drawn(xdisplay: Any) -> None:
     assert tuple(frame.image[100, 150]) == BLUE_BGR  # inside the window
     assert tuple(frame.image[10, 10]) == (0, 0, 0)  # Xvfb -br: black root
     assert tuple(frame.image[50, 100]) == BLUE_BGR and tuple(frame.image[49, 99]) == (0, 0, 0)
+
+
+def test_the_apps_own_window_is_black_in_a_screen_capture(xdisplay: Any) -> None:
+    """Captured, mesolive's window would show the capture again and its faces twice."""
+    make_window(xdisplay, "blue", 100, 50, 200, 120, BLUE)
+    hide_own_windows((Region(150, 80, 400, 40),))  # as the main window says where it is
+    try:
+        with make_source("screen:1@100,50,200,120") as src:
+            image = read_frame(src).image
+    finally:
+        hide_own_windows(())
+    assert (image[30:70, 50:] == 0).all()  # the part of the app's window inside the region
+    assert (image[:30] == np.array(BLUE_BGR, np.uint8)).all()
+    assert (image[30:70, :50] == np.array(BLUE_BGR, np.uint8)).all()
 
 
 def test_screen_region_and_all_screens(xdisplay: Any) -> None:

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import QSettings, QSignalBlocker, Qt
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtCore import QEvent, QSettings, QSignalBlocker, Qt
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QHideEvent,
+    QKeySequence,
+    QMoveEvent,
+    QResizeEvent,
+    QShowEvent,
+)
 from PySide6.QtWidgets import (
     QAbstractButton,
     QDialog,
@@ -32,6 +40,7 @@ from mesolive.gui.settings_controller import SettingsController
 from mesolive.gui.source_picker import SourcePickerDialog
 from mesolive.gui.timeline import TimelinePanel
 from mesolive.gui.video_view import VideoView
+from mesolive.sources.screen import Region, hide_own_windows
 from mesolive.types import FrameResult
 
 
@@ -389,9 +398,43 @@ class MainWindow(QMainWindow):
         self.overlay.stop()
         self.alerts.close()
         self.config.save(self, self.splitter)
+        hide_own_windows(())
         self._shut_down = ok
         return ok
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.shutdown()
         event.accept()
+
+    # -- out of screen captures ----------------------------------------------------------
+
+    def _hide_from_capture(self) -> None:
+        """Black this window out of screen captures (:func:`hide_own_windows`): captured,
+        it would show the capture again, and its faces would be judged twice."""
+        if not self.isVisible() or self.isMinimized():
+            hide_own_windows(())
+            return
+        g, dpr = self.frameGeometry(), self.devicePixelRatioF() or 1.0  # mss counts pixels
+        box = (round(g.x() * dpr), round(g.y() * dpr), round(g.width() * dpr))
+        hide_own_windows((Region(*box, round(g.height() * dpr)),))
+
+    def moveEvent(self, event: QMoveEvent) -> None:
+        super().moveEvent(event)
+        self._hide_from_capture()
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._hide_from_capture()
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        self._hide_from_capture()
+
+    def hideEvent(self, event: QHideEvent) -> None:
+        super().hideEvent(event)
+        hide_own_windows(())
+
+    def changeEvent(self, event: QEvent) -> None:
+        super().changeEvent(event)
+        if event.type() is QEvent.Type.WindowStateChange:  # minimised or back
+            self._hide_from_capture()

@@ -85,13 +85,35 @@ def monitor_regions(grabber: Any) -> list[Region]:
     return [Region(m["left"], m["top"], m["width"], m["height"]) for m in grabber.monitors]
 
 
+_own_windows: tuple[Region, ...] = ()
+
+
+def hide_own_windows(rects: tuple[Region, ...]) -> None:
+    """The screen rectangles this process's windows cover, blacked out of every grab.
+
+    Captured, the app's own window would show the capture again, boxes and
+    all, and its faces would be found and judged a second time. The GUI
+    thread sets them as its window moves; capture threads read them (a tuple
+    replaced whole, so a reader sees the old or the new one, never half).
+    """
+    global _own_windows
+    _own_windows = tuple(rects)
+
+
 def grab_bgr(grabber: Any, region: Region) -> np.ndarray:
-    """Grab ``region`` as (height, width, 3) uint8 BGR, C-contiguous, owned."""
+    """Grab ``region`` as (height, width, 3) uint8 BGR, C-contiguous, owned, with this
+    process's own windows (:func:`hide_own_windows`) black."""
     import cv2
 
     shot = grabber.grab(region.as_monitor())
     bgra = np.asarray(shot)  # (height, width, 4) BGRA over mss's buffer
-    return cv2.cvtColor(bgra, cv2.COLOR_BGRA2BGR)  # a new array, independent of mss's buffer
+    image = cv2.cvtColor(bgra, cv2.COLOR_BGRA2BGR)  # a new array, independent of mss's buffer
+    for own in _own_windows:
+        part = own.clip(region)
+        if part is not None:
+            x, y = part.left - region.left, part.top - region.top
+            image[y : y + part.height, x : x + part.width] = 0
+    return image
 
 
 class Throttle:

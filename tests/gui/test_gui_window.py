@@ -238,3 +238,22 @@ def test_overlay_mode_refuses_a_file_source(window):
     assert not window.overlay.active
     assert not window.act_overlay.isChecked()
     assert "screen or window" in window.banner.label.text()
+
+
+def test_the_window_keeps_itself_out_of_screen_captures(qtbot, qsettings):
+    """Where it is goes to every screen grab (blacked out there), and nowhere once closed."""
+    from mesolive.gui.main_window import MainWindow
+    from mesolive.sources import screen
+    from tests.gui.conftest import parse
+
+    win = MainWindow(parse(), qsettings)
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitExposed(win)
+    win.move(40, 30)
+    g = win.frameGeometry()
+    qtbot.waitUntil(
+        lambda: screen._own_windows == (screen.Region(g.x(), g.y(), g.width(), g.height()),)
+    )
+    win.close()
+    assert screen._own_windows == ()
