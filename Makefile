@@ -21,14 +21,14 @@ setup: system-deps $(BIN)/python
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e ".[dev,train,gui,cluster,triton,openvino]"
 
-# The main job: the desktop app (with no display it says to use `make scan`).
+# The main job: the desktop app (with no display it says so in one line and names `mesolive scan`).
 run: setup
-	$(BIN)/mesolive $(if $(SOURCE),--source $(SOURCE))
+	$(BIN)/mesolive $(if $(SOURCE),--source '$(SOURCE)')
 
 # Headless: scan the labelled clips and score the DFDC crops.
 scan: setup
-	$(BIN)/mesolive scan $(SHARED)/videos --every 3 --json artifacts/scan.json || test $$? -eq 1
-	$(BIN)/mesolive evaluate $(SHARED)/faces/dfdc --plot artifacts/dfdc.png
+	$(BIN)/mesolive scan $(SHARED)/videos --every 3 --json artifacts/scan.json --force || test $$? -eq 1
+	$(BIN)/mesolive evaluate $(SHARED)/faces/dfdc --plot artifacts/dfdc.png --force
 
 test: setup
 	$(BIN)/ruff check mesolive tests bench scripts

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import select
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
@@ -529,7 +531,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(__version__)  # noqa: T201
         return 0
-    from mesolive.errors import MesoliveError, describe
+    from mesolive.errors import MesoliveError
     from mesolive.log import setup_logging
     from mesolive.redact import redact
 
@@ -551,15 +553,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mesolive: interrupted", file=sys.stderr)  # noqa: T201
         return 130
-    except Exception as e:
-        # A bug, not the user's doing: one line, the traceback with -v.
-        log.debug("internal error", exc_info=True)
-        hint = "" if getattr(args, "verbose", 0) else "; run again with -v for the traceback"
-        print(  # noqa: T201
-            f"mesolive: internal error: {redact(describe(e))}{hint}; please report it",
-            file=sys.stderr,
-        )
-        return 2
+    except BrokenPipeError as e:
+        if not _stdout_gone():
+            return _internal_error(e, args)
+        return 141  # 128 + SIGPIPE: what a shell reports for a tool whose reader left
+    except Exception as e:  # noqa: BLE001 - a bug: one line, logged there with its traceback
+        return _internal_error(e, args)
+
+
+def _stdout_gone() -> bool:
+    """Whoever read stdout has gone (``mesolive scan … | head -1``); stdout then points
+    at the null device, so that nothing more is said, at exit neither.
+
+    A pipe whose reader closed polls as an error (POSIX); where poll is missing,
+    a broken pipe that reaches here is taken to be stdout's.
+    """
+    fd = sys.stdout.fileno()
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        if not any(ev & select.POLLERR for _, ev in poller.poll(0)):
+            return False
+    os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+    return True
+
+
+def _internal_error(e: BaseException, args: argparse.Namespace) -> int:
+    """A bug, not the user's doing: one line, the traceback with -v."""
+    from mesolive.errors import describe
+    from mesolive.redact import redact
+
+    log.debug("internal error", exc_info=e)
+    hint = "" if getattr(args, "verbose", 0) else "; run again with -v for the traceback"
+    print(  # noqa: T201
+        f"mesolive: internal error: {redact(describe(e))}{hint}; please report it",
+        file=sys.stderr,
+    )
+    return 2
 
 
 if __name__ == "__main__":

@@ -119,6 +119,19 @@ def test_an_app_option_before_a_verb_is_refused_not_ignored(shared: Path) -> Non
     assert out.returncode == 0 and "2 inputs: 2 real" in out.stdout, out.stderr
 
 
+def test_a_reader_that_leaves_early_ends_the_run_quietly(shared: Path) -> None:
+    """``mesolive classify DIR | head -1`` was an "internal error", exit 2."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mesolive", "-q", "classify", str(shared / "faces" / "dfdc")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline().startswith("fake_score")
+    proc.stdout.close()  # as head does after its line
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 141, err  # 128 + SIGPIPE, as a shell reports such a tool
+    assert "error" not in err
+
+
 def test_a_usage_error_is_one_line() -> None:
     assert "APP_" not in mesolive("--help").stdout  # the app's options keep their own names
     for argv in (["scan", "x", "--every", "abc"], ["--every", "abc"], ["models", "bogus"]):
