@@ -537,11 +537,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     setup_logging(-1 if getattr(args, "quiet", False) else getattr(args, "verbose", 0))
     try:
-        from mesolive.env import check_download_settings
+        from mesolive.env import check_settings
         from mesolive.imageio import max_pixels
 
         max_pixels()  # a bad MESOLIVE_MAX_PIXELS is one line now, not one per image
-        check_download_settings()
+        check_settings()
         if getattr(args, "model", "") is None:  # the verbs that score with one model
             from mesolive.models.registry import default_model
 

@@ -77,6 +77,14 @@ def env_path(name: str, env: Mapping[str, str] | None = None) -> Path | None:
     return Path(value).expanduser() if value else None
 
 
+def env_folder(name: str, holding: str, env: Mapping[str, str] | None = None) -> Path | None:
+    """A folder (of ``holding``) that must exist when set; ``None`` when unset."""
+    folder = env_path(name, env)
+    if folder is not None and not folder.is_dir():
+        raise InputError(f"{name}={folder}: not a folder of {holding}")
+    return folder
+
+
 def env_url(name: str, env: Mapping[str, str] | None = None) -> str | None:
     """An http(s) or file URL without a trailing slash; ``None`` when unset."""
     value = _raw(name, env)
@@ -89,9 +97,13 @@ def env_url(name: str, env: Mapping[str, str] | None = None) -> str | None:
     return value.rstrip("/")
 
 
-def check_download_settings(env: Mapping[str, str] | None = None) -> None:
-    """``MESOLIVE_OFFLINE`` and ``MESOLIVE_DOWNLOAD_BASE``, read only when a file is about to
-    be downloaded: checked at every start, so a bad value is one line then, not later in a
-    run (or never, on a machine where everything is cached)."""
+def check_settings(env: Mapping[str, str] | None = None) -> None:
+    """The settings read only when they come into play, checked at every start, so that
+    a bad value is one line then, not later in a run or silently never:
+    ``MESOLIVE_OFFLINE`` and ``MESOLIVE_DOWNLOAD_BASE`` (read for a download) and
+    ``MESOLIVE_CALIBRATION`` (read by ``--precision auto``, which would otherwise
+    quietly run float32). ``MESOLIVE_MODEL_DIR`` may name a folder that is not there
+    (``make run`` points it at ``../shared/models``; elsewhere models are downloaded)."""
     env_flag("MESOLIVE_OFFLINE", env)
     env_url("MESOLIVE_DOWNLOAD_BASE", env)
+    env_folder("MESOLIVE_CALIBRATION", "face crops", env)

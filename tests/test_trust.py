@@ -78,13 +78,19 @@ def test_env_url_wants_a_scheme_it_can_fetch() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "value"), [("MESOLIVE_OFFLINE", "maybe"), ("MESOLIVE_DOWNLOAD_BASE", "ftp://x")]
+    ("name", "value", "said"),
+    [
+        ("MESOLIVE_OFFLINE", "maybe", "expected one of"),
+        ("MESOLIVE_DOWNLOAD_BASE", "ftp://x", "expected a URL"),
+        ("MESOLIVE_CALIBRATION", "/nonexistent", "not a folder of face crops"),
+    ],
 )
-def test_download_settings_are_checked_at_every_start(name: str, value: str) -> None:
-    """Read only when a download comes, a bad value was silent wherever all was cached."""
+def test_settings_read_late_are_checked_at_every_start(name: str, value: str, said: str) -> None:
+    """Read only when a download came (or, for the calibration folder, when --precision
+    auto judged bfloat16 and quietly ran float32), a bad value went unsaid."""
     out = mesolive("models", "list", env={name: value})
     assert out.returncode == 2 and out.stdout == ""
-    assert out.stderr.startswith(f"mesolive: error: {name}={value}: expected")
+    assert out.stderr.startswith(f"mesolive: error: {name}={value}: {said}")
     assert out.stderr.count("\n") == 1
 
 

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from mesolive.env import env_path
+from mesolive.env import env_folder
 from mesolive.errors import BackendUnavailable, InputError, ModelError
 from mesolive.models import registry
 from mesolive.paths import cannot_write, write_bytes_atomic
@@ -111,10 +111,7 @@ _LABELS = {"int8": "INT8", "bf16": "bfloat16"}
 
 def calibration_folder() -> Path | None:
     """The folder of face crops named by ``MESOLIVE_CALIBRATION``, or None when unset."""
-    folder = env_path(CALIBRATION_ENV)
-    if folder is not None and not folder.is_dir():
-        raise InputError(f"{CALIBRATION_ENV}={folder}: not a folder of face crops")
-    return folder
+    return env_folder(CALIBRATION_ENV, "face crops")
 
 
 def _sample(folder: Path) -> tuple[list[Path], list[Path]]:
