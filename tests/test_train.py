@@ -420,12 +420,12 @@ def test_ctrl_c_says_how_far_training_got(small_data: Path, tmp_path: Path) -> N
             break
     rest = proc.communicate(timeout=120)[1]
     assert proc.returncode == 130, "".join(lines) + rest
-    # the epoch said is the one whose checkpoint is on disk (Ctrl+C may land while it saves)
+    # the epoch said is the one whose checkpoint is on disk; an epoch logged is one saved
     ck = torch.load(tmp_path / "train" / "cut" / "checkpoint.pt", weights_only=False)
     said = (
         f"stopped after epoch {ck['state']['epoch']} of 1000: its checkpoint is kept; add --resume"
     )
-    assert ck["state"]["epoch"] >= 1 and said in rest, rest
+    assert ck["state"]["epoch"] >= 2 and said in rest, rest
     assert rest.endswith("mesolive: interrupted\n") and "Traceback" not in rest
 
 

@@ -652,16 +652,6 @@ class Trainer:
                 epoch_minutes = dist.share((time.monotonic() - t_epoch) / 60)
                 if not dist.main:
                     continue
-                unseen = metrics.get("val_unseen_auc", {})
-                log.info(
-                    "epoch %d: loss %.4f, val AUC %.4f (best %.4f), %.1f min%s",
-                    epoch,
-                    record["train_loss"],
-                    metrics["val_auc"],
-                    state["best_auc"],
-                    record["minutes"],
-                    "".join(f"; unseen {k!r} AUC {v:.4f}" for k, v in unseen.items()),
-                )
                 _atomic_save(
                     {
                         "model": model.state_dict(),
@@ -672,6 +662,16 @@ class Trainer:
                         **({"ema": ema.state_dict()} if ema is not None else {}),
                     },
                     self.checkpoint,
+                )
+                unseen = metrics.get("val_unseen_auc", {})
+                log.info(  # after the save: an epoch said is an epoch kept (Ctrl+C names it)
+                    "epoch %d: loss %.4f, val AUC %.4f (best %.4f), %.1f min%s",
+                    epoch,
+                    record["train_loss"],
+                    metrics["val_auc"],
+                    state["best_auc"],
+                    record["minutes"],
+                    "".join(f"; unseen {k!r} AUC {v:.4f}" for k, v in unseen.items()),
                 )
                 if self.on_epoch:
                     self.on_epoch(record)
