@@ -663,8 +663,10 @@ class Trainer:
                     },
                     self.checkpoint,
                 )
+                if self.on_epoch:
+                    self.on_epoch(record)
                 unseen = metrics.get("val_unseen_auc", {})
-                log.info(  # after the save: an epoch said is an epoch kept (Ctrl+C names it)
+                log.info(  # last: an epoch said is one saved and counted (Ctrl+C names it)
                     "epoch %d: loss %.4f, val AUC %.4f (best %.4f), %.1f min%s",
                     epoch,
                     record["train_loss"],
@@ -673,8 +675,6 @@ class Trainer:
                     record["minutes"],
                     "".join(f"; unseen {k!r} AUC {v:.4f}" for k, v in unseen.items()),
                 )
-                if self.on_epoch:
-                    self.on_epoch(record)
         if state["epoch"] == 0:  # the time limit came before the first epoch
             raise TrainingError(
                 f"--max-minutes {cfg.max_minutes:g} ended before the first epoch; nothing is "
