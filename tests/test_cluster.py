@@ -210,3 +210,25 @@ def test_ctrl_c_cancels_and_writes_the_partial_report(shared: Path, tmp_path: Pa
     assert entry["input"] == str(clips[0]) and entry["interrupted"]
     assert 0 < entry["frames"] < 751
     assert out.rstrip().endswith("(interrupted)")
+
+
+def test_ctrl_c_while_a_local_cluster_starts_waits_for_it() -> None:
+    """Interrupted half-way, ray.init left agents running for a minute after the scan
+    exited (and now and then the process crashed); Ctrl+C now lands after it returns,
+    where connect() shuts Ray down."""
+    from mesolive.commands.cluster import _ctrl_c_held
+
+    steps: list[str] = []
+
+    def start_a_cluster() -> None:
+        with _ctrl_c_held():
+            signal.raise_signal(signal.SIGINT)  # Ctrl+C half-way through ray.init
+            steps.append("ray.init went on to its end")
+
+    ignored = signal.signal(signal.SIGINT, signal.default_int_handler)  # as from a terminal
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            start_a_cluster()
+    finally:
+        signal.signal(signal.SIGINT, ignored)
+    assert steps == ["ray.init went on to its end"]

@@ -40,9 +40,11 @@ import logging
 import os
 import re
 import shutil
+import signal
 import socket
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -167,8 +169,28 @@ def connect(address: Address, *, verbose: int = 0) -> Any:
         "logging_level": logging.INFO if verbose else logging.ERROR,
     }
     try:
+        _init(ray, address, quiet)
+        resources = ray.cluster_resources()
+    except BaseException:
+        # Ctrl+C while a local cluster starts left its agents running (and sometimes
+        # crashed the process): what ray.init started ends here
+        ray.shutdown()
+        raise
+    log.info(
+        "Ray cluster %s: %g CPUs, %g GPUs",
+        redact(address.text),
+        resources.get("CPU", 0),
+        resources.get("GPU", 0),
+    )
+    return ray
+
+
+def _init(ray: Any, address: Address, quiet: dict[str, Any]) -> None:
+    """``ray.init`` for ``address``; :class:`ClusterError` where it cannot join or start."""
+    try:
         if address.kind == "local":
-            ray.init(address="local", num_cpus=address.cpus, include_dashboard=False, **quiet)
+            with _ctrl_c_held():
+                ray.init(address="local", num_cpus=address.cpus, include_dashboard=False, **quiet)
         elif address.kind == "auto":
             head = _running_head(address)
             if head:
@@ -182,14 +204,24 @@ def connect(address: Address, *, verbose: int = 0) -> Any:
     except (ConnectionError, RuntimeError, ValueError, TimeoutError, ray.exceptions.RayError) as e:
         # what ray.init raises for a cluster it cannot join, start or authenticate to
         raise ClusterError(f"--cluster {redact(address.text)}: {redact(describe(e))}") from e
-    resources = ray.cluster_resources()
-    log.info(
-        "Ray cluster %s: %g CPUs, %g GPUs",
-        redact(address.text),
-        resources.get("CPU", 0),
-        resources.get("GPU", 0),
-    )
-    return ray
+
+
+@contextlib.contextmanager
+def _ctrl_c_held() -> Iterator[None]:
+    """Ctrl+C waits for the block to end, then interrupts: a local cluster interrupted
+    while it starts leaves agents running that ``ray.shutdown`` does not know of (and
+    once in a while the process crashed). Outside the main thread, nothing is held."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pressed: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: pressed.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pressed:
+        raise KeyboardInterrupt
 
 
 # -- the models a task needs ----------------------------------------------------------
