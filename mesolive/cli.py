@@ -541,7 +541,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from mesolive.imageio import max_pixels
 
         max_pixels()  # a bad MESOLIVE_MAX_PIXELS is one line now, not one per image
-        check_settings()
+        if args.command != "doctor":  # which tells what is wrong with them
+            check_settings()
         if getattr(args, "model", "") is None:  # the verbs that score with one model
             from mesolive.models.registry import default_model
 

@@ -70,7 +70,18 @@ def test_doctor_says_whether_int8_runs_on_this_cpu(
     )
     assert main(["doctor", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["cpu_int8"] == {"flags": ["avx512_vnni"], "calibration": str(tmp_path)}
+    assert report["cpu_int8"] == {
+        "flags": ["avx512_vnni"],
+        "calibration": str(tmp_path),
+        "calibration_problem": "",
+    }
+    # a folder that is not there stops every other command; doctor says so and goes on
+    monkeypatch.setenv("MESOLIVE_CALIBRATION", str(tmp_path / "nowhere"))
+    assert main(["doctor"]) == 0
+    assert _rows(capsys.readouterr().out)["INT8 (CPU)"] == (
+        f"MESOLIVE_CALIBRATION={tmp_path / 'nowhere'}: not a folder of face crops: every "
+        "command but doctor stops on it"
+    )
 
 
 @without_gpu_stack

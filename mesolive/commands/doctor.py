@@ -24,6 +24,7 @@ import numpy as np
 from mesolive import __version__, paths
 from mesolive.backends import engine_cache as ec
 from mesolive.backends.gpuinfo import GpuStack, ModuleStatus, nvidia_smi_driver, probe_stack
+from mesolive.errors import InputError
 from mesolive.models import registry
 
 
@@ -199,9 +200,18 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
 def _cpu_int8() -> dict[str, Any]:
     """The CPU's native INT8 instructions and the INT8 calibration folder (none: empty)."""
     from mesolive.backends.cpuinfo import int8_flags
-    from mesolive.models.cpu_precision import CALIBRATION_ENV
+    from mesolive.models.cpu_precision import CALIBRATION_ENV, calibration_folder
 
-    return {"flags": list(int8_flags()), "calibration": os.environ.get(CALIBRATION_ENV, "")}
+    try:
+        calibration_folder()
+        problem = ""
+    except InputError as e:  # told here; every other command stops on it
+        problem = str(e)
+    return {
+        "flags": list(int8_flags()),
+        "calibration": os.environ.get(CALIBRATION_ENV, ""),
+        "calibration_problem": problem,
+    }
 
 
 def _cpu_bf16() -> dict[str, Any]:
@@ -234,6 +244,8 @@ def _int8_text(r: dict[str, Any]) -> str:
     from mesolive.backends.cpuinfo import INT8_FLAGS
     from mesolive.models.cpu_precision import CALIBRATION_ENV
 
+    if r["calibration_problem"]:
+        return f"{r['calibration_problem']}: every command but doctor stops on it"
     if not r["flags"]:
         return f"no VNNI/AMX (none of {', '.join(INT8_FLAGS)}): --precision auto runs fp32"
     where = (
