@@ -145,9 +145,19 @@ def test_doctor_lists_engines_and_why_they_cannot_run(
 def test_doctor_downloads_nothing(tmp_path: Path) -> None:
     env = {"MESOLIVE_MODEL_DIR": "", "MESOLIVE_CACHE_DIR": str(tmp_path), "MESOLIVE_OFFLINE": "1"}
     r = run_mesolive(["doctor"], env=env)
-    assert r.returncode == 0, r.stderr
     # the default ships inside the package: it runs, and nothing is fetched
     assert f"ok: {MODEL} scored 8 faces" in r.stdout
+    assert not (tmp_path / "models").exists()
+    # but offline, with no detector cached, no scan can run: it said "ok" all the same
+    assert r.returncode == 1, r.stderr
+    assert _rows(r.stdout)["detector"].startswith(
+        "MISSING: det_500m.onnx is not cached and MESOLIVE_OFFLINE is on: scans fail"
+    )
+    online = run_mesolive(["doctor"], env={**env, "MESOLIVE_OFFLINE": "0"})
+    assert online.returncode == 0, online.stderr
+    assert _rows(online.stdout)["detector"] == (
+        "ok: downloaded on first use (det_500m.onnx of insightface's buffalo_sc pack)"
+    )
     assert not (tmp_path / "models").exists()
 
 

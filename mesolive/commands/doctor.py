@@ -4,8 +4,9 @@ Prints the GPU, driver, CUDA, TensorRT, pycuda, ONNX Runtime and its
 providers, whether the CPU multiplies 8-bit integers natively (VNNI/AMX, which
 ``--precision auto`` needs for INT8), the engines in the engine folder and
 whether each matches this machine, and which back end ``--backend auto``
-would pick. It downloads nothing. Exit code 0 when the CPU path (ONNX Runtime
-on the CPU) works, 1 when it does not.
+would pick, and where scans take the face detector from. It downloads
+nothing. Exit code 0 when the CPU path (ONNX Runtime on the CPU) works and a
+scan would find its detector, 1 when not.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 from mesolive import __version__, paths
 from mesolive.backends import engine_cache as ec
 from mesolive.backends.gpuinfo import GpuStack, ModuleStatus, nvidia_smi_driver, probe_stack
+from mesolive.detect.scrfd import detector_status
 from mesolive.errors import InputError
 from mesolive.models import registry
 
@@ -194,6 +196,7 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
         "tensorrt_path": "ready" if stack.ready else stack.summary(),
         "auto_backend": _auto_choice(stack, engines, providers),
         "cpu_path": cpu,
+        "detector": dict(zip(("ok", "detail"), detector_status(args.model_dir), strict=True)),
     }
 
 
@@ -290,6 +293,8 @@ def _print(r: dict[str, Any]) -> None:
     _row("auto backend", r["auto_backend"])
     cpu = r["cpu_path"]
     _row("CPU path", f"{'ok' if cpu['ok'] else 'FAILED'}: {cpu['detail']}")
+    det = r["detector"]
+    _row("detector", f"{'ok' if det['ok'] else 'MISSING'}: {det['detail']}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -299,4 +304,4 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         _print(report)
-    return 0 if report["cpu_path"]["ok"] else 1
+    return 0 if report["cpu_path"]["ok"] and report["detector"]["ok"] else 1

@@ -313,6 +313,28 @@ def resolve_detector(
     return fetch_pack_detector()
 
 
+def detector_status(model_dir: str | os.PathLike[str] | None = None) -> tuple[bool, str]:
+    """Whether a scan finds its detector here, and where from, without downloading it
+    (:func:`resolve_detector`'s order; ``doctor``). Checksums are checked on use."""
+    from mesolive.models.registry import list_detectors
+
+    override = paths.model_dir_override(model_dir)
+    if override is not None and (override / DYNAMIC_FILE).is_file():
+        return True, f"{override / DYNAMIC_FILE} (model folder)"
+    spec = next((d for d in list_detectors() if d.name == PACK_DETECTOR), None)
+    if spec is None:
+        return False, f"the model manifest has no {PACK_DETECTOR!r} detector entry"
+    cached = paths.cache_dir() / "models" / spec.name / spec.file
+    if cached.is_file():
+        return True, f"{cached} (cached)"
+    if env_flag("MESOLIVE_OFFLINE"):
+        return False, (
+            f"{spec.file} is not cached and MESOLIVE_OFFLINE is on: scans fail; "
+            f"pass --detector PATH.onnx or --model-dir with {DYNAMIC_FILE}"
+        )
+    return True, f"downloaded on first use ({spec.file} of insightface's {spec.name} pack)"
+
+
 def fetch_pack_detector(*, progress: bool = True) -> Path:
     """``det_500m.onnx`` of insightface's ``buffalo_sc`` pack, from the cache or downloaded.
 
