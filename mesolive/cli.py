@@ -370,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", choices=["meso4", "mesoinception4"], default="meso4")
     p.add_argument("--init", default="scratch", help="a model name to fine-tune, or scratch")
     p.add_argument("--name", required=True, help="name of the new model")
-    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--epochs", type=int, default=30, help="epochs at most (default: 30)")
     p.add_argument("--batch", type=int, default=75)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         data=tuple(args.data),
         arch=args.arch,
         init=args.init,
-        epochs=30 if args.epochs is None else args.epochs,
+        epochs=args.epochs,
         batch=args.batch,
         lr=args.lr,
         lr_step=args.lr_step,
