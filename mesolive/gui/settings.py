@@ -144,10 +144,6 @@ def save(qs: QSettings, s: UiSettings) -> None:
     qs.setValue("alert/notify", bool(s.alert_notify))
 
 
-CLI_FIELDS = ("models", "threshold", "det_size", "every", "alert_seconds")
-"""The settings :func:`apply_cli` may set from the command line."""
-
-
 def apply_cli(s: UiSettings, args: Any) -> UiSettings:
     """Every option given on the command line overrides the kept setting, for this run.
 

@@ -9,7 +9,6 @@ with (models, detection size, interval, looping) asks for a restart.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QByteArray, QObject, QSettings, QTimer, Signal
@@ -52,16 +51,7 @@ class SettingsController(QObject):
         self.args = args
         self.qsettings = qsettings
         self.presenter = presenter
-        kept = ui_settings.load(qsettings)
-        self.settings = ui_settings.apply_cli(dataclasses.replace(kept), args)
-        # what the command line set is this run's: kept settings return at the next start,
-        # unless the Settings tab changes it meanwhile
-        self._kept = {
-            f: getattr(kept, f)
-            for f in ui_settings.CLI_FIELDS
-            if getattr(kept, f) != getattr(self.settings, f)
-        }
-        self._given = {f: getattr(self.settings, f) for f in self._kept}
+        self.settings = ui_settings.apply_cli(ui_settings.load(qsettings), args)
         presenter.set_rule(self.settings.threshold, self.settings.alert_seconds)
         self.controls = ControlsPanel(self.settings)
         forced = paths.model_dir_override(getattr(args, "model_dir", None))
@@ -121,11 +111,7 @@ class SettingsController(QObject):
     def save(self, window: QWidget, splitter: QSplitter) -> None:
         """Keep the Settings tab's values, ``window``'s geometry and its ``splitter``."""
         self.controls.store(self.settings)
-        keep = dataclasses.replace(self.settings)
-        for f, given in self._given.items():
-            if getattr(keep, f) == given:  # as the command line gave it: not kept
-                setattr(keep, f, self._kept[f])
-        ui_settings.save(self.qsettings, keep)
+        ui_settings.save(self.qsettings, self.settings)
         self.qsettings.setValue("window/geometry", window.saveGeometry())
         self.qsettings.setValue("window/splitter", splitter.saveState())
         self.qsettings.sync()

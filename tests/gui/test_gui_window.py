@@ -86,18 +86,6 @@ def test_command_line_overrides_kept_settings(qtbot, qsettings):
     assert win.settings.threshold == pytest.approx(0.7)  # not given: the kept one
     assert win.controls.models() == ("mesoinception4-f2f",)
     win.shutdown()
-    # for that run only: the kept settings come back at the next start
-    kept = ui_settings.load(qsettings)
-    assert (kept.every, kept.models) == (4, ui_settings.UiSettings().models)
-
-
-def test_a_command_line_value_changed_in_the_settings_tab_is_kept(qtbot, qsettings):
-    ui_settings.save(qsettings, ui_settings.UiSettings(every=4))
-    win = MainWindow(parse("--every", "2"), qsettings)
-    qtbot.addWidget(win)
-    win.controls.every.setValue(3)  # the user's own choice, made in the app
-    win.shutdown()
-    assert ui_settings.load(qsettings).every == 3
 
 
 def test_the_alert_time_from_the_command_line_reaches_the_pipeline(qtbot, qsettings):
