@@ -145,7 +145,8 @@ def save(qs: QSettings, s: UiSettings) -> None:
 
 
 def apply_cli(s: UiSettings, args: Any) -> UiSettings:
-    """Every option given on the command line overrides the kept setting, for this run.
+    """Every option given on the command line overrides the kept setting (and, like the
+    Settings tab's values, is kept when the app closes).
 
     Options not given are None (the parser has no defaults for them), so a
     value equal to the default (``--threshold 0.5``) still wins.
