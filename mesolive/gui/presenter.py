@@ -494,7 +494,7 @@ class Presenter(QObject):
             return
         if was_lost and status is ReadStatus.OK:
             self.source_lost.emit("")
-        elif status is ReadStatus.OK and self._capture is not None and self._capture.note:
+        if status is ReadStatus.OK and self._capture is not None and self._capture.note:
             # read otherwise than asked (a window from the screen under it): say so
             self.message.emit(Level.WARNING, message)
         elif status is ReadStatus.OK and message.startswith("reconnected"):

@@ -173,6 +173,7 @@ def test_a_lost_live_source_shows_no_stale_verdict(window, qtbot, display):
         assert "Lost call" in window.video.lost and window.video.result is not None
         make_window(disp, "Lost call", 40, 40, 320, 240, BLUE)
         qtbot.waitUntil(lambda: window.video.lost == "", timeout=WAIT_MS)
+        assert window.banner.label.text().startswith("reconnected")  # and says so
         window.stop()
     finally:
         disp.close()
