@@ -415,8 +415,8 @@ class MainWindow(QMainWindow):
             hide_own_windows(())
             return
         g, dpr = self.frameGeometry(), self.devicePixelRatioF() or 1.0  # mss counts pixels
-        box = (round(g.x() * dpr), round(g.y() * dpr), round(g.width() * dpr))
-        hide_own_windows((Region(*box, round(g.height() * dpr)),))
+        x, y, w, h = (round(v * dpr) for v in (g.x(), g.y(), g.width(), g.height()))
+        hide_own_windows((Region(x, y, w, h),))
 
     def moveEvent(self, event: QMoveEvent) -> None:
         super().moveEvent(event)

@@ -121,12 +121,12 @@ class VideoFile:
         self, stem: Path, codecs: Sequence[tuple[str, str]]
     ) -> tuple[cv2.VideoWriter, Path, str]:
         tried = []
+        quiet_opencv()  # FFmpeg's own chatter too
         for fourcc, ext in codecs:
             if fourcc in _broken_codecs:
                 continue
             tried.append(fourcc)
             path = unique_path(stem, ext)
-            quiet_opencv()  # FFmpeg's own chatter too
             with silent_opencv():  # a codec missing here is said below, in one line
                 writer = cv2.VideoWriter(
                     str(path), cv2.VideoWriter.fourcc(*fourcc), self.fps, self.size

@@ -11,9 +11,9 @@ so tests drive it (and the GUI behind it) with scores given by hand.
 Alerts live here, not in the GUI, so that ``scan`` reports the same alerts
 the app raises: a face whose live verdict has been FAKE without a break for
 ``rule.alert_seconds`` raises one; its verdict must leave FAKE to re-arm it.
-Time is the source's (``Frame.pts``, else the capture time since the input's first frame), so a file
-scanned faster than real time alerts at the same moments of the video as
-when it is watched.
+Time is the source's (``Frame.pts``, else the capture time since the
+input's first frame), so a file scanned faster than real time alerts at the
+same moments of the video as when it is watched.
 """
 
 from __future__ import annotations
