@@ -324,7 +324,7 @@ def detector_status(model_dir: str | os.PathLike[str] | None = None) -> tuple[bo
     spec = next((d for d in list_detectors() if d.name == PACK_DETECTOR), None)
     if spec is None:
         return False, f"the model manifest has no {PACK_DETECTOR!r} detector entry"
-    cached = paths.cache_dir() / "models" / spec.name / spec.file
+    cached = _pack_path(spec)
     if cached.is_file():
         return True, f"{cached} (cached)"
     if env_flag("MESOLIVE_OFFLINE"):
@@ -333,6 +333,11 @@ def detector_status(model_dir: str | os.PathLike[str] | None = None) -> tuple[bo
             f"pass --detector PATH.onnx or --model-dir with {DYNAMIC_FILE}"
         )
     return True, f"downloaded on first use ({spec.file} of insightface's {spec.name} pack)"
+
+
+def _pack_path(spec: DetectorSpec) -> Path:
+    """Where the detector of the pack ``spec`` is cached."""
+    return paths.cache_dir() / "models" / spec.name / spec.file
 
 
 def fetch_pack_detector(*, progress: bool = True) -> Path:
@@ -372,8 +377,8 @@ def fetch_pack(spec: DetectorSpec, *, progress: bool = True) -> Path:
 
     if not (spec.sha256 and spec.archive_sha256):
         raise ModelError(f"the model manifest pins no sha256 for the {spec.name!r} pack")
-    folder = paths.cache_dir() / "models" / spec.name
-    target = folder / spec.file
+    target = _pack_path(spec)
+    folder = target.parent
     if target.is_file():
         if sha256_file(target) == spec.sha256:
             return target
