@@ -301,7 +301,11 @@ class Trainer:
             )
         if self.resume and not self.checkpoint.exists():
             raise TrainingError(f"no checkpoint to resume in {self.work_dir}")
-        if self.resume:  # before any face is cut
+
+    def _check_resume(self) -> None:
+        """A resumed run goes on with the checkpoint's network and recipe (before any
+        face is cut)."""
+        if self.resume:
             saved = torch.load(self.checkpoint, weights_only=False)["config"]
             if saved["arch"] != self.cfg.arch:
                 raise TrainingError(f"the checkpoint is {saved['arch']}, not {self.cfg.arch}")
@@ -449,6 +453,7 @@ class Trainer:
         if cfg.device == "cuda" and not torch.cuda.is_available():
             raise TrainingError("--device cuda: torch sees no CUDA GPU here; use --device cpu")
         self._check_name()
+        self._check_resume()
         self._check_init()
         self.dist = distributed.setup(cfg.device)
         if not self.dist.main:  # one voice: rank 0 logs, the others only warn
