@@ -118,6 +118,11 @@ class FrameToView:
         )
 
 
+def detection_box(face: FaceResult) -> Sequence[float]:
+    """A face's box as the detector found it, in frame pixels."""
+    return face.xyxy
+
+
 class OverlayPainter:
     """Draws a result's faces with per-track score histories.
 
@@ -131,7 +136,7 @@ class OverlayPainter:
         self.line_width = line_width
         # Where a face's box goes, in frame pixels: its detection box, or (set by the
         # overlay where the capture sees it) a box clear of what the classifier reads.
-        self.box_of: Callable[[FaceResult], Sequence[float]] = lambda face: face.xyxy
+        self.box_of: Callable[[FaceResult], Sequence[float]] = detection_box
         self._font = QFont()
         self._font.setBold(True)
         self._font.setPixelSize(max(11, round(4.5 * line_width)))

@@ -95,8 +95,9 @@ class OverlayController(QObject):
         if region != win.region:
             log.debug("overlay over %s", region)
             win.place(region)
-            if self.presenter.capture_sees_overlay():  # known once the source is open
-                win.keep_clear_of_crops(self._crop_scale())
+            # known once the source is open; a new source may read otherwise
+            sees = self.presenter.capture_sees_overlay()
+            win.keep_clear_of_crops(self._crop_scale() if sees else None)
         if not win.isVisible():
             win.show()
 

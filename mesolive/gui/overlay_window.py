@@ -26,7 +26,7 @@ from PySide6.QtGui import QGuiApplication, QPainter, QPaintEvent, QRegion
 from PySide6.QtWidgets import QWidget
 
 from mesolive.align.crop import crop_bounds
-from mesolive.gui.overlay import FrameToView, OverlayPainter
+from mesolive.gui.overlay import FrameToView, OverlayPainter, detection_box
 from mesolive.types import FaceResult, FrameResult
 
 log = logging.getLogger(__name__)
@@ -89,13 +89,17 @@ class OverlayWindow(QWidget):
         self._use_mask = not _compositing()
         self.region: tuple[int, int, int, int] | None = None
 
-    def keep_clear_of_crops(self, scale: float) -> None:
-        """Draw each box just outside the face's crop square at contract ``scale``.
+    def keep_clear_of_crops(self, scale: float | None) -> None:
+        """Draw each box just outside the face's crop square at contract ``scale``, or
+        (None) on the face's detection box.
 
         For a capture that sees this window (the screen under it): a box drawn on
         the face would be read back into the next frame's crop, and a red box
         makes the face look more fake, which makes the box red.
         """
+        if scale is None:
+            self.overlay.box_of = detection_box
+            return
         pad = self.overlay.line_width + 2  # frame pixels: the pen's half width and more
 
         def clear(face: FaceResult) -> np.ndarray:

@@ -150,6 +150,8 @@ def test_a_captured_overlay_draws_nothing_the_classifier_reads(qtbot, scale: flo
     assert crop_after_painting(win).any()  # on the face: the classifier reads the box
     win.keep_clear_of_crops(scale)
     assert not crop_after_painting(win).any()
+    win.keep_clear_of_crops(None)  # a source with its own pixels comes next: boxes on faces
+    assert crop_after_painting(win).any()
 
 
 @needs_xvfb
