@@ -164,12 +164,13 @@ def collect(paths: Iterable[str | Path]) -> list[Item]:
     in one line.
     """
     given = [Path(p) for p in paths]
-    roots = list(dict.fromkeys(Path(os.path.abspath(p if p.is_dir() else p.parent)) for p in given))
+    root = {p: Path(os.path.abspath(p if p.is_dir() else p.parent)) for p in given}
+    roots = list(dict.fromkeys(root.values()))
     names = dict(zip(roots, short_names(roots), strict=True))
     items: dict[Path, Item] = {}
     repeated = 0
     for p in given:
-        source = names[Path(os.path.abspath(p if p.is_dir() else p.parent))]
+        source = names[root[p]]
         if p.is_dir():
             found = from_folder(p, source)
         elif p.is_file() and p.suffix.lower() == ".csv":
