@@ -172,6 +172,29 @@ def test_a_node_copy_failing_its_checksum_is_refused(shared: Path, tmp_path: Pat
     assert copy.read_bytes() == detector[:-1] + b"\0"  # refused, not silently replaced
 
 
+def test_a_nodes_tasks_share_what_it_judged_of_the_precisions(shared: Path, tmp_path: Path) -> None:
+    # --precision auto judges bfloat16/INT8 once per model and machine; each task's
+    # private cache is removed after it, so the node keeps the verdicts for its next tasks.
+    images = [str(p) for p in sorted((shared / "faces" / "dfdc" / "real").iterdir())[:2]]
+    env = {"MESOLIVE_CACHE_DIR": str(tmp_path / "cache"), "MESOLIVE_CALIBRATION": ""}
+
+    def backend(name: str) -> str:
+        js = tmp_path / f"{name}.json"
+        proc = mesolive("scan", *images, "--cluster", "local:1", "--json", str(js), env=env)
+        assert proc.returncode in (0, 1), proc.stdout + proc.stderr
+        return json.loads(js.read_text())["backend"]
+
+    first = backend("first")
+    kept = list((tmp_path / "cache" / "cluster" / "judged").glob("*/*.verdict.json"))
+    if first == "onnxruntime-cpu":
+        pytest.skip("this CPU or install has no reduced precision for the default model")
+    assert first == "openvino-cpu-bf16" and len(kept) == 1
+    verdict = json.loads(kept[0].read_text())
+    kept[0].write_text(json.dumps({**verdict, "speedup": 0.5}))  # as if measured slower here
+    assert backend("second") == "onnxruntime-cpu"  # read, not measured again
+    assert json.loads(kept[0].read_text())["speedup"] == 0.5
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the worker in /proc")
 def test_ctrl_c_cancels_and_writes_the_partial_report(shared: Path, tmp_path: Path) -> None:
     tag = uuid.uuid4().hex[:12]

@@ -20,7 +20,11 @@ files change under it needs a look. A task sees only the shipped files: a
 private cache folder (``<cache>/cluster/tasks/``, removed after the task)
 holds the graphs under the names the registry expects (``MESOLIVE_CACHE_DIR``
 for the task's duration) with ``MESOLIVE_OFFLINE`` on, so a worker never
-downloads or converts a model of its own.
+downloads or converts a model of its own. What a task works out from the
+shipped graphs on its node (the reduced-precision verdicts and INT8 graphs of
+``--precision auto``, measured once per model and machine) is kept for the
+node's later tasks in ``<cache>/cluster/judged/<node>/`` (:func:`_keep_judged`),
+as a local scan keeps it in its cache.
 
 Inputs are opened by the workers: a path must name the same file on every
 node (a shared file system), or be a URL the nodes can reach.
@@ -70,6 +74,7 @@ unreachable head (GCS) address for minutes, so the port is tried first.
 CLIENT_PORT = 10001  # Ray Client's default port on the head node
 CANCEL_GRACE = 5.0  # seconds for cancelled scans to send what they saw
 STORE = "cluster"  # the worker's folder of shipped files, under its cache
+JUDGED = "judged"  # under STORE: what this node's tasks measured of the shipped graphs
 NEEDS_RAY = "--cluster needs Ray: pip install 'mesolive[cluster]'"
 
 _LOCAL = re.compile(r"local(?::(\d+))?")
@@ -346,8 +351,44 @@ def _task_models(files: list[ModelFile], config: PipelineConfig) -> Iterator[Pip
                 shutil.copyfile(path, cache / "models" / USER_REGISTRY)
             else:
                 detector = str(path)
+        judged = store / JUDGED / socket.gethostname()
+        shipped = {cache / "onnx" / f.name for f, _ in stored if f.kind == "graph"}
+        shipped |= {graph_record_path(graph) for graph in shipped}
+        if judged.is_dir():
+            for path in judged.iterdir():
+                here = cache / "onnx" / path.name
+                if here not in shipped and not path.name.startswith("."):  # "." is being written
+                    shutil.copyfile(path, here)
         with _environ(MESOLIVE_CACHE_DIR=str(cache), MESOLIVE_OFFLINE="1"):
             yield replace(config, detector=detector, model_dir=None, threads=config.threads or 1)
+        _keep_judged(cache / "onnx", judged, shipped)
+
+
+def _keep_judged(onnx: Path, judged: Path, shipped: set[Path]) -> None:
+    """Keep what a task wrote beside the shipped graphs for the node's later tasks.
+
+    Those files (``*.verdict.json``, INT8 graphs and their checksum records)
+    are named by a key of everything they depend on; the task read the kept
+    ones it was given and wrote anew only what was missing or unusable, so a
+    file that differs from the kept one replaces it. A kept graph is checked
+    against its record on use, like any cached graph. Not keeping them costs
+    the next task the time to judge again, so a folder that cannot be written
+    is a warning.
+    """
+    from mesolive.paths import write_bytes_atomic
+
+    for path in onnx.iterdir():
+        kept = judged / path.name
+        if path in shipped:
+            continue
+        try:
+            data = path.read_bytes()
+            if kept.is_file() and kept.read_bytes() == data:
+                continue
+            judged.mkdir(parents=True, exist_ok=True)
+            write_bytes_atomic(kept, data)  # tasks on one node may keep it at once
+        except OSError as e:
+            log.warning("%s: not kept for later tasks (%s)", kept, e.strerror or e)
 
 
 # -- one task -------------------------------------------------------------------------
