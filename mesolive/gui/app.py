@@ -283,7 +283,7 @@ def run(args: Any) -> int:
             return
         quit_code.append(128 + signum)
         log.info("%s: quitting", name)
-        window.close()  # the normal path: closeEvent stops the threads and saves settings
+        window.close_now()  # the normal path: closeEvent stops the threads and saves settings
         app.quit()  # also ends a modal dialog's loop
 
     restore = _install_signal_handlers(on_signal)

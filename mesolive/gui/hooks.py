@@ -420,7 +420,7 @@ class TestingHooks(QObject):
             self._memory.stop()
             self._sample_rss()  # the last sample while running, before the pipeline is freed
             self._trace_end()
-        self.window.close()
+        self.window.close_now()
         app = QGuiApplication.instance()
         if app is not None:
             app.quit()

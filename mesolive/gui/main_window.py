@@ -39,6 +39,7 @@ from mesolive.gui.session_status import SessionStatus
 from mesolive.gui.settings_controller import SettingsController
 from mesolive.gui.source_picker import SourcePickerDialog
 from mesolive.gui.timeline import TimelinePanel
+from mesolive.gui.unexported import UnexportedAlerts
 from mesolive.gui.video_view import VideoView
 from mesolive.sources.screen import Region, hide_own_windows
 from mesolive.types import FrameResult
@@ -56,7 +57,8 @@ class MainWindow(QMainWindow):
     It lays out the widgets and owns the actions; the parts are its
     controllers: :attr:`config` (settings and command line),
     :attr:`status` (status bar), :attr:`alerts`, :attr:`recording`,
-    :attr:`exporter` and :attr:`overlay`.
+    :attr:`exporter`, :attr:`unexported` (asks before alerts are discarded)
+    and :attr:`overlay`.
     """
 
     EXPORT_JOIN_TIMEOUT = 10.0  # seconds the window waits at close for files being written
@@ -80,6 +82,9 @@ class MainWindow(QMainWindow):
         self.recording = RecordingController(self.presenter, self.video.overlay, self)
         self.exporter = ExportController(
             self.presenter, self.video, self.session_info, self.alerts.report_files, self
+        )
+        self.unexported = UnexportedAlerts(
+            self.alerts.history, self.exporter, self.presenter, self.export_report, self
         )
         self._build_actions()
         self.key_guard = KeyGuard(self)  # single-key shortcuts stay out of text fields
@@ -170,7 +175,7 @@ class MainWindow(QMainWindow):
         self.act_panel = self._action("Side &panel", "Ctrl+B", self._toggle_panel, checkable=True)
         self.act_panel.setChecked(True)
         self.act_fullscreen = self._action("&Full screen", "F11", self._toggle_fullscreen)
-        self.act_quit = self._action("&Quit", "Ctrl+Q", self.close)
+        self.act_quit = self._action("&Quit", "Ctrl+Q", self.close)  # asks about alerts
         self.act_shortcuts = self._action("&Keyboard shortcuts", "F1", lambda: show_shortcuts(self))
 
         menu = self.menuBar()
@@ -250,12 +255,18 @@ class MainWindow(QMainWindow):
             self.set_overlay_mode(True)  # over the new source, or off with the reason
         return ok
 
+    def open_source(self, uri: str, doing: str = "Starting a new session") -> None:
+        """Start ``uri`` as the user asked, once the alerts a new session discards are
+        exported or given up (:class:`UnexportedAlerts`)."""
+        if not self.unexported.ask(doing, lambda: self.start_source(uri)):
+            self.start_source(uri)
+
     def start(self) -> None:
         if self.presenter.state is State.PAUSED:
             self.presenter.set_paused(False)
         elif not self.presenter.running:
             if self.settings.source:
-                self.start_source(self.settings.source)
+                self.open_source(self.settings.source)
             else:
                 self.choose_source()
 
@@ -275,7 +286,7 @@ class MainWindow(QMainWindow):
 
         def done(code: int) -> None:
             if code == QDialog.DialogCode.Accepted and dlg.uri():
-                self.start_source(dlg.uri())
+                self.open_source(dlg.uri())
 
         dlg.finished.connect(done)
         dlg.open()
@@ -283,7 +294,7 @@ class MainWindow(QMainWindow):
 
     def _restart_if_running(self) -> None:
         if self.presenter.running and self.presenter.uri:
-            self.start_source(self.presenter.uri)
+            self.open_source(self.presenter.uri, "Restarting the session with the new settings")
 
     # -- results and messages -------------------------------------------------------------
 
@@ -343,7 +354,10 @@ class MainWindow(QMainWindow):
 
     def export_report(self, folder: str | None = None) -> bool:
         """Start exporting the session report (see :meth:`ExportController.export_report`)."""
-        return self.exporter.export_report(folder)
+        started = self.exporter.export_report(folder)
+        if started:
+            self.unexported.export_started()
+        return started
 
     # -- recording ---------------------------------------------------------------------
 
@@ -403,8 +417,16 @@ class MainWindow(QMainWindow):
         return ok
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        if self._shut_down is None and self.unexported.ask("Quitting", self.close_now):
+            event.ignore()  # closed again once the alerts are exported or discarded
+            return
         self.shutdown()
         event.accept()
+
+    def close_now(self) -> None:
+        """Close without asking about unexported alerts (a quit signal, the testing hooks)."""
+        self.unexported.waive()
+        self.close()
 
     # -- out of screen captures ----------------------------------------------------------
 
