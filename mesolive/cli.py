@@ -71,6 +71,18 @@ def _decay(text: str) -> float:
     return value
 
 
+def _kind_weight(text: str) -> tuple[str, int]:
+    """An argparse type of ``train``: ``KIND=N``, N a whole number ≥ 1 (KIND may hold ``=``)."""
+    kind, eq, n = text.rpartition("=")
+    try:
+        weight = int(n)
+    except ValueError:
+        weight = 0
+    if not (eq and kind and weight >= 1):
+        raise argparse.ArgumentTypeError(f"{text!r} is not KIND=N with N a whole number ≥ 1")
+    return kind, weight
+
+
 def _backend(text: str) -> str:
     """An argparse type: a back-end name, or ``triton://HOST:PORT`` (checked when it opens)."""
     if text in BACKENDS or text.startswith("triton://"):
@@ -408,6 +420,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="never train on this kind of face (a labels CSV's kind column, e.g. a "
         "forgery method), nor on the rest of its groups; validate on it as something "
         "new, and count it in the best-epoch choice (repeatable)",
+    )
+    p.add_argument(
+        "--kind-weight",
+        action="append",
+        default=[],
+        type=_kind_weight,
+        metavar="KIND=N",
+        help="draw each training face of this kind (a labels CSV's kind column) N times "
+        "an epoch, before --balance evens the classes: more of what you most need to "
+        "catch (repeatable)",
     )
     p.add_argument(
         "--max-minutes",

@@ -179,6 +179,7 @@ def test_a_run_that_never_beats_its_start_says_so(small_data: Path, tmp_path: Pa
         ({"seed": -1}, "--seed -1"),
         ({"threads": 0}, "--threads 0"),
         ({"val_sizes": (96, 0)}, "--val-sizes 0"),
+        ({"kind_weights": (("GAN face", 0),)}, "--kind-weight GAN face=0"),
     ],
 )
 def test_a_setting_no_run_can_honour_is_refused(setting: dict, said: str) -> None:
@@ -355,7 +356,10 @@ def test_resume_continues_from_checkpoint(small_data: Path, tmp_path: Path) -> N
     assert "validation split differs" in regrouped.stderr
     assert regrouped.stderr.count("error") == 1, regrouped.stderr
     # another recipe: the card would describe weights trained half under the first one
-    changes = (("--dropout", "0.5"), ("--crop-scale", "0.77"), ("--augment", "call"))
+    changes = (
+        ("--dropout", "0.5"), ("--crop-scale", "0.77"), ("--augment", "call"),
+        ("--kind-weight", "fake=2"),
+    )  # fmt: skip
     for change in (*changes, ("--val-split", "0.5")):
         other = mesolive(
             "train", str(small_data), "--name", "resumed", "--epochs", "2", "--resume",
@@ -502,6 +506,9 @@ def test_a_labels_row_naming_a_missing_file_is_counted_not_fatal(
         ("--self-blend", "1.5", "argument --self-blend: 1.5 is not between 0 and 1"),
         ("--ema", "1", "argument --ema: 1 never moves the average"),
         ("--ema", "x", "argument --ema: 'x' is not a number"),
+        ("--kind-weight", "swap", "argument --kind-weight: 'swap' is not KIND=N"),
+        ("--kind-weight", "swap=1.5", "argument --kind-weight: 'swap=1.5' is not KIND=N"),
+        ("--kind-weight", "=3", "argument --kind-weight: '=3' is not KIND=N"),
     ],
 )
 def test_recipe_values_out_of_range_are_refused(
@@ -678,6 +685,37 @@ def test_balance_draws_the_smaller_class_again() -> None:
     assert set(order) == set(range(100))  # every face still comes once at least
     assert np.array_equal(order, trainer._epoch_order(faces, 1))
     assert not np.array_equal(order, trainer._epoch_order(faces, 2))
+
+
+def test_kind_weight_draws_that_kind_n_times_before_the_balance() -> None:
+    from mesolive.train.data import FaceSet
+    from mesolive.train.trainer import TrainConfig, Trainer
+
+    labels = np.array([0] * 90 + [1] * 10)
+    kinds = np.array(["real"] * 90 + ["swap=x"] * 4 + ["gan"] * 6)  # a kind may hold "="
+    names = np.arange(100).astype(str)
+    faces = FaceSet(np.zeros((100, 1, 1, 3), np.uint8), labels, names, names, kinds, names)
+    plain = Trainer(TrainConfig(name="x", data=(), kind_weights=(("swap=x", 3),)))
+    order = plain._epoch_order(faces, 1)
+    assert len(order) == 108 and set(order) == set(range(100))
+    assert np.bincount(order, minlength=100)[90:].tolist() == [3] * 4 + [1] * 6
+    trainer = Trainer(TrainConfig(name="x", data=(), balance=True, kind_weights=(("swap=x", 3),)))
+    order = trainer._epoch_order(faces, 1)
+    drawn = kinds[order]
+    assert (drawn == "real").sum() == (labels[order] == 1).sum() == 90
+    assert 0.5 < (drawn == "swap=x").sum() / 90 < 0.8  # 12 of 18 fake slots, in expectation
+
+
+def test_a_kind_weight_naming_no_kind_is_refused_before_training(
+    small_data: Path, tmp_path: Path
+) -> None:
+    env = {"MESOLIVE_CACHE_DIR": str(tmp_path)}
+    out = mesolive(
+        "train", str(small_data), "--name", "w", "--kind-weight", "inswapper=4", *TRAIN, env=env
+    )
+    assert out.returncode == 2
+    assert out.stderr.startswith("mesolive: error: --kind-weight 'inswapper': nothing of that kind")
+    assert not (tmp_path / "models").exists()
 
 
 def test_training_faces_are_cut_by_the_models_contract(

@@ -62,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         keep_init=args.keep_init,
         crop_scale=args.crop_scale,
         balance=args.balance,
+        kind_weights=tuple(args.kind_weight),
         threads=args.threads,
         augment=PRESETS[args.augment],
     )

@@ -209,13 +209,14 @@ def _need_both_classes(labels: np.ndarray, message: str) -> None:
         raise InputError(message)
 
 
-def check_kinds(present: Iterable[str], kinds: Sequence[str]) -> None:
-    """One line naming the kinds the data has, when ``kinds`` names one it lacks."""
+def check_kinds(present: Iterable[str], kinds: Sequence[str], flag: str = "--unseen-kind") -> None:
+    """One line naming the kinds the data has, when ``kinds`` (given by ``flag``) names one
+    it lacks."""
     have = sorted(set(present))
     for kind in kinds:
         if kind not in have:
             known = ", ".join(map(repr, have[:12])) + (", ..." if len(have) > 12 else "")
-            raise InputError(f"--unseen-kind {kind!r}: nothing of that kind (the data has {known})")
+            raise InputError(f"{flag} {kind!r}: nothing of that kind (the data has {known})")
 
 
 def unseen_aside(

@@ -104,6 +104,9 @@ class TrainConfig:
     crop_scale: float = 1.0
     # draw the smaller class again each epoch until both classes are as large
     balance: bool = False
+    # (kind, n): each training face of that kind (a labels CSV's kind column) is drawn
+    # n times an epoch, before --balance evens the classes
+    kind_weights: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
         """Refuse a setting no run can honour, in one line naming its option.
@@ -124,6 +127,9 @@ class TrainConfig:
         for flag, value in whole:
             check_count(flag, value)
         check_count("--seed", self.seed, least=0)
+        for kind, n in self.kind_weights:
+            if n < 1:
+                raise InputError(f"--kind-weight {kind}={n}: expected a whole number ≥ 1")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise InputError(f"--lr {self.lr:g}: expected a learning rate above 0")
         if not 0 < self.val_fraction < 1:
@@ -151,7 +157,12 @@ RESUMABLE = frozenset(
 """What a ``--resume`` may change: how long and where a run goes on, not what it trains.
 (The data themselves are checked by the split's fingerprint.)"""
 
-_FLAGS = {"val_fraction": "--val-split", "unseen_kinds": "--unseen-kind", "augment": "--augment"}
+_FLAGS = {
+    "val_fraction": "--val-split",
+    "unseen_kinds": "--unseen-kind",
+    "kind_weights": "--kind-weight",
+    "augment": "--augment",
+}
 
 
 def recipe(cfg: TrainConfig) -> dict:
@@ -343,6 +354,8 @@ class Trainer:
         items = collect(self.cfg.data)
         check_balance(np.array([it.label for it in items]))
         check_kinds((it.kind for it in items), self.cfg.unseen_kinds)
+        weighted = [kind for kind, _ in self.cfg.kind_weights]
+        check_kinds((it.kind for it in items), weighted, "--kind-weight")
         faces, self.load_summary = load_faces(
             items,
             self.cfg.contract,
@@ -398,14 +411,20 @@ class Trainer:
     def _epoch_order(self, train: FaceSet, epoch: int) -> np.ndarray:
         """The training faces of one epoch, shuffled; repeatable from seed and epoch.
 
-        With ``balance`` the smaller class is drawn again (with replacement)
+        A face of a ``kind_weights`` kind fills that many slots. With
+        ``balance`` the smaller class is then drawn again (with replacement)
         until both classes fill as many slots as the larger one.
         """
         rng = np.random.default_rng([self.cfg.seed, epoch])
         idx = np.arange(len(train))
+        if self.cfg.kind_weights:
+            slots = np.ones(len(train), np.int64)
+            for kind, n in self.cfg.kind_weights:
+                slots[train.kinds == kind] = n
+            idx = np.repeat(idx, slots)
         if self.cfg.balance:
-            fake = np.flatnonzero(train.labels == 1)
-            real = np.flatnonzero(train.labels == 0)
+            fake = idx[train.labels[idx] == 1]
+            real = idx[train.labels[idx] == 0]
             small, large = sorted((fake, real), key=len)
             extra = rng.choice(small, size=len(large) - len(small), replace=True)
             idx = np.concatenate([idx, extra])
