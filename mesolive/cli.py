@@ -310,8 +310,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="file, folder, or source URI")
     _pipeline_options(p)
-    p.add_argument("--json", metavar="FILE", help="write every track's timeline and verdict")
-    p.add_argument("--csv", metavar="FILE", help="write one row per face per analysed frame")
+    p.add_argument(
+        "--json",
+        metavar="FILE",
+        help="write every track's timeline and verdict (-: to stdout, the report to stderr)",
+    )
+    p.add_argument(
+        "--csv",
+        metavar="FILE",
+        help="write one row per face per analysed frame (-: to stdout, the report to stderr)",
+    )
     p.add_argument(
         "--realtime", action="store_true", help="play files at their frame rate (drop frames)"
     )

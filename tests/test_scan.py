@@ -211,6 +211,39 @@ def test_a_report_goes_where_asked_or_the_run_does_not_start(shared: Path, tmp_p
     assert proc.stdout == ""  # refused before anything ran
 
 
+def test_dash_sends_the_json_or_the_csv_to_stdout_and_the_report_to_stderr(
+    shared: Path, tmp_path: Path
+) -> None:
+    faces = [str(p) for p in sorted((shared / "samples" / "faces").glob("*/*"))]
+    run = [sys.executable, "-m", "mesolive", "scan", *faces, "--models", "meso4-df"]
+    kept = tmp_path / "kept"
+    kept.mkdir()
+
+    def scan(*args: str) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([*run, *args], capture_output=True, text=True, cwd=kept, timeout=240)
+        assert "Traceback" not in proc.stderr, proc.stderr
+        return proc
+
+    in_files = scan("--json", str(tmp_path / "r.json"), "--csv", str(tmp_path / "r.csv"))
+    piped = scan("--json", "-")
+    assert piped.returncode == in_files.returncode == 1  # the authors' two fakes are caught
+    report = json.loads(piped.stdout)  # stdout holds the JSON alone
+    assert [i["input"] for i in report["inputs"]] == faces
+    written = json.loads((tmp_path / "r.json").read_text())
+    for a, b in zip(written["inputs"], report["inputs"], strict=True):
+        assert a["verdict"] == b["verdict"] and a["tracks"] == b["tracks"]
+    assert piped.stderr.endswith(in_files.stdout)  # the report a user reads, after the log
+    rows = scan("--csv", "-")
+    assert rows.returncode == 1 and rows.stderr.endswith(in_files.stdout)
+    assert rows.stdout == (tmp_path / "r.csv").read_bytes().decode().replace("\r\n", "\n")
+    both = scan("--json", "-", "--csv", "-")
+    assert both.returncode == 2 and both.stdout == ""
+    assert both.stderr == (
+        "mesolive: error: --json - and --csv -: only one of them can go to standard output\n"
+    )
+    assert list(kept.iterdir()) == []  # no file named "-"
+
+
 def test_sparkline() -> None:
     assert sparkline(()) == ""
     assert sparkline(((0, None, 0.0), (1, None, 0.99))) == "▁█"

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from mesolive.errors import MesoliveError, OutputError, check_count, describe
+from mesolive.errors import InputError, MesoliveError, OutputError, check_count, describe
 from mesolive.outputs import AtomicFile, check_outputs, write_atomic
 from mesolive.redact import redact
 
@@ -44,6 +44,7 @@ SPARK = "▁▂▃▄▅▆▇█"
 SPARK_BINS = 24
 READ_TIMEOUT = 1.0  # seconds per synchronous read (files return at once)
 INFERENCE_STALL = 10.0  # seconds before a frame's analysis is reported as stalled
+STDOUT = "-"  # --json - / --csv -: standard output instead of a file (the report: stderr)
 
 
 @dataclass
@@ -115,15 +116,21 @@ class _Sink:
 
     Rows go to a temporary file that :meth:`commit` renames onto the CSV's
     path; closing without a commit leaves any older file there untouched.
+    ``-`` (:data:`STDOUT`) writes them to standard output as they come.
     """
 
     def __init__(self, path: str | None, models: tuple[str, ...]) -> None:
         self.models = models
         self._out: AtomicFile | None = None
         self._writer: Any = None
-        if path:
+        self._where = path
+        if path == STDOUT:
+            self._writer = csv.writer(sys.stdout)
+        elif path:
             self._out = AtomicFile(path, "--csv", "w", newline="", encoding="utf-8")
+            self._where = str(self._out.path)
             self._writer = csv.writer(self._out.file)
+        if self._writer is not None:
             self._row(
                 [
                     "input",
@@ -149,7 +156,7 @@ class _Sink:
         try:
             self._writer.writerow(row)
         except OSError as e:
-            raise OutputError(f"--csv {self._out.path}: cannot write ({e.strerror or e})") from e
+            raise OutputError(f"--csv {self._where}: cannot write ({e.strerror or e})") from e
 
     def write(self, uri: str, result: FrameResult) -> None:
         if self._writer is not None:
@@ -188,6 +195,8 @@ class _Sink:
     def commit(self) -> None:
         if self._out is not None:
             self._out.commit()
+        elif self._writer is not None:
+            sys.stdout.flush()
 
     def __enter__(self) -> _Sink:
         return self
@@ -493,7 +502,11 @@ def write_json(path: str, config: PipelineConfig, backend: str, reports: list[In
         ],
     }
     text = json.dumps(data, indent=1) + "\n"
-    write_atomic(path, "--json", lambda f: f.write(text), encoding="utf-8")
+    if path == STDOUT:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        write_atomic(path, "--json", lambda f: f.write(text), encoding="utf-8")
 
 
 def summary_line(reports: list[InputReport]) -> str:
@@ -569,14 +582,20 @@ def run(args: argparse.Namespace) -> int:
     check_count("--max-frames", args.max_frames)
     config = config_from_args(args)
     inputs = expand_inputs(args.inputs)
+    outputs = {"--json": args.json, "--csv": args.csv}
+    piped = [opt for opt, path in outputs.items() if path == STDOUT]
+    if len(piped) > 1:
+        raise InputError("--json - and --csv -: only one of them can go to standard output")
     check_outputs(
-        {"--json": args.json, "--csv": args.csv},
+        {opt: path for opt, path in outputs.items() if path != STDOUT},
         [p for uri in (*args.inputs, *inputs) if (p := local_path(uri)) is not None],
         force=args.force,
     )
     progress = sys.stderr.isatty() and not getattr(args, "quiet", False)
     reports: list[InputReport] = []
-    out = sys.stdout  # the report's stream, even while a cluster's notices go to stderr
+    # the report's stream (even while a cluster's notices go to stderr), unless the
+    # JSON or the CSV goes to stdout: then stdout holds that alone
+    out = sys.stderr if piped else sys.stdout
 
     def done(report: InputReport) -> None:
         """The one place a finished input is kept and printed, in input order."""
