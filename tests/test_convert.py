@@ -161,13 +161,16 @@ def test_converted_file_reads_a_dynamic_batch_of_uint8_crops(tmp_path: Path) -> 
             assert runner.infer({"input": x})["logit"].shape == (n, 1)
 
 
-def test_graph_layout_for_the_cpu() -> None:
+def test_graph_layout_for_the_cpu(tmp_path: Path) -> None:
     """Meso-4's 8-filter stages are folded, and MesoInception-4's undilated 3×3 branch
-    at 256×256; MesoInception-4 keeps ONNX Runtime in NCHW.
+    at 256×256; MesoInception-4's convolutions of fewer than 16 filters stay in NCHW
+    under ONNX Runtime while its 16-filter ones are blocked (NCHWc).
 
     The golden tests above check that both still compute the authors' function.
     """
-    from mesolive.backends.onnxruntime import _disabled
+    import onnxruntime as ort
+
+    from mesolive.backends.onnxruntime import NCHWC_BLOCK, for_cpu, session_options
 
     m4 = build_onnx(load_keras_weights(MODELS / "Meso4_DF.h5"), contract=AUTHORS)
     ops = [n.op_type for n in m4.graph.node]
@@ -187,5 +190,19 @@ def test_graph_layout_for_the_cpu() -> None:
         "MaxPool",
     ]
     assert {made_by[i].op_type for i in second.input} == {"MaxPool"}
-    assert _disabled(mi4.SerializeToString()) == ["NchwcTransformer"]
-    assert _disabled(m4.SerializeToString()) == []
+    m4_bytes = m4.SerializeToString()
+    assert for_cpu(m4_bytes) == (m4_bytes, frozenset())
+    graph, pinned = for_cpu(mi4.SerializeToString())
+    weights = {i.name: i for i in mi4.graph.initializer}
+    convs = [n for n in mi4.graph.node if n.op_type == "Conv"]
+    filters = {n.input[1]: weights[n.input[1]].dims[0] for n in convs}
+    assert pinned == {w for w, f in filters.items() if f < NCHWC_BLOCK} and len(pinned) == 13
+    options = session_options(1)
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+    run = onnx.load(tmp_path / "optimized.onnx")
+    blocked = [n.name for n in run.graph.node if n.domain == "com.microsoft.nchwc"]
+    plain = [n for n in run.graph.node if n.op_type == "FusedConv"]  # Conv + ReLU, as given
+    assert {n.input[1] for n in plain} == pinned  # never padded to a block
+    for conv in ("relu_15", "relu_84", "relu_94"):  # the folded branch, the 16-filter stages
+        assert f"{conv}_nchwc" in blocked

@@ -48,19 +48,46 @@ def session_options(threads: int | None = None):
     return so
 
 
-def _disabled(src: str | bytes) -> list[str]:
-    """ONNX Runtime graph transformers to leave out for this graph.
+NCHWC_BLOCK = 16
+"""Channels of ONNX Runtime's blocked (NCHWc) layout with AVX-512 (8 with AVX2)."""
+CPU_LAYOUT = 2
+"""Version of :func:`for_cpu`'s layout: the speed in a reduced-precision verdict
+(:mod:`mesolive.models.cpu_precision`) was measured under one, so it is part of its key."""
 
-    A graph marked ``mesolive.layout = nchw`` (:data:`LAYOUT_KEY`) keeps the
-    plain NCHW layout: the NCHWc transformer would pad each of its 1-4 filter
-    convolutions to a 16-channel block and reorder around it (MesoInception-4:
-    1.7x slower). Every other level-3 transformer stays on.
+
+def for_cpu(src: str | bytes) -> tuple[str | bytes, frozenset[str]]:
+    """The graph ONNX Runtime's CPU provider runs, and the initializers made overridable.
+
+    A graph marked ``mesolive.layout = nchw`` (:data:`LAYOUT_KEY`) has
+    convolutions of 1-4 filters at full resolution (MesoInception-4's
+    branches). ONNX Runtime's NCHWc transformer would pad each to a block of
+    :data:`NCHWC_BLOCK` channels and reorder around it (the whole graph ran
+    1.7x slower), but it serves the 16-filter convolutions. It converts only a
+    convolution whose weights are constant, so the weights of each
+    convolution with fewer filters than a block are listed as graph inputs
+    too (overridable initializers, never fed: the function is the same),
+    which keeps those in plain NCHW while the others are blocked: x1.21-1.33
+    the faces/s of the all-NCHW graph for MesoInception-4 (docs/cpu.md).
+    Other graphs are returned as given.
     """
     import onnx
 
     model = onnx.load_from_string(src) if isinstance(src, bytes) else onnx.load(src)
     layout = next((p.value for p in model.metadata_props if p.key == LAYOUT_KEY), "")
-    return ["NchwcTransformer"] if layout == "nchw" else []
+    if layout != "nchw":
+        return src, frozenset()
+    weights = {i.name: i for i in model.graph.initializer}
+    pinned = {
+        n.input[1]
+        for n in model.graph.node
+        if n.op_type == "Conv"
+        and n.input[1] in weights
+        and weights[n.input[1]].dims[0] < NCHWC_BLOCK
+    }
+    for name in sorted(pinned):
+        w = weights[name]
+        model.graph.input.append(onnx.helper.make_tensor_value_info(name, w.data_type, w.dims))
+    return model.SerializeToString(), frozenset(pinned)
 
 
 def available_providers() -> list[str]:
@@ -100,9 +127,9 @@ class OnnxRuntimeRunner(DescribedRunner):
         src = model if isinstance(model, bytes) else str(Path(model))
         options = session_options(threads)  # a bad MESOLIVE_ORT_THREADS is not a bad file
         try:
-            self._session = ort.InferenceSession(
-                src, options, providers=providers, disabled_optimizers=_disabled(src)
-            )
+            if device == "cpu":
+                src, _ = for_cpu(src)
+            self._session = ort.InferenceSession(src, options, providers=providers)
         except Exception as e:  # ORT raises its own Fail/InvalidGraph types (onnx: DecodeError)
             where = "model bytes" if isinstance(model, bytes) else str(model)
             raise ModelError(f"{where}: ONNX Runtime cannot load it ({e})") from e

@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from mesolive.backends.onnxruntime import CPU_LAYOUT
 from mesolive.env import env_folder
 from mesolive.errors import BackendUnavailable, InputError, ModelError
 from mesolive.models import registry
@@ -130,8 +131,9 @@ def _sample(folder: Path) -> tuple[list[Path], list[Path]]:
 
 
 def _key(tag: str, fp32: Path, files: list[Path], extra: bytes = b"") -> str:
-    """What a cached INT8 graph or verdict depends on: ``tag`` (the path's version),
-    the float32 graph, the crops' bytes and anything ``extra``."""
+    """What a cached INT8 graph or verdict depends on: ``tag`` (the path's version and
+    :data:`~mesolive.backends.onnxruntime.CPU_LAYOUT`, under which its speed was
+    measured), the float32 graph, the crops' bytes and anything ``extra``."""
     from mesolive.models.download import sha256_file
 
     h = hashlib.sha256(f"{tag}:{sha256_file(fp32)}".encode())
@@ -231,7 +233,7 @@ def int8_graph_path(
             f"INT8 needs face crops to calibrate on: set {CALIBRATION_ENV} to a folder of them"
         )
     cal_files, held_files = _sample(folder)
-    key = _key(str(QUANTIZER_VERSION), fp32, cal_files + held_files)
+    key = _key(f"{QUANTIZER_VERSION}:{CPU_LAYOUT}", fp32, cal_files + held_files)
     out = fp32.with_name(fp32.name.replace(".fp32.onnx", f".int8cpu-{key[:12]}.onnx"))
     verdict_file = out.with_name(out.name + ".verdict.json")
     if out.is_file():
@@ -306,7 +308,7 @@ def bf16_verdict(
         )
     held_files = _sample(folder)[1] if folder is not None else []
     record = json.dumps(card, sort_keys=True).encode() if card is not None else b""
-    key = _key(f"bf16:{openvino_version()}:{graph.name}", fp32, held_files, record)
+    key = _key(f"bf16:{openvino_version()}:{graph.name}:{CPU_LAYOUT}", fp32, held_files, record)
     verdict_file = fp32.with_name(
         fp32.name.replace(".fp32.onnx", f".bf16-openvino-{key[:12]}.verdict.json")
     )

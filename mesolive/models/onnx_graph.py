@@ -49,7 +49,8 @@ OpenVINO runs Meso-4 from another layout, :mod:`mesolive.models.lanes_graph`):
 * MesoInception's 1-, 2- and 4-filter branches lose 4-16× to the padding of
   ONNX Runtime's blocked (NCHWc) layout and the reorders around it: its graph
   carries ``mesolive.layout = nchw`` (:data:`LAYOUT_KEY`), which
-  :mod:`mesolive.backends.onnxruntime` reads to keep plain NCHW (1.7× faster).
+  :mod:`mesolive.backends.onnxruntime` reads to keep those convolutions in
+  plain NCHW while the 16-filter ones are blocked (``for_cpu``).
   Merging the branches' 1×1 convolutions into one, then splitting, was slower
   in both layouts: the Split copies a full-resolution tensor that the separate
   convolutions never write twice.
@@ -76,7 +77,8 @@ INPUT_NAME = "input"
 LOGIT_NAME = "logit"
 PROB_NAME = "p_real"
 LAYOUT_KEY = "mesolive.layout"
-"""Graph metadata: ``nchw`` where a blocked channel layout is known to be slower."""
+"""Graph metadata: ``nchw`` where a blocked channel layout is known to be slower for the
+convolutions of fewer filters than a block."""
 IMAGE_KEY = "mesolive.image"
 """Graph metadata of a graph that reads pixels: ``<tensor> <low> <high>``, the float
 tensor holding the image that convolutions read and the exact range of its values
