@@ -226,6 +226,7 @@ class MainWindow(QMainWindow):
         self.alerts.panel.clips_changed.connect(rec.set_alert_clips)
         self.exporter.status.connect(self.statusBar().showMessage)
         self.exporter.failed.connect(lambda text: self.banner.show_message(Level.ERROR, text))
+        self.unexported.status.connect(self.statusBar().showMessage)
         self.banner.action_clicked.connect(self.choose_source)
         self.banner.settings_clicked.connect(self.show_model_folder)
         self.config.restart_needed.connect(self._restart_if_running)
@@ -255,10 +256,13 @@ class MainWindow(QMainWindow):
             self.set_overlay_mode(True)  # over the new source, or off with the reason
         return ok
 
-    def open_source(self, uri: str, doing: str = "Starting a new session") -> None:
+    def open_source(
+        self, uri: str, doing: str = "Starting a new session", kept: str = "Nothing was discarded"
+    ) -> None:
         """Start ``uri`` as the user asked, once the alerts a new session discards are
-        exported or given up (:class:`UnexportedAlerts`)."""
-        if not self.unexported.ask(doing, lambda: self.start_source(uri)):
+        exported or given up (:class:`UnexportedAlerts`; ``kept``: what the status bar
+        says when they are kept instead)."""
+        if not self.unexported.ask(doing, lambda: self.start_source(uri), kept):
             self.start_source(uri)
 
     def start(self) -> None:
@@ -294,7 +298,12 @@ class MainWindow(QMainWindow):
 
     def _restart_if_running(self) -> None:
         if self.presenter.running and self.presenter.uri:
-            self.open_source(self.presenter.uri, "Restarting the session with the new settings")
+            self.open_source(
+                self.presenter.uri,
+                "Restarting the session with the new settings",
+                "The session goes on with the settings it started with; "
+                "the new ones apply when it starts again",
+            )
 
     # -- results and messages -------------------------------------------------------------
 

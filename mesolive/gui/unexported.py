@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject
+from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QAbstractButton, QMessageBox, QWidget
 
 from mesolive.gui.exporter import ExportOutcome
@@ -44,7 +44,14 @@ class UnexportedAlerts(QObject):
         Starts exporting the report (asking where); False if it did not start.
     window
         The window the question belongs to.
+
+    Signals
+    -------
+    status(str, int)
+        A status-bar message and how long to show it (ms).
     """
+
+    status = Signal(str, int)
 
     def __init__(
         self,
@@ -56,6 +63,7 @@ class UnexportedAlerts(QObject):
     ) -> None:
         super().__init__(window)
         self.history = history
+        self.exporter = exporter
         self._export = export
         self._window = window
         self._exported = 0  # alerts of this session that a written report holds
@@ -75,22 +83,32 @@ class UnexportedAlerts(QObject):
         self._in_export = len(self.history.records)
 
     def waive(self) -> None:
-        """Treat the alerts as kept: nothing is asked about them (quitting by a signal)."""
+        """Treat the alerts as kept: nothing is asked about them, and an open question is
+        closed (quitting by a signal)."""
         self._exported = len(self.history.records)
+        self._after_export = None
+        if self.box is not None:
+            self.box.reject()
 
-    def ask(self, doing: str, then: Callable[[], None]) -> bool:
+    def ask(
+        self, doing: str, then: Callable[[], None], kept: str = "Nothing was discarded"
+    ) -> bool:
         """Ask before ``then`` discards unexported alerts; False: nothing to ask, go on now.
 
-        True means the question is open (or already was): ``then`` runs after
-        *Discard*, or once the report chosen by *Export…* is written; never
-        after *Cancel*, a closed folder dialog or a report that failed (its
-        message is in the banner).
+        True means ``then`` runs later or not at all: after *Discard*, or once
+        the report chosen by *Export…* (or one being written that holds every
+        alert) is written; never after *Cancel* or the box's closing, a closed
+        folder dialog or a report that failed (its message is in the banner).
+        ``kept`` is the status-bar line when nothing is discarded.
         """
-        if self.box is not None:
-            return True
         n = self.count
         if not n:
             return False
+        if self.box is not None:  # already asked
+            return True
+        if self.exporter.reports.busy and self._in_export >= len(self.history.records):
+            self._after_export = then  # the report being written holds them all
+            return True
         box = QMessageBox(
             QMessageBox.Icon.Warning,
             "Unexported alerts",
@@ -104,19 +122,30 @@ class UnexportedAlerts(QObject):
         discard = box.addButton("Discard", QMessageBox.ButtonRole.DestructiveRole)
         box.addButton(QMessageBox.StandardButton.Cancel)
         box.setDefaultButton(export)
+        answer: list[QAbstractButton] = []
 
-        def answered(button: QAbstractButton) -> None:
+        def closed() -> None:  # by a button, Escape, its title bar or waive()
             self.box = None
-            if button is discard:
+            box.deleteLater()
+            if answer and answer[0] is discard:
                 then()
-            elif button is export and self._export():
-                self._after_export = then
+            elif answer and answer[0] is export:
+                self._export_then(then, kept)
+            else:
+                self.status.emit(kept, 10000)
 
-        box.buttonClicked.connect(answered)
-        box.finished.connect(box.deleteLater)
+        box.buttonClicked.connect(answer.append)
+        box.finished.connect(closed)
         self.box = box
         box.open()
         return True
+
+    def _export_then(self, then: Callable[[], None], kept: str) -> None:
+        """Export (the folder dialog opens once the question has closed), then ``then``."""
+        if self._export():
+            self._after_export = then
+        else:
+            self.status.emit(f"Not exported. {kept}", 10000)
 
     def _on_exported(self, outcome: ExportOutcome) -> None:
         then, self._after_export = self._after_export, None

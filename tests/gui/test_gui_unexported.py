@@ -79,3 +79,30 @@ def test_a_quit_signal_does_not_ask(window, qtbot, shared):
     _alerting(window, qtbot, shared)
     window.close_now()  # what Ctrl+C in the terminal and SIGTERM do
     assert window.unexported.box is None and not window.isVisible()
+
+
+def test_a_question_closed_without_an_answer_keeps_all_and_a_quit_signal_still_quits(
+    window, qtbot, shared
+):
+    _alerting(window, qtbot, shared)
+    window.close()
+    window.unexported.box.close()  # its title bar's X, or Escape: as Cancel
+    assert window.unexported.box is None and window.isVisible()
+    assert window.statusBar().currentMessage() == "Nothing was discarded"
+    window.close()  # asked again
+    assert window.unexported.box is not None and window.isVisible()
+    window.close_now()  # Ctrl+C in the terminal while it is open: no question
+    assert window.unexported.box is None and not window.isVisible()
+
+
+def test_quitting_while_a_report_of_every_alert_is_written_waits_for_it(
+    window, qtbot, shared, tmp_path
+):
+    _alerting(window, qtbot, shared)
+    window.stop()  # no new alert after the report
+    with qtbot.waitSignal(window.exporter.finished, timeout=WAIT_MS) as done:
+        assert window.export_report(str(tmp_path / "report"))
+        window.close()
+        assert window.unexported.box is None and window.isVisible()  # not asked: it is coming
+    assert not done.args[0].error
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=WAIT_MS)
