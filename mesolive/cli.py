@@ -13,6 +13,7 @@ import os
 import select
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from mesolive.backends import BACKENDS
@@ -137,6 +138,8 @@ def _common(p: argparse.ArgumentParser, *, top: bool = False) -> None:
 
 class _Parser(argparse.ArgumentParser):
     """No abbreviated options (they collide across verbs); a usage error is one line."""
+
+    verbs: tuple[str, ...] = ()  # the top parser's commands (build_parser)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
@@ -507,7 +510,29 @@ def build_parser() -> argparse.ArgumentParser:
         "the more suspicious of the two finds it, so what --init caught stays caught",
     )
     _common(p)
+    parser.verbs = tuple(sub.choices)
     return parser
+
+
+def _bare_source(parser: _Parser, argv: list[str]) -> list[str]:
+    """``mesolive clip.mp4``: a first word that is no command but an existing file
+    or a source URI (``camera:0``, ``rtsp://…``), is the app's ``--source``.
+
+    Anything else stays as typed, so a mistyped command is still argparse's one line.
+    """
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "--" or word in parser.verbs:
+            return argv
+        if word.startswith("-"):
+            action = parser._option_string_actions.get(word)  # argparse: option -> action
+            i += 2 if action is not None and action.nargs != 0 else 1
+            continue
+        if "--source" not in argv[:i] and (":" in word or Path(word).is_file()):
+            return [*argv[:i], "--source", word, *argv[i + 1 :]]
+        return argv
+    return argv
 
 
 def _dispatch(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
@@ -546,7 +571,7 @@ def _settle_app_options(args: argparse.Namespace) -> str | None:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line, the app's options under their own names; a usage error exits 2."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_bare_source(parser, list(sys.argv[1:] if argv is None else argv)))
     misplaced = _settle_app_options(args)
     if misplaced is not None:
         parser.exit(2, f"mesolive: error: {misplaced}\n")

@@ -119,6 +119,27 @@ def test_an_app_option_before_a_verb_is_refused_not_ignored(shared: Path) -> Non
     assert out.returncode == 0 and "2 inputs: 2 real" in out.stdout, out.stderr
 
 
+def test_a_bare_file_or_source_uri_is_the_apps_source(shared: Path, tmp_path: Path) -> None:
+    """``mesolive clip.mp4`` was "invalid choice: 'clip.mp4'"; a mistyped command still is."""
+    from mesolive.cli import parse_args
+
+    clip = str(shared / "videos" / "real" / "hamilton_clip.mp4")
+    for argv, source in (
+        ([clip], clip),
+        (["--every", "3", "camera:0"], "camera:0"),  # --every's value is not the source
+        (
+            ["-v", "--models", "meso4-df", "rtsp://127.0.0.1:8554/call"],
+            "rtsp://127.0.0.1:8554/call",
+        ),
+    ):
+        args = parse_args(argv)
+        assert args.command is None and args.source == source, argv
+    assert parse_args(["scan", clip]).command == "scan"
+    for argv in (["scna", clip], [str(tmp_path / "missing.mp4")], [str(tmp_path)]):
+        out = mesolive(*argv)
+        assert out.returncode == 2 and "invalid choice" in out.stderr, argv
+
+
 def test_a_reader_that_leaves_early_ends_the_run_quietly(shared: Path) -> None:
     """``mesolive classify DIR | head -1`` was an "internal error", exit 2."""
     proc = subprocess.Popen(
