@@ -295,6 +295,13 @@ class Presenter(QObject):
 
     # -- session control ----------------------------------------------------------
 
+    def set_loop(self, on: bool) -> None:
+        """Loop the running file source from its next end, or stop at it; a live source
+        has no end, so it ignores this. The next session starts with ``loop`` anyway."""
+        source = self._capture.source if self._capture is not None else None
+        if getattr(source, "loop", None) is not None:
+            source.loop = on  # a bool the capture thread reads at the file's end
+
     def start(
         self, uri: str, config: PipelineConfig, *, loop: bool = False, auto_every: bool = False
     ) -> bool:

@@ -4,7 +4,8 @@ The settings kept from the last run, with the command line's values over
 them (:func:`~mesolive.gui.settings.apply_cli`), fill the Settings tab. The
 threshold and the alert time go to the running pipeline at once, its one
 place of judgement (:meth:`Presenter.set_rule`); what the pipeline is built
-with (models, detection size, interval, looping) asks for a restart.
+with (models, detection size, interval) asks for a restart; looping applies to
+the running file at once.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class SettingsController(QObject):
         self.restart_timer.setInterval(self.RESTART_DELAY_MS)
         self.restart_timer.timeout.connect(self.restart_needed)
         self.controls.pipeline_changed.connect(self._on_pipeline_settings)
-        self.controls.loop_files.toggled.connect(lambda _on: self._on_pipeline_settings())
+        self.controls.loop_files.toggled.connect(self._on_loop)
         self.controls.threshold_changed.connect(self._on_threshold)
         self.controls.alerts_changed.connect(self._on_alert_settings)
 
@@ -124,6 +125,11 @@ class SettingsController(QObject):
         self.controls.store(self.settings)
         if self.presenter.running:
             self.restart_timer.start()
+
+    def _on_loop(self, on: bool) -> None:
+        # To the running file at once: restarting would end the session and its alerts.
+        self.settings.loop_files = on
+        self.presenter.set_loop(on)
 
     def _on_threshold(self, value: float) -> None:
         # To the pipeline only: what is drawn follows the results judged with it.

@@ -223,3 +223,18 @@ def test_a_new_session_keeps_none_of_the_last_ones_track_summaries(window, qtbot
     window.presenter.stop()
     qtbot.waitUntil(lambda: window.presenter.summaries != [], timeout=WAIT_MS)
     assert len(window.presenter.summaries) == 1  # this session's one face, kept after stop()
+
+
+def test_looping_ticked_during_a_session_loops_the_running_file(window, qtbot, shared):
+    """Ticking it once restarted the session (and its alerts); now the file loops on."""
+    clip = shared / "videos" / "real" / "inthewild_obama.mp4"  # 49 frames
+    window.controls.loop_files.setChecked(False)
+    assert window.start_source(str(clip))
+    qtbot.waitUntil(lambda: window.presenter.stats().frames_read >= 10, timeout=WAIT_MS)
+    started = window.presenter.counters
+    window.controls.loop_files.setChecked(True)
+    qtbot.waitUntil(lambda: window.presenter.stats().frames_read > 100, timeout=WAIT_MS)
+    assert window.presenter.state is State.RUNNING and window.presenter.counters is started
+    window.controls.loop_files.setChecked(False)  # and it ends at the file's next end
+    qtbot.waitUntil(lambda: window.presenter.state is State.STOPPED, timeout=WAIT_MS)
+    assert window.presenter.counters is started and window.settings.loop_files is False
