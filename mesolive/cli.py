@@ -518,7 +518,9 @@ def _bare_source(parser: _Parser, argv: list[str]) -> list[str]:
     """``mesolive clip.mp4``: a first word that is no command but an existing file
     or a source URI (``camera:0``, ``rtsp://…``), is the app's ``--source``.
 
-    Anything else stays as typed, so a mistyped command is still argparse's one line.
+    A word that looks like a path (a ``/`` or a ``.``: no command has one) but names no
+    file is one line saying so; anything else stays as typed, so a mistyped command is
+    still argparse's one line.
     """
     i = 0
     while i < len(argv):
@@ -531,6 +533,13 @@ def _bare_source(parser: _Parser, argv: list[str]) -> list[str]:
             continue
         if "--source" not in argv[:i] and (":" in word or Path(word).is_file()):
             return [*argv[:i], "--source", word, *argv[i + 1 :]]
+        if "/" in word or os.sep in word or "." in word:  # no command has these: a path
+            why = (
+                "a folder: the app opens one file or source (mesolive scan takes folders)"
+                if Path(word).is_dir()
+                else "no such file (and not a command)"
+            )
+            parser.exit(2, f"mesolive: error: {word}: {why}\n")
         return argv
     return argv
 

@@ -135,9 +135,14 @@ def test_a_bare_file_or_source_uri_is_the_apps_source(shared: Path, tmp_path: Pa
         args = parse_args(argv)
         assert args.command is None and args.source == source, argv
     assert parse_args(["scan", clip]).command == "scan"
-    for argv in (["scna", clip], [str(tmp_path / "missing.mp4")], [str(tmp_path)]):
-        out = mesolive(*argv)
-        assert out.returncode == 2 and "invalid choice" in out.stderr, argv
+    out = mesolive("scna", clip)
+    assert out.returncode == 2 and "invalid choice: 'scna'" in out.stderr
+    for word in (str(tmp_path / "missing.mp4"), "scna.mp4"):
+        out = mesolive(word)
+        assert out.returncode == 2, word
+        assert out.stderr == f"mesolive: error: {word}: no such file (and not a command)\n"
+    out = mesolive(str(tmp_path))
+    assert out.returncode == 2 and out.stderr.startswith(f"mesolive: error: {tmp_path}: a folder")
 
 
 def test_a_reader_that_leaves_early_ends_the_run_quietly(shared: Path) -> None:
