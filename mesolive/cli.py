@@ -531,7 +531,8 @@ def _bare_source(parser: _Parser, argv: list[str]) -> list[str]:
             action = parser._option_string_actions.get(word)  # argparse: option -> action
             i += 2 if action is not None and action.nargs != 0 else 1
             continue
-        if "--source" not in argv[:i] and (":" in word or Path(word).is_file()):
+        given = any(w == "--source" or w.startswith("--source=") for w in argv[:i])
+        if not given and (":" in word or Path(word).is_file()):
             return [*argv[:i], "--source", word, *argv[i + 1 :]]
         if "/" in word or os.sep in word or "." in word:  # no command has these: a path
             why = (
