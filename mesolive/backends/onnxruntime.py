@@ -55,8 +55,8 @@ CPU_LAYOUT = 2
 (:mod:`mesolive.models.cpu_precision`) was measured under one, so it is part of its key."""
 
 
-def for_cpu(src: str | bytes) -> tuple[str | bytes, frozenset[str]]:
-    """The graph ONNX Runtime's CPU provider runs, and the initializers made overridable.
+def for_cpu(src: str | bytes) -> str | bytes:
+    """The graph ONNX Runtime's CPU provider runs.
 
     A graph marked ``mesolive.layout = nchw`` (:data:`LAYOUT_KEY`) has
     convolutions of 1-4 filters at full resolution (MesoInception-4's
@@ -75,7 +75,7 @@ def for_cpu(src: str | bytes) -> tuple[str | bytes, frozenset[str]]:
     model = onnx.load_from_string(src) if isinstance(src, bytes) else onnx.load(src)
     layout = next((p.value for p in model.metadata_props if p.key == LAYOUT_KEY), "")
     if layout != "nchw":
-        return src, frozenset()
+        return src
     weights = {i.name: i for i in model.graph.initializer}
     pinned = {
         n.input[1]
@@ -87,7 +87,7 @@ def for_cpu(src: str | bytes) -> tuple[str | bytes, frozenset[str]]:
     for name in sorted(pinned):
         w = weights[name]
         model.graph.input.append(onnx.helper.make_tensor_value_info(name, w.data_type, w.dims))
-    return model.SerializeToString(), frozenset(pinned)
+    return model.SerializeToString()
 
 
 def available_providers() -> list[str]:
@@ -128,7 +128,7 @@ class OnnxRuntimeRunner(DescribedRunner):
         options = session_options(threads)  # a bad MESOLIVE_ORT_THREADS is not a bad file
         try:
             if device == "cpu":
-                src, _ = for_cpu(src)
+                src = for_cpu(src)
             self._session = ort.InferenceSession(src, options, providers=providers)
         except Exception as e:  # ORT raises its own Fail/InvalidGraph types (onnx: DecodeError)
             where = "model bytes" if isinstance(model, bytes) else str(model)
