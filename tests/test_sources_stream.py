@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from mesolive.errors import SourceError
-from mesolive.pipeline.capture import CaptureThread
+from mesolive.pipeline.capture import GAP_REASON, CaptureThread
 from mesolive.pipeline.mailbox import LatestSlot
 from mesolive.sources.registry import make_source
 from mesolive.sources.stream import StreamSource
@@ -156,6 +156,43 @@ def test_dropped_stream_is_retried_and_reported(server: Server, warnings_logged:
     assert outage.duration > 1.0  # at least the 0.5 s and 1 s waits
     assert outage.frames_lost == max(0, round(outage.duration * 29.97) - 1)
     assert "s3cret" not in " ".join(warnings_logged + [m for _, m in statuses])
+
+
+@needs_ffmpeg
+@pytest.mark.slow
+def test_a_pause_shorter_than_the_read_timeout_is_recorded(
+    server: Server, warnings_logged: list[str]
+) -> None:
+    # The server stops sending for 3.5 s, less than the read timeout (5 s):
+    # no read fails, but nothing was analysed meanwhile, so it is an outage.
+    slot: LatestSlot[Frame] = LatestSlot()
+    thread = CaptureThread(make_source(server.url), slot)
+    thread.start()
+    try:
+        assert slot.take(10.0) is not None
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGSTOP)
+        time.sleep(3.5)
+        server.proc.send_signal(signal.SIGCONT)
+        deadline = time.monotonic() + 15
+        while not thread.outages:
+            assert time.monotonic() < deadline, "the pause was not recorded"
+            slot.take(1.0)
+        n = thread.frames_read
+        while thread.frames_read < n + 10:  # and the stream goes on
+            assert time.monotonic() < deadline, "no frames after the pause"
+            slot.take(1.0)
+    finally:
+        assert thread.stop()
+    (outage,) = thread.outages
+    assert outage.reason == GAP_REASON and outage.recovered
+    assert CaptureThread.GAP <= outage.duration < 5.0
+    assert outage.frames_lost == max(0, round(outage.duration * 29.97) - 1)
+    assert thread.restarts == 0
+    (warning,) = warnings_logged
+    assert re.fullmatch(
+        rf"{re.escape(server.url)}: no frames for \d+\.\d s, \d+ frames lost", warning
+    )
 
 
 @needs_ffmpeg

@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 StatusCallback = Callable[[ReadStatus, str], None]
 
+GAP_REASON = "no frames came, though the source did not fail"
+"""The :attr:`~mesolive.types.Outage.reason` of a silence (:attr:`CaptureThread.GAP`)."""
+
 _running: weakref.WeakSet[CaptureThread] = weakref.WeakSet()
 
 
@@ -83,8 +86,10 @@ class CaptureThread(threading.Thread):
     frame arrives; they never end by themselves. Each time one is cut off is
     logged at WARNING as it begins ("``URI: stream lost, reconnecting…``")
     and ends ("``URI: reconnected after 3.2 s, 96 frames lost``") and kept
-    as an :class:`~mesolive.types.Outage` in :attr:`outages`. A failed first
-    open, or any failure of a non-live source, ends the capture.
+    as an :class:`~mesolive.types.Outage` in :attr:`outages`; so is a
+    silence of :attr:`GAP` s or more without a failure (logged when it ends:
+    "``URI: no frames for 3.2 s, 96 frames lost``"). A failed first open, or
+    any failure of a non-live source, ends the capture.
 
     The watchdog: a reader that shows no progress for ``stall_timeout`` s
     (stuck in ``open`` or ``read``) is left behind as a daemon (it exits
@@ -101,6 +106,7 @@ class CaptureThread(threading.Thread):
     MAX_LAG = 0.5  # a paced source this far behind its clock restarts the clock
     STALL_TIMEOUT = 20.0  # above a stream's open timeout (10 s) and the longest backoff
     MAX_STUCK = 3
+    GAP = 2.0  # seconds without a frame from a live source that did not fail: an outage
 
     def __init__(
         self,
@@ -268,6 +274,9 @@ class CaptureThread(threading.Thread):
             log.warning(
                 "%s", _about(self.source.uri, f"reconnected after {outage.duration:.1f} s{lost}")
             )
+        elif (gap := self._gap_ended(now)) is not None:
+            lost = f", {gap.frames_lost} frames lost" if gap.frames_lost is not None else ""
+            log.warning("%s", _about(self.source.uri, f"no frames for {gap.duration:.1f} s{lost}"))
         if reader.index_offset is None:  # a fresh copy of the source counts from 0 again
             skipped = (outage.frames_lost or 0) if outage is not None else 0
             reader.index_offset = self._last_index + 1 + skipped - frame.index
@@ -287,6 +296,24 @@ class CaptureThread(threading.Thread):
         reason = redact(message).removeprefix(_about(self.source.uri, ""))
         if self._outage_begins(reason):
             log.warning("%s", _about(self.source.uri, f"stream lost, reconnecting… ({reason})"))
+
+    def _gap_ended(self, now: float) -> Outage | None:
+        """Record a pause of a live source that never failed, if ``now`` ends one.
+
+        A stream whose server stalls for less than its read timeout, or a
+        camera that stops delivering for a while, reports no error: its reads
+        just return nothing. A silence of :attr:`GAP` s or more (or 5 frame
+        intervals, for a slower source) is kept as an outage all the same,
+        since nothing in it was analysed.
+        """
+        last, fps = self._last_frame_at, self.source.fps
+        if not self.source.is_live or last is None:
+            return None
+        if now - last < max(self.GAP, 5.0 / fps if fps else 0.0):
+            return None
+        if not self._outage_begins(GAP_REASON):  # the watchdog began one meanwhile
+            return None
+        return self._outage_ends(now, recovered=True)
 
     def _outage_begins(self, reason: str) -> bool:
         with self._lock:
