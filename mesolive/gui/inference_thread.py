@@ -92,6 +92,7 @@ class InferenceThread(QThread):
         self.processed = 0
         self.errors = 0
         self.backend = ""
+        self.det_size = 0
         self._last_error_emit = -1e9
         self._pipeline: FramePipeline | None = None
         # written by the GUI thread, read by this one: swapping a tuple is atomic, and
@@ -184,6 +185,7 @@ class InferenceThread(QThread):
             self.failed.emit(f"could not start the pipeline: {e}")
             return None
         self.backend = str(getattr(pipeline, "backend", ""))
+        self.det_size = int(pipeline.det_size)  # read by the GUI thread once it is ready
         self.pipeline_ready.emit(self.backend)
         return pipeline
 

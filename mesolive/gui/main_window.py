@@ -354,7 +354,7 @@ class MainWindow(QMainWindow):
             backend=self.presenter.backend,
             started=self.presenter.counters.started,
             every=self.presenter.interval.every,  # in force now (auto moves it)
-            det_size=s.det_size or None,
+            det_size=self.presenter.det_size or None,
         )
 
     def save_snapshot(self, path: str | None = None) -> bool:

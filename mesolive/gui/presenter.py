@@ -183,6 +183,7 @@ class Presenter(QObject):
         self.counters = SessionCounters()
         self.latest: FrameResult | None = None
         self.backend = ""
+        self.det_size = 0  # the detector's input side once the pipeline is ready
         self.uri = ""
         self.config: PipelineConfig | None = None
         self.summaries: list[Any] = []
@@ -327,6 +328,7 @@ class Presenter(QObject):
         self.latest = None
         self.summaries = []
         self.backend = ""
+        self.det_size = 0
         self.last_error = ""
         self._capture_status = None
         self.counters = SessionCounters(uri=uri)
@@ -425,6 +427,7 @@ class Presenter(QObject):
         if not self._current(self.sender()):
             return
         self.backend = backend
+        self.det_size = self._inference.det_size if self._inference is not None else 0
         self.counters.t_ready = time.monotonic()
         if self._capture is not None and self._pending_capture is None:
             self._capture_base = (self._capture.frames_read, self._capture.drops)

@@ -54,7 +54,7 @@ class SessionInfo:
     backend: str
     started: float  # wall-clock seconds (epoch) when the session's source was started
     every: int = 1
-    det_size: int | None = None
+    det_size: int | None = None  # the detector's input side as it ran; None: not ready yet
 
 
 @dataclass(frozen=True)

@@ -206,6 +206,10 @@ class FramePipeline:
         What runs the classifiers, e.g. ``"onnxruntime-cpu"``.
     detector_name
         The detector file, its input size and provider.
+    det_size
+        The side of the detector's input as it runs: the config's
+        ``det_size`` with the default, the rounding to SCRFD's stride and a
+        fixed-size file resolved.
 
     Raises
     ------
@@ -256,6 +260,7 @@ class FramePipeline:
             self.close()
             raise
         self.detector_name = self.detector.name
+        self.det_size = max(self.detector.input_size)
         log.info(
             "detector: %s; classifiers: %s on %s",
             self.detector_name,

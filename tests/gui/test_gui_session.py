@@ -13,6 +13,7 @@ import json
 import pytest
 from PIL import Image
 
+from mesolive.detect.scrfd import DEFAULT_DET_SIZE
 from mesolive.gui.overlay import GREY, face_colour
 from mesolive.gui.presenter import Level, State
 from mesolive.models.registry import default_model
@@ -78,6 +79,7 @@ def test_pipeline_results_reach_the_overlay_timeline_and_report(window, qtbot, c
     report = json.loads(out["json"].read_text())
     assert report["session"]["backend"] == backend
     assert report["session"]["source"] == str(clip)
+    assert report["session"]["det_size"] == DEFAULT_DET_SIZE  # "auto" as it ran, not null
     assert {t["track_id"] for t in report["tracks"]} == set(tracks)
     assert any(t["points"] for t in report["tracks"])
     point = next(t["points"][0] for t in report["tracks"] if t["points"])
