@@ -93,6 +93,7 @@ class ModelFolderField(QWidget):
         """This run reads ``folder`` (``given_by``: the option or variable); the field shows it."""
         self.forced_by = given_by
         self.edit.setText(str(folder))
+        self.edit.setClearButtonEnabled(False)
         for w in (self.edit, self.browse):
             w.setEnabled(False)
         self._say(f"set by {given_by} for this run", error=False)

@@ -212,6 +212,7 @@ def test_a_model_folder_given_for_the_run_wins_and_is_not_kept(
     field = win.controls.model_folder
     assert win.config.pipeline_config().model_dir == str(run)
     assert field.edit.text() == str(run) and not field.edit.isEnabled()
+    assert not field.edit.isClearButtonEnabled()  # nothing offers to clear what cannot change
     assert ("--model-dir" if given == "option" else "MESOLIVE_MODEL_DIR") in field.message.text()
     win.shutdown()
     assert ui_settings.load(qsettings).model_dir == str(tmp_path)  # the kept one stays
