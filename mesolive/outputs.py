@@ -7,7 +7,11 @@ and before anything is written:
 - an output that is one of the inputs, or the same path given twice, is refused;
 - an existing file is refused unless ``--force`` (which then replaces it,
   still never an input);
-- a folder that cannot be written is refused (missing folders are made).
+- a folder that cannot be written is refused (missing folders are made);
+- a pipe or a character device (``/dev/stdout``, ``/dev/null``, a shell's
+  ``>(jq .)``) is written into as it is, with no ``--force``: replacing it
+  by a file would break the pipe, or the system; any other special file (a
+  block device, a socket) is refused.
 
 Then :class:`AtomicFile` writes next to the target under a hidden temporary
 name and renames it into place only when the run commits it, so a failed
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
@@ -34,6 +39,15 @@ def _same(a: Path, b: Path) -> bool:
         return a.exists() and b.exists() and os.path.samefile(a, b)
     except OSError:
         return False
+
+
+def is_stream(path: Path) -> bool:
+    """Whether ``path`` (links followed) is a pipe or a character device (never replaced)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
 
 
 def check_outputs(
@@ -71,6 +85,10 @@ def check_outputs(
             raise InputError(f"{opt} {path}: that is an input; give another file name")
         if path.is_dir():
             raise InputError(f"{opt} {path}: is a folder; give a file name")
+        if is_stream(path):
+            continue  # written into as it is (module docstring)
+        if path.exists() and not path.is_file():
+            raise InputError(f"{opt} {path}: not a regular file, a pipe or a character device")
         if path.exists() and not force:
             raise InputError(f"{opt} {path}: the file exists; pass --force to replace it")
         parent = key.parent
@@ -87,7 +105,9 @@ class AtomicFile:
 
     Use as a context manager: leaving the block without :meth:`commit`
     (an error, Ctrl+C before anything was worth keeping) removes the
-    temporary file and leaves ``path`` untouched.
+    temporary file and leaves ``path`` untouched. A pipe or character
+    device (:func:`is_stream`) is written into directly: what was written
+    there stays written.
     """
 
     def __init__(
@@ -95,18 +115,23 @@ class AtomicFile:
     ) -> None:
         self.path = Path(path).expanduser()
         self.option = option
+        self.tmp: Path | None = None
         try:
+            if is_stream(self.path):
+                self.file: IO[Any] = open(self.path, mode, **kw)  # closed by commit()
+                return
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, self.tmp = create_beside(self.path)
         except OSError as e:
             raise InputError(f"{option} {self.path}: cannot write ({e.strerror or e})") from e
-        self.file: IO[Any] = os.fdopen(fd, mode, **kw)
+        self.file = os.fdopen(fd, mode, **kw)
 
     def commit(self) -> None:
         """Close the temporary file and move it onto ``path``."""
         try:
             self.file.close()
-            os.replace(self.tmp, self.path)
+            if self.tmp is not None:
+                os.replace(self.tmp, self.path)
         except OSError as e:
             self.discard()
             raise InputError(f"{self.option} {self.path}: cannot write ({e.strerror or e})") from e
@@ -114,8 +139,12 @@ class AtomicFile:
 
     def discard(self) -> None:
         """Drop what was written; ``path`` stays as it was."""
-        self.file.close()
-        self.tmp.unlink(missing_ok=True)
+        try:
+            self.file.close()
+        except OSError:  # a full device or a closed pipe: the write already failed
+            pass
+        if self.tmp is not None:
+            self.tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> AtomicFile:
         return self
@@ -123,7 +152,7 @@ class AtomicFile:
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self.tmp.exists():
+        if not self.file.closed or (self.tmp is not None and self.tmp.exists()):
             self.discard()
 
 

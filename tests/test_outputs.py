@@ -6,7 +6,9 @@ import hashlib
 import json
 import logging
 import os
+import socket
 import stat
+import threading
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -137,6 +139,34 @@ def test_evaluate_plot_into_a_place_that_cannot_hold_it(shared: Path, tmp_path: 
     )
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert "cannot write a .txt plot" in proc.stderr and "converted" not in proc.stderr
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX pipes and devices")
+def test_a_pipe_or_device_is_written_into_never_replaced(shared: Path, tmp_path: Path) -> None:
+    fifo = tmp_path / "report.fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    proc = mesolive("scan", str(shared / FACE), "--json", str(fifo), "--models", "meso4-df")
+    reader.join(60)
+    assert proc.returncode == 0, proc.stderr
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)  # still the pipe, with no --force
+    assert json.loads(got[0])["inputs"][0]["input"] == str(shared / FACE)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.fifo"]  # no temporary file
+    proc = mesolive("scan", str(shared / FACE), "--csv", os.devnull, "--force")
+    assert proc.returncode == 0, proc.stderr
+    assert stat.S_ISCHR(Path(os.devnull).stat().st_mode)  # --force never replaces a device
+    if Path("/dev/full").exists():  # a device that cannot take it: one line
+        proc = mesolive("scan", str(shared / FACE), "--json", "/dev/full")
+        assert proc.returncode == 2
+        assert proc.stderr.strip().splitlines()[-1].endswith("No space left on device)")
+    sock_path = tmp_path / "s"
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(sock_path))
+        proc = mesolive("scan", str(shared / FACE), "--json", str(sock_path), "--force")
+    assert proc.returncode == 2 and "not a regular file" in proc.stderr
+    assert stat.S_ISSOCK(sock_path.lstat().st_mode)
 
 
 def test_check_outputs_rules(tmp_path: Path) -> None:
