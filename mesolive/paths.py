@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from mesolive.env import env_path
+from mesolive.errors import InputError
 
 _PKG = Path(__file__).resolve().parent
 
@@ -116,3 +117,36 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Write ``path`` whole or not at all: a temporary file beside it, then a rename."""
     with replacing(path) as tmp:
         tmp.write_bytes(data)
+
+
+@contextmanager
+def opencv_name(path: Path) -> Iterator[str]:
+    """A name of the existing file ``path`` that OpenCV can be given, during the block.
+
+    OpenCV's Python binding encodes a file name as UTF-8 and crashes the
+    process (a segmentation fault) on one that is not valid UTF-8: a Linux
+    file name with other bytes, which Python holds as surrogate escapes.
+    Such a file is opened here and named ``/proc/self/fd/N``, which FFmpeg's
+    own open follows to the same file; the descriptor is closed after the
+    block (FFmpeg holds its own by then).
+
+    Raises
+    ------
+    InputError
+        Such a name where there is no ``/proc`` (one line: rename the file).
+    """
+    name = str(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        pass
+    else:
+        yield name
+        return
+    if not Path("/proc/self/fd").is_dir():
+        raise InputError(f"{path!a}: a file name that is not UTF-8 cannot be opened; rename it")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        yield f"/proc/self/fd/{fd}"
+    finally:
+        os.close(fd)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -168,6 +170,25 @@ def test_video_file_loop_restarts(shared: Path) -> None:
     assert status is ReadStatus.OK and len(frames) == 54
     assert frames[49].pts == 0.0 and frames[49].index == 49  # pts restarts, index counts on
     np.testing.assert_array_equal(frames[49].image, frames[0].image)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="file names of any bytes: Linux")
+def test_a_video_whose_name_is_not_utf8_plays(shared: Path, tmp_path: Path) -> None:
+    # OpenCV's binding crashed the process (SIGSEGV) on such a name: a whole scan was lost.
+    bad = tmp_path / os.fsdecode(b"clip \xff.mp4")
+    shutil.copy(shared.joinpath(*HAMILTON), bad)
+    with make_source(str(bad)) as src:
+        frames, status, _ = read_all(src)
+    assert status is ReadStatus.END and len(frames) == 275
+    proc = subprocess.run(
+        [sys.executable, "-m", "mesolive", "scan", str(tmp_path), "--max-frames", "2"],
+        capture_output=True,
+        text=True,
+        errors="surrogateescape",  # the name is printed with its own bytes, as ls does
+        timeout=600,
+    )
+    assert proc.returncode in (0, 1) and "Traceback" not in proc.stderr, proc.stderr  # 1: fake
+    assert "2 face track(s) in 2 frames" in proc.stdout
 
 
 def test_missing_file_is_one_clear_line(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import numpy as np
 
 from mesolive.errors import InputError, SourceError
 from mesolive.imageio import IMAGE_EXTS, check_size, file_problem, list_images, read_still
+from mesolive.paths import opencv_name
 from mesolive.sources._container import ends_early
 from mesolive.sources._cv import as_bgr, quiet_opencv
 from mesolive.sources.base import FrameSource
@@ -85,7 +86,11 @@ class VideoFileSource(FrameSource):
         except InputError as e:
             raise SourceError(str(e)) from e
         quiet_opencv()
-        cap = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
+        try:
+            with opencv_name(self.path) as name:
+                cap = cv2.VideoCapture(name, cv2.CAP_FFMPEG)
+        except InputError as e:
+            raise SourceError(str(e)) from e
         if not cap.isOpened():
             cap.release()
             raise SourceError(f"{self.path}: cannot open as a video (not a video, or truncated)")

@@ -178,7 +178,8 @@ class FaceCutter:
         if cached.is_file():
             with np.load(cached) as z:
                 return list(z["faces"])
-        cap = cv2.VideoCapture(str(path))
+        with paths.opencv_name(path) as name:
+            cap = cv2.VideoCapture(name)
         if not cap.isOpened():
             raise InputError(f"{path}: cannot open as a video")
         total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or max_faces
