@@ -127,28 +127,30 @@ def test_train_register_and_use(small_data: Path, shared: Path, tmp_path: Path) 
         assert again.returncode == 2 and said in again.stderr, again.stderr
 
 
-def test_a_run_that_never_beats_its_start_says_so(small_data: Path, tmp_path: Path) -> None:
-    """No epoch better than the starting weights: those are registered, and the run says so."""
+def test_a_run_that_never_beats_its_start_registers_nothing(
+    small_data: Path, tmp_path: Path
+) -> None:
+    """No epoch better than the starting weights: an error, nothing registered, resumable."""
     env = {"MESOLIVE_CACHE_DIR": str(tmp_path)}
     # a step too small to move any weight: only batch norm's running statistics change
     args = ("train", str(small_data), "--name", "still", "--epochs", "3", "--lr", "1e-12")
     out = mesolive(*args, "--patience", "1", *TRAIN, env=env)
-    assert out.returncode == 0, out.stderr
-    card = json.loads((tmp_path / "models" / "still.card.json").read_text())
-    assert card["best_epoch"] == 0 and card["history"][-1]["improved"] is False
+    assert out.returncode == 2, out.stderr
     # stopped by --patience after one epoch, and said so
-    assert card["stopped"] == "patience" and len(card["history"]) == 2
     said = "stopped after epoch 1: no better validation AUC in its last 1 epoch(s) (--patience)"
     assert said in out.stderr
-    assert "still holds meso4-df's weights unchanged" in out.stderr
-    assert f"per source (pooled {card['validation']['auc']:.4f}) at epoch 0" in out.stdout
-
-    def weights(path: Path) -> dict[str, torch.Tensor]:
-        w = load_keras_weights(path)
-        return MesoNetTorch(w.arch).load_meso_weights(w).state_dict()
-
-    kept, start = weights(tmp_path / "models" / card["file"]), weights(MODELS / "Meso4_DF.h5")
-    assert all(torch.equal(kept[k], start[k]) for k in start)
+    last = out.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(
+        r"mesolive: error: no epoch of 1 beat the starting weights \(meso4-df's, validation "
+        r"AUC \d\.\d{4}\); nothing is registered: go on with --resume and a larger "
+        r"--patience, or change the data or --lr",
+        last,
+    ), last
+    assert out.stdout == ""  # no headline of a model that is not there
+    assert not (tmp_path / "models" / "still.card.json").exists()
+    assert "still" not in mesolive("models", "list", env=env).stdout
+    again = mesolive(*args, "--patience", "2", "--resume", *TRAIN, env=env)
+    assert again.returncode == 2 and "no epoch of 2 beat" in again.stderr, again.stderr  # went on
     # nothing trained, so nothing to put in the package
     manifest = ROOT / "resources" / "models.json"
     before = manifest.read_bytes()
@@ -158,7 +160,6 @@ def test_a_run_that_never_beats_its_start_says_so(small_data: Path, tmp_path: Pa
         capture_output=True, text=True, env={**os.environ, **env}, timeout=120,
     )  # fmt: skip
     assert ship.returncode != 0
-    assert ship.stderr == "still: no epoch beat its starting weights; nothing trained to ship\n"
     assert manifest.read_bytes() == before
     assert not (ROOT / "resources" / "weights" / "x.h5").exists()
 

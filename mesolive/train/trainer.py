@@ -712,6 +712,14 @@ class Trainer:
                 state["epoch"],
                 stale,
             )
+        if best_epoch(state["history"]) == 0:
+            start = "random" if cfg.init == "scratch" else f"{cfg.init}'s"
+            more = "a larger --patience" if stale >= cfg.patience else "more --epochs"
+            raise TrainingError(
+                f"no epoch of {state['epoch']} beat the starting weights ({start}, validation "
+                f"AUC {state['best_auc']:.4f}); nothing is registered: go on with --resume "
+                f"and {more}, or change the data or --lr"
+            )
         model.load_state_dict(state["best"])
         seconds = prior_minutes * 60 + time.monotonic() - t_start
         card = self._register(model, val, state, seconds) if dist.main else None
@@ -827,12 +835,4 @@ class Trainer:
             )
         )
         log.info("registered %s (%s)", self.cfg.name, final)  # its numbers: the CLI's summary
-        if card["best_epoch"] == 0:
-            start = "random" if self.cfg.init == "scratch" else f"{self.cfg.init}'s"
-            log.warning(
-                "no epoch beat the starting weights: %s holds %s weights unchanged "
-                "(every epoch's validation is in the card's history)",
-                self.cfg.name,
-                start,
-            )
         return card
