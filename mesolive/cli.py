@@ -49,6 +49,21 @@ def _share(text: str) -> float:
     return value
 
 
+def _threshold(text: str) -> float:
+    """An argparse type: a fake-score threshold, above 0 and below 1 (0 or 1 decides nothing)."""
+    value = _share(text)
+    if value in (0.0, 1.0):
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1 (both left out)")
+    return value
+
+
+def _model_dir(text: str) -> str:
+    """An argparse type: a folder that exists (a typo would otherwise mean a download)."""
+    if not Path(text).expanduser().is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: no such folder")
+    return text
+
+
 def _every(text: str) -> int | str:
     """An argparse type of the app: a whole number ≥ 1, or ``auto`` (as often as it keeps up)."""
     if text == "auto":
@@ -114,6 +129,7 @@ def _common(p: argparse.ArgumentParser, *, top: bool = False) -> None:
     p.add_argument(
         "--model-dir",
         metavar="DIR",
+        type=_model_dir,
         default=d(None),
         help="folder holding the model files (offline use); also MESOLIVE_MODEL_DIR",
     )
@@ -216,7 +232,10 @@ def _pipeline_options(p: argparse.ArgumentParser, *, app: bool = False) -> None:
             help="detect and classify every N-th frame, track in between (default: 1)",
         )
     option(
-        "--threshold", type=_share, default=None, help="fake-score threshold, 0-1 (default: 0.5)"
+        "--threshold",
+        type=_threshold,
+        default=None,
+        help="fake-score threshold, above 0 and below 1 (default: 0.5)",
     )
     option(
         "--alert-seconds",

@@ -77,6 +77,11 @@ def env_path(name: str, env: Mapping[str, str] | None = None) -> Path | None:
     return Path(value).expanduser() if value else None
 
 
+def max_threads() -> int:
+    """The most ``--threads`` taken: 4 per core, at least 256 (100,000 hung ONNX Runtime)."""
+    return max(256, 4 * (os.cpu_count() or 1))
+
+
 def env_folder(name: str, holding: str, env: Mapping[str, str] | None = None) -> Path | None:
     """A folder (of ``holding``) that must exist when set; ``None`` when unset."""
     folder = env_path(name, env)

@@ -50,10 +50,13 @@ class ClusterError(MesoliveError):
     """A Ray cluster cannot be reached or started, or Ray is not installed (``scan --cluster``)."""
 
 
-def check_count(option: str, value: int | None, least: int = 1) -> None:
-    """An option's whole number below ``least`` as one line (None: the option was not given)."""
+def check_count(option: str, value: int | None, least: int = 1, most: int | None = None) -> None:
+    """An option's whole number below ``least`` or above ``most`` as one line (None: the
+    option was not given)."""
     if value is not None and value < least:
         raise InputError(f"{option} {value}: expected a whole number ≥ {least}")
+    if value is not None and most is not None and value > most:
+        raise InputError(f"{option} {value}: at most {most}")
 
 
 def describe(exc: BaseException) -> str:

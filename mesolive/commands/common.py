@@ -13,6 +13,7 @@ import numpy as np
 
 from mesolive.classify.crops import CropReader
 from mesolive.classify.mesonet import MesoClassifier, load_classifier
+from mesolive.env import max_threads
 from mesolive.errors import InputError, MesoliveError, check_count, describe
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ def report_error(err: Exception) -> None:
 def open_classifier(args: argparse.Namespace) -> MesoClassifier:
     """The classifier the verb's options name, after checking its counts (before any output)."""
     check_count("--batch", args.batch)
-    check_count("--threads", args.threads)
+    check_count("--threads", args.threads, most=max_threads())
     return load_classifier(
         args.model,
         backend=args.backend,

@@ -26,6 +26,7 @@ import torch
 
 from mesolive import paths
 from mesolive.classify.preprocess import Preprocess
+from mesolive.env import max_threads
 from mesolive.errors import InputError, MesoliveError, check_count
 from mesolive.metrics import evaluate
 from mesolive.models.arch import ARCHS
@@ -121,11 +122,11 @@ class TrainConfig:
             ("--batch", self.batch),
             ("--lr-step", self.lr_step),
             ("--patience", self.patience),
-            ("--threads", self.threads),
             *(("--val-sizes", side) for side in self.val_sizes),
         ]
         for flag, value in whole:
             check_count(flag, value)
+        check_count("--threads", self.threads, most=max_threads())
         check_count("--seed", self.seed, least=0)
         for kind, n in self.kind_weights:
             if n < 1:
