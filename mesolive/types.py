@@ -320,3 +320,13 @@ class TrackSummary:
     last_verdict: Verdict = Verdict.UNKNOWN
     alerts: tuple[tuple[int, float | None], ...] = ()
     too_small_frames: int = 0
+
+    def score_fields(self) -> dict[str, float | None]:
+        """``mean_score``, ``fake_share`` and ``running_score`` as reports write them
+        (6 decimals); None (JSON null) for a track never scored, which has no score."""
+        values = {
+            "mean_score": self.mean_score,
+            "fake_share": self.fake_share,
+            "running_score": self.running_score,
+        }
+        return {k: round(v, 6) if self.n_scored else None for k, v in values.items()}

@@ -140,6 +140,8 @@ def test_a_face_too_small_to_judge_is_reported_as_such(shared: Path, tmp_path: P
     (track,) = entry["tracks"]
     assert entry["verdict"] == "unknown" and track["too_small_frames"] == n
     assert track["n_scored"] == 0 and track["timeline"] == []
+    # never scored: no score, not a score of 0 (which would read as "surely real")
+    assert track["mean_score"] is track["fake_share"] is track["running_score"] is None
     with open(cs, newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == n and all(r["too_small"] == "1" and r["fake_score"] == "" for r in rows)
@@ -149,6 +151,7 @@ def test_a_face_too_small_to_judge_is_reported_as_such(shared: Path, tmp_path: P
     assert proc.returncode in (0, 1), proc.stdout + proc.stderr
     (track,) = json.loads(every.read_text())["inputs"][0]["tracks"]
     assert track["too_small_frames"] == 0 and track["n_scored"] == n
+    assert 0.0 <= track["mean_score"] <= 1.0
     proc = mesolive(str(clip), "--min-face-span", "-3")
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip().splitlines()[-1] == (

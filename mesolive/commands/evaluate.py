@@ -326,8 +326,7 @@ def _track_dict(t: TrackSummary) -> dict[str, Any]:
         "verdict": t.verdict.value,
         "n_scored": t.n_scored,
         "too_small_frames": t.too_small_frames,
-        "mean_score": round(t.mean_score, 6),
-        "fake_share": round(t.fake_share, 6),
+        **t.score_fields(),
         "first_frame": t.first_frame,
         "last_frame": t.last_frame,
     }

@@ -187,7 +187,7 @@ def _track_entry(track: TrackSnapshot, summary: Any | None) -> dict[str, Any]:
         "alerts": [{"t": round(t, 4), "frame": frame} for t, frame in track.alerts],
     }
     if summary is not None:  # the pipeline's own account (after the session ended)
-        entry["summary"] = _jsonable(summary)
+        entry["summary"] = {**_jsonable(summary), **summary.score_fields()}  # null: never scored
         entry["summary"].pop("timeline", None)  # the same scores as "points"
     return entry
 
