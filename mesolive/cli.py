@@ -8,6 +8,7 @@ when it runs.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import select
@@ -607,7 +608,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _tolerant_streams() -> None:
+    """A name or message the terminal's encoding cannot show is escaped, not a crash.
+
+    An ASCII locale (``PYTHONIOENCODING=ascii``, ``LANG=C`` on old systems)
+    cannot encode "vidéo.mp4"; Python's strict default made that an internal
+    error after the work was done.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+
+
+_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
+"""Write errors of the machine, not of mesolive: one line, not an internal error."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _tolerant_streams()
     args = parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # as typed, for records
     if args.version:
@@ -642,6 +660,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not _stdout_gone():
             return _internal_error(e, args)
         return 141  # 128 + SIGPIPE: what a shell reports for a tool whose reader left
+    except OSError as e:
+        if e.errno not in _FULL:
+            return _internal_error(e, args)
+        where = f" {e.filename}" if e.filename else ""  # none: standard output
+        print(f"mesolive: error: cannot write{where} ({e.strerror})", file=sys.stderr)  # noqa: T201
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more at exit
+        return 2
     except Exception as e:  # noqa: BLE001 - a bug: one line, logged there with its traceback
         return _internal_error(e, args)
 

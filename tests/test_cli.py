@@ -165,17 +165,46 @@ def test_a_bare_file_or_source_uri_is_the_apps_source(shared: Path, tmp_path: Pa
     assert out.returncode == 2 and out.stderr.startswith(f"mesolive: error: {tmp_path}: a folder")
 
 
-def test_a_reader_that_leaves_early_ends_the_run_quietly(shared: Path) -> None:
-    """``mesolive classify DIR | head -1`` was an "internal error", exit 2."""
+@pytest.mark.parametrize(
+    ("argv", "head"),
+    [
+        (("classify", str(Path("faces") / "dfdc")), "fake_score"),
+        (("scan", str(Path("videos") / "real" / "hamilton_clip.mp4"), "--csv", "-"), "input,"),
+    ],
+)
+def test_a_reader_that_leaves_early_ends_the_run_quietly(
+    shared: Path, argv: tuple[str, ...], head: str
+) -> None:
+    """``mesolive classify DIR | head -1`` was an "internal error", exit 2; ``scan --csv -``
+    blamed the input ("cannot read (Broken pipe)")."""
+    verb, where, *rest = argv
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mesolive", "-q", "classify", str(shared / "faces" / "dfdc")],
+        [sys.executable, "-m", "mesolive", "-q", verb, str(shared / where), *rest],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    assert proc.stdout is not None and proc.stdout.readline().startswith("fake_score")
+    assert proc.stdout is not None and proc.stdout.readline().startswith(head)
     proc.stdout.close()  # as head does after its line
     _, err = proc.communicate(timeout=240)
     assert proc.returncode == 141, err  # 128 + SIGPIPE, as a shell reports such a tool
     assert "error" not in err
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_disk_or_an_ascii_terminal_is_not_an_internal_error(
+    shared: Path, tmp_path: Path
+) -> None:
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(
+            [sys.executable, "-m", "mesolive", "scan", str(shared / "samples" / "faces")],
+            stdout=full, stderr=subprocess.PIPE, text=True, timeout=240,
+        )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[-1] == "mesolive: error: cannot write (No space left on device)"
+    photo = tmp_path / "vidéo ü.jpg"
+    photo.write_bytes((shared / "samples" / "faces" / "real" / "real00240.jpg").read_bytes())
+    out = mesolive("scan", str(photo), env={"PYTHONIOENCODING": "ascii"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(f"{tmp_path}/vid\\xe9o \\xfc.jpg: ")  # escaped, not a crash
 
 
 def test_a_usage_error_is_one_line() -> None:

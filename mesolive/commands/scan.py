@@ -156,6 +156,8 @@ class _Sink:
         try:
             self._writer.writerow(row)
         except OSError as e:
+            if isinstance(e, BrokenPipeError) and self._where == STDOUT:
+                raise  # its reader left (| head): the run ends quietly, as classify's does
             raise OutputError(f"--csv {self._where}: cannot write ({e.strerror or e})") from e
 
     def write(self, uri: str, result: FrameResult) -> None:
@@ -247,7 +249,7 @@ def scan_input(
             run(pipeline, source, report, max_frames, sink, progress, watchdog)
     except KeyboardInterrupt:
         report.interrupted = True
-    except OutputError:
+    except (OutputError, BrokenPipeError):  # the run's output failed, not this input
         raise
     except MesoliveError as e:
         report.error = redact(str(e))
