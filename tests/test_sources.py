@@ -271,8 +271,12 @@ def test_folder_skips_bad_images_and_ends(shared: Path, tmp_path: Path) -> None:
 
 def test_folder_errors(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    with pytest.raises(SourceError, match="folder holds no images"):
+    with pytest.raises(SourceError, match=r"empty: folder holds no images or videos$"):
         make_source(str(tmp_path / "empty")).open()
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips" / "a.mp4").write_bytes(b"")
+    with pytest.raises(SourceError, match="clips: folder holds videos but no images; open a vi"):
+        make_source(str(tmp_path / "clips")).open()
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "a.jpg").write_bytes(b"\xff\xd8 not really")

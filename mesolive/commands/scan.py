@@ -100,7 +100,7 @@ def expand_inputs(inputs: list[str]) -> list[str]:
             )
             out.extend(str(f) for f in media)
             if not media:
-                out.append(text)  # reported as "folder holds no images" by the source
+                out.append(text)  # reported as "folder holds no images or videos" by the source
         else:
             out.append(text)
     return out

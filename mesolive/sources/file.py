@@ -10,7 +10,13 @@ from pathlib import Path
 import numpy as np
 
 from mesolive.errors import InputError, SourceError
-from mesolive.imageio import IMAGE_EXTS, check_size, file_problem, list_images, read_still
+from mesolive.imageio import (
+    VIDEO_EXTS,
+    check_size,
+    file_problem,
+    list_images,
+    read_still,
+)
 from mesolive.paths import opencv_name
 from mesolive.sources._container import ends_early
 from mesolive.sources._cv import as_bgr, quiet_opencv
@@ -239,8 +245,11 @@ class FolderSource(FrameSource):
             log.warning("skipping %s: %s", path, problem)
             self.skipped[path] = f"{path}: {problem}"
         if not self.files:
+            videos = any(f.suffix.lower() in VIDEO_EXTS for f in self.path.iterdir())
             raise SourceError(
-                f"{self.path}: folder holds no images ({', '.join(sorted(IMAGE_EXTS))})"
+                f"{self.path}: folder holds videos but no images; open a video itself"
+                if videos
+                else f"{self.path}: folder holds no images or videos"
             )
         self._pos = 0
 

@@ -292,7 +292,8 @@ def _test(
 
 
 def _file(path: str, uri: str, fps: float | None, loop: bool) -> FrameSource:
-    from mesolive.sources.file import IMAGE_EXTS, FolderSource, ImageSource, VideoFileSource
+    from mesolive.imageio import IMAGE_EXTS
+    from mesolive.sources.file import FolderSource, ImageSource, VideoFileSource
 
     p = Path(path).expanduser()
     if p.is_dir():
