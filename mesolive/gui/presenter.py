@@ -371,10 +371,13 @@ class Presenter(QObject):
         return True
 
     def set_paused(self, paused: bool) -> None:
-        """Pause or resume analysis and display (a live source keeps capturing)."""
+        """Pause or resume analysis and display; a file also holds its place (a live
+        source keeps capturing: :meth:`CaptureThread.set_paused`)."""
         if self._inference is None or self.state not in (State.RUNNING, State.PAUSED):
             return
         self._inference.set_paused(paused)
+        if self._capture is not None:
+            self._capture.set_paused(paused)
         self._set_state(State.PAUSED if paused else State.RUNNING)
 
     def stop(self, *, quiet: bool = False) -> bool:

@@ -136,6 +136,8 @@ class CaptureThread(threading.Thread):
         except (TypeError, copy.Error):  # holds a handle before open(): cannot restart
             self._template = None
         self._stop_event = threading.Event()
+        self._playing = threading.Event()  # cleared: a file holds its place (set_paused)
+        self._playing.set()
         self._lock = threading.Lock()  # outage state, written by readers and supervisor
         self._frames_read = 0
         self._last_status: ReadStatus | None = None
@@ -191,9 +193,26 @@ class CaptureThread(threading.Thread):
         """Readers left behind by the watchdog that are still stuck in the source."""
         return sum(r.is_alive() for r in self._left_behind)
 
+    def set_paused(self, paused: bool) -> None:
+        """Hold a file (or folder) at its place until resumed; a live source is not held.
+
+        A camera, screen or stream cannot wait: it goes on, and what it
+        shows meanwhile is not read back later. A file can, and a user who
+        pauses it expects to resume where they paused, not to find that it
+        played on unseen (and ended). Its pace starts again from the next
+        frame after the resume.
+        """
+        if self.source.is_live:
+            return
+        if paused:
+            self._playing.clear()
+        else:
+            self._playing.set()
+
     def stop(self, timeout: float = 2.0) -> bool:
         """Ask the capture to end, wait up to ``timeout`` s; True when it has ended."""
         self._stop_event.set()
+        self._playing.set()  # wakes a paused reader at once
         if self.ident is None:  # never started
             return True
         me = threading.current_thread()
@@ -422,6 +441,14 @@ class _Reader(threading.Thread):
             self.owner._stop_event.wait(min(left, self.WAIT_SLICE))
         return True
 
+    def _hold(self) -> bool:
+        """Wait while the capture is paused, showing progress; True when told to stop."""
+        while not self.owner._playing.wait(self.WAIT_SLICE):
+            self.alive_at = time.monotonic()
+            if self._stopped():
+                return True
+        return self._stopped()
+
     def _open_first(self) -> bool:
         try:
             self.source.open()
@@ -441,6 +468,10 @@ class _Reader(threading.Thread):
         uri = redact(source.uri)
         backoff = owner.BACKOFF_START
         while not self._stopped():
+            if not owner._playing.is_set():
+                if self._hold():
+                    return
+                self._clock = None  # paced again from the next frame
             try:
                 status, frame, message = source.read(owner.READ_TIMEOUT)
             except MesoliveError as e:

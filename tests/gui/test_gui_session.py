@@ -143,6 +143,22 @@ def test_a_source_that_ends_stops_the_session_with_a_message(window, qtbot):
     assert "F5" in window.banner.label.text()
 
 
+def test_a_paused_file_holds_its_place(window, qtbot):
+    """It played on unseen and ended while paused; a resume found the session over."""
+    _start(window, qtbot, "test:?faces=2&frames=60&fps=30", every=1)
+    qtbot.waitUntil(lambda: window.presenter.counters.results >= 5, timeout=WAIT_MS)
+    window.toggle_pause()
+    capture = window.presenter._capture
+    qtbot.wait(300)  # a frame already read may still land
+    held = capture.frames_read
+    assert held < 60
+    qtbot.wait(2500)  # longer than the rest of the file takes to play
+    assert window.presenter.state is State.PAUSED and capture.frames_read == held
+    window.toggle_pause()
+    qtbot.waitUntil(lambda: window.presenter.state is State.STOPPED, timeout=WAIT_MS)
+    assert capture.frames_read == 60  # every frame, none skipped by the pause
+
+
 def test_pause_resume_and_a_model_change_while_running(window, qtbot, clip):
     _start(window, qtbot, str(clip))
     qtbot.waitUntil(lambda: window.presenter.counters.results >= 5, timeout=WAIT_MS)
