@@ -164,6 +164,24 @@ def test_threshold_moves_the_bands() -> None:
         VerdictRule(threshold=1.0)
 
 
+@pytest.mark.parametrize("threshold", [0.02, 0.1, 0.9, 0.99])
+def test_a_threshold_near_either_end_leaves_both_calls_reachable(threshold: float) -> None:
+    """At 0.9 "fake" needed a score above 1.0: no FAKE, no alert, whatever the face."""
+    rule = VerdictRule(threshold=threshold)
+    for current in (Verdict.UNKNOWN, Verdict.REAL, Verdict.UNCERTAIN, Verdict.FAKE):
+        assert rule.band(1.0, current) is Verdict.FAKE
+        assert rule.band(0.0, current) is Verdict.REAL
+    assert rule.band(threshold, Verdict.UNCERTAIN) is Verdict.UNCERTAIN
+
+
+def test_thresholds_from_0_2_to_0_8_keep_the_whole_band() -> None:
+    for t in (0.2, 0.5, 0.8):
+        rule = VerdictRule(threshold=t)
+        assert rule.band(t + 0.099) is Verdict.UNCERTAIN and rule.band(t + 0.101) is Verdict.FAKE
+        assert rule.band(t - 0.099) is Verdict.UNCERTAIN and rule.band(t - 0.101) is Verdict.REAL
+        assert rule.band(t + 0.149, Verdict.REAL) is Verdict.UNCERTAIN  # hysteresis 0.05
+
+
 def test_wilson_interval() -> None:
     lo, hi = wilson_interval(5, 8)
     assert lo < 0.5 < hi

@@ -39,9 +39,13 @@ class VerdictRule:
         Fake-score threshold: the centre of the uncertain band, and the
         per-frame cut of the paper's share (0.5 in the paper).
     margin
-        Half-width of the uncertain band.
+        Half-width of the uncertain band; narrowed to half of the room
+        left between the threshold and 0 or 1, so that with a threshold near
+        either end (0.9: a fake score above 1.0 was needed) both "real" and
+        "fake" can still be reached. Thresholds from 0.2 to 0.8 keep it whole.
     hysteresis
-        How far past a band edge a score must go to change the verdict.
+        How far past a band edge a score must go to change the verdict; at
+        most half the (narrowed) margin.
     min_scored
         Scored frames needed before any verdict.
     alert_seconds
@@ -65,9 +69,10 @@ class VerdictRule:
 
     def band(self, value: float, current: Verdict = Verdict.UNKNOWN) -> Verdict:
         """REAL, UNCERTAIN or FAKE for ``value``, sticky to ``current``."""
-        lo = self.threshold - self.margin
-        hi = self.threshold + self.margin
-        h = self.hysteresis
+        t = self.threshold
+        margin = min(self.margin, t / 2, (1.0 - t) / 2)
+        lo, hi = t - margin, t + margin
+        h = min(self.hysteresis, margin / 2)
         if current is Verdict.REAL:
             lo, hi = lo + h, hi + h
         elif current is Verdict.FAKE:
