@@ -3,7 +3,10 @@
 :class:`~mesolive.gui.recorder.SessionRecorder` draws and encodes; this
 asks for the folder (once a run, the same for recordings and clips), feeds
 the recorder the session's results and alerts, and finalises its files when
-the session ends (stopped, or its source ended or failed).
+the session ends (stopped, or its source ended or failed). A new session
+(another source, or settings that restart it) while recording goes on into
+a file of its own: one file never holds two sessions, whose frame sizes may
+differ (a 4:3 clip was stretched into the 16:9 recording before it).
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from PySide6.QtWidgets import QFileDialog, QWidget
 from mesolive.gui.overlay import OverlayPainter
 from mesolive.gui.presenter import Presenter, State
 from mesolive.gui.recorder import SessionRecorder, recording_stem
+
+LIVE_STATES = (State.STARTING, State.RUNNING, State.PAUSED)  # a session is on
 
 
 class RecordingController(QObject):
@@ -36,6 +41,7 @@ class RecordingController(QObject):
         super().__init__(window)
         self._window = window
         self.folder: Path | None = None  # asked once a run, for recordings and clips
+        self._state = State.IDLE
         self.recorder = SessionRecorder(overlay, presenter.tracks.recent_scores, self)
         self.recorder.recording_changed.connect(self.recording_changed)
         self.recorder.clips_changed.connect(self.clips_changed)
@@ -73,5 +79,10 @@ class RecordingController(QObject):
         return self.folder
 
     def _on_state(self, state: State) -> None:
+        was, self._state = self._state, state
         if state is State.STOPPED:
             self.recorder.end_session()  # also when the source closed: files are finalised
+        elif state is State.STARTING and was in LIVE_STATES and self.recorder.recording:
+            self.recorder.end_session()  # the last session's file and clips are finalised
+            if self.folder is not None:
+                self.recorder.start_recording(recording_stem(self.folder))

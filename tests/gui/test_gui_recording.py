@@ -304,6 +304,28 @@ def test_the_record_action_stops_a_recording_while_the_session_goes_on(window, q
 
 
 @pytest.mark.slow
+def test_a_new_session_while_recording_goes_into_a_file_of_its_own(window, qtbot, tmp_path):
+    """Another source (here of another size) was drawn stretched into the first file."""
+    assert window.start_source("test:?faces=2&fps=30&size=640x360")
+    qtbot.waitUntil(lambda: window.presenter.state is State.RUNNING, timeout=WAIT_MS)
+    window.recording.set_recording(True, tmp_path)
+    results = window.presenter.counters.results
+    qtbot.waitUntil(lambda: window.presenter.counters.results > results + 20, timeout=WAIT_MS)
+    assert window.start_source("test:?faces=1&fps=30&size=320x240")
+    qtbot.waitUntil(lambda: window.presenter.state is State.RUNNING, timeout=WAIT_MS)
+    results = window.presenter.counters.results
+    qtbot.waitUntil(lambda: window.presenter.counters.results > results + 20, timeout=WAIT_MS)
+    assert window.recording.recorder.recording and window.act_record.isChecked()
+    window.act_record.trigger()
+    events = window.recording.recorder.events
+    qtbot.waitUntil(lambda: sum(e.kind == "saved" for e in events) == 2, timeout=WAIT_MS)
+    first, second = (e.path for e in events if e.kind == "saved")
+    assert first != second and first.parent == second.parent == tmp_path
+    assert read_back(first)[0].shape == (360, 640, 3)
+    assert read_back(second)[0].shape == (240, 320, 3)
+
+
+@pytest.mark.slow
 def test_quitting_while_recording_finalises_the_file(window, qtbot, tmp_path):
     assert window.start_source("test:?faces=2&fps=30&size=640x360")
     qtbot.waitUntil(lambda: window.presenter.state is State.RUNNING, timeout=WAIT_MS)
