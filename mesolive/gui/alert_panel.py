@@ -88,8 +88,10 @@ class AlertPanel(QWidget):
         self.threshold_line = pg.InfiniteLine(
             angle=0, movable=False, pen=pg.mkPen((230, 230, 230), style=Qt.PenStyle.DashLine)
         )
-        for item in (self.stay, self.alert_line, self.threshold_line):
+        self.marks = (self.stay, self.alert_line, self.threshold_line)  # of the alert shown
+        for item in self.marks:
             self.plot.addItem(item)
+            item.hide()
         self.caption = QLabel("No alert yet.")
 
         self.clips = QCheckBox("Keep a video clip of")
@@ -186,6 +188,8 @@ class AlertPanel(QWidget):
             self.dots.setSymbolBrush(track_colour(rec.track_id))
         self.stay.setRegion((rec.t_start, rec.t_end))
         self.alert_line.setPos(rec.t)
+        for item in self.marks:
+            item.show()
         if self.tracks.threshold is not None:  # the newest result's
             self.threshold_line.setPos(self.tracks.threshold)
         self.plot.setXRange(t0, t1, padding=0.0)
@@ -200,4 +204,6 @@ class AlertPanel(QWidget):
         self.selected = None
         self.curve.setData([], [])
         self.dots.setData([], [])
+        for item in self.marks:  # no band, alert or threshold of an alert not shown
+            item.hide()
         self.caption.setText("No alert yet.")

@@ -95,6 +95,7 @@ def test_clicking_an_alert_shows_its_faces_timeline_until_a_new_session(qtbot, i
     store, hist = TrackStore(), AlertHistory()
     panel = AlertPanel(hist, store)
     qtbot.addWidget(panel)
+    assert not any(item.isVisible() for item in panel.marks)  # nothing to mark yet
     for i in range(100):  # 10 results a second; face 1 alerts at t=4 and is real from t=7
         t = i / 10
         score = 0.9 if 1.0 <= t < 7.0 else 0.2
@@ -113,12 +114,14 @@ def test_clicking_an_alert_shows_its_faces_timeline_until_a_new_session(qtbot, i
     assert xs[0] == pytest.approx(0.0) and xs[-1] == pytest.approx(9.9)  # t_start-10 … t_end+10
     assert float(ys.max()) == pytest.approx(0.9) and float(ys.min()) == pytest.approx(0.2)
     assert panel.stay.getRegion() == pytest.approx((4.0, 7.0))
+    assert all(item.isVisible() for item in panel.marks)
     assert panel.caption.text().startswith("Alert 1: face #1 at 0:04, peak 90%")
 
     hist.clear()  # a new session
     panel.refresh()
     assert panel.table.rowCount() == 0 and panel.selected is None
     assert panel.caption.text() == "No alert yet."
+    assert not any(item.isVisible() for item in panel.marks)  # the last session's, gone
 
 
 def test_the_clip_option_is_off_by_default_and_follows_the_panel(window, qtbot, tmp_path):
