@@ -149,6 +149,9 @@ class VideoView(QWidget):
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setMinimumSize(320, 180)
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent, True)
+        # a click on the video takes the keyboard back from a check box or field, so
+        # Space pauses again (a ticked box kept it, and Space unticked it unseen)
+        self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         self.overlay = OverlayPainter()
         self.history: Callable[[], Mapping[int, Sequence[float]]] | None = None
         self.placeholder = "No source. Press Ctrl+O to choose a camera, screen, window or file."

@@ -279,6 +279,11 @@ def test_space_ticks_the_focused_check_box_not_pause(active, qtbot, pauses):
     qtbot.waitUntil(box.hasFocus, timeout=2000)
     QTest.keyClick(box, Qt.Key.Key_Space)
     assert box.isChecked() and pauses == []
+    # a click on the video takes the keyboard back: Space pauses, the box stays ticked
+    QTest.mouseClick(active.video, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(active.video.hasFocus, timeout=2000)
+    QTest.keyClick(active.video, Qt.Key.Key_Space)
+    assert box.isChecked() and pauses == [True]
 
 
 def test_escape_leaves_the_field_and_the_shortcuts_work_again(active, qtbot, pauses):
