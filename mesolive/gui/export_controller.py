@@ -111,12 +111,14 @@ class ExportController(QObject):
             return False
         shot = FrameShot.of(result, self.video.overlay, self.presenter.tracks.recent_scores())
         if not path:
-            default = f"mesolive-snapshot-{time.strftime('%Y%m%d-%H%M%S')}.png"
-            path, _ = QFileDialog.getSaveFileName(
-                self._dialog_parent, "Save snapshot", default, "PNG (*.png)"
-            )
-            if not path:
+            dlg = QFileDialog(self._dialog_parent, "Save snapshot", "", "PNG (*.png)")
+            dlg.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
+            # "snap1" becomes snap1.png before the dialog asks about replacing a file
+            dlg.setDefaultSuffix("png")
+            dlg.selectFile(f"mesolive-snapshot-{time.strftime('%Y%m%d-%H%M%S')}.png")
+            if not dlg.exec():
                 return False
+            path = dlg.selectedFiles()[0]
         self.snapshots.start_snapshot(Path(path), shot)
         self.status.emit("Saving snapshot…", 0)
         return True

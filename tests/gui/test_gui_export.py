@@ -18,7 +18,8 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 from PIL import Image
-from PySide6.QtWidgets import QApplication
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication, QFileDialog, QLineEdit
 
 from mesolive.gui.exporter import ExportOutcome
 from mesolive.gui.hooks import Heartbeat
@@ -161,6 +162,25 @@ def _show(window) -> FrameResult:
     result = make_result(faces, size=(1280, 720))
     window.video.set_result(result)
     return result
+
+
+def test_a_snapshot_named_without_an_extension_is_saved_as_png(window, qtbot, tmp_path):
+    """ "snap1" in the dialog was written as a file named snap1, which no viewer opens."""
+    _show(window)
+
+    def name_it() -> None:
+        dlg = QApplication.activeModalWidget()
+        assert isinstance(dlg, QFileDialog)
+        dlg.setDirectory(str(tmp_path))
+        dlg.findChild(QLineEdit, "fileNameEdit").setText("snap1")  # as the user typed it
+        dlg.accept()
+
+    QTimer.singleShot(300, name_it)
+    with qtbot.waitSignal(window.exporter.snapshot_finished, timeout=WAIT_MS) as done:
+        assert window.save_snapshot()
+    assert done.args[0].paths == {"snapshot": tmp_path / "snap1.png"}
+    assert Image.open(tmp_path / "snap1.png").format == "PNG"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["snap1.png"]
 
 
 def test_a_snapshot_is_written_by_a_worker_and_the_window_names_it(
