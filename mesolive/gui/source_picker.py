@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QPoint, QRect, QSize, Qt, Signal
@@ -195,8 +196,16 @@ class SourcePickerDialog(QDialog):
         self.refresh()
 
     def refresh(self) -> None:
+        """List the sources again; the one in the field stays, selected where it is listed.
+
+        Filling the list made its first entry current, which wrote
+        ``screen:1`` into the field over the last source: OK or Enter then
+        captured the whole screen instead of playing the last file again.
+        """
         from mesolive.sources.registry import list_sources
 
+        keep = self.uri()
+        self.list.blockSignals(True)
         self.list.clear()
         found = list_sources()  # quick, never raises
         for info in found:
@@ -216,6 +225,9 @@ class SourcePickerDialog(QDialog):
             note = QListWidgetItem("(no camera found)")
             note.setFlags(Qt.ItemFlag.NoItemFlags)
             self.list.insertItem(0, note)
+        rows = [self.list.item(r).data(Qt.ItemDataRole.UserRole) for r in range(self.list.count())]
+        self.list.setCurrentRow(rows.index(keep) if keep in rows else -1)
+        self.list.blockSignals(False)
 
     def uri(self) -> str:
         return self.uri_edit.text().strip()
@@ -225,7 +237,9 @@ class SourcePickerDialog(QDialog):
             self.uri_edit.setText(str(item.data(Qt.ItemDataRole.UserRole)))
 
     def _open_file(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open a video or image", "", VIDEO_FILTER)
+        shown = Path(self.uri()).expanduser()  # start beside the file in the field, if any
+        start = str(shown.parent) if shown.is_file() else ""
+        path, _ = QFileDialog.getOpenFileName(self, "Open a video or image", start, VIDEO_FILTER)
         if path:
             self.uri_edit.setText(path)
 

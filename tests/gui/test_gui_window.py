@@ -178,6 +178,19 @@ def test_source_picker_lists_sources_and_takes_a_uri(qtbot):
     assert dlg.selected_monitor() == 2
 
 
+@pytest.mark.parametrize("current", ["/tmp/some clip.mp4", "rtsp://cam.local/1", "test:"])
+def test_the_source_picker_opens_on_the_last_source(qtbot, current):
+    """It opened on "screen:1" whatever the last source: OK captured the whole screen."""
+    dlg = SourcePickerDialog(current, ["/tmp/some clip.mp4"])
+    qtbot.addWidget(dlg)
+    assert dlg.uri() == current
+    item = dlg.list.currentItem()
+    listed = current != "rtsp://cam.local/1"  # a recent file and the demo are listed
+    assert (item.data(Qt.ItemDataRole.UserRole) if item else None) == (current if listed else None)
+    dlg.refresh()
+    assert dlg.uri() == current
+
+
 def test_region_picker_turns_a_drag_into_a_screen_uri(qtbot):
     shot = np.zeros((1000, 1600, 3), np.uint8)
     dlg = RegionPickerDialog(1, shot)
