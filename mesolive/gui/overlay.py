@@ -118,6 +118,11 @@ class FrameToView:
         )
 
 
+def frame_area(result: FrameResult, to_view: FrameToView) -> QRectF:
+    """Where ``result``'s frame lies in view coordinates: labels are kept inside it."""
+    return to_view.rect((0.0, 0.0, float(result.frame.width), float(result.frame.height)))
+
+
 def detection_box(face: FaceResult) -> Sequence[float]:
     """A face's box as the detector found it, in frame pixels."""
     return face.xyxy
@@ -157,43 +162,53 @@ class OverlayPainter:
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
         painter.setFont(self._font)
         painted: list[QRectF] = []
+        area = frame_area(result, to_view)
         for face in result.faces:
             scores = (history or {}).get(face.track_id)
-            painted.extend(self._draw_face(painter, face, to_view, scores, result.threshold))
+            painted.extend(self._draw_face(painter, face, to_view, area, scores, result.threshold))
         painter.restore()
         return painted
 
-    def mask(self, faces: Sequence[FaceResult], to_view: FrameToView) -> QRegion:
+    def mask(self, result: FrameResult | None, to_view: FrameToView) -> QRegion:
         """The region :meth:`draw` paints, for a window shape without a compositor."""
         region = QRegion()
+        if result is None:
+            return region
         fm = QFontMetricsF(self._font)
         w = int(self.line_width) + 2
-        for face in faces:
+        area = frame_area(result, to_view)
+        for face in result.faces:
             r = to_view.rect(self.box_of(face)).toAlignedRect()
             region = region.united(QRegion(r.x() - w, r.y() - w, r.width() + 2 * w, w * 2))
             region = region.united(QRegion(r.x() - w, r.bottom() - w, r.width() + 2 * w, w * 2))
             region = region.united(QRegion(r.x() - w, r.y() - w, w * 2, r.height() + 2 * w))
             region = region.united(QRegion(r.right() - w, r.y() - w, w * 2, r.height() + 2 * w))
-            label = self._label_rect(face, QPointF(r.topLeft()), fm)
+            label = self._label_rect(face, QPointF(r.topLeft()), fm, area)
             region = region.united(QRegion(label.toAlignedRect()))
         return region
 
     # -- internals ---------------------------------------------------------------
 
-    def _label_rect(self, face: FaceResult, top_left: QPointF, fm: QFontMetricsF) -> QRectF:
+    def _label_rect(
+        self, face: FaceResult, top_left: QPointF, fm: QFontMetricsF, area: QRectF
+    ) -> QRectF:
+        """Above the box at its left edge (inside it at the top of the frame), moved left
+        as far as needed to stay whole inside ``area``, the frame as shown."""
         pad = 3.0
         text_w = fm.horizontalAdvance(label_text(face))
         h = fm.height() + 2 * pad
-        spark_w = SPARK_POINTS * 2.0 + 4
+        w = text_w + 2 * pad + SPARK_POINTS * 2.0 + 4 + pad
         x, y = float(top_left.x()), float(top_left.y())
-        y = y - h if y - h >= 0 else y  # above the box, inside it at the top edge
-        return QRectF(x, y, text_w + 2 * pad + spark_w + pad, h)
+        y = y - h if y - h >= area.top() else y
+        x = max(area.left(), min(x, area.right() - w))
+        return QRectF(x, y, w, h)
 
     def _draw_face(
         self,
         painter: QPainter,
         face: FaceResult,
         to_view: FrameToView,
+        area: QRectF,
         history: Sequence[float] | None,
         threshold: float,
     ) -> list[QRectF]:
@@ -206,7 +221,7 @@ class OverlayPainter:
         painter.drawRect(box)
 
         fm = QFontMetricsF(painter.font())
-        label = self._label_rect(face, box.topLeft(), fm)
+        label = self._label_rect(face, box.topLeft(), fm, area)
         painter.setPen(Qt.PenStyle.NoPen)
         painter.setBrush(colour)
         painter.drawRect(label)

@@ -131,8 +131,7 @@ class OverlayWindow(QWidget):
         return FrameToView.fit(r.frame.width, r.frame.height, QRectF(self.rect()))
 
     def _mask(self) -> QRegion:
-        faces = self._result.faces if self._result is not None else ()
-        region = self.overlay.mask(faces, self._to_view())
+        region = self.overlay.mask(self._result, self._to_view())
         if region.isEmpty():  # an empty mask would mean "no mask": keep one pixel
             region = QRegion(0, 0, 1, 1)
         return region

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QRectF
+from PySide6.QtCore import QPointF, QRectF
 from PySide6.QtGui import QColor, QImage, QPainter
 
 from mesolive.gui.overlay import (
@@ -139,6 +139,25 @@ def test_boxes_are_drawn_in_their_band_colour(qapp):
             + colour_share(label, QColor(255, 255, 255), 60)
             > 0.02
         )
+
+
+def test_a_label_at_the_frames_edge_stays_whole_inside_it(qapp):
+    """A face at the right edge had its label cut off ("#2 real 11%" without the "%")."""
+    faces = [make_face(2, (1200, 300, 1279, 400), 0.1), make_face(3, (0, 0, 90, 100), 0.9)]
+    result = make_result(faces)
+    img = QImage(1280, 720, QImage.Format.Format_RGB32)
+    img.fill(QColor(90, 90, 90))
+    p = QPainter(img)
+    painted = OverlayPainter(line_width=4).draw(p, result, FrameToView())
+    p.end()
+    frame = QRectF(0, 0, 1280, 720)
+    right_label, corner_label = painted[1], painted[3]
+    assert frame.contains(right_label) and frame.contains(corner_label)
+    assert right_label.right() == pytest.approx(1280) and right_label.left() < 1200
+    assert corner_label.topLeft() == QPointF(0, 0)  # inside its box at the top-left corner
+    # the overlay window's shape holds the label where it is drawn
+    mask = OverlayPainter(line_width=4).mask(result, FrameToView())
+    assert mask.contains(right_label.toAlignedRect().adjusted(1, 1, -1, -1))
 
 
 def test_sparkline_bars_follow_the_history(qapp):
