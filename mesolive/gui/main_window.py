@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from mesolive.errors import MesoliveError
+from mesolive.gui.about import show_about
 from mesolive.gui.alert_controller import AlertController
 from mesolive.gui.banner import Banner
 from mesolive.gui.export_controller import ExportController
@@ -177,6 +178,7 @@ class MainWindow(QMainWindow):
         self.act_fullscreen = self._action("&Full screen", "F11", self._toggle_fullscreen)
         self.act_quit = self._action("&Quit", "Ctrl+Q", self.close)  # asks about alerts
         self.act_shortcuts = self._action("&Keyboard shortcuts", "F1", lambda: show_shortcuts(self))
+        self.act_about = self._action("&About mesolive", None, lambda: show_about(self))
 
         menu = self.menuBar()
         m = menu.addMenu("&File")
@@ -192,6 +194,7 @@ class MainWindow(QMainWindow):
             m.addAction(a)
         m = menu.addMenu("&Help")
         m.addAction(self.act_shortcuts)
+        m.addAction(self.act_about)
 
         short = {
             self.act_source: "Source",

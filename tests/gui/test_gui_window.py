@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, QSettings, Qt
+from PySide6.QtWidgets import QMessageBox
 
+from mesolive import __version__
 from mesolive.gui import settings as ui_settings
 from mesolive.gui.main_window import MainWindow
 from mesolive.gui.presenter import Level
@@ -163,6 +165,18 @@ def test_the_status_bar_names_every_runner_as_the_log_does() -> None:
     """It showed "openvino-cpu-bf16" beside "ONNX Runtime (CPU)"."""
     assert backend_text("openvino-cpu-bf16", "auto", False) == ("OpenVINO CPU bfloat16", False)
     assert backend_text("onnxruntime-cpu-int8", "auto", False)[0] == "ONNX Runtime CPU INT8"
+
+
+def test_help_says_which_version_and_model_and_what_a_verdict_is_worth(window, qtbot):
+    window.act_about.trigger()
+    (box,) = [b for b in window.findChildren(QMessageBox) if b.windowTitle() == "About mesolive"]
+    qtbot.waitUntil(box.isVisible, timeout=2000)
+    text = box.text()
+    assert text.startswith(f"mesolive {__version__}: a real-time deepfake detector")
+    assert f"Default model: {default_model()} (" in text  # and why it is the default
+    assert "research" in text  # its weights' licence
+    assert "not proof" in text
+    box.accept()
 
 
 def test_source_picker_lists_sources_and_takes_a_uri(qtbot):
