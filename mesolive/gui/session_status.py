@@ -120,6 +120,8 @@ class SessionStatus(QObject):
             self.backend_label.setStyleSheet("")
         elif not self.presenter.backend:
             self.backend_label.setText("back end: –")
+        if state is State.STOPPED:  # nothing is analysed now ("…to keep up" stayed)
+            self.interval_label.setText("")
 
     def show_backend(self, backend: str) -> None:
         requested = self.requested_backend

@@ -141,6 +141,7 @@ def test_a_source_that_ends_stops_the_session_with_a_message(window, qtbot):
     assert window.presenter.counters.results > 0
     assert window.banner.level is Level.INFO
     assert "F5" in window.banner.label.text()
+    assert window.status.interval_label.text() == ""  # no interval of a session that ended
 
 
 def test_a_paused_file_holds_its_place(window, qtbot):
