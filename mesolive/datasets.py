@@ -26,7 +26,10 @@ from mesolive.errors import InputError
 from mesolive.imageio import IMAGE_EXTS, VIDEO_EXTS
 from mesolive.metrics import video_of
 
-_LABELS = {"real": 0, "0": 0, "fake": 1, "1": 1, "df": 1, "f2f": 1, "deepfake": 1}
+_LABELS = {"real": 0, "fake": 1, "df": 1, "f2f": 1, "deepfake": 1}
+# No numbers: data sets read them both ways (FF++ and DFDC metadata: 1 fake; the authors'
+# Keras generator, classes in alphabetical order: df 0, real 1), so a 0/1 column would be
+# read right or wholly inverted without a word.
 _GROUP_COLUMNS = ("group", "pair", "original_video", "video", "dfdc_video")
 _WORDS = ("real", "fake")
 
@@ -51,6 +54,11 @@ class Item:
 
 def _label(value: str, where: str) -> int:
     lab = _LABELS.get(value.strip().lower())
+    if lab is None and value.strip().isdigit():
+        raise InputError(
+            f"{where}: label {value!r} is a number, which data sets read both ways "
+            "(the authors' made real 1); write real or fake"
+        )
     if lab is None:
         raise InputError(f"{where}: label {value!r} is neither real nor fake")
     return lab

@@ -120,9 +120,14 @@ def test_a_labels_csv_saved_by_a_spreadsheet_reads_the_same(tmp_path: Path) -> N
         ("file,label\na.jpg\n", "line 2: no label on this row"),
         ("file,label\n,real\n", "line 2: no file on this row"),
         ("file,label\na.jpg,maybe\n", "line 2: label 'maybe' is neither real nor fake"),
+        (
+            "file,label\na.jpg,1\n",
+            "line 2: label '1' is a number, which data sets read both ways (the authors' made "
+            "real 1); write real or fake",
+        ),
         ("file,label\ncaf\xe9.jpg,real\n", "not UTF-8 text; save the CSV as UTF-8"),
     ],
-    ids=["both-labels", "no-label", "no-file", "unknown-label", "latin-1"],
+    ids=["both-labels", "no-label", "no-file", "unknown-label", "number-label", "latin-1"],
 )
 def test_a_labels_csv_that_cannot_be_read_right_is_one_line(
     tmp_path: Path, text: str, said: str
