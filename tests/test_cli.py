@@ -255,6 +255,20 @@ def test_models_list_and_convert(tmp_path: Path) -> None:
     assert mine.stat().st_size > 100_000
 
 
+def test_fetch_goes_on_past_a_model_that_fails(shared: Path, tmp_path: Path) -> None:
+    """It stopped at the first bad file: the models after it were never fetched."""
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / "Meso4_DF.h5").write_bytes((shared / "models" / "Meso4_DF.h5").read_bytes()[:1000])
+    (folder / "Meso4_F2F.h5").write_bytes((shared / "models" / "Meso4_F2F.h5").read_bytes())
+    env = {"MESOLIVE_CACHE_DIR": str(tmp_path / "cache"), "MESOLIVE_OFFLINE": "1"}
+    out = mesolive("models", "fetch", "meso4-df", "meso4-f2f", "--model-dir", str(folder), env=env)
+    assert out.returncode == 2
+    assert out.stdout == f"meso4-f2f: {folder / 'Meso4_F2F.h5'}\n"
+    (line,) = out.stderr.splitlines()
+    assert line.startswith(f"mesolive: error: {folder / 'Meso4_DF.h5'}: checksum mismatch")
+
+
 def test_evaluate_dfdc_reproduces_the_authors_numbers(shared: Path, tmp_path: Path) -> None:
     """shared/README's table for the authors' Keras Meso4_DF on these 600 crops."""
     plot = tmp_path / "roc.png"

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -268,7 +269,7 @@ def _triton(args: argparse.Namespace) -> int:
         text = config_text(spec, graph, max_batch=args.max_batch, tensorrt=args.tensorrt)
         write_model(root / spec.name, text, graph)
         print(f"{spec.name}: {root / spec.name}")  # noqa: T201
-    log.info("serve it with: tritonserver --model-repository=%s", root.resolve())
+    log.info("serve it with: tritonserver --model-repository=%s", shlex.quote(str(root.resolve())))
     return 0
 
 
