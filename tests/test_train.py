@@ -179,6 +179,9 @@ def test_a_run_that_never_beats_its_start_registers_nothing(
         ({"anchor": -1.0}, "--anchor -1"),
         ({"seed": -1}, "--seed -1"),
         ({"threads": 0}, "--threads 0"),
+        ({"threads": 10**6}, "--threads 1000000"),
+        ({"crop_scale": 0.0}, "--crop-scale 0"),  # was "preprocessing field 'scale'"
+        ({"crop_scale": float("nan")}, "--crop-scale nan"),
         ({"val_sizes": (96, 0)}, "--val-sizes 0"),
         ({"kind_weights": (("GAN face", 0),)}, "--kind-weight GAN face=0"),
     ],

@@ -39,6 +39,8 @@ MIN_SIDE = 16
 """Crops smaller than this carry no mesoscopic texture worth scoring."""
 
 CROP_RULES = ("authors",)
+SCALES = (0.3, 3.0)
+"""The crop scales a contract may hold (against the authors' square), both included."""
 """Known crop rules: ``authors`` is :func:`mesolive.align.crop.crop_transform`."""
 
 PRECUT_MODES = ("as-is", "recut")
@@ -89,7 +91,7 @@ class Preprocess:
         object.__setattr__(self, "value_range", tuple(float(v) for v in self.value_range))
         problems = {
             "crop": self.crop not in CROP_RULES,
-            "scale": not 0.3 <= float(self.scale) <= 3.0,
+            "scale": not SCALES[0] <= float(self.scale) <= SCALES[1],
             "size": self.size != INPUT_SIZE,
             "interpolation": self.interpolation not in _INTERPOLATION,
             "colour": self.colour not in ("rgb", "bgr"),

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from mesolive import paths
-from mesolive.classify.preprocess import Preprocess
+from mesolive.classify.preprocess import SCALES, Preprocess
 from mesolive.env import max_threads
 from mesolive.errors import InputError, MesoliveError, check_count
 from mesolive.metrics import evaluate
@@ -141,6 +141,10 @@ class TrainConfig:
             raise InputError(f"--dropout {self.dropout:g}: expected a share from 0, below 1")
         if not self.anchor >= 0:  # also NaN
             raise InputError(f"--anchor {self.anchor:g}: expected a strength ≥ 0")
+        if not SCALES[0] <= self.crop_scale <= SCALES[1]:  # also NaN
+            raise InputError(
+                f"--crop-scale {self.crop_scale:g}: expected {SCALES[0]:g} to {SCALES[1]:g}"
+            )
 
     @property
     def contract(self) -> Preprocess:
