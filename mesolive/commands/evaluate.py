@@ -69,7 +69,8 @@ def labelled_items(folder: Path, labels_csv: Path | None) -> list[Item]:
     if not folder.is_dir():
         raise InputError(f"{folder}: not a folder or a labels CSV")
     if labels_csv is not None and not labels_csv.is_file():
-        raise InputError(f"{labels_csv}: no such labels CSV")
+        what = "not a regular file" if labels_csv.exists() else "no such labels CSV"
+        raise InputError(f"{labels_csv}: {what}")
     return from_csv(labels_csv, folder) if labels_csv is not None else from_folder(folder)
 
 
