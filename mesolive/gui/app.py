@@ -21,6 +21,7 @@ import signal
 import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from mesolive.errors import MesoliveError, ModelError
@@ -118,9 +119,35 @@ def unreachable_display(env: Mapping[str, str] | None = None) -> str | None:
     return f"cannot connect to the X display {env['DISPLAY']} (DISPLAY)" if failed else None
 
 
+def unreachable_wayland(env: Mapping[str, str] | None = None) -> str | None:
+    """Why the Wayland display ``WAYLAND_DISPLAY`` names cannot be reached, else None.
+
+    Only where Qt would choose Wayland (Linux, ``QT_QPA_PLATFORM`` unset or
+    ``wayland``). A compositor listens on a socket in ``XDG_RUNTIME_DIR``
+    (or at an absolute ``WAYLAND_DISPLAY``); without it Qt aborted the
+    process with eight lines ending in "Reinstalling the application may
+    fix this problem".
+    """
+    env = os.environ if env is None else env
+    name = env.get("WAYLAND_DISPLAY", "")
+    if not sys.platform.startswith("linux") or not name or _platform(env) not in ("", "wayland"):
+        return None
+    runtime = env.get("XDG_RUNTIME_DIR", "")
+    where = Path(name) if os.path.isabs(name) else Path(runtime) / name if runtime else None
+    if where is not None and where.is_socket():
+        return None
+    return f"cannot connect to the Wayland display {name} (WAYLAND_DISPLAY)"
+
+
 def _import_qt() -> None:
     problem = display_problem()
     if problem:
+        raise MesoliveError(problem + NO_WINDOW)
+    problem = unreachable_wayland()
+    if problem and os.environ.get("DISPLAY") and not _platform(os.environ):
+        log.warning("%s; using the X display %s instead", problem, os.environ["DISPLAY"])
+        os.environ["QT_QPA_PLATFORM"] = "xcb"  # the X checks below then apply
+    elif problem:
         raise MesoliveError(problem + NO_WINDOW)
     missing = missing_xcb_libs()
     if missing:
