@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mesolive.types import FAKE_THRESHOLD
+
 _FRAME = re.compile(r"^(?P<video>.+)_(?P<frame>\d+)$")
 
 
@@ -70,7 +72,7 @@ def evaluate(
     labels: np.ndarray,
     scores: np.ndarray,
     stems: Sequence[str] | None = None,
-    threshold: float = 0.5,
+    threshold: float = FAKE_THRESHOLD,
 ) -> Report:
     """Metrics of fake scores against labels (1 = fake).
 

@@ -121,6 +121,13 @@ class FaceDetections:
         )
 
 
+FAKE_THRESHOLD = 0.5
+"""The fake-score threshold unless one is asked for (``--threshold``, the app's setting):
+a face whose score is above it counts as fake in that frame (the paper's rule, also for
+``classify``'s label, ``evaluate``'s accuracies and a validation's), and the live verdict's
+bands are centred on it (:class:`mesolive.track.smoothing.VerdictRule`)."""
+
+
 class Verdict(enum.Enum):
     """How fake a face is: the one vocabulary of the app, the reports and ``scan``.
 

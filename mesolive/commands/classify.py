@@ -17,8 +17,7 @@ from typing import TextIO
 from mesolive.commands.common import FileScore, open_classifier, report_error, stream_scores
 from mesolive.errors import InputError
 from mesolive.imageio import expand_paths
-
-THRESHOLD = 0.5
+from mesolive.types import FAKE_THRESHOLD
 
 
 class _Printer:
@@ -33,7 +32,7 @@ class _Printer:
 
     def batch(self, scores: list[FileScore]) -> None:
         for r in scores:
-            fake = r.fake_score > THRESHOLD
+            fake = r.fake_score > FAKE_THRESHOLD
             if self.as_json:
                 item = {
                     "path": str(r.path),

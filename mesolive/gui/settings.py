@@ -18,6 +18,7 @@ from PySide6.QtCore import QSettings
 
 from mesolive.env import env_path
 from mesolive.models.registry import default_model
+from mesolive.types import FAKE_THRESHOLD
 
 ARCHS = ("meso4", "mesoinception4")
 VARIANTS = ("df", "f2f")
@@ -37,7 +38,7 @@ class UiSettings:
 
     source: str = ""
     models: tuple[str, ...] = field(default_factory=lambda: (default_model(),))
-    threshold: float = 0.5
+    threshold: float = FAKE_THRESHOLD
     det_size: int = 0
     every: int = 0  # analyse every N-th frame; 0 = auto (keep up with the source)
     alert_seconds: float = 3.0

@@ -42,6 +42,7 @@ from mesolive.errors import InputError, check_count
 from mesolive.pipeline.mailbox import put_unless_stopped
 from mesolive.track.judge import source_time
 from mesolive.types import (
+    FAKE_THRESHOLD,
     FaceDetections,
     FaceResult,
     Frame,
@@ -102,7 +103,7 @@ class PipelineConfig:
     det_size: int | None = None
     det_threshold: float = 0.5
     every: int = 1
-    threshold: float = 0.5
+    threshold: float = FAKE_THRESHOLD
     alert_seconds: float = 3.0
     reid_seconds: float = 10.0
     min_face_span: float = MIN_FACE_SPAN_PX

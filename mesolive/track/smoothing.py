@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mesolive.types import Verdict
+from mesolive.types import FAKE_THRESHOLD, Verdict
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class VerdictRule:
         alert (seconds of the source's time).
     """
 
-    threshold: float = 0.5
+    threshold: float = FAKE_THRESHOLD
     margin: float = 0.1
     hysteresis: float = 0.05
     min_scored: int = 5

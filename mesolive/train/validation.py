@@ -11,6 +11,7 @@ import numpy as np
 from mesolive.datasets import short_names
 from mesolive.metrics import Report, evaluate
 from mesolive.train.data import FaceSet
+from mesolive.types import FAKE_THRESHOLD
 
 
 def best_epoch(history: list[dict]) -> int:
@@ -82,7 +83,9 @@ def unseen_aucs(val: FaceSet, scores: np.ndarray, unseen: Sequence[str]) -> dict
     return {name: evaluate(val.labels[m], scores[m]).auc for name, new, m in terms if new}
 
 
-def breakdown(val: FaceSet, scores: np.ndarray, threshold: float = 0.5) -> dict[str, object]:
+def breakdown(
+    val: FaceSet, scores: np.ndarray, threshold: float = FAKE_THRESHOLD
+) -> dict[str, object]:
     """The card's validation per source, per kind, and per whole video.
 
     A video's score is the mean fake score of its faces; it is called fake
