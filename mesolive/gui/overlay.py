@@ -162,10 +162,11 @@ class OverlayPainter:
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
         painter.setFont(self._font)
         painted: list[QRectF] = []
-        area = frame_area(result, to_view)
-        for face in result.faces:
+        fm = QFontMetricsF(painter.font())
+        for face, box, label in self._layout(result, to_view, fm):
             scores = (history or {}).get(face.track_id)
-            painted.extend(self._draw_face(painter, face, to_view, area, scores, result.threshold))
+            self._draw_face(painter, face, box, label, fm, scores, result.threshold)
+            painted += [box, label]
         painter.restore()
         return painted
 
@@ -174,54 +175,64 @@ class OverlayPainter:
         region = QRegion()
         if result is None:
             return region
-        fm = QFontMetricsF(self._font)
         w = int(self.line_width) + 2
-        area = frame_area(result, to_view)
-        for face in result.faces:
-            r = to_view.rect(self.box_of(face)).toAlignedRect()
+        for _face, box, label in self._layout(result, to_view, QFontMetricsF(self._font)):
+            r = box.toAlignedRect()
             region = region.united(QRegion(r.x() - w, r.y() - w, r.width() + 2 * w, w * 2))
             region = region.united(QRegion(r.x() - w, r.bottom() - w, r.width() + 2 * w, w * 2))
             region = region.united(QRegion(r.x() - w, r.y() - w, w * 2, r.height() + 2 * w))
             region = region.united(QRegion(r.right() - w, r.y() - w, w * 2, r.height() + 2 * w))
-            label = self._label_rect(face, QPointF(r.topLeft()), fm, area)
             region = region.united(QRegion(label.toAlignedRect()))
         return region
 
     # -- internals ---------------------------------------------------------------
 
+    def _layout(
+        self, result: FrameResult, to_view: FrameToView, fm: QFontMetricsF
+    ) -> list[tuple[FaceResult, QRectF, QRectF]]:
+        """``(face, box, label)`` per face in view coordinates, as drawn and masked."""
+        area = frame_area(result, to_view)
+        placed: list[QRectF] = []
+        out = []
+        for face in result.faces:
+            box = to_view.rect(self.box_of(face))
+            placed.append(self._label_rect(face, box, fm, area, placed))
+            out.append((face, box, placed[-1]))
+        return out
+
     def _label_rect(
-        self, face: FaceResult, top_left: QPointF, fm: QFontMetricsF, area: QRectF
+        self, face: FaceResult, box: QRectF, fm: QFontMetricsF, area: QRectF, placed: list[QRectF]
     ) -> QRectF:
-        """Above the box at its left edge (inside it at the top of the frame), moved left
-        as far as needed to stay whole inside ``area``, the frame as shown."""
+        """Where ``face``'s label goes: above its box at the left edge; where that leaves
+        ``area`` (the frame as shown) or covers a label ``placed`` before (a crowd: labels
+        were drawn over each other), inside the box at its top, below it, or inside it at
+        its bottom, the first that fits; moved left as far as needed to stay whole."""
         pad = 3.0
-        text_w = fm.horizontalAdvance(label_text(face))
         h = fm.height() + 2 * pad
-        w = text_w + 2 * pad + SPARK_POINTS * 2.0 + 4 + pad
-        x, y = float(top_left.x()), float(top_left.y())
-        y = y - h if y - h >= area.top() else y
-        x = max(area.left(), min(x, area.right() - w))
-        return QRectF(x, y, w, h)
+        w = fm.horizontalAdvance(label_text(face)) + 2 * pad + SPARK_POINTS * 2.0 + 4 + pad
+        x = max(area.left(), min(box.left(), area.right() - w))
+        tops = (box.top() - h, box.top(), box.bottom(), box.bottom() - h)
+        fits = [QRectF(x, y, w, h) for y in tops if area.top() <= y <= area.bottom() - h]
+        fits = fits or [QRectF(x, max(area.top(), box.top()), w, h)]
+        return next((r for r in fits if not any(r.intersects(p) for p in placed)), fits[0])
 
     def _draw_face(
         self,
         painter: QPainter,
         face: FaceResult,
-        to_view: FrameToView,
-        area: QRectF,
+        box: QRectF,
+        label: QRectF,
+        fm: QFontMetricsF,
         history: Sequence[float] | None,
         threshold: float,
-    ) -> list[QRectF]:
+    ) -> None:
         colour = face_colour(face)
-        box = to_view.rect(self.box_of(face))
         pen = QPen(colour, self.line_width)
         pen.setJoinStyle(Qt.PenJoinStyle.MiterJoin)
         painter.setPen(pen)
         painter.setBrush(Qt.BrushStyle.NoBrush)
         painter.drawRect(box)
 
-        fm = QFontMetricsF(painter.font())
-        label = self._label_rect(face, box.topLeft(), fm, area)
         painter.setPen(Qt.PenStyle.NoPen)
         painter.setBrush(colour)
         painter.drawRect(label)
@@ -239,7 +250,6 @@ class OverlayPainter:
             label.x() + 2 * pad + text_w, label.y() + pad, SPARK_POINTS * 2.0 + 4, fm.height()
         )
         self._draw_sparkline(painter, spark, history, threshold)
-        return [box, label]
 
     def _draw_sparkline(
         self,

@@ -160,6 +160,22 @@ def test_a_label_at_the_frames_edge_stays_whole_inside_it(qapp):
     assert mask.contains(right_label.toAlignedRect().adjusted(1, 1, -1, -1))
 
 
+def test_labels_of_faces_side_by_side_do_not_cover_each_other(qapp):
+    """In a crowd, "#15 uncertain 53%" was drawn over "#22 too small"."""
+    faces = [make_face(i, (100 + 70 * i, 300, 160 + 70 * i, 380), 0.1 * i) for i in range(1, 6)]
+    result = make_result(faces)
+    img = QImage(1280, 720, QImage.Format.Format_RGB32)
+    p = QPainter(img)
+    painted = OverlayPainter(line_width=4).draw(p, result, FrameToView())
+    p.end()
+    labels = painted[1::2]
+    assert labels[0].bottom() == pytest.approx(300)  # the first sits above its box
+    for i, a in enumerate(labels):
+        assert not any(a.intersects(b) for b in labels[i + 1 :]), i
+    mask = OverlayPainter(line_width=4).mask(result, FrameToView())
+    assert all(mask.contains(r.toAlignedRect().adjusted(1, 1, -1, -1)) for r in labels)
+
+
 def test_sparkline_bars_follow_the_history(qapp):
     face = make_face(1, (300, 300, 500, 500), 0.9)
     history = {1: [0.1] * 12 + [0.95] * 12}
