@@ -39,9 +39,9 @@ MIN_SIDE = 16
 """Crops smaller than this carry no mesoscopic texture worth scoring."""
 
 CROP_RULES = ("authors",)
+"""Known crop rules: ``authors`` is :func:`mesolive.align.crop.crop_transform`."""
 SCALES = (0.3, 3.0)
 """The crop scales a contract may hold (against the authors' square), both included."""
-"""Known crop rules: ``authors`` is :func:`mesolive.align.crop.crop_transform`."""
 
 PRECUT_MODES = ("as-is", "recut")
 """How an image that is already a face crop is read: resized whole, or the face
