@@ -66,6 +66,7 @@ class ControlsPanel(QWidget):
         form = QFormLayout(models_box)
         form.addRow("Network", self.arch)
         form.addRow("Trained on", row)
+        self._models_form = form  # its "Trained on" row is for the authors' networks only
         form.addRow("Model folder", self.model_folder)
         form.addRow(self.model_folder.message)
 
@@ -200,8 +201,7 @@ class ControlsPanel(QWidget):
     def _set_models(self, models: tuple[str, ...]) -> None:
         if tuple(models) == (self._default,) and self.arch.findData("default") >= 0:
             self.arch.setCurrentIndex(self.arch.findData("default"))
-            for cb in self.variant_boxes.values():
-                cb.setEnabled(False)
+            self._show_variants(False)
             return
         split = split_models(models)
         if split is None:  # a trained model or a mix: keep it as one "custom" choice
@@ -211,19 +211,22 @@ class ControlsPanel(QWidget):
                 self.arch.addItem("Custom: " + ", ".join(models), "custom")
                 idx = self.arch.count() - 1
             self.arch.setCurrentIndex(idx)
-            for cb in self.variant_boxes.values():
-                cb.setEnabled(False)
+            self._show_variants(False)
             return
         arch, variants = split
         self.arch.setCurrentIndex(self.arch.findData(arch))
+        self._show_variants(True)
         for v, cb in self.variant_boxes.items():
-            cb.setEnabled(True)
             cb.setChecked(v in variants)
+
+    def _show_variants(self, on: bool) -> None:
+        """Show the "Trained on" boxes only for the authors' networks: shown greyed out
+        beside the default model, their ticks read as what it was trained on."""
+        self._models_form.setRowVisible(1, on)
 
     def _models_edited(self) -> None:
         custom = self.arch.currentData() in ("custom", "default")
-        for cb in self.variant_boxes.values():
-            cb.setEnabled(not custom)
+        self._show_variants(not custom)
         if not custom and not any(cb.isChecked() for cb in self.variant_boxes.values()):
             cb = self.variant_boxes["df"]  # at least one model always runs
             cb.blockSignals(True)
