@@ -277,6 +277,10 @@ class TimelinePanel(QWidget):
         if self.show_gone.text() != text:
             self.show_gone.setText(text)
             self.show_gone.setEnabled(n > 0)
+            if n == 0:  # a new session: no tick left on a box of nothing (no refresh: none)
+                self.show_gone.blockSignals(True)
+                self.show_gone.setChecked(False)
+                self.show_gone.blockSignals(False)
 
     def _refresh_table(self, store: TrackStore, ids: list[int], n_current: int) -> None:
         self.table.setRowCount(len(ids))

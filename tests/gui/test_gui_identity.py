@@ -119,6 +119,7 @@ def test_a_folded_track_joins_the_earlier_face_with_its_points_and_alert(window,
     assert set(window.timeline.curves) == {1, 3}
     assert _legend(window.timeline) == {1, 3}
     assert window.timeline.show_gone.text() == "Show 0 earlier faces"
+    assert not window.timeline.show_gone.isChecked()  # no tick left on a box of nothing
 
     # the alert is face 1's now: history, panel, message
     (alert,) = window.alerts.history.records
