@@ -169,7 +169,7 @@ def test_open_runner_precision(calibration_folder: Path) -> None:
         assert r.name == "onnxruntime-cpu-int8"
     with open_runner("meso4-df", precision="fp32") as r:
         assert r.name == "onnxruntime-cpu"
-    with pytest.raises(BackendUnavailable, match="runs on the CPU"):
+    with pytest.raises(BackendUnavailable, match="runs in ONNX Runtime on the CPU"):
         open_runner("meso4-df", backend="tensorrt", precision="int8")
 
 
@@ -187,8 +187,8 @@ def test_cli_precision_reaches_the_runner(calibration_folder: Path, shared: Path
     proc = mesolive("classify", samples, "--precision", "int8", "--backend", "tensorrt", env=env)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "mesolive: error: --precision int8 runs on the CPU (ONNX Runtime), not on tensorrt; "
-        "TensorRT engines take theirs from build-engine --precision"
+        "mesolive: error: --precision int8 runs in ONNX Runtime on the CPU, not in --backend "
+        "tensorrt; TensorRT engines take theirs from build-engine --precision"
     ]
 
 

@@ -54,7 +54,8 @@ def open_runner(
             else ""
         )
         raise BackendUnavailable(
-            f"--precision {precision} runs on the CPU ({runtime}), not on {backend}{engines}"
+            f"--precision {precision} runs in {runtime} on the CPU, not in --backend {backend}"
+            f"{engines}"
         )
     if backend.startswith("triton://"):
         from mesolive.backends.triton import TritonRunner
