@@ -90,6 +90,15 @@ def env_folder(name: str, holding: str, env: Mapping[str, str] | None = None) ->
     return folder
 
 
+def env_new_folder(name: str, env: Mapping[str, str] | None = None) -> Path | None:
+    """A folder that need not be there yet (it is made when written) but is no file;
+    ``None`` when unset."""
+    folder = env_path(name, env)
+    if folder is not None and folder.exists() and not folder.is_dir():
+        raise InputError(f"{name}={folder}: not a folder")
+    return folder
+
+
 def env_url(name: str, env: Mapping[str, str] | None = None) -> str | None:
     """An http(s) or file URL without a trailing slash; ``None`` when unset."""
     value = _raw(name, env)
@@ -107,8 +116,12 @@ def check_settings(env: Mapping[str, str] | None = None) -> None:
     a bad value is one line then, not later in a run or silently never:
     ``MESOLIVE_OFFLINE`` and ``MESOLIVE_DOWNLOAD_BASE`` (read for a download) and
     ``MESOLIVE_CALIBRATION`` (read by ``--precision auto``, which would otherwise
-    quietly run float32). ``MESOLIVE_MODEL_DIR`` may name a folder that is not there
-    (``make run`` points it at ``../shared/models``; elsewhere models are downloaded)."""
+    quietly run float32), and that ``MESOLIVE_CACHE_DIR`` and ``MESOLIVE_ENGINE_DIR``
+    name no file (an engine folder of ``/etc/passwd`` was taken without a word).
+    ``MESOLIVE_MODEL_DIR`` may name a folder that is not there (``make run`` points it
+    at ``../shared/models``; elsewhere models are downloaded)."""
     env_flag("MESOLIVE_OFFLINE", env)
     env_url("MESOLIVE_DOWNLOAD_BASE", env)
     env_folder("MESOLIVE_CALIBRATION", "face crops", env)
+    env_new_folder("MESOLIVE_CACHE_DIR", env)
+    env_new_folder("MESOLIVE_ENGINE_DIR", env)

@@ -54,6 +54,19 @@ def test_classify_says_where_it_found_no_face(shared: Path) -> None:
     assert all("face_found" not in r for r in authors)  # it reads every crop whole anyway
 
 
+@pytest.mark.parametrize("name", ["MESOLIVE_ENGINE_DIR", "MESOLIVE_CACHE_DIR"])
+def test_a_folder_setting_that_names_a_file_is_one_line(
+    shared: Path, tmp_path: Path, name: str
+) -> None:
+    """MESOLIVE_ENGINE_DIR=/etc/passwd was taken without a word."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("a file")
+    out = mesolive("classify", str(shared / "samples" / "faces"), env={name: str(notes)})
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr == f"mesolive: error: {name}={notes}: not a folder\n"
+    assert notes.read_text() == "a file"
+
+
 @pytest.mark.parametrize(
     ("verb", "option"),
     [
