@@ -633,6 +633,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(__version__)  # noqa: T201
         return 0
+    from mesolive import signals
     from mesolive.errors import MesoliveError
     from mesolive.log import setup_logging
     from mesolive.redact import redact
@@ -649,13 +650,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             from mesolive.models.registry import default_model
 
             args.model = default_model()
-        return _dispatch(args)(args)
+        if args.command is not None:  # the app quits on its own signals
+            signals.stop_like_ctrl_c()
+        status = _dispatch(args)(args)
+        return signals.exit_status() if status == 130 else status  # 143: SIGTERM
     except MesoliveError as e:
         print(f"mesolive: error: {redact(str(e))}", file=sys.stderr)  # noqa: T201
         return e.exit_code
     except KeyboardInterrupt:
         print("mesolive: interrupted", file=sys.stderr)  # noqa: T201
-        return 130
+        return signals.exit_status()
     except BrokenPipeError as e:
         if not _stdout_gone():
             return _internal_error(e, args)

@@ -227,25 +227,31 @@ def test_ctrl_c_cancels_and_writes_the_partial_report(shared: Path, tmp_path: Pa
         proc.wait()
     assert "Traceback" not in err, err
     assert proc.returncode == 130, out + err
-    assert err.endswith("mesolive: interrupted\n")
+    assert err.endswith("mesolive: interrupted; 2 input(s) not scanned\n")
     # one CPU: the first clip was running and reports what it saw; the others never started
-    (entry,) = json.loads(js.read_text())["inputs"]
+    report = json.loads(js.read_text())
+    (entry,) = report["inputs"]
     assert entry["input"] == str(clips[0]) and entry["interrupted"]
+    assert report["interrupted"] and report["not_scanned"] == [str(c) for c in clips[1:]]
     assert 0 < entry["frames"] < 751
     assert out.rstrip().endswith("(interrupted)")
 
 
-def test_ctrl_c_while_a_local_cluster_starts_waits_for_it() -> None:
+@pytest.mark.parametrize(("sig", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_while_a_local_cluster_starts_waits_for_it(
+    monkeypatch: pytest.MonkeyPatch, sig: signal.Signals, status: int
+) -> None:
     """Interrupted half-way, ray.init left agents running for a minute after the scan
-    exited (and now and then the process crashed); Ctrl+C now lands after it returns,
-    where connect() shuts Ray down."""
-    from mesolive.commands.cluster import _ctrl_c_held
+    exited (and now and then the process crashed); Ctrl+C, or SIGTERM, now lands after it
+    returns, where connect() shuts Ray down."""
+    from mesolive import signals
 
+    monkeypatch.setattr(signals, "_received", [])  # this process's record of the signal
     steps: list[str] = []
 
     def start_a_cluster() -> None:
-        with _ctrl_c_held():
-            signal.raise_signal(signal.SIGINT)  # Ctrl+C half-way through ray.init
+        with signals.held():
+            signal.raise_signal(sig)  # half-way through ray.init
             steps.append("ray.init went on to its end")
 
     ignored = signal.signal(signal.SIGINT, signal.default_int_handler)  # as from a terminal
@@ -255,3 +261,4 @@ def test_ctrl_c_while_a_local_cluster_starts_waits_for_it() -> None:
     finally:
         signal.signal(signal.SIGINT, ignored)
     assert steps == ["ray.init went on to its end"]
+    assert signals.exit_status() == status

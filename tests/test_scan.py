@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -185,6 +187,41 @@ def test_realtime_plays_through_the_capture_thread(shared: Path) -> None:
     proc = mesolive(str(shared / OBAMA), "--realtime", "--every", "2", "--max-frames", "20")
     assert proc.returncode in (0, 1), proc.stdout + proc.stderr
     assert "face track(s) in" in proc.stdout
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize(("sig", "status"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_sigterm_or_sighup_ends_a_scan_as_ctrl_c_does(
+    shared: Path, tmp_path: Path, sig: signal.Signals, status: int
+) -> None:
+    """timeout, systemd, docker stop, a closed terminal: the scan was killed where it stood,
+    with no report, and its half-written CSV left behind as a hidden .part file. The inputs
+    it never reached are named (an interrupted folder scan left them out without a word)."""
+    js, cs = tmp_path / "r.json", tmp_path / "r.csv"
+    uri, later = "test:?faces=2&frames=100000&fps=30", str(shared / OBAMA)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mesolive", "scan", uri, later, "--realtime", "--json", str(js),
+         "--csv", str(cs)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 120
+    while sum(p.stat().st_size for p in tmp_path.glob(".r.csv*")) < 2000:  # rows written
+        assert time.monotonic() < deadline and proc.poll() is None, "the scan never started"
+        time.sleep(0.1)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == status, err
+    assert "Traceback" not in err
+    assert err.rstrip().endswith("mesolive: interrupted; 1 input(s) not scanned")
+    assert out.rstrip().endswith("(interrupted)")
+    report = json.loads(js.read_text())
+    (entry,) = report["inputs"]
+    assert entry["interrupted"] and entry["frames"] > 0
+    assert report["interrupted"] and report["not_scanned"] == [later]
+    with open(cs, newline="") as f:
+        assert len(list(csv.DictReader(f))) > 0  # the rows so far
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.csv", "r.json"]  # no .part left
 
 
 @pytest.mark.parametrize(

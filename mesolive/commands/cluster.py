@@ -44,11 +44,9 @@ import logging
 import os
 import re
 import shutil
-import signal
 import socket
 import sys
 import tempfile
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -58,6 +56,7 @@ from typing import TYPE_CHECKING, Any
 from mesolive.commands.scan import InputReport, _Sink, scan_input
 from mesolive.errors import ClusterError, InputError, MesoliveError, ModelError, describe
 from mesolive.redact import redact
+from mesolive.signals import held, stop_like_ctrl_c
 
 if TYPE_CHECKING:
     from mesolive.pipeline.pipeline import PipelineConfig
@@ -175,6 +174,7 @@ def connect(address: Address, *, verbose: int = 0) -> Any:
     }
     try:
         _init(ray, address, quiet)
+        stop_like_ctrl_c()  # Ray's core worker took SIGTERM over (a crash dump, exit 1)
         resources = ray.cluster_resources()
     except BaseException:
         # Ctrl+C while a local cluster starts left its agents running (and sometimes
@@ -194,7 +194,7 @@ def _init(ray: Any, address: Address, quiet: dict[str, Any]) -> None:
     """``ray.init`` for ``address``; :class:`ClusterError` where it cannot join or start."""
     try:
         if address.kind == "local":
-            with _ctrl_c_held():
+            with held():
                 ray.init(address="local", num_cpus=address.cpus, include_dashboard=False, **quiet)
         elif address.kind == "auto":
             head = _running_head(address)
@@ -209,24 +209,6 @@ def _init(ray: Any, address: Address, quiet: dict[str, Any]) -> None:
     except (ConnectionError, RuntimeError, ValueError, TimeoutError, ray.exceptions.RayError) as e:
         # what ray.init raises for a cluster it cannot join, start or authenticate to
         raise ClusterError(f"--cluster {redact(address.text)}: {redact(describe(e))}") from e
-
-
-@contextlib.contextmanager
-def _ctrl_c_held() -> Iterator[None]:
-    """Ctrl+C waits for the block to end, then interrupts: a local cluster interrupted
-    while it starts leaves agents running that ``ray.shutdown`` does not know of (and
-    once in a while the process crashed). Outside the main thread, nothing is held."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pressed: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, _frame: pressed.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if pressed:
-        raise KeyboardInterrupt
 
 
 # -- the models a task needs ----------------------------------------------------------

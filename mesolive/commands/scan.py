@@ -479,12 +479,21 @@ def _summary_dict(t: TrackSummary) -> dict[str, Any]:
     }
 
 
-def write_json(path: str, config: PipelineConfig, backend: str, reports: list[InputReport]) -> None:
+def write_json(
+    path: str,
+    config: PipelineConfig,
+    backend: str,
+    reports: list[InputReport],
+    not_scanned: list[str] | None = None,
+) -> None:
+    """The run's JSON; ``not_scanned``: the inputs an interrupted run never reached."""
     from dataclasses import asdict
 
     data = {
         "config": {**asdict(config), "models": list(config.models)},
         "backend": backend,
+        "interrupted": bool(not_scanned) or any(r.interrupted for r in reports),
+        "not_scanned": list(not_scanned or ()),
         "inputs": [
             {
                 "input": r.uri,
@@ -603,18 +612,25 @@ def run(args: argparse.Namespace) -> int:
         print_report(report, out)
         out.flush()
 
+    backend, stopped = "", False
     with _Sink(args.csv, config.models) as sink:
-        if args.cluster:
-            from mesolive.commands.cluster import scan_on_cluster
+        try:
+            if args.cluster:
+                from mesolive.commands.cluster import scan_on_cluster
 
-            backend = scan_on_cluster(args.cluster, config, inputs, args, sink, progress, done)
-        else:
-            backend = _scan_here(config, inputs, args, sink, progress, done)
+                backend = scan_on_cluster(args.cluster, config, inputs, args, sink, progress, done)
+            else:
+                backend = _scan_here(config, inputs, args, sink, progress, done)
+        except KeyboardInterrupt:  # between inputs, or while the models loaded
+            stopped = True
         sink.commit()  # also after Ctrl+C: the rows so far are the partial report
+    stopped = stopped or any(r.interrupted for r in reports)
+    not_scanned = [redact(uri) for uri in inputs[len(reports) :]] if stopped else []
     if args.json:
-        write_json(args.json, config, backend, reports)
-    if any(r.interrupted for r in reports):
-        print("mesolive: interrupted", file=sys.stderr)  # noqa: T201
+        write_json(args.json, config, backend, reports, not_scanned)
+    if stopped:
+        left = f"; {len(not_scanned)} input(s) not scanned" if not_scanned else ""
+        print(f"mesolive: interrupted{left}", file=sys.stderr)  # noqa: T201
         return 130
     if len(reports) > 1:
         print(summary_line(reports), file=out)

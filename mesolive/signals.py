@@ -1,0 +1,79 @@
+"""SIGTERM and SIGHUP end a verb the way Ctrl+C does.
+
+``timeout``, systemd, ``docker stop`` and a closed terminal send these; by
+default they killed the process where it stood: a scan lost its whole report
+and left its half-written CSV behind as a hidden ``.part`` file, and a
+training run said nothing of the epoch it had reached. Raised as
+:class:`KeyboardInterrupt` in the main thread, they take Ctrl+C's path
+instead (a partial report, the checkpoint named), and the exit status says
+which signal ended the run (128 + its number: 130 Ctrl+C, 143 SIGTERM, 129
+SIGHUP). A second one ends the process at once, as a second SIGTERM should.
+The app has its own handlers (:data:`mesolive.gui.app.QUIT_SIGNALS`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from types import FrameType
+
+STOP_SIGNALS: tuple[signal.Signals, ...] = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+"""The signals taken as Ctrl+C (the POSIX ones; Windows has neither)."""
+
+_received: list[int] = []  # the first is the one that stopped the run
+
+
+def _stop(signum: int, _frame: FrameType | None) -> None:
+    _received.append(signum)
+    signal.signal(signum, signal.SIG_DFL)  # a second one is not caught
+    raise KeyboardInterrupt
+
+
+def stop_like_ctrl_c() -> None:
+    """Take :data:`STOP_SIGNALS` as Ctrl+C from here on (again after a library that
+    replaced the handlers: Ray's core worker does). Outside the main thread: nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in STOP_SIGNALS:
+        if sig not in _received:
+            signal.signal(sig, _stop)
+
+
+def exit_status(default: int = 130) -> int:
+    """128 + the signal that stopped the run, else ``default`` (Ctrl+C's 130)."""
+    return 128 + _received[0] if _received else default
+
+
+@contextlib.contextmanager
+def held() -> Iterator[None]:
+    """Ctrl+C and :data:`STOP_SIGNALS` wait for the block to end, then interrupt.
+
+    For a block that must not be cut half-way: a local Ray cluster interrupted
+    while it starts leaves agents running that ``ray.shutdown`` does not know
+    of (and once in a while the process crashed). Outside the main thread,
+    nothing is held.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pressed: list[int] = []
+    previous = {
+        sig: signal.signal(sig, lambda signum, _frame: pressed.append(signum))
+        for sig in (signal.SIGINT, *STOP_SIGNALS)
+    }
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if pressed:
+        if pressed[0] != signal.SIGINT:
+            _received.append(pressed[0])
+        raise KeyboardInterrupt
+
+
+__all__ = ["STOP_SIGNALS", "exit_status", "held", "stop_like_ctrl_c"]
