@@ -7,6 +7,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -289,3 +290,42 @@ def test_scan_reports_an_outage_in_its_report_and_json(server: Server, tmp_path:
     (entry,) = json.loads(js.read_text())["inputs"]
     assert entry["outages"][0]["recovered"] is True and entry["outages"][0]["frames_lost"] >= 0
     assert "s3cret" not in text.getvalue() + js.read_text()
+
+
+@needs_ffmpeg
+@pytest.mark.slow
+def test_a_live_scan_stopped_by_ctrl_c_keeps_its_outages(server: Server, tmp_path: Path) -> None:
+    """Ctrl+C is how a live scan ends; it dropped every outage from the report and JSON,
+    so a stream that kept dropping read as one that ran cleanly."""
+    import json
+
+    js = tmp_path / "r.json"
+    ignored = signal.signal(signal.SIGINT, signal.default_int_handler)  # as from a terminal
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mesolive", "scan", server.url, "--models", "meso4-df",
+             "--every", "5", "--json", str(js), "--csv", str(tmp_path / "r.csv")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+    finally:
+        signal.signal(signal.SIGINT, ignored)
+    try:
+        deadline = time.monotonic() + 60
+        while sum(p.stat().st_size for p in tmp_path.glob(".r.csv*")) < 2000:  # rows written
+            assert time.monotonic() < deadline and proc.poll() is None, "the scan never started"
+            time.sleep(0.1)
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGSTOP)  # a pause shorter than the read timeout
+        time.sleep(3.5)
+        server.proc.send_signal(signal.SIGCONT)
+        time.sleep(2.0)  # it flows again
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 130, err
+    assert "(interrupted)" in out and "source lost at" in out
+    (entry,) = json.loads(js.read_text())["inputs"]
+    assert entry["interrupted"] and len(entry["outages"]) == 1
+    assert entry["outages"][0]["reason"] == GAP_REASON and entry["outages"][0]["recovered"]

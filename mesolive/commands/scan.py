@@ -357,11 +357,11 @@ def _run_threaded(
                 _process(pipeline, frame, report, sink, watchdog)
                 report.dropped = capture.drops
                 bar.update(1)
-    finally:
+    finally:  # also on Ctrl+C, the usual end of a live scan: its outages were lost
         capture.stop(timeout=2.0)
         slot.close()
-    report.dropped = capture.drops
-    report.outages = capture.outages
+        report.dropped = capture.drops
+        report.outages = capture.outages
     if capture.last_status is ReadStatus.ERROR:
         report.error = redact(capture.last_message)
 
