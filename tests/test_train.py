@@ -435,6 +435,23 @@ def test_ctrl_c_says_how_far_training_got(small_data: Path, tmp_path: Path) -> N
     )
     assert ck["state"]["epoch"] >= 2 and said in rest, rest
     assert rest.endswith("mesolive: interrupted\n") and "Traceback" not in rest
+    # resumed, then SIGTERM (timeout, a batch system) before an epoch of it ends: it was
+    # killed without a word; now it names the checkpoint it would go on from, exit 143
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mesolive", "train", str(small_data), "--name", "cut", *args,
+         *TRAIN, "--resume"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if line.startswith("mesolive: resumed cut at epoch"):
+            proc.send_signal(signal.SIGTERM)
+            break
+    rest = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 143, rest
+    epoch = torch.load(tmp_path / "train" / "cut" / "checkpoint.pt", weights_only=False)
+    said = f"checkpoint of epoch {ck['state']['epoch']} of 1000 is kept"
+    assert epoch["state"]["epoch"] == ck["state"]["epoch"] and said in rest, rest
 
 
 def test_two_runs_of_one_name_at_once_are_refused(small_data: Path, tmp_path: Path) -> None:

@@ -13,8 +13,14 @@ from mesolive.errors import BackendUnavailable
 log = logging.getLogger(__name__)
 
 
-def _how_far(finished: list[dict], epochs: int) -> str:
-    """What an interrupted run leaves behind, and how to go on."""
+def _how_far(finished: list[dict], epochs: int, resumed_at: int = 0) -> str:
+    """What an interrupted run leaves behind, and how to go on; ``resumed_at`` is the
+    epoch a ``--resume`` went on from (0: none)."""
+    if not finished and resumed_at:
+        return (
+            f"stopped before an epoch of this run finished: the checkpoint of epoch "
+            f"{resumed_at} of {epochs} is kept; the same command goes on from it"
+        )
     if not finished:
         return (
             "stopped before an epoch of this run finished: the faces cut so far are cached "
@@ -79,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         card = trainer.run()
     except KeyboardInterrupt:
         if trainer.dist.main:
-            log.warning("%s", _how_far(finished, cfg.epochs))
+            log.warning("%s", _how_far(finished, cfg.epochs, trainer.resumed_at))
         raise
     if not trainer.dist.main:  # under torchrun, rank 0 reports
         return 0

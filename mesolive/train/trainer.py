@@ -298,6 +298,7 @@ class Trainer:
         self.checkpoint = self.work_dir / "checkpoint.pt"
         self.dist = distributed.Dist()  # replaced in run() under torchrun
         self.load_summary = None  # set by _data()
+        self.resumed_at = 0  # the checkpoint's epoch when --resume went on from one
 
     # -- set-up -----------------------------------------------------------------
     def _check_name(self) -> None:
@@ -570,6 +571,7 @@ class Trainer:
             # minutes of the earlier runs (older checkpoints: their last epoch's)
             state.setdefault("minutes", state["history"][-1].get("minutes", 0.0))
             state["runs"] = state.get("runs", 1) + 1
+            self.resumed_at = state["epoch"]
             log.info(
                 "resumed %s at epoch %d of %d (best validation AUC %.4f, %.1f min so far)",
                 cfg.name,
