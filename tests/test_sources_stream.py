@@ -228,6 +228,33 @@ def test_stalled_server_times_out() -> None:
         src.close()
 
 
+def test_ctrl_c_before_a_stream_gave_a_frame_says_so(tmp_path: Path) -> None:
+    """It read "no face found in 0 frames": as if the stream had been looked at."""
+    import json
+
+    js = tmp_path / "r.json"
+    with socket.socket() as listener:  # accepts the connection, never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/live.ts"
+        ignored = signal.signal(signal.SIGINT, signal.default_int_handler)  # as a terminal
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "mesolive", "scan", url, "--json", str(js),
+                 "--models", "meso4-df", "--precision", "fp32"],  # loads in a second or two
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+        finally:
+            signal.signal(signal.SIGINT, ignored)
+        time.sleep(5.0)  # models loaded, the stream still opening (its timeout is 10 s)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert out == f"{url}: ERROR: interrupted before it gave a frame\n"
+    (entry,) = json.loads(js.read_text())["inputs"]
+    assert entry["verdict"] == "error" and entry["interrupted"] and entry["frames"] == 0
+
+
 def test_unreachable_stream_is_one_line_without_password() -> None:
     port = free_port()  # nothing listens there
     src = make_source(f"rtsp://alice:s3cret@127.0.0.1:{port}/cam")

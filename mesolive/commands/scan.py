@@ -249,6 +249,8 @@ def scan_input(
             run(pipeline, source, report, max_frames, sink, progress, watchdog)
     except KeyboardInterrupt:
         report.interrupted = True
+        if report.frames == 0:  # not "no face found in 0 frames": nothing was looked at
+            report.error = f"{report.uri}: interrupted before it gave a frame"
     except (OutputError, BrokenPipeError):  # the run's output failed, not this input
         raise
     except MesoliveError as e:
