@@ -6,6 +6,7 @@ import logging
 import os
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -62,6 +63,26 @@ def mesolive(
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc
+
+
+def start_mesolive(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """Start ``python -m mesolive ARGS`` as from a terminal, to be signalled; text pipes.
+
+    A suite started in the background by a shell runs with SIGINT ignored, and a
+    child inherits that: it starts here with Ctrl+C's default handling, so that a
+    SIGINT the test sends reaches it as a terminal's would.
+    """
+    ignored = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "mesolive", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+    finally:
+        signal.signal(signal.SIGINT, ignored)
 
 
 class _Warnings(logging.Handler):

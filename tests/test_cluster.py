@@ -22,7 +22,7 @@ import pytest
 
 from mesolive.cli import main
 
-from .conftest import mesolive
+from .conftest import mesolive, start_mesolive
 
 pytestmark = pytest.mark.skipif(
     find_spec("ray") is None, reason="needs Ray: pip install 'mesolive[cluster]'"
@@ -203,17 +203,10 @@ def test_ctrl_c_cancels_and_writes_the_partial_report(shared: Path, tmp_path: Pa
     for clip in clips:
         clip.symlink_to(long)
     js = tmp_path / "scan.json"
-    # A suite started in the background by a shell runs with SIGINT ignored, and a child
-    # inherits that; the scan must start as from a terminal, where Ctrl+C reaches it.
-    ignored = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mesolive", "scan", *map(str, clips), "--models", "meso4-df",
-             "--cluster", "local:1", "--json", str(js)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-    finally:
-        signal.signal(signal.SIGINT, ignored)
+    proc = start_mesolive(
+        "scan", *map(str, clips), "--models", "meso4-df", "--cluster", "local:1", "--json",
+        str(js),
+    )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
         while _ray_task_pid(clips[0].name) is None and proc.poll() is None:

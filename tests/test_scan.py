@@ -16,7 +16,7 @@ import pytest
 
 from mesolive.commands.scan import expand_inputs, sparkline
 
-from .conftest import shrunk_clip
+from .conftest import shrunk_clip, start_mesolive
 
 GROUP = Path("videos") / "synthetic" / "group_pan_720p30.mp4"
 OBAMA = Path("videos") / "real" / "inthewild_obama.mp4"
@@ -199,12 +199,7 @@ def test_sigterm_or_sighup_ends_a_scan_as_ctrl_c_does(
     it never reached are named (an interrupted folder scan left them out without a word)."""
     js, cs = tmp_path / "r.json", tmp_path / "r.csv"
     uri, later = "test:?faces=2&frames=100000&fps=30", str(shared / OBAMA)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mesolive", "scan", uri, later, "--realtime", "--json", str(js),
-         "--csv", str(cs)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert proc.stdout is not None
+    proc = start_mesolive("scan", uri, later, "--realtime", "--json", str(js), "--csv", str(cs))
     deadline = time.monotonic() + 120
     while sum(p.stat().st_size for p in tmp_path.glob(".r.csv*")) < 2000:  # rows written
         assert time.monotonic() < deadline and proc.poll() is None, "the scan never started"

@@ -7,7 +7,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from mesolive.pipeline.mailbox import LatestSlot
 from mesolive.sources.registry import make_source
 from mesolive.sources.stream import StreamSource
 from mesolive.types import Frame, ReadStatus
+from tests.conftest import start_mesolive
 
 needs_ffmpeg = pytest.mark.skipif(
     shutil.which("ffmpeg") is None, reason="needs the ffmpeg binary (apt ffmpeg)"
@@ -237,15 +237,9 @@ def test_ctrl_c_before_a_stream_gave_a_frame_says_so(tmp_path: Path) -> None:
         listener.bind(("127.0.0.1", 0))
         listener.listen(8)
         url = f"http://127.0.0.1:{listener.getsockname()[1]}/live.ts"
-        ignored = signal.signal(signal.SIGINT, signal.default_int_handler)  # as a terminal
-        try:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "mesolive", "scan", url, "--json", str(js),
-                 "--models", "meso4-df", "--precision", "fp32"],  # loads in a second or two
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            )  # fmt: skip
-        finally:
-            signal.signal(signal.SIGINT, ignored)
+        proc = start_mesolive(
+            "scan", url, "--json", str(js), "--models", "meso4-df", "--precision", "fp32"
+        )  # a model that loads in a second or two
         time.sleep(5.0)  # models loaded, the stream still opening (its timeout is 10 s)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
@@ -327,15 +321,10 @@ def test_a_live_scan_stopped_by_ctrl_c_keeps_its_outages(server: Server, tmp_pat
     import json
 
     js = tmp_path / "r.json"
-    ignored = signal.signal(signal.SIGINT, signal.default_int_handler)  # as from a terminal
-    try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mesolive", "scan", server.url, "--models", "meso4-df",
-             "--every", "5", "--json", str(js), "--csv", str(tmp_path / "r.csv")],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-    finally:
-        signal.signal(signal.SIGINT, ignored)
+    proc = start_mesolive(
+        "scan", server.url, "--models", "meso4-df", "--every", "5", "--json", str(js),
+        "--csv", str(tmp_path / "r.csv"),
+    )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
         while sum(p.stat().st_size for p in tmp_path.glob(".r.csv*")) < 2000:  # rows written

@@ -91,8 +91,14 @@ def run(args: argparse.Namespace) -> int:
         return 0
     v = card["validation"]
     union = f" (union with {', '.join(card['union'])})" if card.get("union") else ""
+    # a run that never beat its start says so here, not only in a warning on stderr
+    kept = (
+        f" holds {cfg.init}'s weights unchanged: no epoch beat them;"
+        if not card["best_epoch"]
+        else ""
+    )
     print(  # noqa: T201
-        f"{card['name']}{union}: validation AUC {v['selection_auc']:.4f} per source "
+        f"{card['name']}{union}:{kept} validation AUC {v['selection_auc']:.4f} per source "
         f"(pooled {v['auc']:.4f}) at epoch {card['best_epoch']}, accuracy {v['accuracy']:.3f} "
         f"(real {v['real_accuracy']:.3f}, fake {v['fake_accuracy']:.3f}); "
         f"use it with --model {card['name']}"

@@ -275,6 +275,30 @@ def _atomic_save(obj: object, path: Path) -> None:
         raise
 
 
+def check_learned(cfg: TrainConfig, state: dict, stale: int) -> None:
+    """Refuse to register random weights that no epoch improved on.
+
+    They are no model: they scored every face 0.51, under a success headline.
+    A run that started from a model and never beat it registers that model's
+    weights, which the CLI's headline says plainly. ``state`` is the run's
+    (``history``, ``epoch``, ``best_auc``), ``stale`` its epochs since the last
+    better one.
+
+    Raises
+    ------
+    TrainingError
+        One line: how to go on (``--resume`` with more epochs or patience).
+    """
+    if cfg.init != "scratch" or best_epoch(state["history"]) > 0:
+        return
+    more = "a larger --patience" if stale >= cfg.patience else "more --epochs"
+    raise TrainingError(
+        f"no epoch of {state['epoch']} beat the random starting weights (validation AUC "
+        f"{state['best_auc']:.4f}); nothing is registered: go on with --resume and {more}, "
+        "or change the data or --lr"
+    )
+
+
 class Trainer:
     """Runs one training job; ``run()`` returns the registered model's card."""
 
@@ -719,14 +743,7 @@ class Trainer:
                 state["epoch"],
                 stale,
             )
-        if best_epoch(state["history"]) == 0:
-            start = "random" if cfg.init == "scratch" else f"{cfg.init}'s"
-            more = "a larger --patience" if stale >= cfg.patience else "more --epochs"
-            raise TrainingError(
-                f"no epoch of {state['epoch']} beat the starting weights ({start}, validation "
-                f"AUC {state['best_auc']:.4f}); nothing is registered: go on with --resume "
-                f"and {more}, or change the data or --lr"
-            )
+        check_learned(cfg, state, stale)
         model.load_state_dict(state["best"])
         seconds = prior_minutes * 60 + time.monotonic() - t_start
         card = self._register(model, val, state, seconds) if dist.main else None
