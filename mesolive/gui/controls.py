@@ -66,7 +66,7 @@ class ControlsPanel(QWidget):
         form = QFormLayout(models_box)
         form.addRow("Network", self.arch)
         form.addRow("Trained on", row)
-        self._models_form = form  # its "Trained on" row is for the authors' networks only
+        self._models_form, self._variants_row = form, row  # the authors' networks' row
         form.addRow("Model folder", self.model_folder)
         form.addRow(self.model_folder.message)
 
@@ -222,7 +222,7 @@ class ControlsPanel(QWidget):
     def _show_variants(self, on: bool) -> None:
         """Show the "Trained on" boxes only for the authors' networks: shown greyed out
         beside the default model, their ticks read as what it was trained on."""
-        self._models_form.setRowVisible(1, on)
+        self._models_form.setRowVisible(self._variants_row, on)
 
     def _models_edited(self) -> None:
         custom = self.arch.currentData() in ("custom", "default")
