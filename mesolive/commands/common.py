@@ -15,6 +15,7 @@ from mesolive.classify.crops import CropReader
 from mesolive.classify.mesonet import MesoClassifier, load_classifier
 from mesolive.env import max_threads
 from mesolive.errors import InputError, MesoliveError, check_count, describe
+from mesolive.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +32,9 @@ class FileScore:
 
 
 def report_error(err: Exception) -> None:
-    """One line on stderr for a bad input that does not stop the run."""
-    print(f"mesolive: error: {err}", file=sys.stderr)  # noqa: T201
+    """One line on stderr for a bad input that does not stop the run, as main() prints the
+    error that does (a password or token in it masked)."""
+    print(f"mesolive: error: {redact(str(err))}", file=sys.stderr)  # noqa: T201
 
 
 def open_classifier(args: argparse.Namespace) -> MesoClassifier:

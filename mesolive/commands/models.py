@@ -10,7 +10,6 @@ from pathlib import Path
 from mesolive import paths
 from mesolive.errors import InputError, MesoliveError
 from mesolive.models import registry
-from mesolive.redact import redact
 
 
 def _names(names: list[str]) -> list[registry.ModelSpec]:
@@ -72,6 +71,8 @@ def _list(args: argparse.Namespace) -> int:
 
 def _fetch(args: argparse.Namespace) -> int:
     """Each model's weights; one that fails is one line, and the others are still fetched."""
+    from mesolive.commands.common import report_error
+
     status = 0
     for spec in _names(args.names):
         try:
@@ -80,19 +81,15 @@ def _fetch(args: argparse.Namespace) -> int:
                 for n in registry.networks(spec)
             ]
         except MesoliveError as e:
-            _error(e)
+            report_error(e)
             status = 2
             continue
         print(f"{spec.name}: {', '.join(map(str, paths_))}")  # noqa: T201
     return status
 
 
-def _error(e: MesoliveError) -> None:
-    """One model's failure, as main() prints a run's (a mirror's token masked)."""
-    print(f"mesolive: error: {redact(str(e))}", file=sys.stderr)  # noqa: T201
-
-
 def _convert(args: argparse.Namespace) -> int:
+    from mesolive.commands.common import report_error
     from mesolive.models.convert import convert_to_onnx
     from mesolive.outputs import check_outputs, write_atomic
 
@@ -119,7 +116,7 @@ def _convert(args: argparse.Namespace) -> int:
             dest = dest_for(f"{src.stem}.{args.precision}.onnx", src.parent)
             convert_to_onnx(src, dest, arch=args.arch, precision=args.precision)
         except MesoliveError as e:
-            _error(e)
+            report_error(e)
             status = 2
             continue
         print(f"{src}: {dest}")  # noqa: T201
@@ -133,7 +130,7 @@ def _convert(args: argparse.Namespace) -> int:
             try:
                 dest = dest_for(path.name, out)
             except MesoliveError as e:
-                _error(e)
+                report_error(e)
                 status = 2
                 continue
             graph = path.read_bytes()
