@@ -536,7 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _bare_source(parser: _Parser, argv: list[str]) -> list[str]:
     """``mesolive clip.mp4``: a first word that is no command but an existing file
-    or a source URI (``camera:0``, ``rtsp://…``), is the app's ``--source``.
+    or a source URI (``webcam:0``, ``rtsp://…``), is the app's ``--source``.
 
     A word that looks like a path (a ``/`` or a ``.``: no command has one) but names no
     file is one line saying so; anything else stays as typed, so a mistyped command is
@@ -669,7 +669,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _internal_error(e, args)
         where = f" {e.filename}" if e.filename else ""  # none: standard output
         print(f"mesolive: error: cannot write{where} ({e.strerror})", file=sys.stderr)  # noqa: T201
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more at exit
+        _stdout_to_null()  # the flush at exit would fail the same way
         return 2
     except Exception as e:  # noqa: BLE001 - a bug: one line, logged there with its traceback
         return _internal_error(e, args)
@@ -688,8 +688,13 @@ def _stdout_gone() -> bool:
         poller.register(fd, select.POLLOUT)
         if not any(ev & select.POLLERR for _, ev in poller.poll(0)):
             return False
-    os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+    _stdout_to_null()
     return True
+
+
+def _stdout_to_null() -> None:
+    """Point stdout at the null device: nothing more is written there, at exit neither."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _internal_error(e: BaseException, args: argparse.Namespace) -> int:
