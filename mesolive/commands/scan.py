@@ -487,14 +487,17 @@ def write_json(
     backend: str,
     reports: list[InputReport],
     not_scanned: list[str] | None = None,
+    *,
+    interrupted: bool = False,
 ) -> None:
-    """The run's JSON; ``not_scanned``: the inputs an interrupted run never reached."""
+    """The run's JSON; ``interrupted``: the run was (Ctrl+C, SIGTERM), ``not_scanned``: the
+    inputs it then never reached."""
     from dataclasses import asdict
 
     data = {
         "config": {**asdict(config), "models": list(config.models)},
         "backend": backend,
-        "interrupted": bool(not_scanned) or any(r.interrupted for r in reports),
+        "interrupted": interrupted,
         "not_scanned": list(not_scanned or ()),
         "inputs": [
             {
@@ -629,7 +632,7 @@ def run(args: argparse.Namespace) -> int:
     stopped = stopped or any(r.interrupted for r in reports)
     not_scanned = [redact(uri) for uri in inputs[len(reports) :]] if stopped else []
     if args.json:
-        write_json(args.json, config, backend, reports, not_scanned)
+        write_json(args.json, config, backend, reports, not_scanned, interrupted=stopped)
     if stopped:
         left = f"; {len(not_scanned)} input(s) not scanned" if not_scanned else ""
         print(f"mesolive: interrupted{left}", file=sys.stderr)  # noqa: T201
