@@ -516,6 +516,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(pseudo-fakes with generic swap traces; 0 = the data's fakes only)",
     )
     p.add_argument(
+        "--blend-style",
+        choices=["ellipse", "inswap"],
+        default="ellipse",
+        help="how --self-blend pastes the face: 'ellipse' over the inner face, or 'inswap' "
+        "as a live face-swapper pastes its 128-px aligned square (roop and its kin)",
+    )
+    p.add_argument(
         "--ema",
         type=_decay,
         default=0.0,

@@ -98,6 +98,8 @@ def test_train_register_and_use(small_data: Path, shared: Path, tmp_path: Path) 
         "1",
         "--self-blend",
         "0.5",
+        "--blend-style",
+        "inswap",
         "--ema",
         "0.95",
         "--val-sizes",
@@ -110,6 +112,7 @@ def test_train_register_and_use(small_data: Path, shared: Path, tmp_path: Path) 
     card = json.loads((tmp_path / "models" / "tiny.card.json").read_text())
     assert card["commands"] == ["mesolive " + " ".join(out.args[3:])]  # how to redo it
     assert card["recipe"]["self_blend"] == 0.5
+    assert card["recipe"]["blend_style"] == "inswap"
     assert card["recipe"]["ema"] == 0.95
     assert card["recipe"]["val_sizes"] == [96]
     epoch = card["history"][-1]  # chosen on near and far faces; the own size kept beside
@@ -541,6 +544,7 @@ def test_a_labels_row_naming_a_missing_file_is_counted_not_fatal(
     ("option", "value", "message"),
     [
         ("--self-blend", "1.5", "argument --self-blend: 1.5 is not between 0 and 1"),
+        ("--blend-style", "oval", "argument --blend-style: invalid choice: 'oval'"),
         ("--ema", "1", "argument --ema: 1 never moves the average"),
         ("--ema", "x", "argument --ema: 'x' is not a number"),
         ("--kind-weight", "swap", "argument --kind-weight: 'swap' is not KIND=N"),
@@ -834,19 +838,24 @@ def test_one_threshold_must_serve_faces_of_every_size() -> None:
     assert selection_auc(faces, near, near) == 1.0
 
 
-def test_every_augmentation_preset_is_offered_and_sizes_resamples_most_faces(
+def test_every_augmentation_preset_and_blend_style_is_offered_and_sizes_resamples_most_faces(
     golden: dict[str, np.ndarray],
 ) -> None:
-    """The CLI offers exactly the presets; ``sizes`` rescales far more faces than ``call``."""
+    """The CLI offers exactly the presets and pseudo-fake styles; ``sizes`` rescales far
+    more faces than ``call``."""
     import argparse
 
     from mesolive.cli import build_parser
     from mesolive.train.augment import PRESETS, augment
+    from mesolive.train.blend import BLEND_STYLES
 
     parser = build_parser()
     verbs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    offered = next(a for a in verbs.choices["train"]._actions if a.dest == "augment").choices
+    train = verbs.choices["train"]._actions
+    offered = next(a for a in train if a.dest == "augment").choices
     assert set(offered) == set(PRESETS)
+    styles = next(a for a in train if a.dest == "blend_style").choices
+    assert tuple(styles) == BLEND_STYLES
 
     # i.i.d. pixel noise: any down- and up-scaling averages it away
     face = np.random.default_rng(1).normal(128, 40, golden["images_u8"][0].shape)

@@ -64,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         dropout=args.dropout,
         anchor=args.anchor,
         self_blend=args.self_blend,
+        blend_style=args.blend_style,
         ema=args.ema,
         keep_init=args.keep_init,
         crop_scale=args.crop_scale,

@@ -12,19 +12,35 @@ towards that dataset's forgeries. In particular the 2018 deepfakes the
 authors' weights were trained on were made exactly this way: a 64–128 px
 autoencoder face, upscaled and blended into the frame.
 
-No landmarks are needed: training crops are centred on the face (the
-DFDC crops and the authors' crop both are), so the mask is a randomly
-deformed ellipse around the centre. The blend happens before
-:func:`mesolive.train.augment.augment`, so flips, zoom and JPEG act on real
-faces and pseudo-fakes alike.
+Two styles (``--blend-style``):
+
+- ``ellipse`` (:func:`self_blend`): no landmarks are needed, since training
+  crops are centred on the face (the DFDC crops and the authors' crop both
+  are), so the mask is a randomly deformed ellipse around the centre.
+- ``inswap`` (:func:`swap_paste`): the paste of a live face-swapper built on
+  InsightFace's ``inswapper_128`` (roop and the webcam tools that followed
+  it). Such a tool aligns the face to the 5-point ArcFace template at
+  128×128, replaces it there, and pastes the whole aligned square back
+  through a mask eroded by a tenth of its side and blurred by a twentieth.
+  In the product's own crop that square is larger than the crop: everything
+  but a strip below the chin is re-rendered at 128 px, and the only seam
+  runs across the chin or neck, unlike the ellipse's seam around the inner
+  face. The crop is already levelled and scaled by the same five points, so
+  the square's place in it follows from the crop's contract alone.
+
+The blend happens before :func:`mesolive.train.augment.augment`, so flips,
+zoom and JPEG act on real faces and pseudo-fakes alike.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from mesolive.align.crop import K_AUTHORS, L_FACTOR
 
 
 @dataclass(frozen=True)
@@ -103,4 +119,118 @@ def self_blend(
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-__all__ = ["BlendConfig", "blend_mask", "self_blend"]
+# The ArcFace 5-point template (112 units a side) in the units of the authors' face
+# span (mesolive.align.spans: the eyes' midpoint to the mouth corners' midpoint is
+# 40.7 units there): the aligned square is 2.75 spans a side, and its centre lies
+# 0.39 span above the nose, which the product's crop centres.
+ARCFACE_SIDE_SPANS = 112.0 / 40.69
+ARCFACE_CENTRE_ABOVE_NOSE_SPANS = 15.74 / 40.69
+BLEND_STYLES = ("ellipse", "inswap")
+
+
+@dataclass(frozen=True)
+class SwapPasteConfig:
+    """How an inswapper-style paste is imitated; the tool's own numbers where it has them."""
+
+    generator_px: int = 128  # inswapper_128 renders the aligned face at 128×128
+    # a face far from the camera holds fewer frame pixels than the generator's grid, so
+    # the re-rendering costs it less detail: the grid is drawn up to this factor larger
+    grid_factor: tuple[float, float] = (1.0, 1.6)
+    p_native_grid: float = 0.6  # share of pastes at the generator's own 128 px
+    size: tuple[float, float] = (0.9, 1.1)  # faces differ from the template
+    centre_jitter: float = 0.04  # share of the square's side
+    angle: float = 4.0  # degrees: the 5-point fit and the crop level the eyes differently
+    erosion: float = 0.1  # the tool erodes its mask by a tenth of the square's side…
+    feather: float = 0.05  # …and blurs it over a twentieth
+    colour: float = 0.04  # per-channel shift of the rendered face, share of 255
+    soft_sigma: tuple[float, float] = (0.0, 0.9)  # generator smoothing, in its own pixels
+
+
+def _rotated_square(centre: tuple[float, float], half: float, angle: float):
+    """(4, 2) float32 corners of a square turned by ``angle`` radians about ``centre``."""
+    c, s = math.cos(angle), math.sin(angle)
+    pts = [(-half, -half), (half, -half), (half, half), (-half, half)]
+    return np.array([(centre[0] + c * x - s * y, centre[1] + s * x + c * y) for x, y in pts])
+
+
+def swap_paste(
+    img: np.ndarray,
+    rng: np.random.Generator,
+    crop_scale: float,
+    cfg: SwapPasteConfig | None = None,
+) -> np.ndarray:
+    """A pseudo-fake as a 128-px live swapper pastes its face (module docstring).
+
+    Parameters
+    ----------
+    img
+        (H, W, 3) uint8 real face cut by the product's crop at ``crop_scale``.
+    crop_scale
+        The crop's side against the authors' square (the model's contract);
+        it fixes where the aligned square lies in the crop.
+
+    Returns
+    -------
+    (H, W, 3) uint8, the same face re-rendered inside the square.
+    """
+    cfg = cfg or SwapPasteConfig()
+    h, w = img.shape[:2]
+    span = w / (crop_scale * L_FACTOR * K_AUTHORS)  # crop pixels per face span
+    side = ARCFACE_SIDE_SPANS * span * rng.uniform(*cfg.size)
+    cx = (w - 1) / 2 + rng.uniform(-cfg.centre_jitter, cfg.centre_jitter) * side
+    cy = (h - 1) / 2 - ARCFACE_CENTRE_ABOVE_NOSE_SPANS * span
+    cy += rng.uniform(-cfg.centre_jitter, cfg.centre_jitter) * side
+    angle = math.radians(rng.uniform(-cfg.angle, cfg.angle))
+    grid = cfg.generator_px
+    if rng.random() >= cfg.p_native_grid:
+        grid = round(grid * rng.uniform(*cfg.grid_factor))
+    # crop → generator grid: the square's centre to the grid's, its side to the grid's
+    k = grid / side
+    c, s = math.cos(angle) * k, math.sin(angle) * k
+    g0 = (grid - 1) / 2
+    m = np.array([[c, s, g0 - c * cx - s * cy], [-s, c, g0 + s * cx - c * cy]])
+    face = cv2.warpAffine(
+        img, m, (grid, grid), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+    ).astype(np.float32)
+    face += rng.uniform(-cfg.colour, cfg.colour, 3).astype(np.float32) * 255
+    face = np.clip(face, 0, 255)
+    sigma = rng.uniform(*cfg.soft_sigma)
+    if sigma > 0.3:
+        face = cv2.GaussianBlur(face, (0, 0), sigma)
+    back = cv2.warpAffine(
+        face,
+        m,
+        (w, h),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_REFLECT,
+    )
+    half = side / 2 - cfg.erosion * side / 2
+    mask = np.zeros((h, w), np.float32)
+    corners = _rotated_square((cx, cy), half, angle)
+    cv2.fillConvexPoly(mask, np.round(corners * 16).astype(np.int32), 1.0, cv2.LINE_AA, 4)
+    # OpenCV's sigma for the tool's kernel; the mask goes on past the crop, so its
+    # edge is replicated there rather than faded
+    sigma = 0.3 * (cfg.feather * side - 1) + 0.8
+    mask = cv2.GaussianBlur(mask, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)[:, :, None]
+    out = back * mask + img.astype(np.float32) * (1 - mask)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def pseudo_fake(
+    img: np.ndarray, rng: np.random.Generator, style: str, crop_scale: float
+) -> np.ndarray:
+    """A pseudo-fake of one (H, W, 3) uint8 real crop in a ``--blend-style``."""
+    if style == "inswap":
+        return swap_paste(img, rng, crop_scale)
+    return self_blend(img, rng)
+
+
+__all__ = [
+    "BLEND_STYLES",
+    "BlendConfig",
+    "SwapPasteConfig",
+    "blend_mask",
+    "pseudo_fake",
+    "self_blend",
+    "swap_paste",
+]

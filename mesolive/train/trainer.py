@@ -32,7 +32,7 @@ from mesolive.metrics import evaluate
 from mesolive.models.arch import ARCHS
 from mesolive.train import distributed
 from mesolive.train.augment import PRESETS, AugmentConfig, augment
-from mesolive.train.blend import self_blend
+from mesolive.train.blend import BLEND_STYLES, pseudo_fake
 from mesolive.train.data import (
     FaceSet,
     check_balance,
@@ -94,6 +94,9 @@ class TrainConfig:
     # share of the fake slots of each epoch filled by self-blended real faces
     # (train/blend.py); 0 trains on the data's own fakes only
     self_blend: float = 0.0
+    # how a pseudo-fake is pasted (train/blend.py): "ellipse" over the inner face, or
+    # "inswap", as a 128-px live face-swapper pastes its aligned square
+    blend_style: str = "ellipse"
     # exponential moving average of the weights, decay per iteration (0: off); the
     # averaged network is the one validated, kept as best and registered
     ema: float = 0.0
@@ -139,6 +142,10 @@ class TrainConfig:
             raise InputError(f"--max-minutes {self.max_minutes:g}: expected minutes above 0")
         if not 0 <= self.dropout < 1:
             raise InputError(f"--dropout {self.dropout:g}: expected a share from 0, below 1")
+        if self.blend_style not in BLEND_STYLES:
+            raise InputError(
+                f"--blend-style {self.blend_style}: expected one of {', '.join(BLEND_STYLES)}"
+            )
         if not self.anchor >= 0:  # also NaN
             raise InputError(f"--anchor {self.anchor:g}: expected a strength ≥ 0")
         if not SCALES[0] <= self.crop_scale <= SCALES[1]:  # also NaN
@@ -427,7 +434,11 @@ class Trainer:
             for i, s in zip(idx, src, strict=True):
                 r = np.random.default_rng([cfg.seed, epoch, int(i)])
                 # a pseudo-fake keeps the label of the fake slot it fills
-                img = train.images[i] if s < 0 else self_blend(train.images[s], r)
+                img = (
+                    train.images[i]
+                    if s < 0
+                    else pseudo_fake(train.images[s], r, cfg.blend_style, cfg.crop_scale)
+                )
                 imgs.append(augment(img, r, cfg.augment))
             return np.stack(imgs), train.labels[idx]
 
