@@ -4,7 +4,8 @@
 
 Prints float32 and bfloat16-autocast rates for both architectures, channels-last,
 with the paper's batch size, measured in one run, and what the data side costs per
-image on one thread (augmentation alone, a self-blended pseudo-fake plus augmentation):
+image on one thread (augmentation alone, a pseudo-fake of each ``--blend-style`` plus
+augmentation):
 the data side runs in its own thread beside the training step.
 """
 
@@ -18,7 +19,7 @@ import torch
 
 from mesolive.models.arch import ARCHS
 from mesolive.train.augment import PRESETS, augment
-from mesolive.train.blend import self_blend
+from mesolive.train.blend import pseudo_fake
 from mesolive.train.torch_model import MesoNetTorch
 
 
@@ -45,14 +46,14 @@ def rate(arch: str, batch: int, seconds: float, bf16: bool) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def data_rate(seconds: float, blend: bool, preset: str = "light") -> float:
+def data_rate(seconds: float, style: str = "", preset: str = "light") -> float:
     """Images per second of the data side on one thread (a smooth synthetic face-sized image)."""
     yy, xx = np.mgrid[0:256, 0:256]
     img = np.stack([(xx + yy) % 256, (2 * xx) % 256, (3 * yy) % 256], axis=2).astype(np.uint8)
     rng = np.random.default_rng(0)
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
-        x = self_blend(img, rng) if blend else img
+        x = pseudo_fake(img, rng, style, 1 / 1.3) if style else img
         augment(x, rng, PRESETS[preset])
         n += 1
     return n / (time.perf_counter() - t0)
@@ -69,13 +70,14 @@ def main() -> None:
         f32 = rate(arch, args.batch, args.seconds, bf16=False)
         b16 = rate(arch, args.batch, args.seconds, bf16=True)
         print(f"{arch:<16} {f32:>10.1f} {b16:>10.1f} {b16 / f32:>9.2f}")
-    plain = data_rate(args.seconds / 2, blend=False)
-    blended = data_rate(args.seconds / 2, blend=True)
-    call = data_rate(args.seconds / 2, blend=False, preset="call")
+    plain = data_rate(args.seconds / 2)
+    ellipse = data_rate(args.seconds / 2, style="ellipse")
+    inswap = data_rate(args.seconds / 2, style="inswap")
+    call = data_rate(args.seconds / 2, preset="call")
     print(
-        f"data side, 1 thread: augment {plain:.0f} img/s, self-blend + augment "
-        f"{blended:.0f} img/s (x{blended / plain:.2f}), 'call' augment {call:.0f} img/s "
-        f"(x{call / plain:.2f})"
+        f"data side, 1 thread: augment {plain:.0f} img/s; pseudo-fake + augment: ellipse "
+        f"{ellipse:.0f} img/s (x{ellipse / plain:.2f}), inswap {inswap:.0f} img/s "
+        f"(x{inswap / plain:.2f}); 'call' augment {call:.0f} img/s (x{call / plain:.2f})"
     )
 
 
