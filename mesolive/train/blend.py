@@ -146,8 +146,8 @@ class SwapPasteConfig:
     soft_sigma: tuple[float, float] = (0.0, 0.9)  # generator smoothing, in its own pixels
 
 
-def _rotated_square(centre: tuple[float, float], half: float, angle: float):
-    """(4, 2) float32 corners of a square turned by ``angle`` radians about ``centre``."""
+def _rotated_square(centre: tuple[float, float], half: float, angle: float) -> np.ndarray:
+    """(4, 2) float64 corners of a square turned by ``angle`` radians about ``centre``."""
     c, s = math.cos(angle), math.sin(angle)
     pts = [(-half, -half), (half, -half), (half, half), (-half, half)]
     return np.array([(centre[0] + c * x - s * y, centre[1] + s * x + c * y) for x, y in pts])
