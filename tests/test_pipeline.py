@@ -222,6 +222,18 @@ def test_a_photo_gets_a_verdict_from_its_one_frame(shared: Path) -> None:
     assert all(s.verdict is Verdict.UNKNOWN for s in small)
 
 
+def test_a_one_frame_false_detection_is_never_a_face(shared: Path) -> None:
+    """A newsreader before a map: at frame 165 SCRFD also finds a "face" (0.53) in the map."""
+    clip = frames(shared / "videos" / "fake" / "ffpp_deepfakes_519_515.mp4", 181)[150:]
+    with FramePipeline(PipelineConfig(models=("meso4-df",), every=3)) as p:
+        assert len(p.detector.detect(clip[15].image)) == 2  # the newsreader and the map
+        results = run(p, clip)
+        sums = p.summaries()
+    assert [s.track_id for s in sums] == [1]
+    assert sums[0].n_scored == 11 and sums[0].verdict is not Verdict.UNKNOWN
+    assert all([f.track_id for f in r.faces] == [1] for r in results)
+
+
 def test_a_face_too_small_is_tracked_not_judged(near: list[Frame]) -> None:
     far = shrunk(near, FAR)
     with FramePipeline(PipelineConfig(models=("meso4-df",), every=2)) as p:

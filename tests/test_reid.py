@@ -50,7 +50,8 @@ def _loop(clip, tracker: IouTracker, loops: int) -> tuple[set[int], dict[int, in
         image, dets = clip[k % len(clip)]
         frame = k * EVERY
         for track, _ in tracker.update(dets, frame, image=image, now=frame / 30):
-            seen.add(track.track_id)
+            if track.confirmed:  # a first sighting has no ID yet
+                seen.add(track.track_id)
         merged.update(tracker.merged)
     return seen, merged
 
@@ -90,7 +91,8 @@ def test_a_face_gone_longer_than_reid_seconds_gets_a_new_id(clip) -> None:
     )
     for k in range(1, 20):  # everyone leaves: the tracks expire and are remembered
         tracker.update(nobody, k * EVERY, image=image, now=k * EVERY / 30)
-    late = {t.track_id for t, _ in tracker.update(dets, 300, image=image, now=12.0)}
+    assert {t.track_id for t, _ in tracker.update(dets, 300, image=image, now=12.0)} == {0}
+    late = {t.track_id for t, _ in tracker.update(dets, 303, image=image, now=12.1)}
     assert late.isdisjoint(first) and len(late) == 6
     tracker.reset()
     tracker.update(dets, 0, image=image, now=0.0)

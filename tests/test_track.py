@@ -47,9 +47,33 @@ def test_ids_are_stable_and_new_faces_get_new_ids() -> None:
     t = IouTracker()
     first = t.update(dets((0, 0, 50, 50), (100, 0, 150, 50)), 0)
     assert [tr.track_id for tr, _ in first] == [1, 2]
-    # Same faces, listed in the other order and moved a little, plus a newcomer.
+    # Same faces, listed in the other order and moved a little, plus a newcomer:
+    # tentative (ID 0) until its second detection in a row.
     second = t.update(dets((104, 2, 154, 52), (300, 0, 350, 50), (3, 1, 53, 51)), 1)
-    assert [(tr.track_id, i) for tr, i in second] == [(2, 0), (3, 1), (1, 2)]
+    assert [(tr.track_id, i) for tr, i in second] == [(2, 0), (0, 1), (1, 2)]
+    third = t.update(dets((6, 2, 56, 52), (302, 0, 352, 50), (108, 4, 158, 54)), 2)
+    assert [(tr.track_id, i) for tr, i in third] == [(1, 0), (3, 1), (2, 2)]
+    assert [tr.track_id for tr in t.visible()] == [1, 2, 3]
+
+
+def test_a_one_frame_detection_never_becomes_a_face() -> None:
+    t = IouTracker()
+    t.update(dets((0, 0, 50, 50)), 0)
+    flash = t.update(dets((3, 0, 53, 50), (300, 0, 350, 50)), 3)  # a patch of background
+    assert [tr.track_id for tr, _ in flash] == [1, 0]
+    assert [tr.track_id for tr in t.visible()] == [1]  # nothing shows it between frames
+    t.update(dets((6, 0, 56, 50)), 6)  # gone at the next analysed frame: it ends
+    assert [tr.track_id for tr in t.tracks] == [1]
+    late = t.update(dets((9, 0, 59, 50), (300, 0, 350, 50)), 9)  # back: a new first sighting
+    assert [tr.track_id for tr, _ in late] == [1, 0]
+    assert [tr.track_id for tr, _ in t.update(dets((302, 0, 352, 50)), 12)] == [2]
+
+
+def test_every_face_of_an_input_s_first_frame_has_its_id_at_once() -> None:
+    t = IouTracker()
+    assert [tr.track_id for tr, _ in t.update(dets((0, 0, 50, 50)), 0)] == [1]
+    t.reset()
+    assert [tr.track_id for tr, _ in t.update(dets((300, 0, 350, 50)), 5)] == [1]
 
 
 @pytest.mark.parametrize(("speed", "size"), [(8.0, 40.0), (37.0, 130.0)])
@@ -72,14 +96,13 @@ def test_ids_hold_through_a_fast_pan_with_every_3(speed: float, size: float) -> 
 
 
 def test_far_or_differently_sized_boxes_are_new_faces() -> None:
-    t = IouTracker()
-    t.update(dets((0, 0, 40, 40)), 0)
-    ((tr, _),) = t.update(dets((100, 0, 140, 40)), 1)  # 2.5 box widths away
-    assert tr.track_id == 2
-    t = IouTracker()
-    t.update(dets((0, 0, 40, 40)), 0)
-    ((tr, _),) = t.update(dets((20, 0, 120, 100)), 1)  # centre near, 2.5x the size
-    assert tr.track_id == 2
+    for far in ((100, 0, 140, 40), (20, 0, 120, 100)):  # 2.5 box widths away; 2.5x the size
+        t = IouTracker()
+        t.update(dets((0, 0, 40, 40)), 0)
+        ((tr, _),) = t.update(dets(far), 1)
+        assert tr.track_id == 0  # not face 1: a new face, tentative
+        ((tr, _),) = t.update(dets(far), 2)
+        assert tr.track_id == 2
 
 
 def test_a_missed_face_keeps_its_id_then_expires() -> None:
@@ -92,7 +115,8 @@ def test_a_missed_face_keeps_its_id_then_expires() -> None:
     for f in range(4, 12):
         t.update(dets(), f)
     assert t.tracks == []
-    ((tr, _),) = t.update(dets((2, 0, 52, 50)), 12)
+    t.update(dets((2, 0, 52, 50)), 12)
+    ((tr, _),) = t.update(dets((2, 0, 52, 50)), 13)
     assert tr.track_id == 2
 
 

@@ -442,6 +442,8 @@ class FramePipeline:
         faces = []
         analysed = self._analysed + 1  # this frame included
         for track, i in pairs:
+            if not track.confirmed:  # a first sighting: shown and judged from its second
+                continue
             j = int(row[i])
             if j < 0:
                 fake, model_scores = None, {}

@@ -9,6 +9,14 @@ frames skipped with ``--every``. A track that finds no box is kept, hidden,
 for a while, so a face that is missed once or turns away briefly keeps its
 ID.
 
+A face gets its ID when it is detected in two analysed frames in a row
+(SORT's and ByteTrack's confirmation), or at once on the first analysed
+frame of an input (a photo has no second). Until then its track is
+tentative: it has no ID (0), nobody shows or judges it, and it ends when the
+next analysed frame has no box for it. A one-frame false detection (a patch
+of a map behind a newsreader, a half-turned head in a crowd) so never
+becomes a face of the session.
+
 Given a :class:`~mesolive.track.appearance.Describer`, tracks also remember
 what their face looks like. A face that no box continues is compared with
 the hidden tracks and with those that expired less than ``reid_seconds``
@@ -105,7 +113,8 @@ class Track:
     Attributes
     ----------
     track_id
-        Stable ID, 1, 2, … in order of appearance.
+        Stable ID, 1, 2, … in order of confirmation; 0 while the track is
+        tentative (one detection so far; see the module docstring).
     xyxy
         (4,) float32 box of the last detection, frame pixels.
     kps
@@ -145,6 +154,10 @@ class Track:
         w = 1.0 / min(self.looks, 2 * FIRST_LOOKS)  # equal weights, then a slow average
         mean = (1.0 - w) * self.appearance + w * descriptor
         self.appearance = (mean / np.linalg.norm(mean)).astype(np.float32)
+
+    @property
+    def confirmed(self) -> bool:
+        return self.track_id > 0
 
     @property
     def known_look(self) -> bool:
@@ -226,8 +239,9 @@ class IouTracker:
         """Match one analysed frame's detections; returns ``(track, detection index)`` pairs.
 
         Every detection gets a track (an earlier one it resembles, else a new
-        one, if no box matched); the pairs are in detection order. Unmatched
-        tracks become hidden and expire after ``max_missed`` frames.
+        one, if no box matched); the pairs are in detection order, tentative
+        tracks (ID 0) included. Unmatched tracks become hidden and expire
+        after ``max_missed`` frames; an unmatched tentative track ends.
         ``image`` (the frame) lets the tracker describe faces; ``now`` is the
         frame's time in seconds, for ``reid_seconds``.
         """
@@ -261,17 +275,22 @@ class IouTracker:
                 looks.add_to(track, c)
         for t in self.tracks:
             t.visible = any(t is m for m in matched.values())
+            if t.visible and not t.confirmed:  # its second detection in a row
+                self._confirm(t)
+        self.tracks = [t for t in self.tracks if t.confirmed or t.visible]
+        first = not self._last_analysed  # the input's first analysed frame
         for c in range(n):
             if c not in matched:
                 track = Track(
-                    self._next_id,
+                    0,
                     detections.xyxy[c].astype(np.float32),
                     detections.kps[c].astype(np.float32),
                     frame,
                     first_frame=frame,
                     last_frame=frame,
                 )
-                self._next_id += 1
+                if first:
+                    self._confirm(track)
                 self.tracks.append(track)
                 matched[c] = track
                 looks.add_to(track, c)
@@ -288,10 +307,18 @@ class IouTracker:
             self._gone.popleft()
         return [(matched[c], c) for c in range(n)]
 
+    def _confirm(self, track: Track) -> None:
+        track.track_id = self._next_id
+        self._next_id += 1
+
     def _candidates(self, matched: dict[int, Track], now: float) -> list[Track]:
         """Tracks a face may turn out to be: hidden ones, and recently expired ones."""
         taken = {id(t) for t in matched.values()}
-        cands = [t for t in self.tracks if id(t) not in taken and t.appearance is not None]
+        cands = [
+            t
+            for t in self.tracks
+            if id(t) not in taken and t.appearance is not None and t.confirmed
+        ]
         if self.reid_seconds > 0:
             cands += [t for t in self._gone if now - t.gone_at <= self.reid_seconds]
         return cands
@@ -395,8 +422,8 @@ class IouTracker:
         return [(rows[r], cols[c]) for r, c in greedy_match(closeness, 1e-9)]
 
     def visible(self) -> list[Track]:
-        """Tracks matched at the latest analysed frame, by ID."""
-        return [t for t in self.tracks if t.visible]
+        """Confirmed tracks matched at the latest analysed frame, by ID."""
+        return [t for t in self.tracks if t.visible and t.confirmed]
 
     def _observe(self, track: Track, box: np.ndarray, kps: np.ndarray, frame: int) -> None:
         dt = frame - track.frame
