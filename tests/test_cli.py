@@ -282,6 +282,26 @@ def test_fetch_goes_on_past_a_model_that_fails(shared: Path, tmp_path: Path) -> 
     assert line.startswith(f"mesolive: error: {folder / 'Meso4_DF.h5'}: checksum mismatch")
 
 
+def test_models_fetch_and_convert_go_on_past_an_unknown_name(tmp_path: Path) -> None:
+    """An unknown name (a typo) stopped the whole command: the good names after it were
+    never fetched or converted, against "the others are still fetched"."""
+    out = mesolive("models", "fetch", "meso4-dff", "meso4-f2f")
+    assert out.returncode == 2 and out.stdout.startswith("meso4-f2f: "), out.stdout
+    (line,) = out.stderr.splitlines()
+    assert line.startswith("mesolive: error: unknown model 'meso4-dff'")
+    out = mesolive("models", "convert", "meso4-dff", "meso4-f2f", "-o", str(tmp_path))
+    assert out.returncode == 2 and out.stdout.startswith("meso4-f2f: "), out.stdout
+    assert "unknown model 'meso4-dff'" in out.stderr
+    assert len(list(tmp_path.glob("meso4-f2f.*.onnx"))) == 1
+    # a model of another architecture is one line too, and the next is still converted
+    out = mesolive(
+        "models", "convert", "mesoinception4-f2f", "meso4-f2f", "--arch", "meso4",
+        "-o", str(tmp_path / "again"),
+    )  # fmt: skip
+    assert out.returncode == 2 and out.stdout.startswith("meso4-f2f: "), out.stdout
+    assert "mesoinception4-f2f is a mesoinception4 model, not meso4" in out.stderr
+
+
 def test_evaluate_dfdc_reproduces_the_authors_numbers(shared: Path, tmp_path: Path) -> None:
     """shared/README's table for the authors' Keras Meso4_DF on these 600 crops."""
     plot = tmp_path / "roc.png"

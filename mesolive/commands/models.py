@@ -12,10 +12,13 @@ from mesolive.errors import InputError, MesoliveError
 from mesolive.models import registry
 
 
-def _names(names: list[str]) -> list[registry.ModelSpec]:
+def _names(names: list[str]) -> list[str]:
+    """The model names to work on: ``names``, or (none, ``all``) every registered model but
+    the user's own. Each is looked up in its turn, so an unknown one is one line and the
+    others still run."""
     if not names or names == ["all"]:
-        return [s for s in registry.list_specs() if not s.user]
-    return [registry.get_spec(n) for n in names]
+        return [s.name for s in registry.list_specs() if not s.user]
+    return names
 
 
 def _file_status(spec: registry.ModelSpec, model_dir: str | None) -> str:
@@ -74,8 +77,9 @@ def _fetch(args: argparse.Namespace) -> int:
     from mesolive.commands.common import report_error
 
     status = 0
-    for spec in _names(args.names):
+    for name in _names(args.names):
         try:
+            spec = registry.get_spec(name)
             paths_ = [
                 registry.weights_path(n, args.model_dir, progress=sys.stderr.isatty())
                 for n in registry.networks(spec)
@@ -96,9 +100,9 @@ def _convert(args: argparse.Namespace) -> int:
     status = 0
     names = args.names or ["all"]
     files = [n for n in names if n.endswith(".h5")]
-    specs = _names([n for n in names if not n.endswith(".h5")]) if len(files) < len(names) else []
+    models = _names([n for n in names if not n.endswith(".h5")]) if len(files) < len(names) else []
     out = Path(args.output).expanduser() if args.output else None
-    if out is not None and len(files) + len(specs) > 1 and out.suffix == ".onnx":
+    if out is not None and len(files) + len(models) > 1 and out.suffix == ".onnx":
         raise InputError(f"{out}: one output file for several models; give a folder")
 
     def dest_for(name: str, folder: Path) -> Path:
@@ -120,22 +124,23 @@ def _convert(args: argparse.Namespace) -> int:
             status = 2
             continue
         print(f"{src}: {dest}")  # noqa: T201
-    for spec in specs:
-        if args.arch and spec.arch != args.arch:
-            raise InputError(f"{spec.name} is a {spec.arch} model, not {args.arch}")
-        path = registry.onnx_path(
-            spec, args.precision, args.model_dir, progress=sys.stderr.isatty()
-        )
-        if out is not None:
-            try:
+    for name in models:
+        try:
+            spec = registry.get_spec(name)
+            if args.arch and spec.arch != args.arch:
+                raise InputError(f"{spec.name} is a {spec.arch} model, not {args.arch}")
+            path = registry.onnx_path(
+                spec, args.precision, args.model_dir, progress=sys.stderr.isatty()
+            )
+            if out is not None:
                 dest = dest_for(path.name, out)
-            except MesoliveError as e:
-                report_error(e)
-                status = 2
-                continue
-            graph = path.read_bytes()
-            write_atomic(dest, "-o", lambda f, graph=graph: f.write(graph), mode="wb")
-            path = dest
+                graph = path.read_bytes()
+                write_atomic(dest, "-o", lambda f, graph=graph: f.write(graph), mode="wb")
+                path = dest
+        except MesoliveError as e:
+            report_error(e)
+            status = 2
+            continue
         print(f"{spec.name}: {path}")  # noqa: T201
     return status
 
