@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 from mesolive.errors import SourceError
 from mesolive.redact import redact
 from mesolive.sources._cv import CaptureReader, quiet_opencv
+from mesolive.sources._netprobe import probeable, why_unopened
 
 #: URI schemes handed to FFmpeg as network streams.
 STREAM_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt"})
@@ -52,13 +55,32 @@ class StreamSource(CaptureReader):
             cv2.CAP_PROP_READ_TIMEOUT_MSEC,
             int(self.read_timeout * 1000),
         ]
+        t0 = time.monotonic()
         cap = cv2.VideoCapture(self.uri, cv2.CAP_FFMPEG, params)
         if not cap.isOpened():
             cap.release()
-            raise SourceError(
-                f"{redact(self.uri)}: cannot open the stream (server unreachable, "
-                f"no answer within {self.open_timeout:g} s, or not a video stream)"
-            )
+            why = self._why_unopened(time.monotonic() - t0)
+            raise SourceError(f"{redact(self.uri)}: cannot open the stream{why}")
         fps = cap.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if 0 < fps < 1000 else None
         self._cap = cap
+
+    def _why_unopened(self, waited: float) -> str:
+        """Why the open that took ``waited`` s failed, as far as can be told: ``": why"``,
+        or the possible causes in brackets.
+
+        An open that ran out its time got no answer. One that failed sooner
+        is asked about once more (:mod:`~mesolive.sources._netprobe`), within
+        what is left of ``open_timeout``, so that opening takes no longer than
+        that (and the capture thread's watchdog, well above it, never fires).
+        """
+        generic = (
+            f" (server unreachable, no answer within {self.open_timeout:g} s, "
+            "or not a video stream)"
+        )
+        if not probeable(self.uri):  # udp, srt: nothing to ask
+            return generic
+        if waited > 0.8 * self.open_timeout:
+            return f": no answer within {self.open_timeout:g} s"
+        why = why_unopened(self.uri, self.open_timeout, waited=waited)
+        return f": {why}" if why else generic
