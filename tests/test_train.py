@@ -473,6 +473,19 @@ def test_ctrl_c_says_how_far_training_got(small_data: Path, tmp_path: Path) -> N
     assert epoch["state"]["epoch"] == ck["state"]["epoch"] and said in rest, rest
 
 
+def test_ctrl_c_of_a_resumed_run_does_not_ask_for_another_resume() -> None:
+    """A resumed run stopped after an epoch told its user to add --resume to a command
+    that had it already."""
+    from mesolive.commands.train import _how_far
+
+    fresh = _how_far([{"epoch": 2}], 50)
+    assert fresh.endswith("its checkpoint is kept; add --resume to the same command to go on")
+    resumed = _how_far([{"epoch": 13}], 50, resumed_at=2)
+    assert resumed == (
+        "stopped after epoch 13 of 50: its checkpoint is kept; the same command goes on from it"
+    )
+
+
 def test_two_runs_of_one_name_at_once_are_refused(small_data: Path, tmp_path: Path) -> None:
     """Both once trained into one checkpoint and registered over each other."""
     env = {**os.environ, "MESOLIVE_CACHE_DIR": str(tmp_path)}

@@ -27,10 +27,13 @@ def _how_far(finished: list[dict], epochs: int, resumed_at: int = 0) -> str:
             "and any earlier checkpoint is kept, so the same command goes on from there "
             "(with --resume where a checkpoint exists)"
         )
-    return (
-        f"stopped after epoch {finished[-1]['epoch']} of {epochs}: its checkpoint is kept; "
-        "add --resume to the same command to go on"
+    # a resumed run's command has --resume already: telling it to add one misleads
+    how = (
+        "the same command goes on from it"
+        if resumed_at
+        else "add --resume to the same command to go on"
     )
+    return f"stopped after epoch {finished[-1]['epoch']} of {epochs}: its checkpoint is kept; {how}"
 
 
 def run(args: argparse.Namespace) -> int:
