@@ -236,7 +236,8 @@ def test_live_source_reconnects_with_doubling_backoff(warnings_logged: list[str]
     assert outage.reason == "unplugged" and outage.recovered
     assert outage.frames_lost is None  # the source does not know its frame rate
     assert 0 < outage.start < outage.end and outage.duration < 10
-    assert warnings_logged[0] == "flaky: stream lost, reconnecting… (unplugged)"
+    # a source that does not name its kind is a "source", not a "stream"
+    assert warnings_logged[0] == "flaky: source lost, reconnecting… (unplugged)"
     assert re.fullmatch(r"flaky: reconnected after \d+\.\d s", warnings_logged[1])
     assert len(warnings_logged) == 2
 

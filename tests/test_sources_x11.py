@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -215,7 +215,10 @@ def test_list_sources_on_x11(xdisplay: Any) -> None:
     assert screen.kind == "screen" and "800x600" in screen.label
 
 
-def test_capture_thread_retries_a_closed_window(xdisplay: Any) -> None:
+def test_capture_thread_retries_a_closed_window(
+    xdisplay: Any, warnings_from: Callable[[str], list[str]]
+) -> None:
+    warnings_logged = warnings_from("mesolive.pipeline.capture")
     win = make_window(xdisplay, "Flaky Window", 10, 10, 64, 48, BLUE)
     statuses: list[tuple[ReadStatus, str]] = []
     slot: LatestSlot[Frame] = LatestSlot()
@@ -248,6 +251,11 @@ def test_capture_thread_retries_a_closed_window(xdisplay: Any) -> None:
     retry = next(m for s, m in statuses if s is ReadStatus.ERROR)
     assert "window 'Flaky Window' was closed" in retry and "retrying in 0.5 s" in retry
     assert not slot.closed  # stop() leaves the slot to its owner
+    # the outage is worded for a window (it read "stream lost" for every live source)
+    assert warnings_logged[0].startswith(
+        "window:Flaky Window: window lost, reconnecting… (window 'Flaky Window' was closed"
+    )
+    assert warnings_logged[1].startswith("window:Flaky Window: reconnected after ")
 
 
 def test_a_covered_window_is_read_from_its_own_pixels(xdisplay: Any) -> None:

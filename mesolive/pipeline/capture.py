@@ -84,7 +84,9 @@ class CaptureThread(threading.Thread):
     running are closed and reopened with a backoff that doubles from
     :attr:`BACKOFF_START` to :attr:`BACKOFF_MAX` seconds and resets after a
     frame arrives; they never end by themselves. Each time one is cut off is
-    logged at WARNING as it begins ("``URI: stream lost, reconnecting…``")
+    logged at WARNING as it begins ("``URI: stream lost, reconnecting…``",
+    worded by the source's :attr:`~mesolive.sources.base.FrameSource.noun`:
+    "``window lost``", "``camera lost``")
     and ends ("``URI: reconnected after 3.2 s, 96 frames lost``") and kept
     as an :class:`~mesolive.types.Outage` in :attr:`outages`; so is a
     silence of :attr:`GAP` s or more without a failure (logged when it ends:
@@ -314,7 +316,8 @@ class CaptureThread(threading.Thread):
         """A live source failed: the outage begins (unless it already has)."""
         reason = redact(message).removeprefix(_about(self.source.uri, ""))
         if self._outage_begins(reason):
-            log.warning("%s", _about(self.source.uri, f"stream lost, reconnecting… ({reason})"))
+            lost = f"{self.source.noun} lost, reconnecting… ({reason})"
+            log.warning("%s", _about(self.source.uri, lost))
 
     def _gap_ended(self, now: float) -> Outage | None:
         """Record a pause of a live source that never failed, if ``now`` ends one.

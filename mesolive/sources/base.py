@@ -36,6 +36,10 @@ class FrameSource(ABC):
         The frames are the screen's pixels (``screen:``; ``window:`` read from
         the screen under the window), once open: a window laid over the region
         read, such as the app's overlay, is in them.
+    noun
+        What the source is, in a word, for messages about the source as a
+        whole: a live source that fails is logged as "``URI: window lost,
+        reconnecting… (why)``". Each kind of source names itself here.
     """
 
     uri: str = ""
@@ -43,6 +47,7 @@ class FrameSource(ABC):
     fps: float | None = None
     note: str = ""
     reads_screen: bool = False
+    noun: str = "source"
 
     def check(self) -> None:  # noqa: B027 - optional hook
         """What can be told at once, without a device or a decoder (a file's existence).

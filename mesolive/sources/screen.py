@@ -149,6 +149,7 @@ class ScreenSource(FrameSource):
 
     is_live = True
     reads_screen = True
+    noun = "screen"
 
     def __init__(
         self,

@@ -29,6 +29,7 @@ class StreamSource(CaptureReader):
     """
 
     lost_message = "stream dropped"
+    noun = "stream"
 
     @property
     def display_name(self) -> str:

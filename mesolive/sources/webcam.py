@@ -63,6 +63,7 @@ class WebcamSource(CaptureReader):
     """
 
     lost_message = "the camera stopped delivering frames"
+    noun = "camera"
 
     is_live = True
 

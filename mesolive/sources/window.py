@@ -60,6 +60,7 @@ class WindowSource(FrameSource):
     """
 
     is_live = True
+    noun = "window"
 
     def __init__(
         self,
