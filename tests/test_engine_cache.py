@@ -105,6 +105,11 @@ def test_sidecar_round_trip(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*part"))  # atomic writes leave no temporaries
 
 
+_BAD_PROFILE = json.dumps(
+    {**_sidecar(profile={}).__dict__, "schema": 1, "profile": "PROFILE"}
+).replace('"PROFILE"', "PROFILE")
+
+
 @pytest.mark.parametrize(
     ("text", "why"),
     [
@@ -112,6 +117,9 @@ def test_sidecar_round_trip(tmp_path: Path) -> None:
         ("[1, 2]", "not a JSON object"),
         ('{"schema": 99}', "schema 99"),
         ('{"schema": 1, "model": "meso4-df"}', "lacks onnx_sha256"),
+        # a profile that is no batch range made `doctor` and engine loading an internal error
+        (_BAD_PROFILE.replace("PROFILE", "[1, 8, 64]"), "profile is not a batch range"),
+        (_BAD_PROFILE.replace("PROFILE", '{"max": "64"}'), "profile is not a batch range"),
     ],
 )
 def test_bad_sidecars_are_reported_not_raised(tmp_path: Path, text: str, why: str) -> None:

@@ -100,6 +100,11 @@ class Sidecar:
         ]
         if missing:
             raise ValueError(f"sidecar lacks {', '.join(missing)}")
+        profile = data["profile"]
+        if not isinstance(profile, dict) or not all(
+            type(v) is int for v in profile.values()
+        ):  # read as {"min", "opt", "max"} batch sizes wherever an engine is listed or loaded
+            raise ValueError(f"sidecar profile is not a batch range: {profile!r}")
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
