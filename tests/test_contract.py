@@ -237,7 +237,10 @@ def test_only_a_validated_model_can_become_the_default(tight_model: str) -> None
 def test_a_trained_models_missing_weights_say_they_cannot_be_fetched(
     tight_model: str, tmp_path: Path
 ) -> None:
-    """Not "copy it into the model folder or drop --model-dir to download it": neither helps."""
+    """Not "copy it into the model folder or drop --model-dir to download it": neither helps.
+    Nor "train it again" alone: train refuses the name, which stays registered."""
     (tmp_path / "models" / "tight.h5").unlink()
     with pytest.raises(ModelError, match="tight are missing; a model trained here cannot be"):
         registry.weights_path(registry.get_spec(tight_model), model_dir=tmp_path / "elsewhere")
+    with pytest.raises(ModelError, match="train it again under another --name"):
+        registry.weights_path(registry.get_spec(tight_model))

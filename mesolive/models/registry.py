@@ -455,7 +455,8 @@ def weights_path(
         if not (folder / spec.file).is_file():
             raise ModelError(
                 f"{folder / spec.file}: the weights of {spec.name} are missing; a model "
-                "trained here cannot be downloaded: restore the file or train it again"
+                "trained here cannot be downloaded: restore the file, or train it again "
+                "under another --name (this one stays registered)"
             )
         return resolve_file(spec.file, spec.sha256, "", folder, progress=progress)
     return resolve_file(
