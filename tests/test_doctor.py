@@ -161,6 +161,18 @@ def test_doctor_downloads_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "models").exists()
 
 
+@pytest.mark.parametrize("threads", ["0", "100000"])
+def test_doctor_refuses_a_thread_count_as_the_other_verbs_do(
+    threads: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It ran ONNX Runtime with any --threads (100,000 hangs it; 0 and negatives were
+    taken as the default) where every other verb refuses the count in one line."""
+    assert main(["doctor", "--threads", threads]) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and out.err.startswith(f"mesolive: error: --threads {threads}: ")
+    assert out.err.count("\n") == 1, out.err
+
+
 def test_doctor_fails_when_the_cpu_path_does_not_work(tmp_path: Path) -> None:
     fakes = broken_package(tmp_path, "onnxruntime", "libonnxruntime.so.1")
     r = run_mesolive(["doctor"], pythonpath=[fakes])
