@@ -194,6 +194,17 @@ def _min_face_span_option(add: Callable[..., Any]) -> None:
     )
 
 
+def _detector_option(p: argparse.ArgumentParser) -> None:
+    """``--detector`` for a verb that finds faces outside the pipeline (crops a model
+    re-cuts, training data): the one a missing detector's message names."""
+    p.add_argument(
+        "--detector",
+        metavar="PATH.onnx",
+        help="an SCRFD detector ONNX file to find faces with (default: the model folder's, "
+        "else insightface's, downloaded on first use)",
+    )
+
+
 def _pipeline_options(p: argparse.ArgumentParser, *, app: bool = False) -> None:
     """The pipeline's options: a verb's (``scan``), or with ``app`` the app's, before any verb."""
     prefix = APP_DEST if app else ""
@@ -275,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help=MODEL_NAMES_HINT)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--batch", type=int, default=32, help="faces per inference call")
+    _detector_option(p)
     _precision_option(p)
     _common(p)
 
@@ -306,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="videos: detect and classify every N-th frame, track in between (default: 3)",
     )
     _min_face_span_option(p.add_argument)
+    _detector_option(p)
     _precision_option(p)
     _common(p)
 
@@ -536,6 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="register the union of the trained network and --init: a face is as fake as "
         "the more suspicious of the two finds it, so what --init caught stays caught",
     )
+    _detector_option(p)
     _common(p)
     parser.verbs = tuple(sub.choices)
     return parser

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from .conftest import mesolive
+from .conftest import MODELS, mesolive
 
 SAMPLES_EXPECTED = {"df00204": "fake", "df01254": "fake", "real00240": "real", "real00772": "real"}
 
@@ -300,6 +300,24 @@ def test_models_fetch_and_convert_go_on_past_an_unknown_name(tmp_path: Path) -> 
     )  # fmt: skip
     assert out.returncode == 2 and out.stdout.startswith("meso4-f2f: "), out.stdout
     assert "mesoinception4-f2f is a mesoinception4 model, not meso4" in out.stderr
+
+
+def test_verbs_that_find_faces_in_crops_take_the_detector_their_error_names(
+    shared: Path, tmp_path: Path
+) -> None:
+    """Offline with no detector, classify and evaluate said "pass --detector PATH.onnx",
+    an option neither took."""
+    env = {"MESOLIVE_MODEL_DIR": "", "MESOLIVE_CACHE_DIR": str(tmp_path), "MESOLIVE_OFFLINE": "1"}
+    faces = str(shared / "samples" / "faces")
+    for verb in ("classify", "evaluate"):
+        out = mesolive(verb, faces, env=env)
+        assert out.returncode == 2 and "pass --detector PATH.onnx" in out.stderr, out.stderr
+        out = mesolive(
+            verb, faces, "--json", "--detector", str(MODELS / "scrfd_500m_bnkps_dynamic.onnx"),
+            env=env,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["auc"] == 1.0
 
 
 def test_evaluate_dfdc_reproduces_the_authors_numbers(shared: Path, tmp_path: Path) -> None:

@@ -486,6 +486,22 @@ def test_ctrl_c_of_a_resumed_run_does_not_ask_for_another_resume() -> None:
     )
 
 
+def test_train_takes_the_detector_a_missing_one_names(small_data: Path, tmp_path: Path) -> None:
+    """Offline with no detector, train said "pass --detector PATH.onnx", an option it lacked."""
+    env = {"MESOLIVE_MODEL_DIR": "", "MESOLIVE_CACHE_DIR": str(tmp_path), "MESOLIVE_OFFLINE": "1"}
+    out = mesolive("train", str(small_data), "--name", "d", *TRAIN, env=env)
+    assert out.returncode == 2 and "pass --detector PATH.onnx" in out.stderr, out.stderr
+    out = mesolive(
+        "train", str(small_data), "--name", "d", *TRAIN, "--detector", str(tmp_path / "no.onnx"),
+        env=env,
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert (
+        out.stderr
+        == f"mesolive: error: {tmp_path / 'no.onnx'}: no such detector file (--detector)\n"
+    )
+
+
 def test_two_runs_of_one_name_at_once_are_refused(small_data: Path, tmp_path: Path) -> None:
     """Both once trained into one checkpoint and registered over each other."""
     env = {**os.environ, "MESOLIVE_CACHE_DIR": str(tmp_path)}

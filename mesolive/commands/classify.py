@@ -65,7 +65,9 @@ def run(args: argparse.Namespace) -> int:
             printer = _Printer(sys.stdout, args.json, args.model)
             printer.begin()
             try:
-                for scores in stream_scores(clf, files, args.batch, bad, model_dir=args.model_dir):
+                for scores in stream_scores(
+                    clf, files, args.batch, bad, detector=args.detector, model_dir=args.model_dir
+                ):
                     printer.batch(scores)
             finally:
                 printer.end()

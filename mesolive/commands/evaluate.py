@@ -164,7 +164,11 @@ def _evaluate_images(
     label_of = dict(pairs)
     with open_classifier(args) as clf:
         results, errors = score_files(
-            clf, [p for p, _ in pairs], args.batch, model_dir=args.model_dir
+            clf,
+            [p for p, _ in pairs],
+            args.batch,
+            detector=args.detector,
+            model_dir=args.model_dir,
         )
     if not results:
         if alone:
@@ -368,6 +372,7 @@ def pipeline_config(args: argparse.Namespace) -> PipelineConfig:
     return PipelineConfig(
         models=(args.model,),
         every=args.every,
+        detector=args.detector,
         backend=args.backend,
         model_dir=args.model_dir,
         threads=args.threads,

@@ -81,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         cfg,
         resume=args.resume,
         model_dir=args.model_dir,
+        detector=args.detector,
         progress=sys.stderr.isatty(),
         on_epoch=finished.append,
         command=shlex.join(["mesolive", *args.argv]),

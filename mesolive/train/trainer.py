@@ -315,6 +315,7 @@ class Trainer:
         *,
         resume: bool = False,
         model_dir: str | None = None,
+        detector: str | None = None,
         progress: bool = True,
         on_epoch: Callable[[dict], None] | None = None,
         command: str = "",
@@ -322,6 +323,7 @@ class Trainer:
         self.cfg = cfg
         self.resume = resume
         self.model_dir = model_dir
+        self.detector = detector  # --detector: the SCRFD file faces are cut with
         self.progress = progress
         self.on_epoch = on_epoch
         self.command = command  # the command line, for the card (how to reproduce it)
@@ -397,6 +399,7 @@ class Trainer:
             items,
             self.cfg.contract,
             max_faces_per_video=self.cfg.max_faces_per_video,
+            detector=self.detector,
             model_dir=self.model_dir,
         )
         check_balance(faces.labels)
