@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import csv
 import json
+import signal
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +22,7 @@ from mesolive.commands.scan import InputReport
 from mesolive.datasets import Item
 from mesolive.types import TrackSummary, Verdict
 
-from .conftest import mesolive, shrunk_clip
+from .conftest import mesolive, shrunk_clip, start_mesolive
 
 OBAMA_REAL = Path("videos") / "real" / "inthewild_obama.mp4"
 OBAMA_FAKE = Path("videos") / "fake" / "inthewild_obama.mp4"
@@ -154,6 +157,31 @@ def test_a_corrupt_video_is_one_line_and_the_others_still_count(
     bad = by_name["fake/x.mp4"]
     assert bad["verdict"] == "error" and bad["error"] and bad["score"] is None
     assert rep["kinds"] is None  # a folder's items carry no kind beyond their label
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_an_interrupted_run_reports_the_videos_it_finished(shared: Path, tmp_path: Path) -> None:
+    """Ctrl+C, or SIGTERM from timeout or systemd, after a long hour of videos printed
+    nothing but "interrupted": every call so far was lost."""
+    group = shared / "videos" / "synthetic" / "group_pan_720p30.mp4"  # 300 frames, 6 faces
+    videos = [shared / OBAMA_REAL, group, shared / HAMILTON]
+    labels = write_labels(tmp_path / "labels.csv", [(v, "real", "real") for v in videos])
+    args = ["--labels", str(labels), "--every", "1", "--json"]
+    proc = start_mesolive("evaluate", str(shared), *args)
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 300
+    while "1/3 " not in proc.stderr.readline():  # the first video was called
+        assert time.monotonic() < deadline and proc.poll() is None, "no video ended"
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err
+    assert err.rstrip().endswith("mesolive: interrupted; 2 video(s) not evaluated")
+    rep = json.loads(out)["videos"]
+    assert rep["interrupted"] and rep["not_evaluated"] == [str(group), str(shared / HAMILTON)]
+    assert [v["file"] for v in rep["per_video"]] == [str(shared / OBAMA_REAL)]
+    assert (rep["n"], rep["n_real"], rep["failed"]) == (1, 1, 0)
+    check_consistent(rep)
 
 
 def test_images_and_videos_are_two_sections(shared: Path, tmp_path: Path) -> None:

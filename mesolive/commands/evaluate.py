@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mesolive import signals
 from mesolive.datasets import Item, from_csv, from_folder
 from mesolive.errors import InputError, check_count
 from mesolive.imageio import IMAGE_EXTS, VIDEO_EXTS
@@ -383,40 +384,54 @@ def pipeline_config(args: argparse.Namespace) -> PipelineConfig:
 
 def run_videos(
     args: argparse.Namespace, config: PipelineConfig, items: list[Item]
-) -> tuple[list[VideoResult], str]:
-    """Scan every video with one pipeline, as ``mesolive scan`` does: (results, back end).
+) -> tuple[list[VideoResult], str, bool]:
+    """Scan every video with one pipeline, as ``mesolive scan`` does: (results, back end,
+    whether Ctrl+C or a stop signal ended the run early).
 
     Each video's call is logged as it ends (``n/N path: label, called …``); a
     video that fails is named in one error line instead, and the others still
-    run. Ctrl+C stops the run (KeyboardInterrupt).
+    run. An interrupted run keeps the videos that ended before it (the one
+    cut short is left out); interrupted before any video ended, it raises
+    KeyboardInterrupt.
     """
     from mesolive.commands.scan import scan_input
     from mesolive.pipeline.pipeline import FramePipeline
 
     progress = sys.stderr.isatty() and not getattr(args, "quiet", False)
     results: list[VideoResult] = []
-    with FramePipeline(config) as pipeline:
-        backend = pipeline.backend
-        for it in items:
-            report = scan_input(pipeline, str(it.path), progress=progress)
-            if report.interrupted:
-                raise KeyboardInterrupt
-            result = VideoResult(it, report)
-            results.append(result)
-            if report.error is not None:
-                msg = report.error if str(it.path) in report.error else f"{it.path}: {report.error}"
-                print(f"mesolive: error: {msg}", file=sys.stderr)  # noqa: T201
-                continue
-            log.info(
-                "%d/%d %s: %s, called %s (score %s)",
-                len(results),
-                len(items),
-                it.path,
-                LABEL_NAMES[it.label],
-                result.verdict,
-                _fmt(result.score),
-            )
-    return results, backend
+    backend = ""
+    try:
+        with FramePipeline(config) as pipeline:
+            backend = pipeline.backend
+            for it in items:
+                report = scan_input(pipeline, str(it.path), progress=progress)
+                if report.interrupted:
+                    raise KeyboardInterrupt
+                _video_done(results, VideoResult(it, report), len(items))
+    except KeyboardInterrupt:
+        if not results:
+            raise
+        return results, backend, True
+    return results, backend, False
+
+
+def _video_done(results: list[VideoResult], result: VideoResult, total: int) -> None:
+    """Keep a finished video and say what it was called (or, failed, why not)."""
+    results.append(result)
+    it, report = result.item, result.report
+    if report.error is not None:
+        msg = report.error if str(it.path) in report.error else f"{it.path}: {report.error}"
+        print(f"mesolive: error: {msg}", file=sys.stderr)  # noqa: T201
+        return
+    log.info(
+        "%d/%d %s: %s, called %s (score %s)",
+        len(results),
+        total,
+        it.path,
+        LABEL_NAMES[it.label],
+        result.verdict,
+        _fmt(result.score),
+    )
 
 
 def _video_lines(
@@ -477,9 +492,11 @@ def _evaluate_videos(
     folder: Path,
     items: list[Item],
     plot: Path | None,
-) -> tuple[dict[str, Any], list[str], int]:
-    """Video-level metrics of the video items: (JSON object, report lines, failed count)."""
-    results, backend = run_videos(args, config, items)
+) -> tuple[dict[str, Any], list[str], int, int]:
+    """Video-level metrics of the video items: (JSON object, report lines, failed count,
+    videos not evaluated because the run was interrupted)."""
+    results, backend, interrupted = run_videos(args, config, items)
+    left = [it.path for it in items[len(results) :]] if interrupted else []
     rep = summarize_videos(results)
     if plot is not None:
         with_score = [r for r in results if r.score is not None]
@@ -497,10 +514,19 @@ def _evaluate_videos(
         "every": args.every,
         **asdict(rep),
         "per_video": [_video_dict(r) for r in results],
+        "interrupted": interrupted,
+        "not_evaluated": [str(p) for p in left],
     }
     for key in ("accuracy", "real_accuracy", "fake_accuracy", "auc"):
         out[key] = _json_number(out[key])
-    return out, _video_lines(args, folder, backend, results, rep, plot), rep.failed
+    lines = _video_lines(args, folder, backend, results, rep, plot)
+    if interrupted:
+        lines.insert(
+            2,
+            f"interrupted     after {len(results)} of {len(items)} videos; "
+            f"these numbers are theirs, {len(left)} not evaluated",
+        )
+    return out, lines, rep.failed, len(left)
 
 
 # -- the verb ------------------------------------------------------------------------
@@ -533,7 +559,7 @@ def run(args: argparse.Namespace) -> int:
         "--plot (videos)": video_plot if videos else None,
     }
     check_outputs(outputs, inputs, force=args.force)  # before any work
-    bad = 0
+    bad = left = 0
     lines: list[str] = []
     image_out: dict[str, Any] | None = None
     video_out: dict[str, Any] | None = None
@@ -544,7 +570,9 @@ def run(args: argparse.Namespace) -> int:
         bad += n_bad
         lines += image_lines
     if config is not None:
-        video_out, video_lines, n_bad = _evaluate_videos(args, config, folder, videos, video_plot)
+        video_out, video_lines, n_bad, left = _evaluate_videos(
+            args, config, folder, videos, video_plot
+        )
         bad += n_bad
         lines += ([""] if images else []) + video_lines
     if args.json:
@@ -557,4 +585,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         print("\n".join(lines))  # noqa: T201
+    if left:
+        print(f"mesolive: interrupted; {left} video(s) not evaluated", file=sys.stderr)  # noqa: T201
+        return signals.exit_status()
     return 2 if bad else 0
