@@ -71,11 +71,17 @@ class Outage:
         source was still gone, ``end`` is that moment and ``recovered`` False.
     frames_lost
         Frames the source would have delivered meanwhile at its nominal frame
-        rate; None where the rate is unknown.
+        rate and never did; None where the rate is unknown.
     reason
         The failure that began it, one line, passwords redacted.
     recovered
         Whether frames came again before the capture ended.
+    frames_late
+        Frames of the outage that came after it, in a burst faster than the
+        frame rate (a stream server sending what it held back while it
+        stalled): read, so not in ``frames_lost``; those the analysis had no
+        time for are in the capture's drops, like any frame overwritten
+        before it was taken. Each frame of the outage is counted once.
     """
 
     start: float
@@ -83,6 +89,7 @@ class Outage:
     frames_lost: int | None
     reason: str = ""
     recovered: bool = True
+    frames_late: int = 0
 
     @property
     def duration(self) -> float:

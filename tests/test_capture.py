@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from mesolive.errors import SourceError
-from mesolive.pipeline.capture import CaptureThread
+from mesolive.pipeline.capture import GAP_REASON, CaptureThread
 from mesolive.pipeline.mailbox import LatestSlot
 from mesolive.sources.base import FrameSource
 from mesolive.sources.registry import make_source
@@ -372,3 +372,85 @@ def test_watchdog_gives_up_on_a_stuck_file() -> None:
     wait_until(lambda: thread.abandoned == 0)
     give_up = "stuck.mp4: no frame for 0.3 s (the source stopped answering); giving up"
     assert rec.calls == [(ReadStatus.OK, "capturing stuck.mp4"), (ReadStatus.ERROR, give_up)]
+
+
+class StallingCamera(FrameSource):
+    """50 fps, silent for ``stall`` s after 10 frames (reads time out, nothing fails).
+
+    With ``holds_back`` the frames of the silence then come at once, as a
+    stream server that stalled sends what it held back (tested for real in
+    test_sources_stream against FFmpeg); without, they are gone, as a camera's.
+    """
+
+    is_live = True
+    uri = "stall:"
+    fps = 50.0
+
+    def __init__(self, stall: float, *, holds_back: bool) -> None:
+        self.stall, self.holds_back = stall, holds_back
+        self.index = 0
+        self.silent_until: float | None = None
+        self.backlog = 0
+
+    def open(self) -> None:
+        pass
+
+    def read(self, timeout: float) -> tuple[ReadStatus, Frame | None, str]:
+        now = time.monotonic()
+        if self.index == 10 and self.silent_until is None:
+            self.silent_until = now + self.stall
+        if self.silent_until is not None and now < self.silent_until:
+            time.sleep(min(timeout, self.silent_until - now))
+            return ReadStatus.TIMEOUT, None, ""
+        if self.silent_until is not None and self.backlog == 0 and self.holds_back:
+            self.backlog = round(self.stall * self.fps)
+            self.holds_back = False
+        if self.backlog:
+            self.backlog -= 1  # held back: no wait
+        else:
+            time.sleep(1 / self.fps)
+        frame = Frame(self.index, np.zeros((2, 2, 3), np.uint8), time.monotonic(), self.uri)
+        self.index += 1
+        return ReadStatus.OK, frame, ""
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("holds_back", [True, False])
+def test_frames_held_back_in_a_silence_are_late_not_lost_and_counted_once(
+    holds_back: bool, warnings_logged: list[str]
+) -> None:
+    """After a stall, the burst the slot overwrote was counted in the drops and again
+    in the silence's frames lost: the same frames twice in scan's report."""
+    slot: LatestSlot[Frame] = LatestSlot()
+    thread = CaptureThread(StallingCamera(2.5, holds_back=holds_back), slot)
+    thread.start()
+    taken = 0
+    try:
+        deadline = time.monotonic() + 30
+        while not thread.outages:  # recorded once the frames held back have come
+            assert time.monotonic() < deadline, "the silence was not recorded"
+            taken += slot.take(0.5) is not None
+    finally:
+        assert thread.stop()
+    taken += slot.take(0) is not None
+    (outage,) = thread.outages
+    assert outage.reason == GAP_REASON and outage.recovered
+    nominal = max(0, round(outage.duration * 50) - 1)  # frames the silence should have held
+    assert outage.frames_lost is not None
+    assert outage.frames_lost + outage.frames_late == nominal
+    assert thread.frames_read == taken + thread.drops  # every frame read: analysed or dropped
+    if holds_back:
+        # the 125 frames held back came: late, not lost; the slot kept the newest of them
+        assert outage.frames_late >= nominal - 3 and outage.frames_lost <= 3
+        assert thread.drops > 60  # most were overwritten before they could be taken
+        assert thread.drops + outage.frames_lost <= nominal + 5  # each frame once
+        assert re.fullmatch(
+            r"stall: no frames for \d\.\d s, \d frames lost, \d+ came late in a burst",
+            warnings_logged[0],
+        )
+    else:  # a camera's frames missed are gone: lost, and none dropped for them
+        assert outage.frames_late == 0 and outage.frames_lost == nominal >= 100
+        assert thread.drops < 5
+        assert re.fullmatch(r"stall: no frames for \d\.\d s, \d+ frames lost", warnings_logged[0])

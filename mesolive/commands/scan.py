@@ -429,9 +429,11 @@ def print_report(report: InputReport, out: TextIO) -> None:
             print(_track_line(t), file=out)
     for o in report.outages:
         lost = "" if o.frames_lost is None else f", ~{o.frames_lost} frames lost"
+        late = f", {o.frames_late} came late in a burst" if o.frames_late else ""
         came = "" if o.recovered else ", never came back"
         print(
-            f"  source lost at {o.start:.1f} s for {o.duration:.1f} s{lost}{came}: {o.reason}",
+            f"  source lost at {o.start:.1f} s for {o.duration:.1f} s{lost}{late}{came}: "
+            f"{o.reason}",
             file=out,
         )
     if report.error:

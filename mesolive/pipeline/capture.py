@@ -89,9 +89,15 @@ class CaptureThread(threading.Thread):
     "``window lost``", "``camera lost``")
     and ends ("``URI: reconnected after 3.2 s, 96 frames lost``") and kept
     as an :class:`~mesolive.types.Outage` in :attr:`outages`; so is a
-    silence of :attr:`GAP` s or more without a failure (logged when it ends:
-    "``URI: no frames for 3.2 s, 96 frames lost``"). A failed first open, or
-    any failure of a non-live source, ends the capture.
+    silence of :attr:`GAP` s or more without a failure. A source that was
+    silent may then send what it held back, in a burst faster than its frame
+    rate (a stream server that stalled): those frames are read, not lost, so
+    they are the outage's ``frames_late``, not its ``frames_lost``, and the
+    ones overwritten in the slot are in :attr:`drops` only. The silence is
+    logged once the burst is over (no frame ahead of the source's clock for
+    :attr:`CATCH_UP` s): "``URI: no frames for 3.2 s, 2 frames lost, 94 came
+    late in a burst``". A failed first open, or any failure of a non-live
+    source, ends the capture.
 
     The watchdog: a reader that shows no progress for ``stall_timeout`` s
     (stuck in ``open`` or ``read``) is left behind as a daemon (it exits
@@ -109,6 +115,7 @@ class CaptureThread(threading.Thread):
     STALL_TIMEOUT = 20.0  # above a stream's open timeout (10 s) and the longest backoff
     MAX_STUCK = 3
     GAP = 2.0  # seconds without a frame from a live source that did not fail: an outage
+    CATCH_UP = 1.0  # seconds with no frame ahead of the clock that end a burst after a silence
 
     def __init__(
         self,
@@ -149,6 +156,7 @@ class CaptureThread(threading.Thread):
         self._last_index = -1
         self._cut_off: tuple[float, str, float | None] | None = None  # (start, reason, fps)
         self._outages: tuple[Outage, ...] = ()
+        self._catch_up: _CatchUp | None = None  # a silence whose frames may still come late
         self._restarts = 0
         self._left_behind: list[_Reader] = []
 
@@ -176,7 +184,8 @@ class CaptureThread(threading.Thread):
     @property
     def outages(self) -> tuple[Outage, ...]:
         """Every time the live source was cut off, oldest first; one still going is
-        added (``recovered`` False) when the capture ends."""
+        added (``recovered`` False) when the capture ends, a silence once the frames
+        it held back have come (:attr:`CATCH_UP` s after the last)."""
         return self._outages
 
     @property
@@ -248,6 +257,7 @@ class CaptureThread(threading.Thread):
                 if silent >= self._stall_limit():
                     reader = self._stalled(reader)
         finally:
+            self._caught_up()
             self._outage_ends(time.monotonic(), recovered=False)
             _running.discard(self)
 
@@ -289,15 +299,15 @@ class CaptureThread(threading.Thread):
             return False
         now = time.monotonic()
         reader.alive_at = now
+        self._count_late(now)
         outage = self._outage_ends(now, recovered=True)
         if outage is not None:
             lost = f", {outage.frames_lost} frames lost" if outage.frames_lost is not None else ""
             log.warning(
                 "%s", _about(self.source.uri, f"reconnected after {outage.duration:.1f} s{lost}")
             )
-        elif (gap := self._gap_ended(now)) is not None:
-            lost = f", {gap.frames_lost} frames lost" if gap.frames_lost is not None else ""
-            log.warning("%s", _about(self.source.uri, f"no frames for {gap.duration:.1f} s{lost}"))
+        else:
+            self._gap_ended(now)
         if reader.index_offset is None:  # a fresh copy of the source counts from 0 again
             skipped = (outage.frames_lost or 0) if outage is not None else 0
             reader.index_offset = self._last_index + 1 + skipped - frame.index
@@ -319,25 +329,72 @@ class CaptureThread(threading.Thread):
             lost = f"{self.source.noun} lost, reconnecting… ({reason})"
             log.warning("%s", _about(self.source.uri, lost))
 
-    def _gap_ended(self, now: float) -> Outage | None:
+    def _gap_ended(self, now: float) -> None:
         """Record a pause of a live source that never failed, if ``now`` ends one.
 
         A stream whose server stalls for less than its read timeout, or a
         camera that stops delivering for a while, reports no error: its reads
         just return nothing. A silence of :attr:`GAP` s or more (or 5 frame
         intervals, for a slower source) is kept as an outage all the same,
-        since nothing in it was analysed.
+        since nothing in it was analysed. It is recorded and logged once the
+        frames the source held back meanwhile, if any, have come
+        (:meth:`_count_late`).
         """
         last, fps = self._last_frame_at, self.source.fps
         if not self.source.is_live or last is None:
-            return None
+            return
         if now - last < max(self.GAP, 5.0 / fps if fps else 0.0):
-            return None
+            return
         if not self._outage_begins(GAP_REASON):  # the watchdog began one meanwhile
-            return None
-        return self._outage_ends(now, recovered=True)
+            return
+        gap = self._outage_ends(now, recovered=True, keep=False)
+        if gap is None:
+            return
+        with self._lock:
+            if gap.frames_lost and fps:
+                self._catch_up = _CatchUp(gap, fps, now, now)
+                return
+            self._outages = (*self._outages, gap)
+        self._log_gap(gap)
+
+    def _count_late(self, now: float) -> None:
+        """Count a frame that came after a silence: one ahead of the source's clock is late.
+
+        A server that stalled, then sends what it held back, delivers the
+        silence's frames now, faster than its frame rate. The count ends (and
+        the silence gets it) once no frame has been ahead for :attr:`CATCH_UP` s.
+        """
+        c = self._catch_up
+        if c is None:
+            return
+        if now - c.grew_at >= self.CATCH_UP:
+            self._caught_up()
+            return
+        c.frames += 1
+        ahead = min(int(c.frames - (now - c.end) * c.fps), c.outage.frames_lost or 0)
+        if ahead > c.late:
+            c.late, c.grew_at = ahead, now
+
+    def _caught_up(self) -> None:
+        """The silence being caught up on, if any, recorded with its late frames and logged."""
+        with self._lock:
+            c, self._catch_up = self._catch_up, None
+            if c is None:
+                return
+            lost = (c.outage.frames_lost or 0) - c.late
+            gap = dataclasses.replace(c.outage, frames_lost=lost, frames_late=c.late)
+            self._outages = (*self._outages, gap)
+        self._log_gap(gap)
+
+    def _log_gap(self, gap: Outage) -> None:
+        lost = f", {gap.frames_lost} frames lost" if gap.frames_lost is not None else ""
+        late = f", {gap.frames_late} came late in a burst" if gap.frames_late else ""
+        log.warning(
+            "%s", _about(self.source.uri, f"no frames for {gap.duration:.1f} s{lost}{late}")
+        )
 
     def _outage_begins(self, reason: str) -> bool:
+        self._caught_up()  # a burst after an earlier silence is over by now
         with self._lock:
             if self._cut_off is not None:
                 return False
@@ -345,7 +402,8 @@ class CaptureThread(threading.Thread):
             self._cut_off = (start, reason, self.source.fps)
             return True
 
-    def _outage_ends(self, now: float, *, recovered: bool) -> Outage | None:
+    def _outage_ends(self, now: float, *, recovered: bool, keep: bool = True) -> Outage | None:
+        """The outage going on, ended at ``now`` and (``keep``) added to :attr:`outages`."""
         with self._lock:
             if self._cut_off is None:
                 return None
@@ -355,7 +413,8 @@ class CaptureThread(threading.Thread):
             # the frames between the last one before and the first one after
             lost = max(0, round((now - start) * fps) - 1) if fps else None
             outage = Outage(start - self._t0, now - self._t0, lost, reason, recovered)
-            self._outages = (*self._outages, outage)
+            if keep:
+                self._outages = (*self._outages, outage)
             return outage
 
     def _opened_message(self) -> str:
@@ -384,6 +443,18 @@ class CaptureThread(threading.Thread):
             self.on_status(status, message)
         except Exception:
             log.exception("on_status callback failed")
+
+
+@dataclasses.dataclass
+class _CatchUp:
+    """Frames counted after a silence (``outage``, which ended at ``end``), to tell late ones."""
+
+    outage: Outage
+    fps: float
+    end: float  # monotonic: the first frame after the silence
+    grew_at: float  # when ``late`` last grew
+    frames: int = 0  # frames since the first one
+    late: int = 0  # the most frames ahead of the source's clock so far
 
 
 def _about(uri: str, text: str) -> str:
