@@ -145,7 +145,11 @@ def _common(p: argparse.ArgumentParser, *, top: bool = False) -> None:
         "over gRPC)",
     )
     p.add_argument(
-        "--threads", type=int, default=d(None), help="CPU threads for ONNX Runtime or OpenVINO"
+        "--threads",
+        type=int,
+        default=d(None),
+        help="CPU threads for ONNX Runtime or OpenVINO (the detector's too); in train, also "
+        "PyTorch's",
     )
     p.add_argument("-v", "--verbose", action="count", default=d(0), help="more log output")
     p.add_argument(

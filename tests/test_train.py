@@ -621,6 +621,24 @@ def test_full_disk_while_checkpointing(small_data: Path, tmp_path: Path) -> None
     assert not (tmp_path / "models" / "user_models.json").exists()
 
 
+def test_faces_are_cut_on_the_threads_asked_for(
+    shared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``train --threads 1`` kept PyTorch on one core while the face cutting's detector ran
+    on ONNX Runtime's default, every core."""
+    from mesolive.classify.preprocess import AUTHORS
+    from mesolive.train.faces import FaceCutter
+
+    photo = shared / "facebox" / "2008_001009.jpg"
+    for threads in (1, 2):
+        monkeypatch.setenv("MESOLIVE_CACHE_DIR", str(tmp_path / str(threads)))  # nothing cached
+        with FaceCutter(AUTHORS, threads=threads) as cutter:
+            (cut,) = cutter.stills([photo])
+            assert cut.face is not None
+            session = cutter._reader._detector.runner._session  # the detector's own session
+            assert session.get_session_options().intra_op_num_threads == threads
+
+
 def test_faces_from_labelled_videos(shared: Path, tmp_path: Path) -> None:
     """Labelled videos become crops through the live pipeline's detector and crop."""
 

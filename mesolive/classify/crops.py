@@ -37,10 +37,12 @@ class CropReader:
         *,
         detector: str | os.PathLike[str] | None = None,
         model_dir: str | os.PathLike[str] | None = None,
+        threads: int | None = None,
     ) -> None:
         self.contract = contract
         self._detector_arg = detector
         self._model_dir = model_dir
+        self._threads = threads  # the detector's CPU threads (``--threads``)
         self._detector = None
         self.unframed: set[str] = set()  # the images in which no face was found, read whole
 
@@ -63,7 +65,9 @@ class CropReader:
         if self._detector is None:
             from mesolive.detect.scrfd import ScrfdDetector, resolve_detector
 
-            self._detector = ScrfdDetector(resolve_detector(self._detector_arg, self._model_dir))
+            self._detector = ScrfdDetector(
+                resolve_detector(self._detector_arg, self._model_dir), threads=self._threads
+            )
         found = self._detector.detect(bgr)
         if not len(found):
             return None

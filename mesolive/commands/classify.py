@@ -66,7 +66,13 @@ def run(args: argparse.Namespace) -> int:
             printer.begin()
             try:
                 for scores in stream_scores(
-                    clf, files, args.batch, bad, detector=args.detector, model_dir=args.model_dir
+                    clf,
+                    files,
+                    args.batch,
+                    bad,
+                    detector=args.detector,
+                    model_dir=args.model_dir,
+                    threads=args.threads,
                 ):
                     printer.batch(scores)
             finally:

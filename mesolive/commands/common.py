@@ -92,17 +92,20 @@ def stream_scores(
     *,
     detector: str | None = None,
     model_dir: str | None = None,
+    threads: int | None = None,
 ) -> Iterator[list[FileScore]]:
     """Score face-crop files batch by batch, framed by the model's contract.
 
     Yields each batch's scores as soon as it is classified. A bad file is
     reported on stderr when it is met, appended to ``errors`` and skipped.
     ``detector``/``model_dir`` choose the detector a ``recut`` contract finds
-    faces with (:mod:`mesolive.classify.crops`).
+    faces with (:mod:`mesolive.classify.crops`), ``threads`` its CPU threads.
     """
     check_count("--batch", batch)
     recut = classifier.preprocess.precut != "as-is"
-    with CropReader(classifier.preprocess, detector=detector, model_dir=model_dir) as reader:
+    with CropReader(
+        classifier.preprocess, detector=detector, model_dir=model_dir, threads=threads
+    ) as reader:
         for paths, crops in _batches(reader, files, batch, errors):
             s = classifier.score(crops)
             yield [
@@ -118,14 +121,10 @@ def score_files(
     *,
     detector: str | None = None,
     model_dir: str | None = None,
+    threads: int | None = None,
 ) -> tuple[list[FileScore], list[InputError]]:
     """All of :func:`stream_scores` at once: (scores, errors)."""
     errors: list[InputError] = []
-    results = [
-        r
-        for rows in stream_scores(
-            classifier, files, batch, errors, detector=detector, model_dir=model_dir
-        )
-        for r in rows
-    ]
+    where = {"detector": detector, "model_dir": model_dir, "threads": threads}
+    results = [r for rows in stream_scores(classifier, files, batch, errors, **where) for r in rows]
     return results, errors

@@ -170,6 +170,7 @@ def _evaluate_images(
             args.batch,
             detector=args.detector,
             model_dir=args.model_dir,
+            threads=args.threads,
         )
     if not results:
         if alone:

@@ -93,8 +93,10 @@ def load_faces(
     max_faces_per_video: int = 60,
     detector: str | None = None,
     model_dir: str | None = None,
+    threads: int | None = None,
 ) -> tuple[FaceSet, LoadSummary]:
-    """Cut every item's face(s) by ``contract`` through the live detector (cached).
+    """Cut every item's face(s) by ``contract`` through the live detector (cached), on
+    ``threads`` CPU threads.
 
     Raises
     ------
@@ -112,7 +114,7 @@ def load_faces(
     def report(done: int, total: int) -> None:
         log.info("faces cut from %d of %d images", done, total)
 
-    with FaceCutter(contract, detector=detector, model_dir=model_dir) as cutter:
+    with FaceCutter(contract, detector=detector, model_dir=model_dir, threads=threads) as cutter:
         # one run of chunks per data set, so the cache serves any mix of the same sets
         by_source: dict[str, list[Item]] = {}
         for it in stills:

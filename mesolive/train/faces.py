@@ -84,8 +84,8 @@ class FaceCutter:
     ----------
     contract
         The model's preprocessing contract (crop rule, scale, size, interpolation).
-    detector, model_dir
-        As ``--detector`` and ``--model-dir``.
+    detector, model_dir, threads
+        As ``--detector``, ``--model-dir`` and ``--threads`` (the detector's).
     """
 
     def __init__(
@@ -94,13 +94,14 @@ class FaceCutter:
         *,
         detector: str | None = None,
         model_dir: str | None = None,
+        threads: int | None = None,
     ) -> None:
         from mesolive.detect.scrfd import resolve_detector
 
         self.contract = contract
         self.detector_path = resolve_detector(detector, model_dir)
         # the same cut classify/evaluate make of a crop; its detector loads on first use
-        self._reader = CropReader(contract, detector=self.detector_path)
+        self._reader = CropReader(contract, detector=self.detector_path, threads=threads)
         rule = {k: v for k, v in contract.to_dict().items() if k != "precut"}
         with open(self.detector_path, "rb") as f:
             det_sha = hashlib.sha256(f.read()).hexdigest()

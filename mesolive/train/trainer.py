@@ -401,6 +401,7 @@ class Trainer:
             max_faces_per_video=self.cfg.max_faces_per_video,
             detector=self.detector,
             model_dir=self.model_dir,
+            threads=self.cfg.threads,
         )
         check_balance(faces.labels)
         tr, va = split_by_group(faces.groups, faces.labels, self.cfg.val_fraction, self.cfg.seed)
@@ -788,7 +789,8 @@ class Trainer:
 
         def onnx_scores(nets: list[Path]) -> np.ndarray:
             graph = build_onnx([load_keras_weights(f) for f in nets]).SerializeToString()
-            with MesoClassifier(OnnxRuntimeRunner(graph), preprocess=contract) as clf:
+            runner = OnnxRuntimeRunner(graph, threads=self.cfg.threads)
+            with MesoClassifier(runner, preprocess=contract) as clf:
                 return np.concatenate(
                     [clf.score(val.images[i : i + 128]).fake for i in range(0, len(val), 128)]
                 )
