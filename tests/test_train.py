@@ -117,6 +117,9 @@ def test_train_register_and_use(small_data: Path, shared: Path, tmp_path: Path) 
     assert card["recipe"]["val_sizes"] == [96]
     epoch = card["history"][-1]  # chosen on near and far faces; the own size kept beside
     assert 0 <= epoch["val_auc"] <= 1 and 0 <= epoch["val_auc_own_size"] <= 1
+    said = next(ln for ln in out.stderr.splitlines() if "epoch 1:" in ln)  # which AUC is which
+    assert f"val AUC {epoch['val_auc']:.4f} over its own size and --val-sizes 96" in said
+    assert f"own size {epoch['val_auc_own_size']:.4f}" in said
     assert card["arch"] == "meso4"
     assert card["seed"] == 0
     assert card["data"]["validation_faces"] > 0

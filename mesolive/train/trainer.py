@@ -736,12 +736,22 @@ class Trainer:
                 if self.on_epoch:
                     self.on_epoch(record)
                 unseen = metrics.get("val_unseen_auc", {})
+                # with --val-sizes the epochs are chosen on the AUC over every size; the
+                # card's (and the closing line's) is the own size's: say which is which
+                sizes = (
+                    f" over its own size and --val-sizes {' '.join(map(str, cfg.val_sizes))}"
+                    if cfg.val_sizes
+                    else ""
+                )
+                own = f", own size {metrics['val_auc_own_size']:.4f}" if cfg.val_sizes else ""
                 log.info(  # last: an epoch said is one saved and counted (Ctrl+C names it)
-                    "epoch %d: loss %.4f, val AUC %.4f (best %.4f), %.1f min%s",
+                    "epoch %d: loss %.4f, val AUC %.4f%s (best %.4f)%s, %.1f min%s",
                     epoch,
                     record["train_loss"],
                     metrics["val_auc"],
+                    sizes,
                     state["best_auc"],
+                    own,
                     record["minutes"],
                     "".join(f"; unseen {k!r} AUC {v:.4f}" for k, v in unseen.items()),
                 )
