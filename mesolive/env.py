@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from mesolive.errors import InputError
+from mesolive.errors import InputError, check_count
 
 TRUE = ("1", "true", "yes", "on")
 FALSE = ("0", "false", "no", "off")
@@ -77,9 +77,10 @@ def env_path(name: str, env: Mapping[str, str] | None = None) -> Path | None:
     return Path(value).expanduser() if value else None
 
 
-def max_threads() -> int:
-    """The most ``--threads`` taken: 4 per core, at least 256 (100,000 hung ONNX Runtime)."""
-    return max(256, 4 * (os.cpu_count() or 1))
+def check_threads(threads: int | None) -> None:
+    """Refuse a ``--threads`` count under 1 or over 4 per core (at least 256 are taken:
+    100,000 hung ONNX Runtime); None is the default, taken. Every verb checks it here."""
+    check_count("--threads", threads, most=max(256, 4 * (os.cpu_count() or 1)))
 
 
 def env_folder(name: str, holding: str, env: Mapping[str, str] | None = None) -> Path | None:

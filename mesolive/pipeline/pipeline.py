@@ -37,8 +37,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mesolive.align.spans import MIN_FACE_SPAN_PX, face_spans
-from mesolive.env import max_threads
-from mesolive.errors import InputError, check_count
+from mesolive.env import check_threads
+from mesolive.errors import InputError
 from mesolive.pipeline.mailbox import put_unless_stopped
 from mesolive.track.judge import source_time
 from mesolive.types import (
@@ -135,7 +135,7 @@ class PipelineConfig:
             raise InputError(f"detector threshold {self.det_threshold}: expected a value in (0, 1)")
         if self.det_size is not None and not 32 <= self.det_size <= 2048:
             raise InputError(f"--det-size {self.det_size}: expected 32 to 2048 pixels")
-        check_count("--threads", self.threads, most=max_threads())
+        check_threads(self.threads)
 
 
 PIPELINE_MODULES = (

@@ -26,7 +26,7 @@ import torch
 
 from mesolive import paths
 from mesolive.classify.preprocess import SCALES, Preprocess
-from mesolive.env import max_threads
+from mesolive.env import check_threads
 from mesolive.errors import InputError, MesoliveError, check_count
 from mesolive.metrics import evaluate
 from mesolive.models.arch import ARCHS
@@ -129,7 +129,7 @@ class TrainConfig:
         ]
         for flag, value in whole:
             check_count(flag, value)
-        check_count("--threads", self.threads, most=max_threads())
+        check_threads(self.threads)
         check_count("--seed", self.seed, least=0)
         for kind, n in self.kind_weights:
             if n < 1:
