@@ -194,7 +194,13 @@ def test_a_run_that_never_beats_its_start_says_so(small_data: Path, tmp_path: Pa
     )
     check_learned(TrainConfig(name="kept", data=(), init="meso4-df"), never, stale=1)
     learned = {**never, "history": [{"epoch": 0}, {"epoch": 1, "improved": True}]}
-    check_learned(scratch, learned, stale=0)
+    with pytest.raises(TrainingError) as e:  # it beat the start, but by a constant's 0.5
+        check_learned(scratch, learned, stale=0)
+    assert str(e.value).startswith(
+        "the best epoch (1 of 1) ranks the validation faces no better than chance (validation "
+        "AUC 0.5000); nothing is registered: go on with --resume and more --epochs"
+    )
+    check_learned(scratch, {**learned, "best_auc": 0.62}, stale=0)
 
 
 @pytest.mark.parametrize(

@@ -283,26 +283,36 @@ def _atomic_save(obj: object, path: Path) -> None:
 
 
 def check_learned(cfg: TrainConfig, state: dict, stale: int) -> None:
-    """Refuse to register random weights that no epoch improved on.
+    """Refuse to register random weights that no epoch improved on, or that rank the
+    validation faces no better than chance.
 
-    They are no model: they scored every face 0.51, under a success headline.
-    A run that started from a model and never beat it registers that model's
-    weights, which the CLI's headline says plainly. ``state`` is the run's
-    (``history``, ``epoch``, ``best_auc``), ``stale`` its epochs since the last
-    better one.
+    They are no model: they scored every face 0.51, under a success headline
+    (or, beaten by one epoch that learned only a constant, called every face
+    fake at AUC 0.5000). A run that started from a model and never beat it
+    registers that model's weights, which the CLI's headline says plainly.
+    ``state`` is the run's (``history``, ``epoch``, ``best_auc``), ``stale`` its
+    epochs since the last better one.
 
     Raises
     ------
     TrainingError
         One line: how to go on (``--resume`` with more epochs or patience).
     """
-    if cfg.init != "scratch" or best_epoch(state["history"]) > 0:
+    if cfg.init != "scratch":
+        return
+    best = best_epoch(state["history"])
+    if best > 0 and state["best_auc"] > 0.5:
         return
     more = "a larger --patience" if stale >= cfg.patience else "more --epochs"
+    what = (
+        f"the best epoch ({best} of {state['epoch']}) ranks the validation faces no better "
+        "than chance"
+        if best
+        else f"no epoch of {state['epoch']} beat the random starting weights"
+    )
     raise TrainingError(
-        f"no epoch of {state['epoch']} beat the random starting weights (validation AUC "
-        f"{state['best_auc']:.4f}); nothing is registered: go on with --resume and {more}, "
-        "or change the data or --lr"
+        f"{what} (validation AUC {state['best_auc']:.4f}); nothing is registered: go on with "
+        f"--resume and {more}, or change the data or --lr"
     )
 
 
