@@ -61,7 +61,21 @@ def model_dir_override(cli_value: str | os.PathLike[str] | None = None) -> Path 
 
 
 def engine_dir(cli_value: str | os.PathLike[str] | None = None) -> Path:
-    value = Path(cli_value).expanduser() if cli_value else env_path("MESOLIVE_ENGINE_DIR")
+    """The folder of TensorRT engines: ``--engine-dir``, else ``MESOLIVE_ENGINE_DIR``, else
+    the checkout's ``engines/`` or the cache's. It need not exist yet (it is made when an
+    engine is built).
+
+    Raises
+    ------
+    InputError
+        ``--engine-dir`` names something that is not a folder.
+    """
+    if cli_value:
+        value = Path(cli_value).expanduser()
+        if value.exists() and not value.is_dir():
+            raise InputError(f"--engine-dir {value}: not a folder")
+        return value
+    value = env_path("MESOLIVE_ENGINE_DIR")
     if value is not None:
         return value
     checkout = _PKG.parent / "engines"

@@ -173,6 +173,17 @@ def test_doctor_refuses_a_thread_count_as_the_other_verbs_do(
     assert out.err.count("\n") == 1, out.err
 
 
+def test_an_engine_folder_that_is_a_file_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It listed the file's engines as "none", as if it were an empty folder."""
+    afile = tmp_path / "engines.plan"
+    afile.write_bytes(b"")
+    assert main(["doctor", "--engine-dir", str(afile)]) == 2
+    out = capsys.readouterr()
+    assert out.err == f"mesolive: error: --engine-dir {afile}: not a folder\n"
+
+
 def test_doctor_fails_when_the_cpu_path_does_not_work(tmp_path: Path) -> None:
     fakes = broken_package(tmp_path, "onnxruntime", "libonnxruntime.so.1")
     r = run_mesolive(["doctor"], pythonpath=[fakes])
