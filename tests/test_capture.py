@@ -169,6 +169,21 @@ def test_a_failing_status_callback_does_not_stop_capture() -> None:
     assert thread.frames_read == 3 and thread.last_status is ReadStatus.END
 
 
+class PacedCamera(FrameSource):
+    """A live test source whose frames are 2×2 black images numbered from 0, stamped when read."""
+
+    is_live = True
+    index = 0
+
+    def _next(self) -> tuple[ReadStatus, Frame | None, str]:
+        frame = Frame(self.index, np.zeros((2, 2, 3), np.uint8), time.monotonic(), self.uri)
+        self.index += 1
+        return ReadStatus.OK, frame, ""
+
+    def close(self) -> None:
+        pass
+
+
 class FlakyLiveSource(FrameSource):
     """A live source whose reads fail once, and whose reopening fails ``bad_opens`` times.
 
@@ -277,10 +292,9 @@ def test_watchdog_restarts_a_live_source_stuck_in_read(warnings_logged: list[str
     release = threading.Event()
     opened: list[int] = []
 
-    class HangingCamera(FrameSource):
+    class HangingCamera(PacedCamera):
         """50 fps; its first copy hangs in read after 3 frames, as a driver stuck in an ioctl."""
 
-        is_live = True
         uri = "hang:"
         fps = 50.0
 
@@ -297,12 +311,7 @@ def test_watchdog_restarts_a_live_source_stuck_in_read(warnings_logged: list[str
                 release.wait()  # returns only when the test lets it
                 return ReadStatus.TIMEOUT, None, ""
             time.sleep(1 / self.fps)
-            frame = Frame(self.index, np.zeros((2, 2, 3), np.uint8), time.monotonic(), self.uri)
-            self.index += 1
-            return ReadStatus.OK, frame, ""
-
-        def close(self) -> None:
-            pass
+            return self._next()
 
     rec = Recorder()
     slot: LatestSlot[Frame] = LatestSlot()
@@ -374,7 +383,7 @@ def test_watchdog_gives_up_on_a_stuck_file() -> None:
     assert rec.calls == [(ReadStatus.OK, "capturing stuck.mp4"), (ReadStatus.ERROR, give_up)]
 
 
-class StallingCamera(FrameSource):
+class StallingCamera(PacedCamera):
     """50 fps, silent for ``stall`` s after 10 frames (reads time out, nothing fails).
 
     With ``holds_back`` the frames of the silence then come at once, as a
@@ -382,7 +391,6 @@ class StallingCamera(FrameSource):
     test_sources_stream against FFmpeg); without, they are gone, as a camera's.
     """
 
-    is_live = True
     uri = "stall:"
     fps = 50.0
 
@@ -409,12 +417,7 @@ class StallingCamera(FrameSource):
             self.backlog -= 1  # held back: no wait
         else:
             time.sleep(1 / self.fps)
-        frame = Frame(self.index, np.zeros((2, 2, 3), np.uint8), time.monotonic(), self.uri)
-        self.index += 1
-        return ReadStatus.OK, frame, ""
-
-    def close(self) -> None:
-        pass
+        return self._next()
 
 
 @pytest.mark.parametrize("holds_back", [True, False])
