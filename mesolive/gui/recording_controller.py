@@ -6,7 +6,9 @@ the recorder the session's results and alerts, and finalises its files when
 the session ends (stopped, or its source ended or failed). A new session
 (another source, or settings that restart it) while recording goes on into
 a file of its own: one file never holds two sessions, whose frame sizes may
-differ (a 4:3 clip was stretched into the 16:9 recording before it).
+differ (a 4:3 clip was stretched into the 16:9 recording before it). The
+same holds for alert clips: a clip open when a new session starts ends
+there, and the frames held for the next clip are the new session's.
 """
 
 from __future__ import annotations
@@ -82,7 +84,8 @@ class RecordingController(QObject):
         was, self._state = self._state, state
         if state is State.STOPPED:
             self.recorder.end_session()  # also when the source closed: files are finalised
-        elif state is State.STARTING and was in LIVE_STATES and self.recorder.recording:
+        elif state is State.STARTING and was in LIVE_STATES and self.recorder.active:
+            recording = self.recorder.recording
             self.recorder.end_session()  # the last session's file and clips are finalised
-            if self.folder is not None:
+            if recording and self.folder is not None:
                 self.recorder.start_recording(recording_stem(self.folder))

@@ -24,6 +24,7 @@ from mesolive.gui.exporter import FrameShot
 from mesolive.gui.overlay import OverlayPainter
 from mesolive.gui.presenter import Level, State
 from mesolive.gui.recorder import qimage_to_bgr, render_shot
+from mesolive.gui.tracks import Alert
 from mesolive.gui.video_view import render_annotated
 from mesolive.pipeline.recording import QUEUE_SIZE, RecorderEvent, RecorderThread
 from mesolive.pipeline.video_file import RecordingError, VideoFile
@@ -339,3 +340,25 @@ def test_quitting_while_recording_finalises_the_file(window, qtbot, tmp_path):
     (path,) = (tmp_path / "rec").iterdir()
     back = read_back(path)
     assert len(back) >= 15 and back[-1].shape == (360, 640, 3)
+
+
+@pytest.mark.slow
+def test_a_new_session_finalises_the_alert_clips_of_the_last_one(window, qtbot, tmp_path):
+    """With clips on and no recording, a clip still open when the source changed went on
+    with the new source's frames (a second of the old frame repeated, then the new one),
+    and the frames held for the next clip were the old source's."""
+    assert window.start_source("test:?faces=2&fps=30&size=640x360")
+    qtbot.waitUntil(lambda: window.presenter.state is State.RUNNING, timeout=WAIT_MS)
+    window.recording.set_alert_clips(True, 1.0, tmp_path)
+    results = window.presenter.counters.results
+    qtbot.waitUntil(lambda: window.presenter.counters.results > results + 45, timeout=WAIT_MS)
+    window.presenter.alert_raised.emit(Alert(1, 2.0, 1.0, 0.9))  # as the pipeline raises one
+    assert window.start_source("test:?faces=1&fps=30&size=320x240")
+    events = window.recording.recorder.events
+    qtbot.waitUntil(lambda: any(e.kind == "clip" for e in events), timeout=WAIT_MS)
+    clip = next(e for e in events if e.kind == "clip")
+    # the second held before the alert, and nothing after it: the next frame is another session's
+    assert clip.frames <= 31
+    assert len(read_back(clip.path)) == clip.frames
+    qtbot.waitUntil(lambda: window.presenter.state is State.RUNNING, timeout=WAIT_MS)
+    assert window.recording.recorder.clip_folder == tmp_path  # clips stay on
