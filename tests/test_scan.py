@@ -308,7 +308,9 @@ def test_a_stream_that_cannot_open_is_reported_once() -> None:
     proc = mesolive(uri)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert f"{uri}: ERROR: " in proc.stdout
-    assert proc.stderr.count(f"127.0.0.1:{port}") == 1, proc.stderr
+    said = [ln for ln in proc.stderr.splitlines() if f"127.0.0.1:{port}" in ln]
+    assert said == [f"mesolive: error: {uri}: cannot open the stream: connection refused, "
+                    f"nothing listens on 127.0.0.1:{port}"], proc.stderr  # fmt: skip
 
 
 def test_models_is_a_comma_list_or_repeated_and_never_swallows_an_input(
