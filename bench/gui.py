@@ -17,7 +17,9 @@ under Xvfb when there is no display, with the testing hooks of
 - resident memory sampled every 5 s: growth from the first minute (or the
   first fifth of the run) to the end, target ≤ 5 %; beside it glibc's heap
   figures over the same span (bytes in use, freed but kept by the
-  allocator, mmapped), which tell live memory from fragmentation;
+  allocator, mmapped), which tell live memory from fragmentation (the app
+  caps glibc's arenas, ``mesolive/heap.py``; ``MALLOC_ARENA_MAX=16`` in the
+  environment runs it with glibc's own limit on a 2-core machine);
 - where the stalls went (``mesolive/gui/stalls.py``, off with
   ``--no-sampler``): a thread samples the GUI thread's Python stack while
   the heartbeat is over 40 ms late, notes the other threads on a CPU, and

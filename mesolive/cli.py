@@ -652,6 +652,10 @@ _FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
 def main(argv: Sequence[str] | None = None) -> int:
     _tolerant_streams()
     args = parse_args(argv)
+    if args.command in (None, "scan"):  # the app and live scans run for hours
+        from mesolive.heap import cap_arenas
+
+        cap_arenas()  # before any other thread allocates
     args.argv = list(sys.argv[1:] if argv is None else argv)  # as typed, for records
     if args.version:
         from mesolive import __version__
