@@ -14,9 +14,7 @@ def test_put_take_and_drops() -> None:
     slot.put(1)
     assert slot.take(0) == 1
     assert slot.take(0) is None
-    slot.put(2)
-    slot.put(3)
-    slot.put(4)
+    assert [slot.put(2), slot.put(3), slot.put(4)] == [False, True, True]  # True: replaced one
     assert slot.drops == 2
     assert slot.take(0) == 4
     assert slot.drops == 2
@@ -34,7 +32,7 @@ def test_close_hands_over_the_pending_item_once() -> None:
     slot.put("last")
     slot.close()
     assert slot.closed
-    slot.put("ignored")
+    assert slot.put("ignored") is False
     assert slot.drops == 0
     assert slot.take(5) == "last"
     t0 = time.monotonic()

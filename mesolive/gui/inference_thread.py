@@ -22,6 +22,8 @@ from mesolive.pipeline.interval import IntervalController
 from mesolive.pipeline.watchdog import StepWatchdog
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from mesolive.gui.video_view import FrameScaler
     from mesolive.pipeline.mailbox import LatestSlot
     from mesolive.pipeline.pipeline import FramePipeline, PipelineConfig
@@ -77,6 +79,7 @@ class InferenceThread(QThread):
         *,
         auto_every: bool = False,
         scaler: FrameScaler | None = None,
+        drops: Callable[[], int] | None = None,
     ):
         super().__init__(parent)
         self.setObjectName("mesolive-inference")
@@ -85,8 +88,11 @@ class InferenceThread(QThread):
         # scales each analysed frame for the view before its result leaves, so the
         # GUI thread only draws it (see mesolive.gui.video_view)
         self.scaler = scaler
-        # "auto" interval: start at config.every, then follow an IntervalController
+        # "auto" interval: start at config.every, then follow an IntervalController fed
+        # with the frames dropped because this thread was behind (a running count; by
+        # default every frame the slot dropped)
         self.auto_every = auto_every
+        self._drops = drops or (lambda: slot.drops)
         self._stop = threading.Event()
         self._paused = threading.Event()
         self.processed = 0
@@ -233,7 +239,7 @@ class InferenceThread(QThread):
             self.result_ready.emit(result)
             if keep_up is not None:
                 change = keep_up.observe(
-                    time.monotonic(), result.latency, busy, result.analysed, self.slot.drops
+                    time.monotonic(), result.latency, busy, result.analysed, self._drops()
                 )
                 if change is not None:
                     self.interval_changed.emit(change)

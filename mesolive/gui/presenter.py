@@ -350,7 +350,14 @@ class Presenter(QObject):
         # the presenter reports a fatal source error itself (banner and log): once
         capture = CaptureThread(source, slot, pace=True, on_status=relay, log_final_error=False)
         preload()  # the modules the worker's pipeline imports, here on the GUI thread
-        inference = InferenceThread(slot, config, auto_every=auto_every, scaler=self.scaler)
+        inference = InferenceThread(
+            slot,
+            config,
+            auto_every=auto_every,
+            scaler=self.scaler,
+            # a burst after a stream's stall is missed at any speed: not a reason to skip frames
+            drops=lambda: capture.drops_behind,
+        )
         inference.pipeline_ready.connect(self._on_pipeline_ready)
         inference.result_ready.connect(self._on_result)
         inference.errored.connect(self._on_errored)

@@ -93,7 +93,8 @@ class CaptureThread(threading.Thread):
     silent may then send what it held back, in a burst faster than its frame
     rate (a stream server that stalled): those frames are read, not lost, so
     they are the outage's ``frames_late``, not its ``frames_lost``, and the
-    ones overwritten in the slot are in :attr:`drops` only. The silence is
+    ones overwritten in the slot are in :attr:`drops` only (and in
+    :attr:`burst_drops`: no consumer could take them). The silence is
     logged once the burst is over (no frame ahead of the source's clock for
     :attr:`CATCH_UP` s): "``URI: no frames for 3.2 s, 2 frames lost, 94 came
     late in a burst``". A failed first open, or any failure of a non-live
@@ -157,6 +158,7 @@ class CaptureThread(threading.Thread):
         self._cut_off: tuple[float, str, float | None] | None = None  # (start, reason, fps)
         self._outages: tuple[Outage, ...] = ()
         self._catch_up: _CatchUp | None = None  # a silence whose frames may still come late
+        self._burst_drops = 0
         self._restarts = 0
         self._left_behind: list[_Reader] = []
 
@@ -171,6 +173,21 @@ class CaptureThread(threading.Thread):
     def drops(self) -> int:
         """Frames overwritten in the slot before the consumer took them."""
         return self.slot.drops
+
+    @property
+    def burst_drops(self) -> int:
+        """Of :attr:`drops`, those overwritten by a frame that came late in a burst.
+
+        A source that sends what it held back in a silence sends it faster
+        than its frame rate, so a consumer that keeps up with the source
+        still misses most of it (:attr:`drops_behind` are the others).
+        """
+        return self._burst_drops
+
+    @property
+    def drops_behind(self) -> int:
+        """Frames dropped because the consumer was behind: :attr:`drops` but not bursts."""
+        return self.slot.drops - self._burst_drops
 
     @property
     def last_status(self) -> ReadStatus | None:
@@ -299,7 +316,7 @@ class CaptureThread(threading.Thread):
             return False
         now = time.monotonic()
         reader.alive_at = now
-        self._count_late(now)
+        late = self._count_late(now)
         outage = self._outage_ends(now, recovered=True)
         if outage is not None:
             lost = f", {outage.frames_lost} frames lost" if outage.frames_lost is not None else ""
@@ -315,7 +332,8 @@ class CaptureThread(threading.Thread):
             frame = dataclasses.replace(frame, index=frame.index + reader.index_offset)
         self._last_index = frame.index
         self._last_frame_at = now
-        self.slot.put(frame)
+        if self.slot.put(frame) and late:
+            self._burst_drops += 1
         self._frames_read += 1
         if self.max_frames is not None and self._frames_read >= self.max_frames:
             self._finish(ReadStatus.END, f"stopped after {self._frames_read} frames")
@@ -357,8 +375,8 @@ class CaptureThread(threading.Thread):
             self._outages = (*self._outages, gap)
         self._log_gap(gap)
 
-    def _count_late(self, now: float) -> None:
-        """Count a frame that came after a silence: one ahead of the source's clock is late.
+    def _count_late(self, now: float) -> bool:
+        """Count a frame that came after a silence; True when it is ahead of the source's clock.
 
         A server that stalled, then sends what it held back, delivers the
         silence's frames now, faster than its frame rate. The count ends (and
@@ -366,14 +384,15 @@ class CaptureThread(threading.Thread):
         """
         c = self._catch_up
         if c is None:
-            return
+            return False
         if now - c.grew_at >= self.CATCH_UP:
             self._caught_up()
-            return
+            return False
         c.frames += 1
         ahead = min(int(c.frames - (now - c.end) * c.fps), c.outage.frames_lost or 0)
         if ahead > c.late:
             c.late, c.grew_at = ahead, now
+        return ahead > 0
 
     def _caught_up(self) -> None:
         """The silence being caught up on, if any, recorded with its late frames and logged."""

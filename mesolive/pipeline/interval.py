@@ -152,7 +152,9 @@ class IntervalController:
         analysed
             Whether the frame was detected and classified (not carried).
         dropped
-            Frames dropped so far, a running count (``LatestSlot.drops``).
+            Frames dropped so far because the pipeline was behind, a running
+            count (``LatestSlot.drops``, or a ``CaptureThread``'s
+            ``drops_behind``: not the bursts no speed would have saved).
         """
         if self._start is None:
             self._restart(t, dropped)

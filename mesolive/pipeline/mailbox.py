@@ -41,16 +41,20 @@ class LatestSlot(Generic[T]):
         self._closed = False
         self._drops = 0
 
-    def put(self, item: T) -> None:
-        """Store ``item``, replacing (and counting as dropped) one not yet taken."""
+    def put(self, item: T) -> bool:
+        """Store ``item``, replacing (and counting as dropped) one not yet taken.
+
+        True when it replaced one.
+        """
         with self._cond:
             if self._closed:
-                return
-            if self._full:
-                self._drops += 1
+                return False
+            dropped = self._full
+            self._drops += dropped
             self._item = item
             self._full = True
             self._cond.notify()
+            return dropped
 
     def take(self, timeout: float | None = None) -> T | None:
         """The pending item, waiting up to ``timeout`` seconds (None: until one comes).

@@ -8,9 +8,12 @@ import numpy as np
 import pytest
 
 from mesolive.gui.inference_thread import InferenceThread
+from mesolive.pipeline.capture import CaptureThread
+from mesolive.pipeline.interval import Interval
 from mesolive.pipeline.mailbox import LatestSlot
 from mesolive.pipeline.pipeline import PipelineConfig
 from mesolive.types import Frame
+from tests.test_capture import StallingCamera
 
 pytestmark = pytest.mark.gui
 
@@ -43,3 +46,31 @@ def test_bad_frames_are_reported_rate_limited_and_the_thread_stops(qtbot):
     assert all(
         t.name == "MainThread" or not t.name.startswith("Dummy") for t in threading.enumerate()
     )
+
+
+def test_a_burst_after_a_stall_does_not_raise_the_auto_interval(qtbot):
+    """A stream server that stalled sends what it held back at once, faster than any
+    analysis; the slot's overwrites of that burst raised "analyse every N-th frame" as if
+    the analysis were behind (it came back down one step every 3 s)."""
+    slot: LatestSlot[Frame] = LatestSlot()
+    capture = CaptureThread(StallingCamera(2.5, holds_back=True), slot)
+    worker = InferenceThread(
+        slot,
+        PipelineConfig(models=("meso4-df",)),
+        auto_every=True,
+        drops=lambda: capture.drops_behind,
+    )
+    changes: list[Interval] = []
+    worker.interval_changed.connect(changes.append)
+    with qtbot.waitSignal(worker.pipeline_ready, timeout=30_000):
+        worker.start()
+    capture.start()
+    try:
+        qtbot.waitUntil(lambda: bool(capture.outages), timeout=30_000)  # the burst is over
+        qtbot.wait(2000)  # and the windows that held it were judged
+    finally:
+        assert capture.stop()
+        assert worker.stop(5.0)
+    assert capture.burst_drops > 60  # most of the 125 frames held back
+    assert worker.processed > 100
+    assert changes == []
