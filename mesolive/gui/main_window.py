@@ -42,6 +42,7 @@ from mesolive.gui.source_picker import SourcePickerDialog
 from mesolive.gui.timeline import TimelinePanel
 from mesolive.gui.unexported import UnexportedAlerts
 from mesolive.gui.video_view import VideoView
+from mesolive.redact import redact
 from mesolive.sources.screen import Region, hide_own_windows
 from mesolive.types import FrameResult
 
@@ -246,7 +247,7 @@ class MainWindow(QMainWindow):
         self.alerts.banner.hide()
         self.timeline.clear()
         self.video.clear("Starting…")
-        self.status.source_label.setText(uri)
+        self.status.show_source(uri)
         try:
             config = self.config.pipeline_config()
         except (MesoliveError, ValueError) as e:
@@ -351,7 +352,7 @@ class MainWindow(QMainWindow):
     def session_info(self) -> SessionInfo:
         s = self.settings
         return SessionInfo(
-            source=self.presenter.uri,
+            source=redact(self.presenter.uri),  # reports are shared
             models=tuple(s.models),
             threshold=self.presenter.judged_threshold,
             backend=self.presenter.backend,

@@ -26,6 +26,7 @@ from mesolive.gui.inference_thread import InferenceThread
 from mesolive.gui.tracks import Alert, TrackStore
 from mesolive.pipeline.interval import Interval
 from mesolive.pipeline.pipeline import preload
+from mesolive.redact import redact
 from mesolive.types import FrameResult, ReadStatus
 
 if TYPE_CHECKING:
@@ -541,6 +542,7 @@ class Presenter(QObject):
     # -- helpers ---------------------------------------------------------------------------
 
     def _fail(self, message: str, *, source: bool = True) -> None:
+        message = redact(message)  # it is shown, logged and reported
         self.last_error = message
         self.last_error_source = source
         log.warning("%s", message)

@@ -2,19 +2,23 @@
 
 They read the presenter's read-only figures (:meth:`Presenter.stats`) once a
 second and follow its signals; the back end is named with a warning where it
-is a CPU fallback on a machine that has a GPU.
+is a CPU fallback on a machine that has a GPU. In a narrow window each label
+shortens its text with "…" (the source's in the middle, keeping the file
+name) instead of being drawn over its neighbour.
 """
 
 from __future__ import annotations
 
 import logging
 
-from PySide6.QtCore import QObject, QTimer
-from PySide6.QtWidgets import QLabel, QStatusBar
+from PySide6.QtCore import QEvent, QObject, QSize, Qt, QTimer
+from PySide6.QtGui import QHelpEvent, QPainter, QPaintEvent
+from PySide6.QtWidgets import QLabel, QStatusBar, QToolTip
 
 from mesolive.backends import RUNNER_LABELS
 from mesolive.gui.presenter import Presenter, SessionStats, State
 from mesolive.pipeline.interval import Interval
+from mesolive.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +57,56 @@ def gpu_expected() -> bool:
         return False
 
 
+class ElidedLabel(QLabel):
+    """A one-line label that shortens its text with "…" to the width it is given.
+
+    A QLabel will not be narrower than its whole text, so in a narrow window
+    the status bar laid its labels over one another. This one may shrink to
+    :attr:`MIN_CHARS` characters; it keeps its whole text (``text()``),
+    draws as much as fits, and shows the whole text on hover when shortened
+    (unless it has a tooltip of its own).
+    """
+
+    MIN_CHARS = 4
+
+    def __init__(self, text: str = "", mode: Qt.TextElideMode = Qt.TextElideMode.ElideRight):
+        super().__init__(text)
+        self.mode = mode
+
+    def minimumSizeHint(self) -> QSize:
+        hint = super().minimumSizeHint()
+        return QSize(
+            min(hint.width(), self.fontMetrics().averageCharWidth() * self.MIN_CHARS), hint.height()
+        )
+
+    def shown_text(self) -> str:
+        """The text as drawn at the present width."""
+        return self.fontMetrics().elidedText(self.text(), self.mode, self.contentsRect().width())
+
+    def event(self, e: QEvent) -> bool:
+        if (
+            isinstance(e, QHelpEvent)
+            and e.type() == QEvent.Type.ToolTip
+            and not self.toolTip()
+            and self.shown_text() != self.text()
+        ):
+            QToolTip.showText(e.globalPos(), self.text(), self)
+            return True
+        return super().event(e)
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        painter = QPainter(self)
+        self.style().drawItemText(
+            painter,
+            self.contentsRect(),
+            int(self.alignment()),
+            self.palette(),
+            self.isEnabled(),
+            self.shown_text(),
+            self.foregroundRole(),
+        )
+
+
 class SessionStatus(QObject):
     """Adds the labels to ``bar`` and keeps them up to date.
 
@@ -68,13 +122,13 @@ class SessionStatus(QObject):
         self.requested_backend = requested_backend
         self._gpu_expected = gpu_expected()
         self._last_stats: SessionStats | None = None  # the previous second's figures
-        self.state_label = QLabel("idle")
-        self.source_label = QLabel("no source")
-        self.backend_label = QLabel("back end: –")
-        self.fps_label = QLabel("– fps")
-        self.latency_label = QLabel("latency –")
-        self.drops_label = QLabel("dropped –")
-        self.interval_label = QLabel("")  # "analysing every 3rd frame to keep up"
+        self.state_label = ElidedLabel("idle")
+        self.source_label = ElidedLabel("no source", Qt.TextElideMode.ElideMiddle)
+        self.backend_label = ElidedLabel("back end: –")
+        self.fps_label = ElidedLabel("– fps")
+        self.latency_label = ElidedLabel("latency –")
+        self.drops_label = ElidedLabel("dropped –")
+        self.interval_label = ElidedLabel("")  # "analysing every 3rd frame to keep up"
         bar.addWidget(self.state_label)
         bar.addWidget(self.source_label, 1)
         for w in (
@@ -92,6 +146,12 @@ class SessionStatus(QObject):
         self.timer.setInterval(self.STATS_INTERVAL_MS)
         self.timer.timeout.connect(self.update_stats)
         self.timer.start()
+
+    def show_source(self, uri: str) -> None:
+        """The source being monitored, its password hidden (the window may be shared)."""
+        shown = redact(uri)
+        self.source_label.setText(shown)
+        self.source_label.setToolTip(shown)
 
     def update_stats(self) -> None:
         """Once a second (friture's slow timer): fps shown, latency, drops, state."""

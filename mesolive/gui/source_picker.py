@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 
 from mesolive.errors import MesoliveError
 from mesolive.gui.video_view import bgr_to_qimage
+from mesolive.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +219,7 @@ class SourcePickerDialog(QDialog):
         listed = {i.uri for i in found}
         for uri in self._recent:
             if uri not in listed:
-                item = QListWidgetItem(f"Recent: {uri}")
+                item = QListWidgetItem(f"Recent: {redact(uri)}")  # on screen: a call may see it
                 item.setData(Qt.ItemDataRole.UserRole, uri)
                 self.list.addItem(item)
         if not any(i.kind == "webcam" for i in found):

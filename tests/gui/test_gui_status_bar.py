@@ -1,0 +1,70 @@
+"""The status bar in a narrow window, and a stream's password kept off the screen."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from PySide6.QtCore import QEvent
+from PySide6.QtGui import QHelpEvent
+from PySide6.QtWidgets import QApplication, QLabel, QToolTip
+
+from mesolive.gui.presenter import Level, State
+from mesolive.gui.source_picker import SourcePickerDialog
+
+pytestmark = [pytest.mark.gui, pytest.mark.slow]
+
+WAIT_MS = 30_000  # model loading included
+
+
+def test_a_narrow_window_shortens_the_status_bar_labels_instead_of_overlapping(window, qtbot, clip):
+    """At the window's smallest size the labels were drawn over one another."""
+    assert window.start_source(str(clip))
+    qtbot.waitUntil(lambda: window.presenter.state is State.RUNNING, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: window.status.fps_label.text() != "– fps", timeout=WAIT_MS)
+    bar = window.statusBar()
+    window.resize(window.minimumSizeHint())
+    qtbot.waitUntil(lambda: bar.width() <= window.minimumSizeHint().width(), timeout=5000)
+    labels = [w for w in bar.findChildren(QLabel) if w.isVisible() and w.text()]
+    assert len(labels) >= 6  # state, source, back end, fps, latency, drops (and interval)
+    for a, b in itertools.combinations(labels, 2):
+        assert not a.geometry().intersects(b.geometry()), (a.text(), b.text())
+    assert all(bar.rect().contains(w.geometry()) for w in labels)
+    source = window.status.source_label
+    assert source.text() == str(clip) == source.toolTip()  # whole, on hover
+    assert "…" in source.shown_text()
+    latency = window.status.latency_label  # no tooltip of its own: its whole text on hover
+    assert latency.shown_text() != latency.text()
+    centre = latency.rect().center()
+    QApplication.sendEvent(
+        latency, QHelpEvent(QEvent.Type.ToolTip, centre, latency.mapToGlobal(centre))
+    )
+    assert QToolTip.text() == latency.text()
+
+    window.resize(1320, 800)  # room: every label whole
+    qtbot.waitUntil(lambda: source.shown_text() == str(clip), timeout=5000)
+    window.stop()
+
+
+def test_a_password_in_a_stream_address_is_never_shown(window, qtbot):
+    uri = "rtsp://viewer:s3cret@127.0.0.1:9/live?token=abc123"
+    assert window.start_source(uri)
+    qtbot.waitUntil(lambda: window.presenter.state is State.STOPPED, timeout=WAIT_MS)
+    assert window.banner.level is Level.ERROR
+    status = window.status.source_label
+    shown = [
+        status.text(),
+        status.toolTip(),
+        window.banner.label.text(),
+        window.presenter.last_error,
+        window.session_info().source,  # what reports and snapshots write
+    ]
+    assert "127.0.0.1:9" in status.text()
+    assert not [s for s in shown if "s3cret" in s or "abc123" in s], shown
+
+    window.settings.remember_source(uri)  # one that worked is offered again
+    picker = SourcePickerDialog("", window.settings.recent_sources, window)
+    recent = [picker.list.item(i).text() for i in range(picker.list.count())]
+    assert any("127.0.0.1:9" in text for text in recent)
+    assert not [text for text in recent if "s3cret" in text or "abc123" in text]
+    picker.close()
