@@ -4,7 +4,8 @@ They read the presenter's read-only figures (:meth:`Presenter.stats`) once a
 second and follow its signals; the back end is named with a warning where it
 is a CPU fallback on a machine that has a GPU. In a narrow window each label
 shortens its text with "…" (the source's in the middle, keeping the file
-name) instead of being drawn over its neighbour.
+name) instead of being drawn over its neighbour, and a message (where an
+export went) that would not fit beside the figures hides them while it shows.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 
 from PySide6.QtCore import QEvent, QObject, QSize, Qt, QTimer
 from PySide6.QtGui import QHelpEvent, QPainter, QPaintEvent
-from PySide6.QtWidgets import QLabel, QStatusBar, QToolTip
+from PySide6.QtWidgets import QLabel, QStatusBar, QStyle, QToolTip
 
 from mesolive.backends import RUNNER_LABELS
 from mesolive.gui.presenter import Presenter, SessionStats, State
@@ -131,14 +132,17 @@ class SessionStatus(QObject):
         self.interval_label = ElidedLabel("")  # "analysing every 3rd frame to keep up"
         bar.addWidget(self.state_label)
         bar.addWidget(self.source_label, 1)
-        for w in (
+        self._figures = (
             self.backend_label,
             self.fps_label,
             self.latency_label,
             self.drops_label,
             self.interval_label,
-        ):
+        )
+        for w in self._figures:
             bar.addPermanentWidget(w)
+        self.bar = bar
+        bar.messageChanged.connect(self._make_room)
         presenter.backend_changed.connect(self.show_backend)
         presenter.interval_changed.connect(self.show_interval)
         presenter.state_changed.connect(self.show_state)
@@ -146,6 +150,27 @@ class SessionStatus(QObject):
         self.timer.setInterval(self.STATS_INTERVAL_MS)
         self.timer.timeout.connect(self.update_stats)
         self.timer.start()
+
+    def _make_room(self, message: str) -> None:
+        """A message gets the bar to itself while it shows, where it and the figures do not fit.
+
+        QStatusBar draws a message left of the first visible permanent
+        label, so at the window's smallest size a message beside the figures
+        got no room at all.
+        """
+        if not message:
+            for w in self._figures:
+                w.setVisible(True)
+            return
+        gap = self.bar.layout().spacing() + 2 * self.bar.style().pixelMetric(
+            QStyle.PixelMetric.PM_LayoutHorizontalSpacing
+        )
+        need = self.bar.fontMetrics().horizontalAdvance(message) + sum(
+            w.sizeHint().width() + gap for w in self._figures if w.isVisible()
+        )
+        if need > self.bar.width():
+            for w in self._figures:
+                w.setVisible(False)
 
     def show_source(self, uri: str) -> None:
         """The source being monitored, its password hidden (the window may be shared)."""

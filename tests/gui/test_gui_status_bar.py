@@ -40,9 +40,18 @@ def test_a_narrow_window_shortens_the_status_bar_labels_instead_of_overlapping(w
         latency, QHelpEvent(QEvent.Type.ToolTip, centre, latency.mapToGlobal(centre))
     )
     assert QToolTip.text() == latency.text()
+    # where an export went: it got no room beside the figures, so they give way while it shows
+    figures = [window.status.fps_label, window.status.latency_label, window.status.drops_label]
+    message = "report saved to /home/someone/Documents/mesolive/report-2026-12-04-091500.json"
+    bar.showMessage(message, 10_000)
+    assert not any(w.isVisible() for w in figures)
+    bar.clearMessage()
+    assert all(w.isVisible() for w in figures)
 
-    window.resize(1320, 800)  # room: every label whole
+    window.resize(1320, 800)  # room: every label whole, and a message beside them
     qtbot.waitUntil(lambda: source.shown_text() == str(clip), timeout=5000)
+    bar.showMessage(message, 10_000)
+    assert all(w.isVisible() for w in figures)
     window.stop()
 
 
