@@ -164,8 +164,11 @@ class SourcePickerDialog(QDialog):
         self.setWindowTitle("Choose a source")
         self.resize(560, 460)
         self.list = QListWidget()
-        self.uri_edit = QLineEdit(current)
+        self.uri_edit = QLineEdit()
         self.uri_edit.setPlaceholderText("webcam:0, screen:1, window:Zoom, a file, rtsp://…")
+        # a stream's password shows as *** (the window may be seen on a call); kept here
+        self._masked: dict[str, str] = {}  # as shown → as typed
+        self._show(current)
         self.uri_edit.setClearButtonEnabled(True)
         self.refresh_button = QPushButton("Refresh")
         self.file_button = QPushButton("Open file…")
@@ -231,11 +234,26 @@ class SourcePickerDialog(QDialog):
         self.list.blockSignals(False)
 
     def uri(self) -> str:
-        return self.uri_edit.text().strip()
+        """The source in the field, with the password it was given (shown as ``***``)."""
+        text = self.uri_edit.text().strip()
+        return self._masked.get(text, text)
+
+    def _show(self, uri: str) -> None:
+        """Put ``uri`` in the field with its password masked; :meth:`uri` gives it back whole.
+
+        Once the masked text is edited, what is typed is taken as it stands.
+        """
+        shown = redact(uri)
+        if shown != uri:
+            self._masked[shown] = uri
+            self.uri_edit.setToolTip(
+                "the saved password shows as ***; type the address whole to change it"
+            )
+        self.uri_edit.setText(shown)
 
     def _item_changed(self, item: QListWidgetItem | None, _prev: object = None) -> None:
         if item is not None and item.data(Qt.ItemDataRole.UserRole):
-            self.uri_edit.setText(str(item.data(Qt.ItemDataRole.UserRole)))
+            self._show(str(item.data(Qt.ItemDataRole.UserRole)))
 
     def _open_file(self) -> None:
         shown = Path(self.uri()).expanduser()  # start beside the file in the field, if any

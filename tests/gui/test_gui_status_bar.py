@@ -71,9 +71,16 @@ def test_a_password_in_a_stream_address_is_never_shown(window, qtbot):
     assert "127.0.0.1:9" in status.text()
     assert not [s for s in shown if "s3cret" in s or "abc123" in s], shown
 
-    window.settings.remember_source(uri)  # one that worked is offered again
-    picker = SourcePickerDialog("", window.settings.recent_sources, window)
-    recent = [picker.list.item(i).text() for i in range(picker.list.count())]
-    assert any("127.0.0.1:9" in text for text in recent)
-    assert not [text for text in recent if "s3cret" in text or "abc123" in text]
+    window.settings.remember_source(uri)  # one that worked is offered again, and is the last
+    picker = SourcePickerDialog(window.settings.source, window.settings.recent_sources, window)
+    recent = [picker.list.item(i) for i in range(picker.list.count())]
+    assert any("127.0.0.1:9" in item.text() for item in recent)
+    assert not [item for item in recent if "s3cret" in item.text() or "abc123" in item.text()]
+    field = picker.uri_edit
+    assert "127.0.0.1:9" in field.text() and "s3cret" not in field.text()
+    assert picker.uri() == uri  # what it opens: the password as given
+    field.setText("webcam:0")
+    picker.list.setCurrentRow(-1)
+    picker.list.setCurrentItem(next(i for i in recent if "127.0.0.1:9" in i.text()))
+    assert "s3cret" not in field.text() and picker.uri() == uri
     picker.close()
