@@ -283,6 +283,16 @@ def test_unreachable_stream_is_one_line_without_password() -> None:
     src.close()
 
 
+@pytest.mark.parametrize("uri", ["tcp://[::1:5000", "rtsp://[::1/cam", "http://[::1/live.ts"])
+def test_a_malformed_stream_address_is_one_line(uri: str) -> None:
+    """An address Python's URL parser refuses (a bracket left open) ended in a traceback
+    from the probe that says why a stream did not open."""
+    with pytest.raises(SourceError) as info:
+        StreamSource(uri, open_timeout=2.0).open()
+    assert str(info.value).startswith(f"{uri}: cannot open the stream (")
+    assert "\n" not in str(info.value)
+
+
 class _Answers(http.server.BaseHTTPRequestHandler):
     """A web server that is not a stream server: errors, a page, a password, a redirect."""
 

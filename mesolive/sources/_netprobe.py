@@ -73,7 +73,12 @@ def probeable(url: str) -> bool:
 def probes_tcp(url: str) -> bool:
     """``url`` names a TCP server (not a ``tcp://…?listen`` that waits for one)."""
     scheme = url.partition(":")[0].lower()
-    return scheme in TCP_PORTS or (scheme == "tcp" and "listen" not in urlsplit(url).query)
+    if scheme in TCP_PORTS:
+        return True
+    try:
+        return scheme == "tcp" and "listen" not in urlsplit(url).query
+    except ValueError:  # not a URL (a bracket left open): FFmpeg's own error stands
+        return False
 
 
 def _no_answer(timeout: float) -> str:
