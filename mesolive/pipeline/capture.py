@@ -93,8 +93,8 @@ class CaptureThread(threading.Thread):
     silent may then send what it held back, in a burst faster than its frame
     rate (a stream server that stalled): those frames are read, not lost, so
     they are the outage's ``frames_late``, not its ``frames_lost``, and the
-    ones overwritten in the slot are in :attr:`drops` only (and in
-    :attr:`burst_drops`: no consumer could take them). The silence is
+    ones overwritten in the slot are in :attr:`drops` only (not in
+    :attr:`drops_behind`: no consumer could take them). The silence is
     logged once the burst is over (no frame ahead of the source's clock for
     :attr:`CATCH_UP` s): "``URI: no frames for 3.2 s, 2 frames lost, 94 came
     late in a burst``". A failed first open, or any failure of a non-live
@@ -175,18 +175,14 @@ class CaptureThread(threading.Thread):
         return self.slot.drops
 
     @property
-    def burst_drops(self) -> int:
-        """Of :attr:`drops`, those overwritten by a frame that came late in a burst.
-
-        A source that sends what it held back in a silence sends it faster
-        than its frame rate, so a consumer that keeps up with the source
-        still misses most of it (:attr:`drops_behind` are the others).
-        """
-        return self._burst_drops
-
-    @property
     def drops_behind(self) -> int:
-        """Frames dropped because the consumer was behind: :attr:`drops` but not bursts."""
+        """Of :attr:`drops`, those the consumer missed because it was behind the source.
+
+        Not the frames overwritten by one that came late in a burst: a source
+        that sends what it held back in a silence sends it faster than its
+        frame rate, so a consumer that keeps up with the source still misses
+        most of it.
+        """
         return self.slot.drops - self._burst_drops
 
     @property
@@ -376,23 +372,28 @@ class CaptureThread(threading.Thread):
         self._log_gap(gap)
 
     def _count_late(self, now: float) -> bool:
-        """Count a frame that came after a silence; True when it is ahead of the source's clock.
+        """Count a frame that came after a silence; True when it came late, in the burst.
 
         A server that stalled, then sends what it held back, delivers the
-        silence's frames now, faster than its frame rate. The count ends (and
-        the silence gets it) once no frame has been ahead for :attr:`CATCH_UP` s.
+        silence's frames now, faster than its frame rate: each such frame
+        puts the stream further ahead of the source's clock. The frames after
+        the burst keep that lead but do not grow it; they are on time. The
+        count ends (and the silence gets it) once the lead has not grown for
+        :attr:`CATCH_UP` s.
         """
-        c = self._catch_up
-        if c is None:
-            return False
-        if now - c.grew_at >= self.CATCH_UP:
-            self._caught_up()
-            return False
-        c.frames += 1
-        ahead = min(int(c.frames - (now - c.end) * c.fps), c.outage.frames_lost or 0)
-        if ahead > c.late:
-            c.late, c.grew_at = ahead, now
-        return ahead > 0
+        with self._lock:
+            c = self._catch_up
+            if c is None:
+                return False
+            if now - c.grew_at < self.CATCH_UP:
+                c.frames += 1
+                ahead = min(int(c.frames - (now - c.end) * c.fps), c.outage.frames_lost or 0)
+                if ahead <= c.late:
+                    return False
+                c.late, c.grew_at = ahead, now
+                return True
+        self._caught_up()
+        return False
 
     def _caught_up(self) -> None:
         """The silence being caught up on, if any, recorded with its late frames and logged."""
