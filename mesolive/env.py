@@ -95,8 +95,14 @@ def env_new_folder(name: str, env: Mapping[str, str] | None = None) -> Path | No
     """A folder that need not be there yet (it is made when written) but is no file;
     ``None`` when unset."""
     folder = env_path(name, env)
-    if folder is not None and folder.exists() and not folder.is_dir():
-        raise InputError(f"{name}={folder}: not a folder")
+    return None if folder is None else new_folder(folder, f"{name}=")
+
+
+def new_folder(folder: Path, given_as: str) -> Path:
+    """``folder``, which need not be there yet but is no file; ``given_as`` names where it
+    came from in the error (``"--engine-dir "``, ``"MESOLIVE_ENGINE_DIR="``)."""
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{given_as}{folder}: not a folder")
     return folder
 
 

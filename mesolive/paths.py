@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mesolive.env import env_path
+from mesolive.env import env_new_folder, env_path, new_folder
 from mesolive.errors import InputError
 
 _PKG = Path(__file__).resolve().parent
@@ -68,14 +68,11 @@ def engine_dir(cli_value: str | os.PathLike[str] | None = None) -> Path:
     Raises
     ------
     InputError
-        ``--engine-dir`` names something that is not a folder.
+        ``--engine-dir`` or ``MESOLIVE_ENGINE_DIR`` names something that is not a folder.
     """
     if cli_value:
-        value = Path(cli_value).expanduser()
-        if value.exists() and not value.is_dir():
-            raise InputError(f"--engine-dir {value}: not a folder")
-        return value
-    value = env_path("MESOLIVE_ENGINE_DIR")
+        return new_folder(Path(cli_value).expanduser(), "--engine-dir ")
+    value = env_new_folder("MESOLIVE_ENGINE_DIR")
     if value is not None:
         return value
     checkout = _PKG.parent / "engines"

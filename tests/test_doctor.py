@@ -174,7 +174,7 @@ def test_doctor_refuses_a_thread_count_as_the_other_verbs_do(
 
 
 def test_an_engine_folder_that_is_a_file_is_one_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """It listed the file's engines as "none", as if it were an empty folder."""
     afile = tmp_path / "engines.plan"
@@ -182,6 +182,10 @@ def test_an_engine_folder_that_is_a_file_is_one_line(
     assert main(["doctor", "--engine-dir", str(afile)]) == 2
     out = capsys.readouterr()
     assert out.err == f"mesolive: error: --engine-dir {afile}: not a folder\n"
+    monkeypatch.setenv("MESOLIVE_ENGINE_DIR", str(afile))  # doctor skips the start's checks
+    assert main(["doctor"]) == 2
+    out = capsys.readouterr()
+    assert out.err == f"mesolive: error: MESOLIVE_ENGINE_DIR={afile}: not a folder\n"
 
 
 def test_doctor_fails_when_the_cpu_path_does_not_work(tmp_path: Path) -> None:
