@@ -198,15 +198,17 @@ def _min_face_span_option(add: Callable[..., Any]) -> None:
     )
 
 
+DETECTOR_HELP = (
+    "an SCRFD detector ONNX file to find faces with (default: the model folder's, else "
+    "insightface's, downloaded on first use)"
+)
+
+
 def _detector_option(p: argparse.ArgumentParser) -> None:
-    """``--detector`` for a verb that finds faces outside the pipeline (crops a model
-    re-cuts, training data): the one a missing detector's message names."""
-    p.add_argument(
-        "--detector",
-        metavar="PATH.onnx",
-        help="an SCRFD detector ONNX file to find faces with (default: the model folder's, "
-        "else insightface's, downloaded on first use)",
-    )
+    """``--detector`` for the verbs without the pipeline's options that find faces (crops
+    a model re-cuts, training data, evaluate's videos): the one a missing detector's
+    message names."""
+    p.add_argument("--detector", metavar="PATH.onnx", help=DETECTOR_HELP)
 
 
 def _pipeline_options(p: argparse.ArgumentParser, *, app: bool = False) -> None:
@@ -227,7 +229,7 @@ def _pipeline_options(p: argparse.ArgumentParser, *, app: bool = False) -> None:
         help="classifier models to run together, comma-separated or repeated (default: the "
         "default model, see 'mesolive models list')",
     )
-    option("--detector", metavar="PATH.onnx", help="an SCRFD detector ONNX file")
+    option("--detector", metavar="PATH.onnx", help=DETECTOR_HELP)
     option("--det-size", type=int, default=None, help="detector input side in pixels")
     # None = not given: the app's kept settings apply, else the pipeline's defaults
     if app:
@@ -395,6 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="only verify existing engines against ONNX Runtime (one that fails is moved to "
         "<engine>.failed, which is never loaded)",
     )
+    _detector_option(p)
     _common(p)
 
     p = sub.add_parser("export", help="write models for other servers")
@@ -669,10 +672,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     setup_logging(-1 if getattr(args, "quiet", False) else getattr(args, "verbose", 0))
     try:
-        from mesolive.env import check_settings
+        from mesolive.env import check_settings, check_threads
         from mesolive.imageio import max_pixels
 
         max_pixels()  # a bad MESOLIVE_MAX_PIXELS is one line now, not one per image
+        check_threads(args.threads)  # every verb takes it (build-engine passed 0 on)
         if args.command != "doctor":  # which tells what is wrong with them
             check_settings()
         if getattr(args, "model", "") is None:  # the verbs that score with one model

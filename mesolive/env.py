@@ -79,7 +79,8 @@ def env_path(name: str, env: Mapping[str, str] | None = None) -> Path | None:
 
 def check_threads(threads: int | None) -> None:
     """Refuse a ``--threads`` count under 1 or over 4 per core (at least 256 are taken:
-    100,000 hung ONNX Runtime); None is the default, taken. Every verb checks it here."""
+    100,000 hung ONNX Runtime); None is the default, taken. ``main`` checks every verb's
+    here, the pipeline and the trainer their own."""
     check_count("--threads", threads, most=max(256, 4 * (os.cpu_count() or 1)))
 
 

@@ -90,6 +90,7 @@ def test_a_bad_count_is_one_line_before_any_output(
     [
         (("classify", "--threads", "100000"), "--threads 100000: at most "),  # it hung
         (("scan", "--threads", "100000"), "--threads 100000: at most "),
+        (("build-engine", "--threads", "0"), "--threads 0: expected a whole number ≥ 1"),
         (("scan", "--threshold", "1"), "--threshold: 1 is not between 0 and 1 (both left out)"),
         (("scan", "--threshold", "0"), "--threshold: 0 is not between 0 and 1 (both left out)"),
         (("doctor", "--model-dir", "/nonexistent"), "--model-dir: /nonexistent: no such folder"),
@@ -99,7 +100,7 @@ def test_a_bad_count_is_one_line_before_any_output(
 def test_an_option_out_of_range_is_one_line(shared: Path, argv: tuple[str, ...], said: str) -> None:
     """Not a hang, a download of what the folder lacked, or a threshold that decides nothing."""
     verb, *option = argv
-    inputs = [] if verb == "doctor" else [str(shared / "samples" / "faces")]
+    inputs = [] if verb in ("doctor", "build-engine") else [str(shared / "samples" / "faces")]
     out = mesolive(verb, *inputs, *option)
     assert out.returncode == 2 and out.stdout == "" and out.stderr.count("\n") == 1
     assert said in out.stderr, out.stderr

@@ -69,11 +69,14 @@ def load_faces(folder: str | None, limit: int) -> list[np.ndarray]:
     return crops
 
 
-def framed(spec: registry.ModelSpec, crops: list[np.ndarray], model_dir: str | None) -> list:
-    """Face crops as ``spec`` reads them (its contract's ``precut``, classify/crops.py)."""
+def framed(spec: registry.ModelSpec, crops: list[np.ndarray], args: argparse.Namespace) -> list:
+    """Face crops as ``spec`` reads them (its contract's ``precut``, classify/crops.py), with
+    the verb's ``--detector``, ``--model-dir`` and ``--threads``."""
     from mesolive.classify.crops import CropReader
 
-    with CropReader(spec.preprocess, model_dir=model_dir) as reader:
+    with CropReader(
+        spec.preprocess, detector=args.detector, model_dir=args.model_dir, threads=args.threads
+    ) as reader:
         return [reader.frame(c) for c in crops]
 
 
@@ -327,7 +330,7 @@ def run(args: argparse.Namespace) -> int:
 
     results: list[bool | None] = []
     for spec in specs:
-        mine = framed(spec, faces, args.model_dir)
+        mine = framed(spec, faces, args)
         if args.verify:
             results.append(_verify_existing(spec, args, stack, folder, mine))
         else:

@@ -13,7 +13,6 @@ import numpy as np
 
 from mesolive.classify.crops import CropReader
 from mesolive.classify.mesonet import MesoClassifier, load_classifier
-from mesolive.env import check_threads
 from mesolive.errors import InputError, MesoliveError, check_count, describe
 from mesolive.redact import redact
 
@@ -40,7 +39,6 @@ def report_error(err: Exception) -> None:
 def open_classifier(args: argparse.Namespace) -> MesoClassifier:
     """The classifier the verb's options name, after checking its counts (before any output)."""
     check_count("--batch", args.batch)
-    check_threads(args.threads)
     return load_classifier(
         args.model,
         backend=args.backend,

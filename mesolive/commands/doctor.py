@@ -26,7 +26,6 @@ from mesolive import __version__, paths
 from mesolive.backends import engine_cache as ec
 from mesolive.backends.gpuinfo import GpuStack, ModuleStatus, nvidia_smi_driver, probe_stack
 from mesolive.detect.scrfd import detector_status
-from mesolive.env import check_threads
 from mesolive.errors import InputError
 from mesolive.models import registry
 
@@ -299,7 +298,6 @@ def _print(r: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_threads(args.threads)
     report = collect(args)
     if args.json:
         json.dump(report, sys.stdout, indent=2)
