@@ -9,24 +9,22 @@ arenas grew without end: resident memory +13 to +15 MB a minute in a
 3-minute app run on the looping 6-face clip with recording on, while the
 bytes in use stayed level. With two arenas it stayed level (-0.5 MB a
 minute) at the same CPU time and 15 % more minor page faults; a fixed mmap
-threshold (1-4 MB) only slowed the growth and cost 1.5-2.6x the kernel time
+threshold (1-4 MB) only slowed the growth and cost 1.4-2.6x the kernel time
 (``bench/gui.py`` reports the heap's figures; ``MALLOC_ARENA_MAX=16`` runs it
 with glibc's own limit on a 2-core machine).
 
 The cap holds only for arenas made after it, so it is set before any other
 thread exists: first thing in :func:`mesolive.cli.main`, for the verbs that
-run for hours. A user's own ``MALLOC_ARENA_MAX`` or ``GLIBC_TUNABLES`` wins.
-Elsewhere than glibc (macOS, Windows, musl) nothing is done.
+run for hours. A user's own limit wins (``MALLOC_ARENA_MAX``, or
+``glibc.malloc.arena_max`` in ``GLIBC_TUNABLES``). Elsewhere than glibc
+(macOS, Windows, musl) nothing is done.
 """
 
 from __future__ import annotations
 
 import ctypes
-import logging
 import os
 import sys
-
-log = logging.getLogger(__name__)
 
 M_ARENA_MAX = -8
 """``mallopt``'s parameter for the most arenas (glibc's ``malloc.h``)."""
@@ -34,19 +32,16 @@ M_ARENA_MAX = -8
 ARENAS = 2
 
 
-def cap_arenas() -> bool:
-    """Cap glibc's malloc arenas at :data:`ARENAS` (module docstring); True when set."""
+def cap_arenas() -> None:
+    """Cap glibc's malloc arenas at :data:`ARENAS` (module docstring)."""
     if not sys.platform.startswith("linux"):
-        return False
-    if "MALLOC_ARENA_MAX" in os.environ or "GLIBC_TUNABLES" in os.environ:
-        return False  # the user's own setting
+        return
+    if "MALLOC_ARENA_MAX" in os.environ or "arena_max" in os.environ.get("GLIBC_TUNABLES", ""):
+        return  # the user's own limit
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):  # not glibc
-        return False
+        return
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
-    if mallopt(M_ARENA_MAX, ARENAS) != 1:
-        log.debug("mallopt(M_ARENA_MAX, %d) was refused", ARENAS)
-        return False
-    return True
+    mallopt(M_ARENA_MAX, ARENAS)  # 0 where refused: nothing else to do

@@ -72,8 +72,9 @@ class StreamSource(CaptureReader):
 
         An open that ran out its time got no answer. One that failed sooner
         is asked about once more (:mod:`~mesolive.sources._netprobe`), within
-        what is left of ``open_timeout``, so that opening takes no longer than
-        that (and the capture thread's watchdog, well above it, never fires).
+        what is left of ``open_timeout``, so that opening takes about that long
+        at most (half a second more where a host-name lookup is left behind;
+        the capture thread's watchdog, well above it, never fires).
         """
         generic = (
             f" (server unreachable, no answer within {self.open_timeout:g} s, "
