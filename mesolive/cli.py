@@ -338,7 +338,11 @@ def build_parser() -> argparse.ArgumentParser:
     _common(q)
     q = msub.add_parser("convert", help="convert Keras .h5 weights to ONNX")
     q.add_argument("names", nargs="*", default=["all"], metavar="NAME|FILE.h5")
-    q.add_argument("--arch", choices=["meso4", "mesoinception4"], help="expected architecture")
+    q.add_argument(
+        "--arch",
+        choices=["meso4", "mesoinception4"],
+        help="expected architecture (with all: only the models of it)",
+    )
     q.add_argument("--precision", choices=["fp32", "fp16"], default="fp32")
     q.add_argument("-o", "--output", metavar="PATH", help="output file (one model) or folder")
     q.add_argument("--force", action="store_true", help="replace existing output files")

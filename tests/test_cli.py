@@ -301,6 +301,11 @@ def test_models_fetch_and_convert_go_on_past_an_unknown_name(tmp_path: Path) -> 
     )  # fmt: skip
     assert out.returncode == 2 and out.stdout.startswith("meso4-f2f: "), out.stdout
     assert "mesoinception4-f2f is a mesoinception4 model, not meso4" in out.stderr
+    # with all (no names), --arch picks: every model of another architecture was an error
+    out = mesolive("models", "convert", "--arch", "mesoinception4", "-o", str(tmp_path / "inc"))
+    assert out.returncode == 0 and "error" not in out.stderr, out.stderr
+    converted = [line.split(":")[0] for line in out.stdout.splitlines()]
+    assert converted and all(name.startswith("mesoinception4-") for name in converted)
 
 
 def test_verbs_that_find_faces_in_crops_take_the_detector_their_error_names(

@@ -101,6 +101,8 @@ def _convert(args: argparse.Namespace) -> int:
     names = args.names or ["all"]
     files = [n for n in names if n.endswith(".h5")]
     models = _names([n for n in names if not n.endswith(".h5")]) if len(files) < len(names) else []
+    if args.arch and names == ["all"]:  # it picks among all, rather than refusing the others
+        models = [m for m in models if registry.get_spec(m).arch == args.arch]
     out = Path(args.output).expanduser() if args.output else None
     if out is not None and len(files) + len(models) > 1 and out.suffix == ".onnx":
         raise InputError(f"{out}: one output file for several models; give a folder")
