@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mesolive import signals
 from mesolive.datasets import Item, from_csv, from_folder
 from mesolive.errors import InputError, check_count
 from mesolive.imageio import IMAGE_EXTS, VIDEO_EXTS
@@ -412,7 +411,7 @@ def run_videos(
     except KeyboardInterrupt:
         if not results:
             raise
-        return results, backend, True
+        return results, backend, len(results) < len(items)  # else it came as the pipeline closed
     return results, backend, False
 
 
@@ -588,5 +587,5 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(lines))  # noqa: T201
     if left:
         print(f"mesolive: interrupted; {left} video(s) not evaluated", file=sys.stderr)  # noqa: T201
-        return signals.exit_status()
+        return 130  # main() tells Ctrl+C from SIGTERM
     return 2 if bad else 0
