@@ -143,6 +143,7 @@ class SessionStatus(QObject):
             bar.addPermanentWidget(w)
         self.bar = bar
         bar.messageChanged.connect(self._make_room)
+        bar.installEventFilter(self)  # a resize while a message shows: room again
         presenter.backend_changed.connect(self.show_backend)
         presenter.interval_changed.connect(self.show_interval)
         presenter.state_changed.connect(self.show_state)
@@ -158,25 +159,24 @@ class SessionStatus(QObject):
         label, so at the window's smallest size a message beside the figures
         got no room at all.
         """
-        if not message:
-            for w in self._figures:
-                w.setVisible(True)
-            return
         gap = self.bar.layout().spacing() + 2 * self.bar.style().pixelMetric(
             QStyle.PixelMetric.PM_LayoutHorizontalSpacing
         )
         need = self.bar.fontMetrics().horizontalAdvance(message) + sum(
-            w.sizeHint().width() + gap for w in self._figures if w.isVisible()
+            w.sizeHint().width() + gap for w in self._figures
         )
-        if need > self.bar.width():
-            for w in self._figures:
-                w.setVisible(False)
+        crowded = bool(message) and need > self.bar.width()
+        for w in self._figures:
+            w.setVisible(not crowded)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.bar and event.type() == QEvent.Type.Resize:
+            self._make_room(self.bar.currentMessage())
+        return False
 
     def show_source(self, uri: str) -> None:
         """The source being monitored, its password hidden (the window may be shared)."""
-        shown = redact(uri)
-        self.source_label.setText(shown)
-        self.source_label.setToolTip(shown)
+        self.source_label.setText(redact(uri))
 
     def update_stats(self) -> None:
         """Once a second (friture's slow timer): fps shown, latency, drops, state."""

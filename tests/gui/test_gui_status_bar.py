@@ -31,15 +31,14 @@ def test_a_narrow_window_shortens_the_status_bar_labels_instead_of_overlapping(w
         assert not a.geometry().intersects(b.geometry()), (a.text(), b.text())
     assert all(bar.rect().contains(w.geometry()) for w in labels)
     source = window.status.source_label
-    assert source.text() == str(clip) == source.toolTip()  # whole, on hover
-    assert "…" in source.shown_text()
-    latency = window.status.latency_label  # no tooltip of its own: its whole text on hover
-    assert latency.shown_text() != latency.text()
-    centre = latency.rect().center()
-    QApplication.sendEvent(
-        latency, QHelpEvent(QEvent.Type.ToolTip, centre, latency.mapToGlobal(centre))
-    )
-    assert QToolTip.text() == latency.text()
+    assert source.text() == str(clip) and "…" in source.shown_text()
+    for label in (source, window.status.latency_label):  # the whole text on hover
+        assert label.shown_text() != label.text()
+        centre = label.rect().center()
+        QApplication.sendEvent(
+            label, QHelpEvent(QEvent.Type.ToolTip, centre, label.mapToGlobal(centre))
+        )
+        assert QToolTip.text() == label.text()
     # where an export went: it got no room beside the figures, so they give way while it shows
     figures = [window.status.fps_label, window.status.latency_label, window.status.drops_label]
     message = "report saved to /home/someone/Documents/mesolive/report-2026-12-04-091500.json"
@@ -47,11 +46,12 @@ def test_a_narrow_window_shortens_the_status_bar_labels_instead_of_overlapping(w
     assert not any(w.isVisible() for w in figures)
     bar.clearMessage()
     assert all(w.isVisible() for w in figures)
-
-    window.resize(1320, 800)  # room: every label whole, and a message beside them
-    qtbot.waitUntil(lambda: source.shown_text() == str(clip), timeout=5000)
     bar.showMessage(message, 10_000)
-    assert all(w.isVisible() for w in figures)
+
+    window.resize(1320, 800)  # room: every label whole, and the message beside them
+    qtbot.waitUntil(lambda: all(w.isVisible() for w in figures), timeout=5000)
+    bar.clearMessage()  # the source, hidden under the message, is whole
+    qtbot.waitUntil(lambda: source.shown_text() == str(clip), timeout=5000)
     window.stop()
 
 
