@@ -95,8 +95,8 @@ class CaptureThread(threading.Thread):
     they are the outage's ``frames_late``, not its ``frames_lost``, and the
     ones overwritten in the slot are in :attr:`drops` only (not in
     :attr:`drops_behind`: no consumer could take them). The silence is
-    logged once the burst is over (no frame ahead of the source's clock for
-    :attr:`CATCH_UP` s): "``URI: no frames for 3.2 s, 2 frames lost, 94 came
+    logged once the burst is over (its lead over the source's clock has not
+    grown for :attr:`CATCH_UP` s): "``URI: no frames for 3.2 s, 2 frames lost, 94 came
     late in a burst``". A failed first open, or any failure of a non-live
     source, ends the capture.
 
@@ -116,7 +116,7 @@ class CaptureThread(threading.Thread):
     STALL_TIMEOUT = 20.0  # above a stream's open timeout (10 s) and the longest backoff
     MAX_STUCK = 3
     GAP = 2.0  # seconds without a frame from a live source that did not fail: an outage
-    CATCH_UP = 1.0  # seconds with no frame ahead of the clock that end a burst after a silence
+    CATCH_UP = 1.0  # seconds in which a burst's lead over the clock did not grow that end it
 
     def __init__(
         self,
