@@ -411,9 +411,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument(
         "--models",
         type=_name_list,
+        action="extend",  # --models a,b or --models a --models b
         default=None,
         metavar="NAME,…",
-        help="models to export, comma-separated (default: every shipped model)",
+        help="models to export, comma-separated or repeated (default: every shipped model)",
     )
     q.add_argument(
         "--max-batch", type=int, default=64, help="Triton's max_batch_size (default: 64)"

@@ -207,6 +207,10 @@ def test_tensorrt_option_and_what_export_refuses(tmp_path: Path) -> None:
     assert "unknown model 'meso9'" in out.stderr
     assert not (root / "meso4-f2f").exists()  # names are checked before anything is written
 
+    out = mesolive(*export, "meso4-f2f", "--models", "meso4-df", "--force", check=True)
+    assert out.stdout.splitlines() == [f"{n}: {root / n}" for n in ("meso4-f2f", "meso4-df")]
+    shutil.rmtree(root / "meso4-f2f")  # a repeated --models adds to the list, as scan's
+
     mesolive(*export, "meso4-df", "--tensorrt", "fp32", "--force", check=True)
     config = _config(root / "meso4-df")
     (accel,) = config.optimization.execution_accelerators.gpu_execution_accelerator
