@@ -710,6 +710,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _stdout_to_null()  # the flush at exit would fail the same way
         return 2
     except Exception as e:  # noqa: BLE001 - a bug: one line, logged there with its traceback
+        if signals.by_interrupt(e):  # Ctrl+C as a compiled module loaded (an ImportError)
+            print("mesolive: interrupted", file=sys.stderr)  # noqa: T201
+            return signals.exit_status()
         return _internal_error(e, args)
 
 

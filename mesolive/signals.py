@@ -48,6 +48,30 @@ def exit_status(default: int = 130) -> int:
     return 128 + _received[0] if _received else default
 
 
+def interrupted_import(error: BaseException) -> None:
+    """Raise KeyboardInterrupt when ``error`` came of Ctrl+C or a stop signal.
+
+    Pressed while a compiled module initialises (onnxruntime, OpenVINO, TensorRT, torch:
+    pybind11 modules), Ctrl+C reaches the importer as ``ImportError('initialization
+    failed')`` caused by the KeyboardInterrupt. Code that takes an ImportError for "not
+    installed" calls this first, else the key press is lost and the run goes on to its end.
+    """
+    if by_interrupt(error):
+        raise KeyboardInterrupt from error
+
+
+def by_interrupt(error: BaseException) -> bool:
+    """Whether ``error`` was caused by a KeyboardInterrupt (:func:`interrupted_import`)."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
 @contextlib.contextmanager
 def held() -> Iterator[None]:
     """Ctrl+C and :data:`STOP_SIGNALS` wait for the block to end, then interrupt.
@@ -76,4 +100,11 @@ def held() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
-__all__ = ["STOP_SIGNALS", "exit_status", "held", "stop_like_ctrl_c"]
+__all__ = [
+    "STOP_SIGNALS",
+    "by_interrupt",
+    "exit_status",
+    "held",
+    "interrupted_import",
+    "stop_like_ctrl_c",
+]

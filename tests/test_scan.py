@@ -219,6 +219,48 @@ def test_sigterm_or_sighup_ends_a_scan_as_ctrl_c_does(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.csv", "r.json"]  # no .part left
 
 
+_CTRL_C_AS_ORT_LOADS = """
+import importlib.machinery, signal, sys
+from mesolive.cli import main
+
+# Ctrl+C, by its own handler, a millisecond into the initialisation of onnxruntime's
+# compiled module (which takes 10-20 ms): as a key pressed while a scan starts
+signal.signal(signal.SIGALRM, lambda _s, frame: signal.default_int_handler(signal.SIGINT, frame))
+run = importlib.machinery.ExtensionFileLoader.exec_module
+
+
+def exec_module(loader, module):
+    if module.__name__ == "onnxruntime.capi.onnxruntime_pybind11_state":
+        signal.setitimer(signal.ITIMER_REAL, 0.001)
+    return run(loader, module)
+
+
+importlib.machinery.ExtensionFileLoader.exec_module = exec_module
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_ctrl_c_as_onnxruntime_loads_interrupts_the_scan(shared: Path, tmp_path: Path) -> None:
+    """pybind11 turns Ctrl+C pressed while its module initialises into ImportError
+    ('initialization failed'): the back-end probe took it for "onnxruntime not installed"
+    (the key press was lost, the scan ran to its end and exited 0 or 1), elsewhere it
+    ended the run as an internal error, with no report."""
+    js = tmp_path / "r.json"
+    face = shared / "samples" / "faces" / "fake" / "df00204.jpg"
+    proc = subprocess.run(
+        [sys.executable, "-c", _CTRL_C_AS_ORT_LOADS, "scan", str(face), "--json", str(js)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 130, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.rstrip().endswith("mesolive: interrupted; 1 input(s) not scanned")
+    report = json.loads(js.read_text())  # the report so far: nothing scanned
+    assert report["interrupted"] and report["inputs"] == []
+    assert report["not_scanned"] == [str(face)]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -27,6 +27,7 @@ import sys
 from dataclasses import dataclass, field
 
 from mesolive.errors import BackendUnavailable
+from mesolive.signals import interrupted_import
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,7 @@ def probe_module(name: str) -> ModuleStatus:
             return ModuleStatus(name, "missing")
         return ModuleStatus(name, "broken", error=first_line(e))
     except (ImportError, OSError) as e:
+        interrupted_import(e)  # Ctrl+C pressed as it loaded: neither missing nor broken
         return ModuleStatus(name, "broken", error=first_line(e))
     version = getattr(mod, "__version__", "") or getattr(mod, "VERSION_TEXT", "")
     if not version:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
@@ -12,6 +13,7 @@ from mesolive.backends.base import DescribedRunner, TensorSpec
 from mesolive.env import env_int
 from mesolive.errors import BackendUnavailable, ModelError
 from mesolive.models.onnx_graph import LAYOUT_KEY
+from mesolive.signals import interrupted_import
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,23 @@ def default_threads() -> int:
     return env_int("MESOLIVE_ORT_THREADS", 0, minimum=1) or max(1, os.cpu_count() or 1)
 
 
+def import_ort() -> ModuleType:
+    """``import onnxruntime``, where Ctrl+C pressed as it loads stays an interrupt
+    (:func:`mesolive.signals.interrupted_import`).
+
+    Raises
+    ------
+    ImportError
+        onnxruntime is not installed or does not load.
+    """
+    try:
+        import onnxruntime
+    except ImportError as e:
+        interrupted_import(e)
+        raise
+    return onnxruntime
+
+
 def session_options(threads: int | None = None):
     """Session options that hold up on small CPUs.
 
@@ -35,8 +54,7 @@ def session_options(threads: int | None = None):
     need, and on 2 cores made timings swing 2-4x; with spinning off the
     session was both steadier and faster (measured in ``bench/classifier.py``).
     """
-    import onnxruntime as ort
-
+    ort = import_ort()
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.intra_op_num_threads = threads or default_threads()
@@ -92,7 +110,7 @@ def for_cpu(src: str | bytes) -> str | bytes:
 
 def available_providers() -> list[str]:
     try:
-        import onnxruntime as ort
+        ort = import_ort()
     except ImportError:
         return []
     return list(ort.get_available_providers())
@@ -115,8 +133,7 @@ class OnnxRuntimeRunner(DescribedRunner):
         threads: int | None = None,
         precision: str = "fp32",
     ) -> None:
-        import onnxruntime as ort
-
+        ort = import_ort()
         providers = ["CPUExecutionProvider"]
         if device == "cuda":
             if "CUDAExecutionProvider" not in ort.get_available_providers():

@@ -38,6 +38,7 @@ import numpy as np
 from mesolive.backends.base import DescribedRunner, TensorSpec
 from mesolive.backends.onnxruntime import default_threads
 from mesolive.errors import BackendUnavailable, ModelError
+from mesolive.signals import interrupted_import
 
 if TYPE_CHECKING:
     import onnx
@@ -67,8 +68,11 @@ def import_openvino() -> ModuleType:
         OpenVINO is not installed.
     """
     sys.modules.setdefault("openvino_telemetry", None)
-    import openvino
-
+    try:
+        import openvino
+    except ImportError as e:
+        interrupted_import(e)  # Ctrl+C pressed as it loaded: not "not installed"
+        raise
     return openvino
 
 

@@ -28,6 +28,7 @@ import os
 from mesolive.backends import BACKENDS, RUNNER_LABELS
 from mesolive.backends.base import Runner
 from mesolive.errors import BackendUnavailable, MesoliveError
+from mesolive.signals import interrupted_import
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ def open_runner(
             log.info("backend: TensorRT (%s)", runner.describe())
             return runner
         except (ImportError, MesoliveError) as e:
+            interrupted_import(e)  # Ctrl+C pressed as TensorRT loaded
             if backend == "tensorrt":
                 if isinstance(e, BackendUnavailable):
                     raise
