@@ -349,6 +349,20 @@ def test_evaluate_samples(shared: Path, model: str) -> None:
     assert "accuracy        1.000" in out.stdout
 
 
+def test_evaluate_plot_dash_is_refused_not_a_file_named_dash(shared: Path, tmp_path: Path) -> None:
+    """``-`` is standard output to scan's --json and --csv; ``--plot -`` wrote a PNG into a
+    file named ``-`` in the current folder and reported 'plot -'."""
+    argv = [sys.executable, "-m", "mesolive", "evaluate", str(shared / "samples" / "faces")]
+    out = subprocess.run(
+        [*argv, "--plot", "-"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr == (
+        "mesolive: error: --plot -: a plot goes to a file, not standard output; give FILE.png\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_evaluate_video_level_from_file_names(shared: Path, tmp_path: Path) -> None:
     src = shared / "samples" / "faces"
     for label, files in (("real", ["real00240", "real00772"]), ("fake", ["df00204", "df01254"])):

@@ -86,8 +86,12 @@ def labelled_files(folder: Path, labels_csv: Path | None) -> list[tuple[Path, in
 
 def check_plot_format(path: Path) -> None:
     """One line, before any work, when ``path``'s extension names no format matplotlib writes
-    (no extension: PNG)."""
+    (no extension: PNG), or ``path`` is ``-``, which is standard output to scan's ``--json``
+    and ``--csv`` (a plot is a file: it would be written to a file named ``-``)."""
     from matplotlib.backend_bases import FigureCanvasBase
+
+    if str(path) == "-":
+        raise InputError("--plot -: a plot goes to a file, not standard output; give FILE.png")
 
     kind = path.suffix[1:].lower()
     if kind and kind not in FigureCanvasBase.get_supported_filetypes():
