@@ -267,6 +267,8 @@ def test_ctrl_c_as_onnxruntime_loads_interrupts_the_scan(shared: Path, tmp_path:
         (["--every", "0"], "--every 0"),
         (["--max-frames", "0"], "--max-frames 0"),
         (["--detector", "/nonexistent/scrfd.onnx"], "no such detector file"),
+        (["--detector", "/dev/null"], "/dev/null: not a detector file (--detector)"),
+        (["--detector", "/"], "/: not a detector file (--detector)"),
         (["--models", "meso9"], "unknown model"),
         (["--det-size", "8"], "--det-size 8"),
     ],

@@ -309,7 +309,8 @@ def resolve_detector(
     if detector is not None:
         path = Path(detector).expanduser()
         if not path.is_file():
-            raise ModelError(f"{path}: no such detector file (--detector)")
+            what = "not a detector file" if path.exists() else "no such detector file"
+            raise ModelError(f"{path}: {what} (--detector)")  # a folder, /dev/null
         return path
     override = paths.model_dir_override(model_dir)
     if override is not None and (override / DYNAMIC_FILE).is_file():
