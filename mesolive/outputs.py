@@ -73,7 +73,12 @@ def check_outputs(
     InputError
         Naming the option and the path.
     """
-    given = {opt: Path(p).expanduser() for opt, p in outputs.items() if p}
+    for opt, p in outputs.items():
+        if p is not None and not str(p):
+            raise InputError(f"{opt}: an empty file name")  # it was taken as not given
+        if isinstance(p, str) and p.endswith(("/", os.sep)):  # a folder that need not exist
+            raise InputError(f"{opt} {p}: names a folder; give a file name")
+    given = {opt: Path(p).expanduser() for opt, p in outputs.items() if p is not None}
     in_paths = [Path(str(p)).expanduser() for p in inputs]
     seen: dict[Path, str] = {}
     for opt, path in given.items():
@@ -89,7 +94,7 @@ def check_outputs(
             continue  # written into as it is (module docstring)
         if path.exists() and not path.is_file():
             raise InputError(f"{opt} {path}: not a regular file, a pipe or a character device")
-        if path.exists() and not force:
+        if os.path.lexists(path) and not force:  # a link whose target is gone, too
             raise InputError(f"{opt} {path}: the file exists; pass --force to replace it")
         parent = key.parent
         while not parent.exists() and parent != parent.parent:

@@ -185,6 +185,23 @@ def test_check_outputs_rules(tmp_path: Path) -> None:
     link.symlink_to(b)
     with pytest.raises(InputError, match="is an input"):
         check_outputs({"--json": b}, [link], force=True)
+    # a link whose target is gone is the user's too: it was replaced without --force
+    dangling = tmp_path / "old.json"
+    dangling.symlink_to(tmp_path / "gone.json")
+    with pytest.raises(InputError, match="exists; pass --force"):
+        check_outputs({"--json": dangling}, [])
+    check_outputs({"--json": dangling}, [], force=True)
+
+
+def test_an_output_that_names_no_file_is_one_line(shared: Path, tmp_path: Path) -> None:
+    """--json '' was taken as not given (no report, exit 0); --json new/ wrote a file 'new'."""
+    face = str(shared / "samples" / "faces" / "real" / "real00240.jpg")
+    folder = f"{tmp_path / 'new'}/"
+    for given, said in (("", "--json: an empty file name"), (folder, f"--json {folder}: names")):
+        out = mesolive("scan", face, "--json", given)
+        assert out.returncode == 2 and out.stdout == "", out.stdout
+        assert out.stderr.startswith(f"mesolive: error: {said}") and out.stderr.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_atomic_file_commits_or_leaves_the_old_file(tmp_path: Path) -> None:
