@@ -441,6 +441,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=30, help="epochs at most (default: 30)")
     p.add_argument("--batch", type=int, default=75)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="threads that make the next batches (pseudo-fakes, augmentation) while one "
+        "trains (default: 1 on the CPU; with --device cuda the cores less one, at most 6); "
+        "the batches are the same for any N",
+    )
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(

@@ -219,6 +219,8 @@ def test_a_run_that_never_beats_its_start_says_so(small_data: Path, tmp_path: Pa
         ({"seed": -1}, "--seed -1"),
         ({"threads": 0}, "--threads 0"),
         ({"threads": 10**6}, "--threads 1000000"),
+        ({"workers": 0}, "--workers 0"),
+        ({"workers": 1000}, "--workers 1000"),
         ({"crop_scale": 0.0}, "--crop-scale 0"),  # was "preprocessing field 'scale'"
         ({"crop_scale": float("nan")}, "--crop-scale nan"),
         ({"val_sizes": (96, 0)}, "--val-sizes 0"),
@@ -765,6 +767,34 @@ def test_self_blend_fills_fake_slots_with_real_faces() -> None:
     assert 0.2 < used.sum() / 500 < 0.4
     assert np.array_equal(src, trainer._blend_sources(faces, order, 1))  # repeatable
     assert not np.array_equal(src, trainer._blend_sources(faces, order, 2))  # new each epoch
+
+
+def test_batches_are_the_same_for_any_number_of_data_threads() -> None:
+    """--workers only changes how fast batches come: each face's randomness is its own."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mesolive.train.augment import PRESETS
+    from mesolive.train.data import FaceSet
+    from mesolive.train.trainer import TrainConfig, Trainer
+
+    rng = np.random.default_rng(0)
+    labels = np.array([0, 0, 1] * 8)
+    names = np.arange(24).astype(str)
+    images = rng.integers(0, 256, (24, 64, 64, 3), dtype=np.uint8)
+    faces = FaceSet(images, labels, names, names, names, names)
+    got = []
+    for workers in (1, 3):
+        cfg = TrainConfig(
+            name="x", data=(), batch=5, self_blend=0.5, augment=PRESETS["call"], workers=workers
+        )
+        with ThreadPoolExecutor(workers) as pool:
+            got.append(list(Trainer(cfg)._batches(faces, 2, pool)))
+    one, three = got
+    assert len(one) == len(three) == 4
+    for (a, la), (b, lb) in zip(one, three, strict=True):
+        assert np.array_equal(la, lb)
+        assert np.array_equal(a, b)
+    assert not np.array_equal(one[0][0], images[:5])  # augmented, so the check can fail
 
 
 def test_balance_draws_the_smaller_class_again() -> None:

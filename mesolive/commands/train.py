@@ -74,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         balance=args.balance,
         kind_weights=tuple(args.kind_weight),
         threads=args.threads,
+        workers=args.workers,
         augment=PRESETS[args.augment],
     )
     finished: list[dict] = []  # this run's epoch records, to say how far it got
