@@ -24,6 +24,7 @@ from mesolive.models.arch import ARCHS
 from mesolive.train.augment import PRESETS, augment
 from mesolive.train.blend import pseudo_fake
 from mesolive.train.torch_model import MesoNetTorch
+from mesolive.train.trainer import TrainConfig, data_workers
 
 
 def rate(arch: str, batch: int, seconds: float, bf16: bool, device: str) -> float:
@@ -84,8 +85,8 @@ def main() -> None:
         "--workers",
         type=int,
         nargs="+",
-        default=sorted({1, max(1, min(16, cores - 1))}),
-        help="data-side thread counts to measure (default: 1 and the cores less one)",
+        default=sorted({1, data_workers(TrainConfig(name="bench", data=(), device="cuda"))}),
+        help="data-side thread counts to measure (default: 1 and train's default on a GPU)",
     )
     args = ap.parse_args()
     where = torch.cuda.get_device_name() if args.device == "cuda" else "CPU"
