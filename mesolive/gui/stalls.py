@@ -201,6 +201,11 @@ class StallSampler(threading.Thread):
                 continue
             t = time.perf_counter()
             late = last == seen and t - last > self.late_after
+            # the stacks at t, before the kernel's figures: reading those gives the GIL up
+            # once a file, and a watched thread running Python holds it a switch interval
+            # (5 ms) each time, so by their end the watched thread is elsewhere
+            frames = sys._current_frames() if late else {}
+            ticked = self._last != last  # just before the stacks were read: they are after it
             # every thread while a stall lasts, else the watched one (its figures at the tick)
             now = self._sched.read(None if late else self._watched_tid)
             if last != seen:  # a tick since the previous look
@@ -214,9 +219,14 @@ class StallSampler(threading.Thread):
             elif late:
                 if stall is None:
                     stall = Stall(t=last, busy=self._busy)
-                site = self._sample(stall, prev, now)
-                self._add(stall, site, t - mark[0], mark[1], now)
-                mark = (t, now)
+                sampled = self._sample(stall, frames, prev, now)
+                # Stacks read after a tick are not the stall's: the next look ends the
+                # stall and gives its time up to the tick to the site before (unless there
+                # was none).
+                if not ticked or not stall.sites:
+                    site = sampled
+                    self._add(stall, site, t - mark[0], mark[1], now)
+                    mark = (t, now)
             prev = now
 
     def _add(
@@ -240,10 +250,14 @@ class StallSampler(threading.Thread):
         v[2] += waited
 
     def _sample(
-        self, stall: Stall, prev: dict[int, tuple[int, int]], now: dict[int, tuple[int, int]]
+        self,
+        stall: Stall,
+        frames: dict[int, FrameType],
+        prev: dict[int, tuple[int, int]],
+        now: dict[int, tuple[int, int]],
     ) -> Site:
-        """The watched thread's site now; notes the other threads on a CPU since ``prev``."""
-        frames = sys._current_frames()
+        """The watched thread's site in ``frames`` (``sys._current_frames()``); notes the
+        other threads on a CPU since ``prev``."""
         names = {t.native_id: (t.name, t.ident) for t in threading.enumerate()}
         me = threading.get_native_id()
         for tid, (cpu, _) in now.items():
