@@ -797,6 +797,36 @@ def test_batches_are_the_same_for_any_number_of_data_threads() -> None:
     assert not np.array_equal(one[0][0], images[:5])  # augmented, so the check can fail
 
 
+@pytest.mark.parametrize(
+    ("device", "workers", "cores", "local", "want"),
+    [
+        ("cpu", None, 16, None, 1),  # PyTorch takes the cores
+        ("cuda", None, 16, None, 6),
+        ("cuda", None, 4, None, 3),
+        ("cuda", None, 16, "4", 3),  # four torchrun processes share the 16 cores
+        ("cuda", None, 2, None, 1),
+        ("cuda", 9, 2, None, 9),  # asked for
+    ],
+)
+def test_data_threads_by_default_take_a_share_of_the_cores_on_a_gpu(
+    monkeypatch: pytest.MonkeyPatch,
+    device: str,
+    workers: int | None,
+    cores: int,
+    local: str | None,
+    want: int,
+) -> None:
+    from mesolive.train.trainer import TrainConfig, data_workers
+
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    if local is None:
+        monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    else:
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", local)
+    cfg = TrainConfig(name="x", data=(), device=device, workers=workers)
+    assert data_workers(cfg) == want
+
+
 def test_balance_draws_the_smaller_class_again() -> None:
     from mesolive.train.data import FaceSet
     from mesolive.train.trainer import TrainConfig, Trainer

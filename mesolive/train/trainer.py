@@ -211,7 +211,8 @@ def check_same_recipe(cfg: TrainConfig, saved: dict) -> None:
 
 def data_workers(cfg: TrainConfig) -> int:
     """Threads making batches: ``--workers``, else 1 on the CPU (PyTorch takes the
-    cores), else the cores less one, at most 6.
+    cores), else this process's share of the cores (torchrun's ``LOCAL_WORLD_SIZE``
+    processes share them) less one, at most 6.
 
     Measured on an H200 with 16 cores (bench/train.py, one run): a Meso-4 step takes
     14,400 images/s, one thread makes 270 pseudo-faked 'call' images/s, 6 threads 4.3
@@ -220,7 +221,10 @@ def data_workers(cfg: TrainConfig) -> int:
     """
     if cfg.workers:
         return cfg.workers
-    return 1 if cfg.device == "cpu" else max(1, min(6, (os.cpu_count() or 2) - 1))
+    if cfg.device == "cpu":
+        return 1
+    share = (os.cpu_count() or 2) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE") or 1))
+    return max(1, min(6, share - 1))
 
 
 def lr_at(cfg: TrainConfig, iteration: int) -> float:
