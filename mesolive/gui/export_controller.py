@@ -146,7 +146,7 @@ class ExportController(QObject):
             folder = str(Path(base) / f"mesolive-session-{time.strftime('%Y%m%d-%H%M%S')}")
         tracks = self.presenter.tracks
         snap = take_snapshot(self.info(), tracks, self.presenter.summaries)
-        result = self.video.result
+        result = self.video.last_result  # also where a source error took the frame's place
         shot = None
         if result is not None:
             shot = FrameShot.of(result, self.video.overlay, tracks.recent_scores())

@@ -331,11 +331,12 @@ class MainWindow(QMainWindow):
         self.banner.show_message(level, text, action=source_error, settings=model_error)
         if source_error:
             self.settings.forget_source(self.presenter.uri)
-            self.video.clear(text + "\n\nPress Ctrl+O to choose another source.")
+            self.video.clear(text + "\n\nPress Ctrl+O to choose another source.", keep_last=True)
         elif model_error:
             self.video.clear(
                 text + "\n\nCheck the models and the model folder in the Settings tab "
-                "(Model folder… above), then press F5."
+                "(Model folder… above), then press F5.",
+                keep_last=True,
             )
         self.statusBar().showMessage(text, 10000)
 

@@ -156,6 +156,7 @@ class VideoView(QWidget):
         self.history: Callable[[], Mapping[int, Sequence[float]]] | None = None
         self.placeholder = "No source. Press Ctrl+O to choose a camera, screen, window or file."
         self._result: FrameResult | None = None
+        self._last: FrameResult | None = None  # kept when an error takes the frame's place
         self._unpainted = False
         self._cache_key: ScaledKey | None = None
         self._cache_img: QImage | None = None
@@ -181,6 +182,8 @@ class VideoView(QWidget):
         if replaced:
             self.superseded += 1
         self._result = result
+        if result is not None:
+            self._last = result
         self._unpainted = result is not None
         self.update()
         return replaced
@@ -189,6 +192,12 @@ class VideoView(QWidget):
     def result(self) -> FrameResult | None:
         """The result shown (or about to be shown)."""
         return self._result
+
+    @property
+    def last_result(self) -> FrameResult | None:
+        """The session's newest result, also after an error took its place in the view
+        (``clear(..., keep_last=True)``): the frame a session report shows."""
+        return self._last
 
     def set_lost(self, why: str) -> None:
         """A live source stopped giving frames (``why``), or gives them again (``""``).
@@ -200,10 +209,14 @@ class VideoView(QWidget):
         self.lost = why
         self.update()
 
-    def clear(self, placeholder: str | None = None) -> None:
+    def clear(self, placeholder: str | None = None, *, keep_last: bool = False) -> None:
+        """Show ``placeholder`` (else the one before) instead of a frame; ``keep_last``
+        keeps :attr:`last_result` for the report of the session that just failed."""
         if placeholder is not None:
             self.placeholder = placeholder
         self._result = None
+        if not keep_last:
+            self._last = None
         self.lost = ""
         self._unpainted = False
         self._cache_key = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -109,6 +110,34 @@ def test_an_unwritable_folder_is_one_message_and_the_session_goes_on(window, qtb
     painted = window.video.painted
     qtbot.waitUntil(lambda: window.video.painted > painted + 5, timeout=WAIT_MS)
     assert window.presenter.state is State.RUNNING
+    window.stop()
+
+
+@pytest.mark.slow
+def test_a_report_after_the_source_failed_holds_its_last_frame(window, qtbot, clip, tmp_path):
+    """A clip cut short ends its session with the error in the frame's place; the
+    session's report still holds the last frame analysed, as a report of a lost call would."""
+    whole = tmp_path / "whole.mp4"  # the index first, so the cut file opens and ends early
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(clip), "-c", "copy", "-movflags", "+faststart",
+         str(whole)],
+        check=True,
+    )  # fmt: skip
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 4])
+    assert window.start_source(str(cut))
+    qtbot.waitUntil(lambda: window.presenter.state is State.STOPPED, timeout=WAIT_MS)
+    assert window.banner.level is Level.ERROR
+    assert "file truncated or corrupt" in window.banner.label.text()
+    assert window.video.result is None and window.video.last_result is not None
+
+    outcome, _hb = _export(window, qtbot, tmp_path / "report")
+
+    assert not outcome.error
+    assert Image.open(outcome.paths["snapshot"]).size == (1280, 720)
+    window.start_source(SOURCE)  # a new session forgets the last one's frame
+    assert window.video.last_result is None or window.video.last_result.frame.source == SOURCE
     window.stop()
 
 
