@@ -131,7 +131,7 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
 
 
 @contextmanager
-def opencv_name(path: Path) -> Iterator[str]:
+def opencv_name(path: Path, *, writing: bool = False) -> Iterator[str]:
     """A name of the existing file ``path`` that OpenCV can be given, during the block.
 
     OpenCV's Python binding encodes a file name as UTF-8 and crashes the
@@ -139,12 +139,16 @@ def opencv_name(path: Path) -> Iterator[str]:
     file name with other bytes, which Python holds as surrogate escapes.
     Such a file is opened here and named ``/proc/self/fd/N``, which FFmpeg's
     own open follows to the same file; the descriptor is closed after the
-    block (FFmpeg holds its own by then).
+    block (FFmpeg holds its own by then). A file OpenCV is to write
+    (``writing``: a recording in a folder of such a name) keeps its own name
+    under its opened folder, ``/proc/self/fd/N/NAME``, since FFmpeg picks the
+    container by the name's extension.
 
     Raises
     ------
     InputError
-        Such a name where there is no ``/proc`` (one line: rename the file).
+        Such a name where there is no ``/proc``, or a file to be written whose
+        own name is not UTF-8 (one line: rename it).
     """
     name = str(path)
     try:
@@ -156,8 +160,18 @@ def opencv_name(path: Path) -> Iterator[str]:
         return
     if not Path("/proc/self/fd").is_dir():
         raise InputError(f"{path!a}: a file name that is not UTF-8 cannot be opened; rename it")
-    fd = os.open(path, os.O_RDONLY)
+    tail = ""
+    if writing:
+        try:
+            tail = "/" + path.name.encode("utf-8").decode("utf-8")
+        except UnicodeEncodeError:
+            raise InputError(
+                f"{path!a}: a file name that is not UTF-8 cannot be written; rename it"
+            ) from None
+        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    else:
+        fd = os.open(path, os.O_RDONLY)
     try:
-        yield f"/proc/self/fd/{fd}"
+        yield f"/proc/self/fd/{fd}{tail}"
     finally:
         os.close(fd)

@@ -22,6 +22,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mesolive.errors import InputError
+from mesolive.paths import opencv_name
 from mesolive.sources._cv import quiet_opencv, silent_opencv
 
 log = logging.getLogger(__name__)
@@ -127,10 +129,16 @@ class VideoFile:
                 continue
             tried.append(fourcc)
             path = unique_path(stem, ext)
-            with silent_opencv():  # a codec missing here is said below, in one line
-                writer = cv2.VideoWriter(
-                    str(path), cv2.VideoWriter.fourcc(*fourcc), self.fps, self.size
-                )
+            try:
+                # a folder name that is not UTF-8 crashed OpenCV's binding (paths.opencv_name)
+                with opencv_name(path, writing=True) as name, silent_opencv():
+                    # a codec missing here is said below, in one line
+                    writer = cv2.VideoWriter(
+                        name, cv2.VideoWriter.fourcc(*fourcc), self.fps, self.size
+                    )
+            except InputError as e:
+                path.unlink(missing_ok=True)
+                raise RecordingError(errno.EINVAL, str(e)) from e
             if writer.isOpened():
                 log.info("recording %s with %s at %.1f fps", path, fourcc, self.fps)
                 return writer, path, fourcc

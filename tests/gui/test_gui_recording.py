@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import os
 import re
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -26,6 +29,7 @@ from mesolive.gui.presenter import Level, State
 from mesolive.gui.recorder import qimage_to_bgr, render_shot
 from mesolive.gui.tracks import Alert
 from mesolive.gui.video_view import render_annotated
+from mesolive.paths import opencv_name
 from mesolive.pipeline.recording import QUEUE_SIZE, RecorderEvent, RecorderThread
 from mesolive.pipeline.video_file import RecordingError, VideoFile
 from mesolive.types import Frame
@@ -121,6 +125,36 @@ def test_a_video_file_plays_back_at_the_captured_pace(frames, tmp_path):
     again.close()
     assert again.path.name == "rec-2.mp4"
     assert len(read_back(vf.path)) == 73
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="file names of any bytes: Linux")
+def test_a_recording_folder_whose_name_is_not_utf8_is_written(tmp_path):
+    """OpenCV's binding crashed the process (SIGSEGV) on such a name, losing the session:
+    the recorder runs in a child here so that a crash fails this test alone."""
+    folder = tmp_path / os.fsdecode(b"calls \xff")
+    code = (
+        "import os, sys, numpy as np\n"
+        "from pathlib import Path\n"
+        "from mesolive.pipeline.video_file import VideoFile\n"
+        "vf = VideoFile(Path(os.fsdecode(sys.argv[1].encode(errors='surrogateescape')))"
+        " / 'rec', (320, 180), 30.0)\n"
+        "for i in range(10):\n"
+        "    vf.write(np.full((180, 320, 3), 25 * i, np.uint8), i / 30)\n"
+        "vf.close()\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, os.fsencode(folder)],
+        capture_output=True,
+        text=True,
+        errors="surrogateescape",
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (path,) = folder.iterdir()
+    assert path.suffix in (".mp4", ".avi")
+    with opencv_name(path) as name:
+        back = read_back(Path(name))
+    assert len(back) == 10 and back[9].mean() > back[0].mean() + 100
 
 
 def test_a_codec_probe_prints_nothing_of_its_own(tmp_path, capfd, monkeypatch):
