@@ -163,11 +163,12 @@ def opencv_name(path: Path, *, writing: bool = False) -> Iterator[str]:
     tail = ""
     if writing:
         try:
-            tail = "/" + path.name.encode("utf-8").decode("utf-8")
+            path.name.encode("utf-8")
         except UnicodeEncodeError:
             raise InputError(
                 f"{path!a}: a file name that is not UTF-8 cannot be written; rename it"
             ) from None
+        tail = "/" + path.name
         fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
     else:
         fd = os.open(path, os.O_RDONLY)
