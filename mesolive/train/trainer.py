@@ -669,6 +669,7 @@ class Trainer:
         names, counts = np.unique(train.sources, return_counts=True)
         state["train_per_source"] = {str(k): int(v) for k, v in zip(names, counts, strict=True)}
         bf16 = _use_bf16(cfg)
+        workers = data_workers(cfg)
         log.info(
             "training %s (%s, init %s) for up to %d epochs, batch %d (made by %s), loss %s%s%s",
             cfg.name,
@@ -676,7 +677,7 @@ class Trainer:
             cfg.init,
             cfg.epochs,
             cfg.batch,
-            f"{data_workers(cfg)} thread{'s' * (data_workers(cfg) > 1)}",
+            f"{workers} thread{'s' * (workers > 1)}",
             cfg.loss,
             ", bfloat16 autocast" if bf16 else "",
             f", {dist.world} processes (DDP, batch {cfg.batch} each)" if dist.world > 1 else "",
@@ -687,9 +688,7 @@ class Trainer:
         for h in state["history"][1:]:
             stale = 0 if h.get("improved") else stale + 1
         state.pop("stopped", None)  # an earlier run's reason
-        with ThreadPoolExecutor(
-            max_workers=data_workers(cfg), thread_name_prefix="mesolive-augment"
-        ) as pool:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mesolive-augment") as pool:
             epoch_minutes = 0.0  # the last epoch's length, to keep within --max-minutes
             while state["epoch"] < cfg.epochs and stale < cfg.patience:
                 used = dist.share((time.monotonic() - t_start) / 60)
