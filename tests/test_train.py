@@ -388,7 +388,11 @@ def test_resume_continues_from_checkpoint(small_data: Path, tmp_path: Path) -> N
         os.environ["MESOLIVE_CACHE_DIR"] = old or ""
     fresh = mesolive("train", str(small_data), "--name", "resumed", *TRAIN, env=env)
     assert fresh.returncode == 2
-    assert "--resume" in fresh.stderr
+    work = tmp_path / "train" / "resumed"
+    assert fresh.stderr.strip().splitlines() == [
+        f"mesolive: error: an unfinished run named 'resumed' exists in {work}; continue it with "
+        "--resume, choose another --name, or delete that folder to start this run over"
+    ]
     moved = tmp_path / "other-data"  # the same files under another name: other groups
     moved.mkdir()
     for part in ("real", "fake", "labels.csv"):

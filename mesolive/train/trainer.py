@@ -382,7 +382,8 @@ class Trainer:
         if self.checkpoint.exists() and not self.resume:
             raise TrainingError(
                 f"an unfinished run named {self.cfg.name!r} exists in {self.work_dir}; "
-                "continue it with --resume or choose another --name"
+                "continue it with --resume, choose another --name, or delete that folder to "
+                "start this run over"
             )
         if self.resume and not self.checkpoint.exists():
             raise TrainingError(f"no checkpoint to resume in {self.work_dir}")
