@@ -792,7 +792,7 @@ def test_batches_are_the_same_for_any_number_of_data_threads() -> None:
             name="x", data=(), batch=5, self_blend=0.5, augment=PRESETS["call"], workers=workers
         )
         with ThreadPoolExecutor(workers) as pool:
-            got.append(list(Trainer(cfg)._batches(faces, 2, pool)))
+            got.append(list(Trainer(cfg)._batches(faces, 2, pool, workers)))
     one, three = got
     assert len(one) == len(three) == 4
     for (a, la), (b, lb) in zip(one, three, strict=True):

@@ -459,9 +459,10 @@ class Trainer:
         return list(range(0, n - self.cfg.batch + 1, self.cfg.batch)) or [0]
 
     def _batches(
-        self, train: FaceSet, epoch: int, pool: ThreadPoolExecutor
+        self, train: FaceSet, epoch: int, pool: ThreadPoolExecutor, ahead: int
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Yield (images, labels) batches, augmenting the next while one trains."""
+        """Yield (images, labels) batches, making the next ``ahead`` (one per thread of
+        ``pool``) while one trains."""
         cfg = self.cfg
         order = self._epoch_order(train, epoch)
         starts = self.dist.my_batches(self._starts(len(order)))
@@ -482,7 +483,6 @@ class Trainer:
                 imgs.append(augment(img, r, cfg.augment))
             return np.stack(imgs), train.labels[idx]
 
-        ahead = data_workers(cfg)  # one batch in the making per thread
         pending = deque(pool.submit(make, s) for s in starts[:ahead])
         for k in range(len(starts)):
             current = pending.popleft().result()
@@ -708,7 +708,7 @@ class Trainer:
                 losses = []
                 n_batches = len(dist.my_batches(self._starts(len(self._epoch_order(train, 1)))))
                 bar = progress_bar(
-                    self._batches(train, epoch, pool),
+                    self._batches(train, epoch, pool, workers),
                     total=n_batches,
                     desc=f"epoch {epoch}/{cfg.epochs}",
                     disable=not (self.progress and dist.main),
