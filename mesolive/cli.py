@@ -522,6 +522,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="each epoch, draw the smaller class again until both classes are as large",
     )
     p.add_argument(
+        "--balance-sources",
+        action="store_true",
+        help="as --balance, but within each DATA set (one holding one class is left as it is; "
+        "each pseudo-fake is made from a real "
+        "face of its data set): a data set whose classes are uneven would give the network "
+        "a prior it can read from how that data set looks",
+    )
+    p.add_argument(
         "--crop-scale",
         type=float,
         default=1.0,

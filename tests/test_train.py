@@ -104,6 +104,7 @@ def test_train_register_and_use(small_data: Path, shared: Path, tmp_path: Path) 
         "0.95",
         "--val-sizes",
         "96",
+        "--balance-sources",
         *TRAIN,
         env=env,
     )
@@ -115,6 +116,7 @@ def test_train_register_and_use(small_data: Path, shared: Path, tmp_path: Path) 
     assert card["recipe"]["blend_style"] == "inswap"
     assert card["recipe"]["ema"] == 0.95
     assert card["recipe"]["val_sizes"] == [96]
+    assert card["recipe"]["balance_sources"] is True
     epoch = card["history"][-1]  # chosen on near and far faces; the own size kept beside
     assert 0 <= epoch["val_auc"] <= 1 and 0 <= epoch["val_auc_own_size"] <= 1
     said = next(ln for ln in out.stderr.splitlines() if "epoch 1:" in ln)  # which AUC is which
@@ -407,7 +409,7 @@ def test_resume_continues_from_checkpoint(small_data: Path, tmp_path: Path) -> N
     # another recipe: the card would describe weights trained half under the first one
     changes = (
         ("--dropout", "0.5"), ("--crop-scale", "0.77"), ("--augment", "call"),
-        ("--kind-weight", "fake=2"),
+        ("--kind-weight", "fake=2"), ("--balance-sources",),
     )  # fmt: skip
     for change in (*changes, ("--val-split", "0.5")):
         other = mesolive(
@@ -846,6 +848,32 @@ def test_balance_draws_the_smaller_class_again() -> None:
     assert set(order) == set(range(100))  # every face still comes once at least
     assert np.array_equal(order, trainer._epoch_order(faces, 1))
     assert not np.array_equal(order, trainer._epoch_order(faces, 2))
+
+
+def test_balance_sources_evens_the_classes_within_each_data_set() -> None:
+    """No data set keeps a class prior; pseudo-fakes come from their slot's data set."""
+    from mesolive.train.data import FaceSet
+    from mesolive.train.trainer import TrainConfig, Trainer
+
+    labels = np.array([0] * 70 + [1] * 10 + [0] * 10 + [1] * 30 + [0] * 20)
+    sources = np.array(["photos"] * 80 + ["videos"] * 40 + ["mine"] * 20)
+    names = np.arange(140).astype(str)
+    faces = FaceSet(np.zeros((140, 1, 1, 3), np.uint8), labels, names, sources, names, names)
+    trainer = Trainer(TrainConfig(name="x", data=(), balance_sources=True, self_blend=0.5))
+    order = trainer._epoch_order(faces, 1)
+    drawn = {
+        s: np.bincount(labels[order][sources[order] == s], minlength=2).tolist()
+        for s in ("photos", "videos", "mine")
+    }
+    assert drawn == {"photos": [70, 70], "videos": [30, 30], "mine": [20, 0]}
+    assert set(order) == set(range(140))
+    overall = Trainer(TrainConfig(name="x", data=(), balance=True))._epoch_order(faces, 1)
+    assert np.bincount(labels[overall][sources[overall] == "photos"]).tolist() != [70, 70]
+    blend = trainer._blend_sources(faces, order, 1)
+    used = blend >= 0
+    assert used.any()
+    assert (labels[blend[used]] == 0).all()
+    assert (sources[blend[used]] == sources[order][used]).all()
 
 
 def test_kind_weight_draws_that_kind_n_times_before_the_balance() -> None:

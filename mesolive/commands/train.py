@@ -72,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         keep_init=args.keep_init,
         crop_scale=args.crop_scale,
         balance=args.balance,
+        balance_sources=args.balance_sources,
         kind_weights=tuple(args.kind_weight),
         threads=args.threads,
         workers=args.workers,

@@ -113,6 +113,10 @@ class TrainConfig:
     crop_scale: float = 1.0
     # draw the smaller class again each epoch until both classes are as large
     balance: bool = False
+    # balance within each data set instead (and make each pseudo-fake from a real face
+    # of the data set whose fake slot it fills): a data set whose classes are uneven
+    # gives the network a prior it can read from how that data set looks
+    balance_sources: bool = False
     # (kind, n): each training face of that kind (a labels CSV's kind column) is drawn
     # n times an epoch, before --balance evens the classes
     kind_weights: tuple[tuple[str, int], ...] = ()
@@ -225,6 +229,22 @@ def data_workers(cfg: TrainConfig) -> int:
         return 1
     share = (os.cpu_count() or 2) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE") or 1))
     return max(1, min(6, share - 1))
+
+
+def _evened(
+    idx: np.ndarray, labels: np.ndarray, rng: np.random.Generator, where: np.ndarray | None = None
+) -> np.ndarray:
+    """``idx`` with its smaller class drawn again until both are as large.
+
+    ``where`` (a mask over ``idx``) evens only those positions' faces; a part
+    that holds one class only is left as it is.
+    """
+    part = idx if where is None else idx[where]
+    fake, real = part[labels[part] == 1], part[labels[part] == 0]
+    small, large = sorted((fake, real), key=len)
+    if not len(small):
+        return idx
+    return np.concatenate([idx, rng.choice(small, size=len(large) - len(small), replace=True)])
 
 
 def lr_at(cfg: TrainConfig, iteration: int) -> float:
@@ -495,7 +515,10 @@ class Trainer:
 
         A face of a ``kind_weights`` kind fills that many slots. With
         ``balance`` the smaller class is then drawn again (with replacement)
-        until both classes fill as many slots as the larger one.
+        until both classes fill as many slots as the larger one. With
+        ``balance_sources`` that is done within each data set instead; one that
+        holds one class only is left as it is (evening the totals would give the
+        others a prior again).
         """
         rng = np.random.default_rng([self.cfg.seed, epoch])
         idx = np.arange(len(train))
@@ -504,12 +527,11 @@ class Trainer:
             for kind, n in self.cfg.kind_weights:
                 slots[train.kinds == kind] = n
             idx = np.repeat(idx, slots)
-        if self.cfg.balance:
-            fake = idx[train.labels[idx] == 1]
-            real = idx[train.labels[idx] == 0]
-            small, large = sorted((fake, real), key=len)
-            extra = rng.choice(small, size=len(large) - len(small), replace=True)
-            idx = np.concatenate([idx, extra])
+        if self.cfg.balance_sources:
+            for source in np.unique(train.sources):
+                idx = _evened(idx, train.labels, rng, where=train.sources[idx] == source)
+        elif self.cfg.balance:
+            idx = _evened(idx, train.labels, rng)
         return idx[rng.permutation(len(idx))]
 
     def _blend_sources(self, train: FaceSet, order: np.ndarray, epoch: int) -> np.ndarray:
@@ -526,7 +548,15 @@ class Trainer:
         rng = np.random.default_rng([self.cfg.seed, epoch, 0x5B1])
         reals = np.flatnonzero(train.labels == 0)
         slots = np.flatnonzero((train.labels[order] == 1) & (rng.random(len(order)) < share))
-        out[slots] = rng.choice(reals, size=len(slots))
+        if not self.cfg.balance_sources:
+            out[slots] = rng.choice(reals, size=len(slots))
+            return out
+        # each from a real face of the data set whose fake slot it fills, where it has one
+        slot_sources = train.sources[order[slots]]
+        for source in np.unique(slot_sources):
+            mine = reals[train.sources[reals] == source]
+            at = slots[slot_sources == source]
+            out[at] = rng.choice(mine if len(mine) else reals, size=len(at))
         return out
 
     def _validate(
