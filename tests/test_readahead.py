@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import _thread
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -50,19 +49,28 @@ def test_an_open_failure_is_raised_by_open(tmp_path: Path) -> None:
 
 
 class _SlowToOpen(VideoFileSource):
-    """A real video file that takes half a second to open, as a network share might."""
+    """A real video file that opens only when ``release`` is set, as a slow network share."""
+
+    def __init__(self, path: Path, release: threading.Event) -> None:
+        super().__init__(path)
+        self.release = release
 
     def open(self) -> None:
-        time.sleep(0.5)
+        self.release.wait(10.0)
         super().open()
 
 
 def test_ctrl_c_while_the_source_opens_stops_the_reader(shared: Path) -> None:
     """Interrupted in open(), no ``with`` exit runs: open() itself must stop its thread
     (a thread left inside FFmpeg when Python exits aborts the process)."""
-    source = _SlowToOpen(shared / CLIP)
+    source = _SlowToOpen(shared / CLIP, threading.Event())
+
+    def ctrl_c() -> None:  # the source opens only after Ctrl+C, however late this runs
+        _thread.interrupt_main()
+        source.release.set()
+
     ahead = ReadAhead(source)
-    threading.Timer(0.1, _thread.interrupt_main).start()
+    threading.Timer(0.1, ctrl_c).start()
     with pytest.raises(KeyboardInterrupt):
         ahead.open()
     assert not ahead._thread.is_alive()
