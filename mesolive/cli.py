@@ -524,10 +524,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--balance-sources",
         action="store_true",
-        help="as --balance, but within each DATA set (one holding one class is left as it is; "
-        "each pseudo-fake is made from a real "
-        "face of its data set): a data set whose classes are uneven would give the network "
-        "a prior it can read from how that data set looks",
+        help="as --balance, but within each DATA set (one that holds one class is left as "
+        "it is; each pseudo-fake is made from a real face of its own data set): a data set "
+        "whose classes are uneven would give the network a prior it can read from its look",
     )
     p.add_argument(
         "--crop-scale",
