@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import _thread
+import signal
 import threading
 from pathlib import Path
 
@@ -70,9 +71,15 @@ def test_ctrl_c_while_the_source_opens_stops_the_reader(shared: Path) -> None:
         source.release.set()
 
     ahead = ReadAhead(source)
-    threading.Timer(0.1, ctrl_c).start()
-    with pytest.raises(KeyboardInterrupt):
-        ahead.open()
+    # a suite started in the background by a shell runs with SIGINT ignored, and then
+    # interrupt_main() does nothing: take Ctrl+C as a terminal would, for this test
+    ignored = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        threading.Timer(0.1, ctrl_c).start()
+        with pytest.raises(KeyboardInterrupt):
+            ahead.open()
+    finally:
+        signal.signal(signal.SIGINT, ignored)
     assert not ahead._thread.is_alive()
     assert source._cap is None  # closed in the reader's thread
 
