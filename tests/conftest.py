@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import select
@@ -65,15 +66,28 @@ def mesolive(
     return proc
 
 
-def start_mesolive(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    """Start ``python -m mesolive ARGS`` as from a terminal, to be signalled; text pipes.
+@contextlib.contextmanager
+def ctrl_c_as_from_a_terminal() -> Iterator[None]:
+    """Ctrl+C's default handling (KeyboardInterrupt) inside the block.
 
-    A suite started in the background by a shell runs with SIGINT ignored, and a
-    child inherits that: it starts here with Ctrl+C's default handling, so that a
-    SIGINT the test sends reaches it as a terminal's would.
+    A suite started in the background by a shell runs with SIGINT ignored: a
+    child started then inherits that, and ``_thread.interrupt_main()`` does
+    nothing.
     """
     ignored = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, ignored)
+
+
+def start_mesolive(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """Start ``python -m mesolive ARGS`` as from a terminal, to be signalled; text pipes.
+
+    It starts with Ctrl+C's default handling (:func:`ctrl_c_as_from_a_terminal`),
+    so that a SIGINT the test sends reaches it as a terminal's would.
+    """
+    with ctrl_c_as_from_a_terminal():
         return subprocess.Popen(
             [sys.executable, "-m", "mesolive", *args],
             stdout=subprocess.PIPE,
@@ -81,8 +95,6 @@ def start_mesolive(*args: str, env: dict[str, str] | None = None) -> subprocess.
             text=True,
             env={**os.environ, **(env or {})},
         )
-    finally:
-        signal.signal(signal.SIGINT, ignored)
 
 
 class _Warnings(logging.Handler):

@@ -22,7 +22,7 @@ import pytest
 
 from mesolive.cli import main
 
-from .conftest import mesolive, start_mesolive
+from .conftest import ctrl_c_as_from_a_terminal, mesolive, start_mesolive
 
 pytestmark = pytest.mark.skipif(
     find_spec("ray") is None, reason="needs Ray: pip install 'mesolive[cluster]'"
@@ -247,11 +247,7 @@ def test_ctrl_c_while_a_local_cluster_starts_waits_for_it(
             signal.raise_signal(sig)  # half-way through ray.init
             steps.append("ray.init went on to its end")
 
-    ignored = signal.signal(signal.SIGINT, signal.default_int_handler)  # as from a terminal
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            start_a_cluster()
-    finally:
-        signal.signal(signal.SIGINT, ignored)
+    with ctrl_c_as_from_a_terminal(), pytest.raises(KeyboardInterrupt):
+        start_a_cluster()
     assert steps == ["ray.init went on to its end"]
     assert signals.exit_status() == status

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import _thread
-import signal
 import threading
 from pathlib import Path
 
@@ -15,6 +14,8 @@ from mesolive.pipeline.readahead import ReadAhead
 from mesolive.sources.file import VideoFileSource
 from mesolive.sources.registry import make_source
 from mesolive.types import ReadStatus
+
+from .conftest import ctrl_c_as_from_a_terminal
 
 CLIP = Path("videos") / "real" / "inthewild_obama.mp4"  # 49 frames
 
@@ -71,15 +72,10 @@ def test_ctrl_c_while_the_source_opens_stops_the_reader(shared: Path) -> None:
         source.release.set()
 
     ahead = ReadAhead(source)
-    # a suite started in the background by a shell runs with SIGINT ignored, and then
-    # interrupt_main() does nothing: take Ctrl+C as a terminal would, for this test
-    ignored = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
+    with ctrl_c_as_from_a_terminal():
         threading.Timer(0.1, ctrl_c).start()
         with pytest.raises(KeyboardInterrupt):
             ahead.open()
-    finally:
-        signal.signal(signal.SIGINT, ignored)
     assert not ahead._thread.is_alive()
     assert source._cap is None  # closed in the reader's thread
 
