@@ -516,17 +516,26 @@ def build_parser() -> argparse.ArgumentParser:
         "a call's and an upload's damage, scaling, blur, noise, exposure; sizes: call "
         "with most faces rescaled, as far faces are cut from few pixels)",
     )
-    p.add_argument(
+    even = p.add_mutually_exclusive_group()
+    even.add_argument(
         "--balance",
         action="store_true",
         help="each epoch, draw the smaller class again until both classes are as large",
     )
-    p.add_argument(
+    even.add_argument(
         "--balance-sources",
         action="store_true",
         help="as --balance, but within each DATA set (one that holds one class is left as "
         "it is; each pseudo-fake is made from a real face of its own data set): a data set "
         "whose classes are uneven would give the network a prior it can read from its look",
+    )
+    even.add_argument(
+        "--balance-pairs",
+        action="store_true",
+        help="as --balance-sources, but first within each group that holds both classes (a "
+        "labels CSV's pair, a DFDC original with its fakes), then within each DATA set among "
+        "its other faces: a swap drawn more often than its original teaches the network "
+        "that their shared look is fake",
     )
     p.add_argument(
         "--crop-scale",

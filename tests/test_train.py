@@ -409,7 +409,7 @@ def test_resume_continues_from_checkpoint(small_data: Path, tmp_path: Path) -> N
     # another recipe: the card would describe weights trained half under the first one
     changes = (
         ("--dropout", "0.5"), ("--crop-scale", "0.77"), ("--augment", "call"),
-        ("--kind-weight", "fake=2"), ("--balance-sources",),
+        ("--kind-weight", "fake=2"), ("--balance-sources",), ("--balance-pairs",),
     )  # fmt: skip
     for change in (*changes, ("--val-split", "0.5")):
         other = mesolive(
@@ -596,6 +596,8 @@ def test_a_labels_row_naming_a_missing_file_is_counted_not_fatal(
         ("--kind-weight", "swap", "argument --kind-weight: 'swap' is not KIND=N"),
         ("--kind-weight", "swap=1.5", "argument --kind-weight: 'swap=1.5' is not KIND=N"),
         ("--kind-weight", "=3", "argument --kind-weight: '=3' is not KIND=N"),
+        # one way to even the classes: the value here is the second flag
+        ("--balance", "--balance-pairs", "argument --balance-pairs: not allowed with argument"),
     ],
 )
 def test_recipe_values_out_of_range_are_refused(
@@ -873,6 +875,43 @@ def test_balance_sources_evens_the_classes_within_each_data_set() -> None:
     used = blend >= 0
     assert used.any()
     assert (labels[blend[used]] == 0).all()
+    assert (sources[blend[used]] == sources[order][used]).all()
+
+
+def test_balance_pairs_evens_each_pair_then_each_data_set_without_them() -> None:
+    """A swap is drawn as often as its original; a data set's other faces even among themselves."""
+    from mesolive.train.data import FaceSet
+    from mesolive.train.trainer import TrainConfig, Trainer
+
+    # videos: pair p1 (30 fake, 10 real), pair p2 (5 fake, 5 real), 40 unpaired reals,
+    # 10 unpaired fakes; photos: 50 reals, 10 fakes, each its own group
+    labels = np.array([1] * 30 + [0] * 10 + [1] * 5 + [0] * 5 + [0] * 40 + [1] * 10
+                      + [0] * 50 + [1] * 10)  # fmt: skip
+    groups = np.array(["p1"] * 40 + ["p2"] * 10 + [f"v{i}" for i in range(50)]
+                      + [f"f{i}" for i in range(60)])  # fmt: skip
+    sources = np.array(["videos"] * 100 + ["photos"] * 60)
+    names = np.arange(160).astype(str)
+    faces = FaceSet(np.zeros((160, 1, 1, 3), np.uint8), labels, groups, sources, names, names)
+    trainer = Trainer(TrainConfig(name="x", data=(), balance_pairs=True, self_blend=0.5))
+    order = trainer._epoch_order(faces, 1)
+
+    def drawn(mask: np.ndarray) -> list[int]:
+        return np.bincount(labels[order][mask[order]], minlength=2).tolist()
+
+    assert drawn(groups == "p1") == [30, 30]
+    assert drawn(groups == "p2") == [5, 5]
+    assert drawn((sources == "videos") & ~np.isin(groups, ["p1", "p2"])) == [40, 40]
+    assert drawn(sources == "photos") == [50, 50]
+    assert set(order) == set(range(160))
+    assert np.array_equal(order, trainer._epoch_order(faces, 1))
+    # evening the videos as a whole (--balance-sources) leaves the first pair's swap
+    # drawn at least 3 times as often as its original
+    plain = Trainer(TrainConfig(name="x", data=(), balance_sources=True))._epoch_order(faces, 1)
+    real, fake = np.bincount(labels[plain][groups[plain] == "p1"])
+    assert fake >= 3 * real
+    blend = trainer._blend_sources(faces, order, 1)
+    used = blend >= 0
+    assert used.any()
     assert (sources[blend[used]] == sources[order][used]).all()
 
 

@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         crop_scale=args.crop_scale,
         balance=args.balance,
         balance_sources=args.balance_sources,
+        balance_pairs=args.balance_pairs,
         kind_weights=tuple(args.kind_weight),
         threads=args.threads,
         workers=args.workers,

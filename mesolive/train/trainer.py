@@ -117,6 +117,11 @@ class TrainConfig:
     # of the data set whose fake slot it fills): a data set whose classes are uneven
     # gives the network a prior it can read from how that data set looks
     balance_sources: bool = False
+    # as balance_sources, but first within each group that holds both classes (a pair
+    # of a labels CSV: a swap and its original; a DFDC original and the fakes made from
+    # it), the data set's other faces evened among themselves: classes drawn unevenly
+    # within a pair teach the network that the pair's look is a class
+    balance_pairs: bool = False
     # (kind, n): each training face of that kind (a labels CSV's kind column) is drawn
     # n times an epoch, before --balance evens the classes
     kind_weights: tuple[tuple[str, int], ...] = ()
@@ -245,6 +250,12 @@ def _evened(
     if not len(small):
         return idx
     return np.concatenate([idx, rng.choice(small, size=len(large) - len(small), replace=True)])
+
+
+def _groups_with_both_classes(faces: FaceSet) -> np.ndarray:
+    """The groups (sorted) that hold real and fake faces: pairs, DFDC originals with their fakes."""
+    fake = np.unique(faces.groups[faces.labels == 1])
+    return np.intersect1d(fake, faces.groups[faces.labels == 0])
 
 
 def lr_at(cfg: TrainConfig, iteration: int) -> float:
@@ -518,7 +529,9 @@ class Trainer:
         until both classes fill as many slots as the larger one. With
         ``balance_sources`` that is done within each data set instead; one that
         holds one class only is left as it is (evening the totals would give the
-        others a prior again).
+        others a prior again). With ``balance_pairs`` it is done within each group
+        that holds both classes, then within each data set among its faces
+        outside such groups.
         """
         rng = np.random.default_rng([self.cfg.seed, epoch])
         idx = np.arange(len(train))
@@ -527,7 +540,16 @@ class Trainer:
             for kind, n in self.cfg.kind_weights:
                 slots[train.kinds == kind] = n
             idx = np.repeat(idx, slots)
-        if self.cfg.balance_sources:
+        if self.cfg.balance_pairs:
+            names, code = np.unique(train.groups, return_inverse=True)
+            both = np.searchsorted(names, _groups_with_both_classes(train))
+            paired = np.isin(code, both)
+            for group in both:  # thousands with DFDC: integers compare faster than names
+                idx = _evened(idx, train.labels, rng, where=code[idx] == group)
+            for source in np.unique(train.sources):
+                rest = (train.sources[idx] == source) & ~paired[idx]
+                idx = _evened(idx, train.labels, rng, where=rest)
+        elif self.cfg.balance_sources:
             for source in np.unique(train.sources):
                 idx = _evened(idx, train.labels, rng, where=train.sources[idx] == source)
         elif self.cfg.balance:
@@ -548,7 +570,7 @@ class Trainer:
         rng = np.random.default_rng([self.cfg.seed, epoch, 0x5B1])
         reals = np.flatnonzero(train.labels == 0)
         slots = np.flatnonzero((train.labels[order] == 1) & (rng.random(len(order)) < share))
-        if not self.cfg.balance_sources:
+        if not (self.cfg.balance_sources or self.cfg.balance_pairs):
             out[slots] = rng.choice(reals, size=len(slots))
             return out
         # each from a real face of the data set whose fake slot it fills, where it has one
@@ -699,6 +721,12 @@ class Trainer:
         state["split"] = split_fingerprint(val)
         names, counts = np.unique(train.sources, return_counts=True)
         state["train_per_source"] = {str(k): int(v) for k, v in zip(names, counts, strict=True)}
+        if cfg.balance_pairs:
+            state["pairs_evened"] = len(_groups_with_both_classes(train))
+            log.info(
+                "balance: %d training groups hold both classes, each evened within itself",
+                state["pairs_evened"],
+            )
         bf16 = _use_bf16(cfg)
         workers = data_workers(cfg)
         log.info(
@@ -904,6 +932,7 @@ class Trainer:
                 "sources": list(self.cfg.data),
                 "train_faces": state["n_train"],
                 "train_faces_per_source": state.get("train_per_source", {}),
+                **({"pairs_evened": state["pairs_evened"]} if "pairs_evened" in state else {}),
                 "validation_faces": len(val),
                 "validation_fake": int(val.labels.sum()),
                 "split": f"by video, pair or identity: {self.cfg.val_fraction:.0%} of groups, "
