@@ -160,6 +160,11 @@ def main() -> int:
                 )
             )
             print(f"  balanced accuracy over sizes {res['balanced_accuracy_over_sizes']:.3f}")
+        for src, m in res["pairs"].items():
+            print(
+                f"  {src:<8} within {m['groups']} pairs: AUC {m['auc_within']:.3f}, "
+                f"fakes above their originals in {m['fake_above_real']:.3f} of them"
+            )
         for kind, m in res["per_kind"].items():
             print(f"    {kind:<48} {m['faces']:>5}  right {m['share_right']:.3f}")
         for video, v in res["videos"].items():

@@ -1008,6 +1008,32 @@ def test_validation_weighs_each_source_once_and_judges_whole_videos() -> None:
     assert a == {"label": "real", "score": pytest.approx(0.85), "right": False}
 
 
+def test_within_pairs_tells_a_forgery_from_its_own_original() -> None:
+    """A network that reads the footage scores a pair alike: the per-source AUC looks
+    good where the pairs hold their classes unevenly; within the pairs it is 0.5."""
+    from mesolive.train.data import FaceSet
+    from mesolive.train.validation import breakdown, within_pairs
+
+    # pair a (studio footage, 1 real, 3 fakes) all scored 0.9; pair b (webcam, 3 reals,
+    # 1 fake) all 0.1; pair c told apart; one photo source without pairs
+    labels = np.r_[[0, 1, 1, 1], [0, 0, 0, 1], [0, 1], [0, 1]]
+    scores = np.array([0.9] * 4 + [0.1] * 4 + [0.2, 0.6] + [0.3, 0.7])
+    groups = np.array(["a"] * 4 + ["b"] * 4 + ["c"] * 2 + ["p0", "p1"])
+    sources = np.array(["videos"] * 10 + ["photos"] * 2)
+    faces = FaceSet(np.zeros((12, 1, 1, 3), np.uint8), labels, groups, sources, groups, groups)
+    card = breakdown(faces, scores)
+    assert card["per_source"]["videos"]["auc"] > 0.75
+    pairs = within_pairs(faces, scores)
+    assert card["pairs"] == pairs
+    assert pairs == {
+        "videos": {
+            "groups": 3,
+            "auc_within": pytest.approx((0.5 + 0.5 + 1.0) / 3),
+            "fake_above_real": pytest.approx(1 / 3),
+        }
+    }  # no photo group holds both classes
+
+
 def test_one_threshold_must_serve_faces_of_every_size() -> None:
     """A network that ranks each size perfectly but scores far faces higher loses."""
     from mesolive.train.data import FaceSet

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from mesolive.datasets import short_names
-from mesolive.metrics import Report, evaluate
+from mesolive.metrics import Report, evaluate, roc_auc
 from mesolive.train.data import FaceSet
 from mesolive.types import FAKE_THRESHOLD
 
@@ -83,10 +83,44 @@ def unseen_aucs(val: FaceSet, scores: np.ndarray, unseen: Sequence[str]) -> dict
     return {name: evaluate(val.labels[m], scores[m]).auc for name, new, m in terms if new}
 
 
+def within_pairs(val: FaceSet, scores: np.ndarray) -> dict[str, dict[str, float]]:
+    """Per source, how the model tells each forgery from its own original.
+
+    Over the groups that hold both classes (a labels CSV's pair, a DFDC
+    original with the fakes made from it): ``auc_within``, the mean of each
+    group's ROC AUC of its fake faces against its real ones, and
+    ``fake_above_real``, the share of groups whose fakes' mean score is above
+    their reals'. A swap and its original share the footage, so a network
+    that reads the footage rather than the forgery scores both alike (0.5)
+    while its per-source numbers may still look good. Sources without such
+    groups are left out.
+    """
+    out = {}
+    for s in np.unique(val.sources):
+        m = val.sources == s
+        labels, groups, mine = val.labels[m], val.groups[m], scores[m]
+        both = np.intersect1d(groups[labels == 1], groups[labels == 0])
+        if not len(both):
+            continue
+        aucs, above = [], []
+        for g in both:
+            at = groups == g
+            aucs.append(roc_auc(labels[at], mine[at]))
+            fake, real = mine[at & (labels == 1)].mean(), mine[at & (labels == 0)].mean()
+            above.append(fake > real)
+        out[str(s)] = {
+            "groups": len(both),
+            "auc_within": float(np.mean(aucs)),
+            "fake_above_real": float(np.mean(above)),
+        }
+    return out
+
+
 def breakdown(
     val: FaceSet, scores: np.ndarray, threshold: float = FAKE_THRESHOLD
 ) -> dict[str, object]:
-    """The card's validation per source, per kind, and per whole video.
+    """The card's validation per source, per kind, per whole video, and
+    within the pairs (:func:`within_pairs`).
 
     A video's score is the mean fake score of its faces; it is called fake
     above ``threshold``, the same threshold the faces are judged by.
@@ -113,7 +147,12 @@ def breakdown(
             "score": score,
             "right": (score > threshold) == bool(val.labels[m][0]),
         }
-    return {"per_source": per_source, "per_kind": per_kind, "videos": videos}
+    return {
+        "per_source": per_source,
+        "per_kind": per_kind,
+        "videos": videos,
+        "pairs": within_pairs(val, scores),
+    }
 
 
 def as_if_cut_from(images: np.ndarray, side: int) -> np.ndarray:
