@@ -40,6 +40,7 @@ from mesolive.train.data import (
     check_kinds,
     collect,
     load_faces,
+    paired_groups,
     split_by_group,
     unseen_aside,
 )
@@ -250,12 +251,6 @@ def _evened(
     if not len(small):
         return idx
     return np.concatenate([idx, rng.choice(small, size=len(large) - len(small), replace=True)])
-
-
-def _groups_with_both_classes(faces: FaceSet) -> np.ndarray:
-    """The groups (sorted) that hold real and fake faces: pairs, DFDC originals with their fakes."""
-    fake = np.unique(faces.groups[faces.labels == 1])
-    return np.intersect1d(fake, faces.groups[faces.labels == 0])
 
 
 def lr_at(cfg: TrainConfig, iteration: int) -> float:
@@ -542,7 +537,7 @@ class Trainer:
             idx = np.repeat(idx, slots)
         if self.cfg.balance_pairs:
             names, code = np.unique(train.groups, return_inverse=True)
-            both = np.searchsorted(names, _groups_with_both_classes(train))
+            both = np.searchsorted(names, paired_groups(train.groups, train.labels))
             paired = np.isin(code, both)
             for group in both:  # thousands with DFDC: integers compare faster than names
                 idx = _evened(idx, train.labels, rng, where=code[idx] == group)
@@ -722,7 +717,7 @@ class Trainer:
         names, counts = np.unique(train.sources, return_counts=True)
         state["train_per_source"] = {str(k): int(v) for k, v in zip(names, counts, strict=True)}
         if cfg.balance_pairs:
-            state["pairs_evened"] = len(_groups_with_both_classes(train))
+            state["pairs_evened"] = len(paired_groups(train.groups, train.labels))
             log.info(
                 "balance: %d training groups hold both classes, each evened within itself",
                 state["pairs_evened"],

@@ -10,7 +10,7 @@ import numpy as np
 
 from mesolive.datasets import short_names
 from mesolive.metrics import Report, evaluate, roc_auc
-from mesolive.train.data import FaceSet
+from mesolive.train.data import FaceSet, paired_groups
 from mesolive.types import FAKE_THRESHOLD
 
 
@@ -86,8 +86,8 @@ def unseen_aucs(val: FaceSet, scores: np.ndarray, unseen: Sequence[str]) -> dict
 def within_pairs(val: FaceSet, scores: np.ndarray) -> dict[str, dict[str, float]]:
     """Per source, how the model tells each forgery from its own original.
 
-    Over the groups that hold both classes (a labels CSV's pair, a DFDC
-    original with the fakes made from it): ``auc_within``, the mean of each
+    Over the groups that hold both classes (:func:`~mesolive.train.data.paired_groups`):
+    ``auc_within``, the mean of each
     group's ROC AUC of its fake faces against its real ones, and
     ``fake_above_real``, the share of groups whose fakes' mean score is above
     their reals'. A swap and its original share the footage, so a network
@@ -99,7 +99,7 @@ def within_pairs(val: FaceSet, scores: np.ndarray) -> dict[str, dict[str, float]
     for s in np.unique(val.sources):
         m = val.sources == s
         labels, groups, mine = val.labels[m], val.groups[m], scores[m]
-        both = np.intersect1d(groups[labels == 1], groups[labels == 0])
+        both = paired_groups(groups, labels)
         if not len(both):
             continue
         aucs, above = [], []
