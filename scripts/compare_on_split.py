@@ -120,10 +120,11 @@ def main() -> int:
 
         with open(args.held_videos, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
-            w.writerow(["file", "label", "kind"])
+            w.writerow(["file", "label", "kind", "group"])  # group: evaluate's pairs
             for it in held:
                 if it.path.suffix.lower() in VIDEO_EXTS:
-                    w.writerow([it.path.resolve(), "fake" if it.label else "real", it.kind])
+                    label = "fake" if it.label else "real"
+                    w.writerow([it.path.resolve(), label, it.kind, it.group])
     out = {}
     cut = {}
     for name in args.models:

@@ -30,12 +30,18 @@ HAMILTON = Path("videos") / "real" / "hamilton_clip.mp4"
 VERDICTS = {"real", "uncertain", "fake", "unknown", "no face"}
 
 
-def write_labels(path: Path, rows: list[tuple[Path, str, str]]) -> Path:
-    """A labels CSV with absolute paths in a ``path`` column, as shared/videos has."""
+def write_labels(
+    path: Path, rows: list[tuple[Path, str, str]], pairs: tuple[str, ...] = ()
+) -> Path:
+    """A labels CSV with absolute paths in a ``path`` column, as shared/videos has;
+    ``pairs``, one per row, adds a ``pair`` column."""
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(["path", "label", "kind"])
-        w.writerows((str(p), label, kind) for p, label, kind in rows)
+        w.writerow(["path", "label", "kind", *(["pair"] if pairs else [])])
+        w.writerows(
+            (str(p), label, kind, *([pairs[i]] if pairs else []))
+            for i, (p, label, kind) in enumerate(rows)
+        )
     return path
 
 
@@ -66,7 +72,7 @@ def test_videos_from_a_labels_csv_judged_as_scan_judges_them(shared: Path, tmp_p
         (shared / OBAMA_FAKE, "fake", "in-the-wild swap"),
         (shared / HAMILTON, "real", "stage"),
     ]
-    labels = write_labels(tmp_path / "labels.csv", clips)
+    labels = write_labels(tmp_path / "labels.csv", clips, pairs=("obama", "obama", ""))
     plot = tmp_path / "roc.png"
     args = ["--labels", str(labels), "--every", "10", "--model", "meso4-df"]
     proc = mesolive("evaluate", str(tmp_path), *args, "--json", "--plot", str(plot))
@@ -85,6 +91,9 @@ def test_videos_from_a_labels_csv_judged_as_scan_judges_them(shared: Path, tmp_p
         ("real", "in-the-wild real", 1),
         ("real", "stage", 1),
     ]
+    # the Obama swap against its own original, the pair the CSV names
+    above = int(rep["per_video"][1]["score"] > rep["per_video"][0]["score"])
+    assert rep["pairs"] == {"pairs": 1, "fake_above_original": above}
     with Image.open(plot) as im:
         assert im.size[0] > 500
 
@@ -107,6 +116,7 @@ def test_videos_from_a_labels_csv_judged_as_scan_judges_them(shared: Path, tmp_p
     assert text.returncode == 0, text.stderr
     assert "videos          3 (2 real, 1 fake)" in text.stdout
     assert "per kind" in text.stdout and "confusion" in text.stdout
+    assert f"pairs           {above} of 1: the fake scored above its own" in text.stdout
     for p, _, _ in clips:
         assert str(p) in text.stdout
     both = mesolive("evaluate", str(labels), *args)
@@ -157,6 +167,7 @@ def test_a_corrupt_video_is_one_line_and_the_others_still_count(
     bad = by_name["fake/x.mp4"]
     assert bad["verdict"] == "error" and bad["error"] and bad["score"] is None
     assert rep["kinds"] is None  # a folder's items carry no kind beyond their label
+    assert rep["pairs"] is None  # nor a pair: each file is a group of its own
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
@@ -241,3 +252,21 @@ def test_summary_counts_no_face_and_uncertain_as_not_right() -> None:
     assert (rep.accuracy, rep.real_accuracy, rep.fake_accuracy) == (0.5, 0.5, 0.5)
     assert rep.uncertain == 1 and (rep.scored, rep.unscored) == (3, 1)
     assert rep.auc == 1.0  # 0.1 (real) below 0.55 and 0.9 (fake); the faceless one left out
+    assert rep.pairs == {"pairs": 1, "fake_above_original": 1}  # all in one group "g"
+
+
+def test_pairs_count_fakes_scored_above_their_own_originals() -> None:
+    """A model that reads the footage scores a pair alike; videos in no pair are left out."""
+
+    def result(label: int, group: str, score: float) -> VideoResult:
+        item = Item(Path(f"{group}{label}.mp4"), label, group)
+        verdict = Verdict.FAKE if score > 0.5 else Verdict.REAL
+        return VideoResult(item, InputReport(str(item.path), tracks=[track(score, verdict)]))
+
+    results = [
+        result(0, "studio", 0.8), result(1, "studio", 0.8),  # alike: not above
+        result(0, "webcam", 0.1), result(1, "webcam", 0.3),  # told apart, both "real"
+        result(0, "alone", 0.2),  # no fake of its own
+    ]  # fmt: skip
+    assert summarize_videos(results).pairs == {"pairs": 2, "fake_above_original": 1}
+    assert summarize_videos(results[-1:]).pairs is None

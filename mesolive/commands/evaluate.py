@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mesolive.datasets import Item, from_csv, from_folder
+from mesolive.datasets import Item, from_csv, from_folder, paired_groups
 from mesolive.errors import InputError, check_count
 from mesolive.imageio import IMAGE_EXTS, VIDEO_EXTS
 from mesolive.metrics import Report, evaluate, roc_auc, roc_curve
@@ -259,7 +259,10 @@ class VideoReport:
     """Video-level metrics over the videos that ran through (failed ones apart).
 
     Accuracies are NaN where their class has no video; ``auc`` is NaN unless
-    both classes have a scored video.
+    both classes have a scored video. ``pairs`` (where a labels CSV pairs scored
+    fakes with their originals): how many pairs, and in how many the fakes'
+    mean score is above their originals'; a model that reads the footage
+    rather than the forgery scores a pair alike.
     """
 
     n: int
@@ -275,6 +278,7 @@ class VideoReport:
     failed: int
     confusion: dict[str, dict[str, int]]
     kinds: list[dict[str, Any]] | None = field(default=None)
+    pairs: dict[str, int] | None = field(default=None)
 
 
 def summarize_videos(results: list[VideoResult]) -> VideoReport:
@@ -327,7 +331,23 @@ def summarize_videos(results: list[VideoResult]) -> VideoReport:
         failed=len(results) - len(ok),
         confusion=confusion,
         kinds=kinds,
+        pairs=_pairs(with_score),
     )
+
+
+def _pairs(scored: list[VideoResult]) -> dict[str, int] | None:
+    """:attr:`VideoReport.pairs` over the scored videos; None where no pair has both."""
+    groups = np.array([r.item.group for r in scored])
+    labels = np.array([r.item.label for r in scored])
+    scores = np.array([r.score for r in scored], dtype=np.float64)
+    both = paired_groups(groups, labels)
+    if not len(both):
+        return None
+    above = sum(
+        scores[(groups == g) & (labels == 1)].mean() > scores[(groups == g) & (labels == 0)].mean()
+        for g in both
+    )
+    return {"pairs": len(both), "fake_above_original": int(above)}
 
 
 def _track_dict(t: TrackSummary) -> dict[str, Any]:
@@ -460,6 +480,11 @@ def _video_lines(
         f"{rep.scored} scored"
         + (f", {rep.unscored} without a judged face)" if rep.unscored else ")"),
     ]
+    if rep.pairs:
+        lines.append(
+            f"pairs           {rep.pairs['fake_above_original']} of {rep.pairs['pairs']}: "
+            "the fake scored above its own original (pairs as the labels CSV groups them)"
+        )
     widths = [max(len(c), 4) for c in CALLS]
     lines.append(
         "confusion       label \\ called  "

@@ -178,12 +178,6 @@ def check_balance(labels: np.ndarray, minimum: int = 20) -> None:
         )
 
 
-def paired_groups(groups: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """The groups (sorted) that hold real and fake faces: a labels CSV's pairs, DFDC
-    originals with the fakes made from them."""
-    return np.intersect1d(groups[labels == 1], groups[labels == 0])
-
-
 def split_by_group(
     groups: np.ndarray, labels: np.ndarray, val_fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -260,7 +254,6 @@ __all__ = [
     "check_kinds",
     "collect",
     "load_faces",
-    "paired_groups",
     "split_by_group",
     "unseen_aside",
 ]

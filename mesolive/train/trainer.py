@@ -27,6 +27,7 @@ import torch
 
 from mesolive import paths
 from mesolive.classify.preprocess import SCALES, Preprocess
+from mesolive.datasets import paired_groups
 from mesolive.env import check_threads
 from mesolive.errors import InputError, MesoliveError, check_count
 from mesolive.metrics import evaluate
@@ -40,7 +41,6 @@ from mesolive.train.data import (
     check_kinds,
     collect,
     load_faces,
-    paired_groups,
     split_by_group,
     unseen_aside,
 )

@@ -8,9 +8,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mesolive.datasets import short_names
+from mesolive.datasets import paired_groups, short_names
 from mesolive.metrics import Report, evaluate, roc_auc
-from mesolive.train.data import FaceSet, paired_groups
+from mesolive.train.data import FaceSet
 from mesolive.types import FAKE_THRESHOLD
 
 
@@ -86,7 +86,7 @@ def unseen_aucs(val: FaceSet, scores: np.ndarray, unseen: Sequence[str]) -> dict
 def within_pairs(val: FaceSet, scores: np.ndarray) -> dict[str, dict[str, float]]:
     """Per source, how the model tells each forgery from its own original.
 
-    Over the groups that hold both classes (:func:`~mesolive.train.data.paired_groups`):
+    Over the groups that hold both classes (:func:`~mesolive.datasets.paired_groups`):
     ``auc_within``, the mean of each
     group's ROC AUC of its fake faces against its real ones, and
     ``fake_above_real``, the share of groups whose fakes' mean score is above
