@@ -22,8 +22,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from mesolive.errors import InputError
 from mesolive.imageio import IMAGE_EXTS, VIDEO_EXTS
 from mesolive.metrics import video_of
@@ -151,12 +149,6 @@ def from_folder(folder: Path, source: str | None = None) -> list[Item]:
     if not items:
         raise InputError(f"{folder}: needs real/ and fake/ subfolders or a labels.csv")
     return items
-
-
-def paired_groups(groups: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """The groups (sorted) that hold both classes: a labels CSV's pairs (a swap and its
-    original), DFDC originals with the fakes made from them."""
-    return np.intersect1d(groups[labels == 1], groups[labels == 0])
 
 
 def short_names(files: Sequence[Path]) -> list[str]:

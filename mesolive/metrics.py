@@ -62,6 +62,40 @@ class Report:
     video_accuracy: float | None = None
 
 
+def paired_groups(groups: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The groups (sorted) that hold both classes: a labels CSV's pairs (a swap and its
+    original), DFDC originals with the fakes made from them."""
+    return np.intersect1d(groups[labels == 1], groups[labels == 0])
+
+
+@dataclass(frozen=True)
+class PairReport:
+    """How scores tell each fake from its own original, over the groups that hold both
+    classes (:func:`paired_groups`). A swap and its original share the footage, so a
+    model that reads the footage rather than the forgery scores both alike (0.5)
+    while its pooled numbers may still look good."""
+
+    groups: int
+    auc_within: float  # the mean of each group's ROC AUC of its fakes against its reals
+    fake_above: int  # the groups whose fakes' mean score is above their reals'
+
+
+def pair_report(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray) -> PairReport | None:
+    """:class:`PairReport` of fake scores against labels (1 = fake); None without a pair."""
+    labels = np.asarray(labels, dtype=np.int64)
+    scores = np.asarray(scores, dtype=np.float64)
+    groups = np.asarray(groups)
+    both = paired_groups(groups, labels)
+    if not len(both):
+        return None
+    aucs, above = [], 0
+    for g in both:
+        at = groups == g
+        aucs.append(roc_auc(labels[at], scores[at]))
+        above += scores[at & (labels == 1)].mean() > scores[at & (labels == 0)].mean()
+    return PairReport(len(both), float(np.mean(aucs)), int(above))
+
+
 def video_of(stem: str) -> str | None:
     """``<video>_<frame>`` → ``<video>``; None where the name has no frame number."""
     m = _FRAME.match(stem)

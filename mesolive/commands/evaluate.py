@@ -28,10 +28,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mesolive.datasets import Item, from_csv, from_folder, paired_groups
+from mesolive.datasets import Item, from_csv, from_folder
 from mesolive.errors import InputError, check_count
 from mesolive.imageio import IMAGE_EXTS, VIDEO_EXTS
-from mesolive.metrics import Report, evaluate, roc_auc, roc_curve
+from mesolive.metrics import Report, evaluate, pair_report, roc_auc, roc_curve
 from mesolive.outputs import check_outputs, write_atomic
 
 if TYPE_CHECKING:
@@ -337,17 +337,12 @@ def summarize_videos(results: list[VideoResult]) -> VideoReport:
 
 def _pairs(scored: list[VideoResult]) -> dict[str, int] | None:
     """:attr:`VideoReport.pairs` over the scored videos; None where no pair has both."""
-    groups = np.array([r.item.group for r in scored])
-    labels = np.array([r.item.label for r in scored])
-    scores = np.array([r.score for r in scored], dtype=np.float64)
-    both = paired_groups(groups, labels)
-    if not len(both):
-        return None
-    above = sum(
-        scores[(groups == g) & (labels == 1)].mean() > scores[(groups == g) & (labels == 0)].mean()
-        for g in both
+    rep = pair_report(
+        np.array([r.item.label for r in scored]),
+        np.array([r.score for r in scored], dtype=np.float64),
+        np.array([r.item.group for r in scored]),
     )
-    return {"pairs": len(both), "fake_above_original": int(above)}
+    return None if rep is None else {"pairs": rep.groups, "fake_above_original": rep.fake_above}
 
 
 def _track_dict(t: TrackSummary) -> dict[str, Any]:

@@ -27,10 +27,9 @@ import torch
 
 from mesolive import paths
 from mesolive.classify.preprocess import SCALES, Preprocess
-from mesolive.datasets import paired_groups
 from mesolive.env import check_threads
 from mesolive.errors import InputError, MesoliveError, check_count
-from mesolive.metrics import evaluate
+from mesolive.metrics import evaluate, paired_groups
 from mesolive.models.arch import ARCHS
 from mesolive.train import distributed
 from mesolive.train.augment import PRESETS, AugmentConfig, augment

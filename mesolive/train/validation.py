@@ -8,8 +8,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mesolive.datasets import paired_groups, short_names
-from mesolive.metrics import Report, evaluate, roc_auc
+from mesolive.datasets import short_names
+from mesolive.metrics import Report, evaluate, pair_report
 from mesolive.train.data import FaceSet
 from mesolive.types import FAKE_THRESHOLD
 
@@ -84,35 +84,21 @@ def unseen_aucs(val: FaceSet, scores: np.ndarray, unseen: Sequence[str]) -> dict
 
 
 def within_pairs(val: FaceSet, scores: np.ndarray) -> dict[str, dict[str, float]]:
-    """Per source, how the model tells each forgery from its own original.
-
-    Over the groups that hold both classes (:func:`~mesolive.datasets.paired_groups`):
-    ``auc_within``, the mean of each
-    group's ROC AUC of its fake faces against its real ones, and
-    ``fake_above_real``, the share of groups whose fakes' mean score is above
-    their reals'. A swap and its original share the footage, so a network
-    that reads the footage rather than the forgery scores both alike (0.5)
-    while its per-source numbers may still look good. Sources without such
-    groups are left out.
+    """Per source, how the model tells each forgery from its own original
+    (:class:`~mesolive.metrics.PairReport`): ``groups``, ``auc_within`` and
+    ``fake_above_real``, the share of groups whose fakes score above their reals.
+    Sources without a group that holds both classes are left out.
     """
     out = {}
     for s in np.unique(val.sources):
         m = val.sources == s
-        labels, groups, mine = val.labels[m], val.groups[m], scores[m]
-        both = paired_groups(groups, labels)
-        if not len(both):
-            continue
-        aucs, above = [], []
-        for g in both:
-            at = groups == g
-            aucs.append(roc_auc(labels[at], mine[at]))
-            fake, real = mine[at & (labels == 1)].mean(), mine[at & (labels == 0)].mean()
-            above.append(fake > real)
-        out[str(s)] = {
-            "groups": len(both),
-            "auc_within": float(np.mean(aucs)),
-            "fake_above_real": float(np.mean(above)),
-        }
+        rep = pair_report(val.labels[m], scores[m], val.groups[m])
+        if rep is not None:
+            out[str(s)] = {
+                "groups": rep.groups,
+                "auc_within": rep.auc_within,
+                "fake_above_real": rep.fake_above / rep.groups,
+            }
     return out
 
 
