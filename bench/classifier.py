@@ -5,7 +5,8 @@ union of two Meso-4 (``meso4-df+meso4-f2f``, the kind ``train --keep-init``
 registers) and the default model, each in float32 and INT8 (ONNX Runtime on
 the CPU; INT8 where the CPU has VNNI/AMX), bfloat16 and float32 on OpenVINO
 (``bf16``, ``ov-fp32``; bfloat16 where the CPU has AMX/AVX-512 BF16; Meso-4
-in OpenVINO's lanes graph, :mod:`mesolive.models.lanes_graph`), each fed
+in OpenVINO's lanes graph, :mod:`mesolive.models.lanes_graph`), MesoInception-4
+with its inception blocks in the C kernel built here (``native``), each fed
 uint8 crops in its runner's input buffer, as the pipeline feeds it; the
 machine's float32 matrix-multiply rate (numpy's BLAS, all cores), and each graph's achieved rate
 of the *authors'* FLOPs (what the folded and quantized graphs save counts as
@@ -30,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from mesolive.backends.base import Runner
+from mesolive.backends.native import open_native
 from mesolive.backends.select import open_runner
 from mesolive.errors import MesoliveError
 from mesolive.models.arch import ARCHS, INPUT_SIZE, Arch, Conv, Inception
@@ -94,8 +96,10 @@ RUNS = {
     "int8": (None, "int8"),
     "bf16": ("openvino", "bf16"),
     "ov-fp32": ("openvino", "fp32"),
+    "native": ("native", "fp32"),
 }
-"""``--precisions`` label -> (back end, precision); None: ``--backend``'s."""
+"""``--precisions`` label -> (back end, precision); None: ``--backend``'s; ``native``: the C
+kernel for MesoInception-4's blocks (:mod:`mesolive.backends.native`), MesoInception-4 only."""
 
 
 def open_all(
@@ -107,6 +111,10 @@ def open_all(
         for label in precisions:
             where, precision = RUNS[label]
             try:
+                if where == "native":
+                    if get_spec(model).arch == "mesoinception4" and "+" not in model:
+                        runners[model, label] = open_native(get_spec(model))
+                    continue
                 runners[model, label] = open_runner(
                     model, backend=where or backend, progress=False, precision=precision
                 )

@@ -5,7 +5,7 @@ set -euo pipefail
 
 PKGS=(
   python3-venv
-  # the GPU-path tests compile a stand-in libcuda.so.1
+  # MesoInception-4's C kernel is built on first use; the GPU-path tests compile a stand-in libcuda.so.1
   gcc libc6-dev
   # capture: video decoding server for stream tests, a virtual X display (mss, python-xlib)
   ffmpeg xvfb xauth

@@ -243,3 +243,23 @@ def test_doctor_with_a_gpu_stack_checks_each_engine(tmp_path: Path) -> None:
         f"    rebuild: mesolive build-engine --model {MODEL} --precision fp32 --max-batch 16 "
         f"--engine-dir {engines}" in r.stdout
     )
+
+
+@without_gpu_stack
+def test_doctor_says_whether_the_c_kernel_builds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mesolive.backends.native_build import library_path
+
+    monkeypatch.setenv("MESOLIVE_CACHE_DIR", str(tmp_path))
+    assert main(["doctor"]) == 0
+    assert _rows(capsys.readouterr().out)["C kernel"] == (
+        f"built, {library_path()[0]}: MesoInception-4 runs its inception blocks there where faster"
+    )
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    assert main(["doctor", "--json"]) == 0  # the CPU path works without it
+    report = json.loads(capsys.readouterr().out)
+    assert report["cpu_kernel"]["library"] == ""
+    assert report["cpu_kernel"]["problem"].startswith(
+        f"the C compiler {tmp_path / 'no-such-cc'} does not run ("
+    )

@@ -19,6 +19,7 @@ RUNNER_LABELS = {
     "onnxruntime-cuda": "ONNX Runtime CUDA",
     "onnxruntime-cpu": "ONNX Runtime CPU",
     "onnxruntime-cpu-int8": "ONNX Runtime CPU INT8",
+    "native-cpu": "C kernel + ONNX Runtime CPU",
     "openvino-cpu": "OpenVINO CPU",
     "openvino-cpu-bf16": "OpenVINO CPU bfloat16",
     "triton": "Triton",

@@ -11,7 +11,9 @@ Runtime's float32 graph), ``int8`` (ONNX Runtime's INT8 graph, on CPUs with
 VNNI/AMX), ``bf16`` (OpenVINO running the float32 graph in bfloat16, on CPUs
 with AMX or AVX-512 BF16, where OpenVINO is installed), or ``auto``: the
 fastest of those measured faster and agreeing here
-(:mod:`mesolive.models.cpu_precision`), else float32. ``int8`` and ``bf16``
+(:mod:`mesolive.models.cpu_precision`), else float32; under ``--backend
+auto`` that includes float32 computed by the C kernel built here for
+MesoInception-4's inception blocks (:mod:`mesolive.backends.native`). ``int8`` and ``bf16``
 skip TensorRT and CUDA, whose engines carry their own precision.
 ``openvino`` runs the float32 graph with OpenVINO (``auto``: in bfloat16
 where that qualifies).
@@ -110,7 +112,7 @@ def open_runner(
             hint = "; pip install onnxruntime-gpu" if problem == _NO_CUDA_EP else ""
             raise BackendUnavailable(problem + hint)
         reasons.append(problem)
-    paths = ("int8", "bf16") if backend == "auto" else ("int8",)
+    paths = ("int8", "bf16", "native") if backend == "auto" else ("int8",)
     graph, used, why = cpu_graph(
         spec, onnx_file, precision, model_dir, threads=threads, paths=paths
     )
@@ -119,6 +121,10 @@ def open_runner(
         from mesolive.backends.openvino import OpenVinoRunner
 
         runner = OpenVinoRunner(graph, threads=threads, precision="bf16")
+    elif used == "native":
+        from mesolive.backends.native import open_native
+
+        runner = open_native(spec, model_dir, threads=threads)
     else:
         runner = OnnxRuntimeRunner(graph, device="cpu", threads=threads, precision=used)
     log.info(

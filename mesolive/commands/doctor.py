@@ -2,7 +2,9 @@
 
 Prints the GPU, driver, CUDA, TensorRT, pycuda, ONNX Runtime and its
 providers, whether the CPU multiplies 8-bit integers natively (VNNI/AMX, which
-``--precision auto`` needs for INT8), the engines in the engine folder and
+``--precision auto`` needs for INT8), whether MesoInception-4's C kernel
+builds here (:mod:`mesolive.backends.native_build`; building it is the one
+thing doctor writes, into the cache), the engines in the engine folder and
 whether each matches this machine, and which back end ``--backend auto``
 would pick, and where scans take the face detector from. It downloads
 nothing. Exit code 0 when the CPU path (ONNX Runtime on the CPU) works and a
@@ -172,6 +174,7 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "cpu_int8": _cpu_int8(),
         "cpu_bf16": _cpu_bf16(),
+        "cpu_kernel": _cpu_kernel(),
         "mesolive": __version__,
         "python": platform.python_version(),
         "platform": f"{platform.system()} {platform.machine()}",
@@ -223,6 +226,18 @@ def _cpu_bf16() -> dict[str, Any]:
     from mesolive.backends.openvino import openvino_version
 
     return {"flags": list(bf16_flags()), "openvino": openvino_version()}
+
+
+def _cpu_kernel() -> dict[str, Any]:
+    """Whether MesoInception-4's C kernel builds and loads here: its library, or why not."""
+    from mesolive.backends.native_build import library_path, load_kernel
+    from mesolive.errors import BackendUnavailable
+
+    try:
+        load_kernel()
+        return {"library": str(library_path()[0]), "problem": ""}
+    except BackendUnavailable as e:
+        return {"library": "", "problem": str(e)}
 
 
 def _bf16_text(r: dict[str, Any], calibration: str) -> str:
@@ -280,6 +295,13 @@ def _print(r: dict[str, Any]) -> None:
     _row("ONNX Runtime", f"{r['onnxruntime']}; providers: {', '.join(r['onnxruntime_providers'])}")
     _row("INT8 (CPU)", _int8_text(r["cpu_int8"]))
     _row("bf16 (CPU)", _bf16_text(r["cpu_bf16"], r["cpu_int8"]["calibration"]))
+    kernel = r["cpu_kernel"]
+    _row(
+        "C kernel",
+        f"built, {kernel['library']}: MesoInception-4 runs its inception blocks there where faster"
+        if kernel["library"]
+        else f"{kernel['problem']}: MesoInception-4 runs in ONNX Runtime alone",
+    )
     _row("engines", f"{r['engine_dir']}: {len(r['engines']) or 'none'}")
     for e in r["engines"]:
         verdict = "matches this machine" if e["matches"] else e["problem"]

@@ -79,6 +79,10 @@ class Stage:
             return self.body.out_channels
         return self.body.filters
 
+    @property
+    def n_convs(self) -> int:
+        return len(self.body.convs()) if isinstance(self.body, Inception) else 1
+
 
 ArchName = Literal["meso4", "mesoinception4"]
 
@@ -93,7 +97,7 @@ class Arch:
 
     @property
     def n_convs(self) -> int:
-        return sum(len(s.body.convs()) if isinstance(s.body, Inception) else 1 for s in self.stages)
+        return sum(s.n_convs for s in self.stages)
 
     @property
     def feature_shape(self) -> tuple[int, int, int]:

@@ -16,6 +16,12 @@ float32 graph before ``--precision auto`` may choose it:
   (:func:`bf16_verdict`), keyed by both graphs, the held-out crops and
   OpenVINO's version.
 
+A third path is float32 still, computed another way: MesoInception-4's
+inception blocks in the C kernel built here (:mod:`mesolive.backends.native`,
+:func:`native_verdict`), judged the same way, on the held-out crops where
+``MESOLIVE_CALIBRATION`` is set, else on random pixels (nothing to calibrate;
+its decisions can only differ by the order of float sums).
+
 The crops are read through the model's preprocessing contract from the
 folder named by ``MESOLIVE_CALIBRATION`` (:data:`CALIBRATION_ENV`), its
 images shuffled with seed 0: the first :data:`CALIBRATION_CROPS` calibrate
@@ -107,7 +113,7 @@ class Verdict:
         )
 
 
-_LABELS = {"int8": "INT8", "bf16": "bfloat16"}
+_LABELS = {"int8": "INT8", "bf16": "bfloat16", "native": "the C kernel"}
 
 
 def calibration_folder() -> Path | None:
@@ -338,6 +344,58 @@ def bf16_verdict(
     return verdict
 
 
+def native_verdict(
+    spec: registry.ModelSpec,
+    fp32: Path,
+    model_dir: str | None = None,
+    *,
+    threads: int | None = None,
+) -> Verdict:
+    """How the C kernel's run of ``spec`` compares with ONNX Runtime's ``fp32`` (cached).
+
+    Keyed by the kernel's build (its source, compiler and processor), the
+    float32 graph and the held-out crops; judged on those crops where
+    ``MESOLIVE_CALIBRATION`` is set, else on :data:`HELD_OUT_CROPS` random
+    faces (seed 0).
+
+    Raises
+    ------
+    BackendUnavailable
+        ``spec`` is not one MesoInception-4 network, or the kernel cannot be
+        built or loaded here.
+    InputError
+        ``MESOLIVE_CALIBRATION`` is set but holds too few readable crops.
+    """
+    from mesolive.backends.native import check_native, open_native
+    from mesolive.backends.native_build import library_path
+    from mesolive.models.onnx_graph import PIXELS_SHAPE
+
+    check_native(spec)
+    folder = calibration_folder()
+    held_files = _sample(folder)[1] if folder is not None else []
+    key = _key(f"native:{library_path()[0].name}:{CPU_LAYOUT}", fp32, held_files)
+    verdict_file = fp32.with_name(
+        fp32.name.replace(".fp32.onnx", f".native-{key[:12]}.verdict.json")
+    )
+    if verdict_file.is_file():
+        verdict = _read_verdict(verdict_file)
+        if verdict is not None:
+            return verdict
+        log.warning("%s is not a readable verdict; judging the C kernel again", verdict_file)
+    if folder is not None:
+        held = _batch(spec, held_files, model_dir)
+        judged = {"folder": str(folder)}
+    else:
+        rng = np.random.default_rng(0)
+        held = rng.integers(0, 256, (HELD_OUT_CROPS, *PIXELS_SHAPE), np.uint8)
+        judged = {"pixels": "random, seed 0"}
+    runner = open_native(spec, model_dir, threads=threads)
+    verdict = _compare(fp32, runner, held, threads, precision="native", calibration=judged)
+    _write_verdict(verdict_file, verdict)
+    log.info("%s: the C kernel: %s", spec.name, verdict.line())
+    return verdict
+
+
 AGREEMENT_KEY = "bf16_agreement"
 """A model card's record of bfloat16's decisions against float32 (:func:`card_agreement`)."""
 
@@ -398,9 +456,13 @@ def cpu_graph(
     """What runs ``spec`` on this CPU for ``precision``: (file, precision, why).
 
     The precision says which runtime: ``fp32`` and ``int8`` are ONNX
-    Runtime's graphs, ``bf16`` OpenVINO running the float32 file. ``paths``
-    are the reduced-precision paths the chosen back end can run; ``auto``
-    takes the fastest of them that its verdict qualifies, else float32.
+    Runtime's graphs, ``bf16`` OpenVINO running the float32 file,
+    ``native`` the C kernel with ONNX Runtime's tail (the float32 file is
+    returned; :func:`mesolive.backends.native.open_native` opens it). ``paths``
+    are the other paths than ONNX Runtime's float32 graph that the chosen back
+    end can run; ``auto`` takes the fastest of them that its verdict
+    qualifies, else float32. ``native`` is never forced: ``fp32`` is ONNX
+    Runtime's graph.
 
     ``why`` says why ``auto`` kept float32 although this machine judged a
     path (its verdict); a CPU without the instructions, OpenVINO not
@@ -475,6 +537,8 @@ def _judged(
         if not cpuinfo.int8_flags():
             raise BackendUnavailable(f"this CPU has none of {', '.join(cpuinfo.INT8_FLAGS)}")
         return int8_graph_path(spec, fp32, model_dir, threads=threads)
+    if precision == "native":
+        return fp32, native_verdict(spec, fp32, model_dir, threads=threads)
     return _bf16_graph(spec, model_dir), bf16_verdict(spec, fp32, model_dir, threads=threads)
 
 

@@ -230,12 +230,17 @@ class _Builder:
             return y
         return self.node("MaxPool", [y], "pool", kernel_shape=[pool] * 2, strides=[pool] * 2)
 
-    def network(self, weights: MesoWeights) -> str:
-        """Add one MesoNet reading the image; return the name of its logit tensor."""
-        convs = iter(weights.convs)
-        side = INPUT_SIZE
-        x = _IMAGE
-        for stage, bn in zip(weights.arch.stages, weights.bns, strict=True):
+    def network(self, weights: MesoWeights, first: int = 0) -> str:
+        """Add one MesoNet reading the image; return the name of its logit tensor.
+
+        ``first`` > 0 starts at that stage instead, reading the previous
+        stage's output from the input tensor (:func:`build_tail_onnx`).
+        """
+        stages = weights.arch.stages
+        convs = iter(weights.convs[sum(s.n_convs for s in stages[:first]) :])
+        side = INPUT_SIZE // int(np.prod([s.pool for s in stages[:first]]))
+        x = _IMAGE if first == 0 else INPUT_NAME
+        for stage, bn in zip(stages[first:], weights.bns[first:], strict=True):
             pool = {"kernel_shape": [stage.pool] * 2, "strides": [stage.pool] * 2}
             # A per-channel affine map with positive scale is monotonic, so it
             # commutes with max-pooling exactly (float rounding is monotonic
@@ -295,9 +300,6 @@ def build_onnx(
     x = logits[0] if len(logits) == 1 else b.node("Min", logits, "union")
     if precision == "fp16":
         x = b.node("Cast", [x], "to_fp32", to=TensorProto.FLOAT)
-    b.nodes.append(helper.make_node("Identity", [x], [LOGIT_NAME], name=LOGIT_NAME))
-    b.nodes.append(helper.make_node("Sigmoid", [LOGIT_NAME], [PROB_NAME], name=PROB_NAME))
-
     props = {}
     if contract is None:
         image = helper.make_tensor_value_info(
@@ -307,9 +309,41 @@ def build_onnx(
         image = helper.make_tensor_value_info(INPUT_NAME, TensorProto.UINT8, ["N", *PIXELS_SHAPE])
         low = b.low / b.gain
         props[IMAGE_KEY] = f"{b.image()} {low!r} {255 + low!r}"
+    if any(isinstance(s.body, Inception) for w in nets for s in w.arch.stages):
+        props[LAYOUT_KEY] = "nchw"
+    return _model(b, x, image, f"{'+'.join(w.arch.name for w in nets)}_{precision}", props)
+
+
+def build_tail_onnx(weights: MesoWeights, first: int) -> onnx.ModelProto:
+    """The float32 graph of one network from stage ``first`` on.
+
+    Input ``input``: (N, C, S, S) float32, what stage ``first - 1`` outputs
+    (after its BatchNorm and max-pool) in NCHW order; outputs as
+    :func:`build_onnx`. :mod:`mesolive.backends.native` computes the stages
+    before it.
+    """
+    stages = weights.arch.stages
+    if not 0 < first < len(stages):
+        raise ValueError(f"first must be 1..{len(stages) - 1}, got {first}")
+    side = INPUT_SIZE // int(np.prod([s.pool for s in stages[:first]]))
+    b = _Builder(np.float32, None)
+    x = b.network(weights, first)
+    features = helper.make_tensor_value_info(
+        INPUT_NAME, TensorProto.FLOAT, ["N", stages[first - 1].out_channels, side, side]
+    )
+    return _model(b, x, features, f"{weights.arch.name}_from_stage_{first}", {})
+
+
+def _model(
+    b: _Builder, logit: str, image: onnx.ValueInfoProto, name: str, props: dict[str, str]
+) -> onnx.ModelProto:
+    """The checked model of ``b``'s nodes: ``logit`` named :data:`LOGIT_NAME`, its sigmoid
+    :data:`PROB_NAME`, ``image`` the input and ``props`` its metadata."""
+    b.nodes.append(helper.make_node("Identity", [logit], [LOGIT_NAME], name=LOGIT_NAME))
+    b.nodes.append(helper.make_node("Sigmoid", [LOGIT_NAME], [PROB_NAME], name=PROB_NAME))
     graph = helper.make_graph(
         b.nodes,
-        f"{'+'.join(w.arch.name for w in nets)}_{precision}",
+        name,
         [image],
         [
             helper.make_tensor_value_info(LOGIT_NAME, TensorProto.FLOAT, ["N", 1]),
@@ -323,8 +357,6 @@ def build_onnx(
         producer_name="mesolive",
     )
     model.ir_version = IR_VERSION
-    if any(isinstance(s.body, Inception) for w in nets for s in w.arch.stages):
-        props[LAYOUT_KEY] = "nchw"
     if props:
         helper.set_model_props(model, props)
     onnx.checker.check_model(model)
