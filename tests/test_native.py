@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from mesolive.models.inception_native import native_stages, why_not_native
 from mesolive.models.keras_h5 import load_keras_weights
 from mesolive.models.onnx_graph import build_onnx, build_tail_onnx
 
-from .conftest import MODELS
+from .conftest import MODELS, mesolive
 
 H5 = {"mesoinception4-df": "MesoInception_DF", "mesoinception4-f2f": "MesoInception_F2F"}
 
@@ -165,3 +166,25 @@ def test_auto_runs_the_kernel_where_it_measured_faster(
     cpu_precision._write_verdict(cached, slow)
     with open_runner("mesoinception4-df", progress=False) as runner:
         assert runner.name == "onnxruntime-cpu"
+
+
+def test_classify_runs_the_kernel_as_a_user_would(shared: Path, kernel: None) -> None:
+    """End to end: the back-end line names what ran, and the scores are ONNX Runtime's."""
+    samples = str(shared / "samples" / "faces")
+    runs = {}
+    for precision in ("auto", "fp32"):
+        proc = mesolive(
+            "classify", samples, "--model", "mesoinception4-df", "--json",
+            "--precision", precision, check=True,
+        )  # fmt: skip
+        runs[precision] = (json.loads(proc.stdout), proc.stderr)
+    spec = registry.get_spec("mesoinception4-df")
+    verdict = cpu_precision.native_verdict(spec, registry.onnx_path(spec, progress=False))
+    label = "ONNX Runtime CPU" if verdict.why_not() else "C kernel + ONNX Runtime CPU"
+    assert f"mesolive: backend: {label} (" in runs["auto"][1]
+    assert "mesolive: backend: ONNX Runtime CPU (" in runs["fp32"][1]
+    auto, fp32 = runs["auto"][0], runs["fp32"][0]
+    assert (
+        [r["label"] for r in auto] == [r["label"] for r in fp32] == ["fake", "fake", "real", "real"]
+    )
+    assert np.allclose([r["fake_score"] for r in auto], [r["fake_score"] for r in fp32], atol=1e-5)
