@@ -315,14 +315,9 @@ def bf16_verdict(
     held_files = _sample(folder)[1] if folder is not None else []
     record = json.dumps(card, sort_keys=True).encode() if card is not None else b""
     key = _key(f"bf16:{openvino_version()}:{graph.name}:{CPU_LAYOUT}", fp32, held_files, record)
-    verdict_file = fp32.with_name(
-        fp32.name.replace(".fp32.onnx", f".bf16-openvino-{key[:12]}.verdict.json")
-    )
-    if verdict_file.is_file():
-        verdict = _read_verdict(verdict_file)
-        if verdict is not None:
-            return verdict
-        log.warning("%s is not a readable verdict; judging bfloat16 again", verdict_file)
+    verdict_file, verdict = _cached_verdict(fp32, "bf16-openvino", key)
+    if verdict is not None:
+        return verdict
     if card is None:
         held = _batch(spec, held_files, model_dir)
         judged = {"folder": str(folder)}
@@ -374,14 +369,9 @@ def native_verdict(
     folder = calibration_folder()
     held_files = _sample(folder)[1] if folder is not None else []
     key = _key(f"native:{library_path()[0].name}:{CPU_LAYOUT}", fp32, held_files)
-    verdict_file = fp32.with_name(
-        fp32.name.replace(".fp32.onnx", f".native-{key[:12]}.verdict.json")
-    )
-    if verdict_file.is_file():
-        verdict = _read_verdict(verdict_file)
-        if verdict is not None:
-            return verdict
-        log.warning("%s is not a readable verdict; judging the C kernel again", verdict_file)
+    verdict_file, verdict = _cached_verdict(fp32, "native", key)
+    if verdict is not None:
+        return verdict
     if folder is not None:
         held = _batch(spec, held_files, model_dir)
         judged = {"folder": str(folder)}
@@ -424,6 +414,18 @@ def card_agreement(spec: registry.ModelSpec, graph: Path) -> dict[str, Any] | No
     except (KeyError, TypeError, ValueError):
         return None
     return {**record, "crops": crops, "flipped": flipped, "on": str(record.get("on", ""))}
+
+
+def _cached_verdict(fp32: Path, kind: str, key: str) -> tuple[Path, Verdict | None]:
+    """Where the verdict of path ``kind`` under ``key`` lives beside ``fp32``, and the verdict
+    it holds (None: not judged yet, or unreadable, which is logged)."""
+    path = fp32.with_name(fp32.name.replace(".fp32.onnx", f".{kind}-{key[:12]}.verdict.json"))
+    if path.is_file():
+        verdict = _read_verdict(path)
+        if verdict is not None:
+            return path, verdict
+        log.warning("%s is not a readable verdict; judging again", path)
+    return path, None
 
 
 def _write_verdict(path: Path, verdict: Verdict) -> None:
