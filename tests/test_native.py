@@ -188,3 +188,17 @@ def test_classify_runs_the_kernel_as_a_user_would(shared: Path, kernel: None) ->
         [r["label"] for r in auto] == [r["label"] for r in fp32] == ["fake", "fake", "real", "real"]
     )
     assert np.allclose([r["fake_score"] for r in auto], [r["fake_score"] for r in fp32], atol=1e-5)
+
+
+def test_the_kernel_is_judged_on_the_calibration_crops_where_set(
+    calibration_folder: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, kernel: None
+) -> None:
+    monkeypatch.setenv("MESOLIVE_CACHE_DIR", str(tmp_path / "cache"))
+    spec = registry.get_spec("mesoinception4-f2f")
+    verdict = cpu_precision.native_verdict(spec, registry.onnx_path(spec, progress=False))
+    assert verdict.calibration == {"folder": str(calibration_folder)}
+    assert (verdict.held_out, verdict.flipped) == (24, 0)  # 48 crops: the second half judges
+    for f in sorted(calibration_folder.glob("*.jpg"))[8:]:
+        f.unlink()
+    with pytest.raises(InputError, match="needs at least 32 face crops"):
+        cpu_precision.native_verdict(spec, registry.onnx_path(spec, progress=False))

@@ -128,7 +128,8 @@ def _sample(folder: Path) -> tuple[list[Path], list[Path]]:
     files, _ = expand_paths([folder])
     if len(files) < MIN_CROPS:
         raise InputError(
-            f"{folder}: INT8 and bfloat16 need at least {MIN_CROPS} face crops to judge on"
+            f"{folder}: judging INT8, bfloat16 or the C kernel needs at least {MIN_CROPS} "
+            "face crops"
         )
     order = np.random.default_rng(0).permutation(len(files))
     picked = [files[i] for i in order[: CALIBRATION_CROPS + HELD_OUT_CROPS]]
