@@ -99,12 +99,17 @@ class Arch:
     def n_convs(self) -> int:
         return sum(s.n_convs for s in self.stages)
 
+    def side(self, stage: int) -> int:
+        """Height (= width) of what stage ``stage`` reads; ``len(stages)``: the last output's."""
+        side = INPUT_SIZE
+        for s in self.stages[:stage]:
+            side //= s.pool
+        return side
+
     @property
     def feature_shape(self) -> tuple[int, int, int]:
         """(channels, height, width) of the last stage's output."""
-        side = INPUT_SIZE
-        for s in self.stages:
-            side //= s.pool
+        side = self.side(len(self.stages))
         return (self.stages[-1].out_channels, side, side)
 
 

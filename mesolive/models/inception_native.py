@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mesolive.classify.preprocess import Preprocess
-from mesolive.models.arch import BN_EPSILON, INPUT_SIZE, Inception
+from mesolive.models.arch import BN_EPSILON, Inception
 from mesolive.models.keras_h5 import MesoWeights
 
 NATIVE_STAGES = 2
@@ -96,5 +96,5 @@ def native_stages(weights: MesoWeights, contract: Preprocess) -> NativeStages:
         params.append(np.concatenate([*ones, *threes, scale, shift]).astype(np.float32))
         widths.append((body.a, body.b, body.c, body.d))
         cin = body.out_channels
-    side = INPUT_SIZE // 2**NATIVE_STAGES
+    side = weights.arch.side(NATIVE_STAGES)
     return NativeStages(np.array(widths, np.int32), tuple(params), (cin, side, side))

@@ -238,7 +238,7 @@ class _Builder:
         """
         stages = weights.arch.stages
         convs = iter(weights.convs[sum(s.n_convs for s in stages[:first]) :])
-        side = INPUT_SIZE // int(np.prod([s.pool for s in stages[:first]]))
+        side = weights.arch.side(first)
         x = _IMAGE if first == 0 else INPUT_NAME
         for stage, bn in zip(stages[first:], weights.bns[first:], strict=True):
             pool = {"kernel_shape": [stage.pool] * 2, "strides": [stage.pool] * 2}
@@ -325,7 +325,7 @@ def build_tail_onnx(weights: MesoWeights, first: int) -> onnx.ModelProto:
     stages = weights.arch.stages
     if not 0 < first < len(stages):
         raise ValueError(f"first must be 1..{len(stages) - 1}, got {first}")
-    side = INPUT_SIZE // int(np.prod([s.pool for s in stages[:first]]))
+    side = weights.arch.side(first)
     b = _Builder(np.float32, None)
     x = b.network(weights, first)
     features = helper.make_tensor_value_info(
