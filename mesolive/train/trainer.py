@@ -17,7 +17,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO
@@ -25,7 +25,7 @@ from typing import IO
 import numpy as np
 import torch
 
-from mesolive import paths
+from mesolive import paths, signals
 from mesolive.classify.preprocess import SCALES, Preprocess
 from mesolive.env import check_threads
 from mesolive.errors import InputError, MesoliveError, check_count
@@ -508,11 +508,19 @@ class Trainer:
                 imgs.append(augment(img, r, cfg.augment))
             return np.stack(imgs), train.labels[idx]
 
-        pending = deque(pool.submit(make, s) for s in starts[:ahead])
+        def submit(start: int) -> Future[tuple[np.ndarray, np.ndarray]]:
+            # submit() may start a worker thread; Ctrl+C or a stop signal raised inside
+            # Thread.start() leaves that thread unknown to the pool and to the interpreter's
+            # exit, which then kills it inside OpenCV: the process aborted (SIGABRT) instead
+            # of exiting 130/143 (1 run in ~20 under load). Held, the signal waits for submit.
+            with signals.held():
+                return pool.submit(make, start)
+
+        pending = deque(submit(s) for s in starts[:ahead])
         for k in range(len(starts)):
             current = pending.popleft().result()
             if k + ahead < len(starts):
-                pending.append(pool.submit(make, starts[k + ahead]))
+                pending.append(submit(starts[k + ahead]))
             yield current
 
     def _epoch_order(self, train: FaceSet, epoch: int) -> np.ndarray:
