@@ -65,10 +65,6 @@ class NativeInceptionRunner(Runner):
     def input_specs(self) -> list[TensorSpec]:
         return [TensorSpec(INPUT_NAME, ("N", *PIXELS_SHAPE), np.dtype(np.uint8))]
 
-    @property
-    def output_names(self) -> list[str]:
-        return self._tail.output_names if self._tail is not None else []
-
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self._tail is None:
             raise RuntimeError("runner is closed")

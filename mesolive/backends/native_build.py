@@ -15,6 +15,7 @@ differ, and nothing here was measured.
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import logging
 import os
@@ -70,7 +71,11 @@ def _processor() -> bytes:
     return "\n".join(sorted(lines)).encode()
 
 
-def _version(cc: list[str]) -> bytes:
+@functools.lru_cache(maxsize=8)
+def _version(cc: tuple[str, ...]) -> bytes:
+    """``cc --version``'s output, asked once per process and command (every model open
+    reads the kernel's name, :func:`library_path`). A compiler that does not run is asked
+    again next time."""
     try:
         done = subprocess.run([*cc, "--version"], capture_output=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired) as e:
@@ -93,7 +98,7 @@ def library_path() -> tuple[Path, list[str]]:
     source = paths.resources_dir() / SOURCE
     cc = compiler()
     h = hashlib.sha256(source.read_bytes())
-    for part in (" ".join([*cc, *FLAGS]).encode(), _version(cc), _processor()):
+    for part in (" ".join([*cc, *FLAGS]).encode(), _version(tuple(cc)), _processor()):
         h.update(b"\0" + part)
     out = paths.cache_dir() / "native" / f"inception-{h.hexdigest()[:16]}.so"
     return out, [*cc, *FLAGS, "-o", "{out}", str(source)]
