@@ -20,7 +20,11 @@ name read as ``<video>_<frame>``, other files named by their path as typed;
 see docs/training.md); ``--legacy-split``, with ``--data`` typed as their
 commands did (``/work/shared/train/…``), keeps only the faces held aside
 under both that grouping and today's, the faces on which a new candidate and
-the shipped networks can be compared fairly.
+the shipped networks can be compared fairly. ``--legacy-labels DIR`` writes
+each labels-CSV data set of ``--data`` as ``DIR/<name>/labels.csv`` with that
+grouping in a ``group`` column, so ``mesolive train DIR/<name> …`` holds
+aside exactly what the shipped networks held aside (a candidate trained so can
+be scored on every face they never saw; docs/training.md).
 
 ``--sizes 128 96`` also scores every face as if the pipeline had cut it from
 that many frame pixels (:func:`mesolive.train.validation.as_if_cut_from`) and
@@ -68,6 +72,37 @@ def _legacy_group(item) -> str:
     return (prefix if csv_row else "") + (video_of(item.path.stem) or str(item.path))
 
 
+def _write_legacy_labels(items, folder: Path) -> None:
+    """Each data set of ``items`` as ``folder/<name>/labels.csv``: absolute file,
+    label, kind and its group of before December 2026 (``_legacy_group``).
+
+    Only a labels CSV's groups carry the data set's name; a data set of
+    ``real/`` and ``fake/`` folders cannot be regrouped through a CSV and is
+    refused. A labels file already there (the data set's own, if ``folder``
+    is where the data lies) is never overwritten: nothing is written then.
+    """
+    by_source: dict[str, list] = {}
+    for it in items:
+        by_source.setdefault(it.source, []).append(it)
+    for source, rows in by_source.items():
+        if not all(_legacy_group(it).startswith(f"{source}:") for it in rows):
+            sys.exit(f"compare_on_split: error: {source}: --legacy-labels needs a labels CSV")
+        if (folder / source / "labels.csv").exists():
+            sys.exit(f"compare_on_split: error: {folder / source / 'labels.csv'} exists already")
+    for source, rows in by_source.items():
+        prefix = f"{source}:"
+        groups = [_legacy_group(it) for it in rows]
+        out = folder / source
+        out.mkdir(parents=True, exist_ok=True)
+        with open(out / "labels.csv", "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["file", "label", "kind", "group"])
+            for it, group in zip(rows, groups, strict=True):
+                label = "fake" if it.label else "real"
+                w.writerow([it.path.resolve(), label, it.kind, group[len(prefix) :]])
+        print(f"{out / 'labels.csv'}: {len(rows)} rows, {len(set(groups))} groups")
+
+
 def main() -> int:
     sys.path.insert(0, str(ROOT))
     from mesolive.classify.mesonet import load_classifier
@@ -78,7 +113,7 @@ def main() -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", nargs="+", required=True)
-    ap.add_argument("--models", nargs="+", required=True)
+    ap.add_argument("--models", nargs="+", default=[])
     ap.add_argument("--val-split", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", metavar="FILE")
@@ -97,13 +132,22 @@ def main() -> int:
         help="only faces held aside under both today's groups and those before 3 December 2026",
     )
     ap.add_argument(
+        "--legacy-labels",
+        metavar="DIR",
+        help="write each data set's labels with the groups of before 3 December 2026 to DIR",
+    )
+    ap.add_argument(
         "--held-videos",
         metavar="FILE.csv",
         help="write the held-out videos as a labels CSV, for 'mesolive evaluate'",
     )
     args = ap.parse_args()
+    if not args.models and not args.legacy_labels:
+        ap.error("give --models to score, or --legacy-labels DIR")
 
     items = collect(args.data)
+    if args.legacy_labels:
+        _write_legacy_labels(items, Path(args.legacy_labels))
     labels = np.array([it.label for it in items])
     if args.whole:
         held = items

@@ -176,6 +176,21 @@ def test_the_legacy_grouping_reads_every_numbered_name_as_a_frame(tmp_path: Path
         "talk_real",
         "talk_fake",
     ]
+    # --legacy-labels: the CSV data set written with those groups reads back as them
+    script._write_legacy_labels(collect([data]), tmp_path / "out")
+    again = collect([tmp_path / "out" / "photos"])
+    assert [it.group for it in again] == legacy[:3]
+    assert [(it.path, it.label) for it in again] == [
+        (data / "real/x_swapped_3.jpg", 0),
+        (data / "fake/y_7.jpg", 1),
+        (data / "real/z.jpg", 0),
+    ]
+    with pytest.raises(SystemExit, match="clips: --legacy-labels needs a labels CSV"):
+        script._write_legacy_labels(collect([folder]), tmp_path / "out")
+    before = (data / "labels.csv").read_bytes()
+    with pytest.raises(SystemExit, match=r"photos/labels\.csv exists already"):
+        script._write_legacy_labels(collect([data]), tmp_path)  # the data set's own folder
+    assert (data / "labels.csv").read_bytes() == before
 
 
 def _faces(rows: list[tuple[int, str, str, str]]) -> FaceSet:
