@@ -72,9 +72,19 @@ def _legacy_group(item) -> str:
     return (prefix if csv_row else "") + (video_of(item.path.stem) or str(item.path))
 
 
+def _write_labels(file: Path, items, groups) -> None:
+    """``items`` as a labels CSV that ``mesolive.datasets`` reads: absolute file,
+    label, kind and the group given for each."""
+    with open(file, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["file", "label", "kind", "group"])
+        for it, group in zip(items, groups, strict=True):
+            w.writerow([it.path.resolve(), "fake" if it.label else "real", it.kind, group])
+
+
 def _write_legacy_labels(items, folder: Path) -> None:
-    """Each data set of ``items`` as ``folder/<name>/labels.csv``: absolute file,
-    label, kind and its group of before December 2026 (``_legacy_group``).
+    """Each data set of ``items`` as ``folder/<name>/labels.csv`` with each row's
+    group of before December 2026 (``_legacy_group``).
 
     Only a labels CSV's groups carry the data set's name; a data set of
     ``real/`` and ``fake/`` folders cannot be regrouped through a CSV and is
@@ -84,23 +94,20 @@ def _write_legacy_labels(items, folder: Path) -> None:
     by_source: dict[str, list] = {}
     for it in items:
         by_source.setdefault(it.source, []).append(it)
+    groups: dict[str, list[str]] = {}
     for source, rows in by_source.items():
-        if not all(_legacy_group(it).startswith(f"{source}:") for it in rows):
+        prefix = f"{source}:"
+        legacy = [_legacy_group(it) for it in rows]
+        if not all(g.startswith(prefix) for g in legacy):
             sys.exit(f"compare_on_split: error: {source}: --legacy-labels needs a labels CSV")
         if (folder / source / "labels.csv").exists():
             sys.exit(f"compare_on_split: error: {folder / source / 'labels.csv'} exists already")
+        groups[source] = [g[len(prefix) :] for g in legacy]  # the CSV reader adds it back
     for source, rows in by_source.items():
-        prefix = f"{source}:"
-        groups = [_legacy_group(it) for it in rows]
-        out = folder / source
-        out.mkdir(parents=True, exist_ok=True)
-        with open(out / "labels.csv", "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(["file", "label", "kind", "group"])
-            for it, group in zip(rows, groups, strict=True):
-                label = "fake" if it.label else "real"
-                w.writerow([it.path.resolve(), label, it.kind, group[len(prefix) :]])
-        print(f"{out / 'labels.csv'}: {len(rows)} rows, {len(set(groups))} groups")
+        out = folder / source / "labels.csv"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _write_labels(out, rows, groups[source])
+        print(f"{out}: {len(rows)} rows, {len(set(groups[source]))} groups")
 
 
 def main() -> int:
@@ -162,13 +169,9 @@ def main() -> int:
     if args.held_videos:
         from mesolive.imageio import VIDEO_EXTS
 
-        with open(args.held_videos, "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(["file", "label", "kind", "group"])  # group: evaluate's pairs
-            for it in held:
-                if it.path.suffix.lower() in VIDEO_EXTS:
-                    label = "fake" if it.label else "real"
-                    w.writerow([it.path.resolve(), label, it.kind, it.group])
+        videos = [it for it in held if it.path.suffix.lower() in VIDEO_EXTS]
+        # the group: evaluate's pairs
+        _write_labels(Path(args.held_videos), videos, [it.group for it in videos])
     out = {}
     cut = {}
     for name in args.models:
