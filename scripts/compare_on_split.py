@@ -94,20 +94,20 @@ def _write_legacy_labels(items, folder: Path) -> None:
     by_source: dict[str, list] = {}
     for it in items:
         by_source.setdefault(it.source, []).append(it)
-    groups: dict[str, list[str]] = {}
+    planned: list[tuple[Path, list, list[str]]] = []  # (labels file, rows, groups)
     for source, rows in by_source.items():
         prefix = f"{source}:"
         legacy = [_legacy_group(it) for it in rows]
         if not all(g.startswith(prefix) for g in legacy):
             sys.exit(f"compare_on_split: error: {source}: --legacy-labels needs a labels CSV")
-        if (folder / source / "labels.csv").exists():
-            sys.exit(f"compare_on_split: error: {folder / source / 'labels.csv'} exists already")
-        groups[source] = [g[len(prefix) :] for g in legacy]  # the CSV reader adds it back
-    for source, rows in by_source.items():
         out = folder / source / "labels.csv"
+        if out.exists():
+            sys.exit(f"compare_on_split: error: {out} exists already")
+        planned.append((out, rows, [g[len(prefix) :] for g in legacy]))  # the reader adds it back
+    for out, rows, groups in planned:
         out.parent.mkdir(parents=True, exist_ok=True)
-        _write_labels(out, rows, groups[source])
-        print(f"{out}: {len(rows)} rows, {len(set(groups[source]))} groups")
+        _write_labels(out, rows, groups)
+        print(f"{out}: {len(rows)} rows, {len(set(groups))} groups")
 
 
 def main() -> int:
