@@ -695,23 +695,25 @@ def test_faces_from_labelled_videos(shared: Path, tmp_path: Path) -> None:
         os.environ["MESOLIVE_CACHE_DIR"] = old
 
 
+def _torchrun_two() -> list[str]:
+    """``torchrun`` (beside this Python) starting two processes on this machine."""
+    import shutil
+
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    if torchrun is None:
+        pytest.skip("torchrun is not installed beside this Python")
+    return [torchrun, "--standalone", "--nproc-per-node", "2"]
+
+
 def test_torchrun_two_processes_train_one_model(small_data: Path, tmp_path: Path) -> None:
     """`torchrun --nproc-per-node 2 -m mesolive train …`: PyTorch's own DDP (gloo on CPU).
 
     Both processes take the same number of steps (each its share of the batches),
     rank 0 alone validates and registers, and one model with one card comes out.
     """
-    import shutil
-
-    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
-    if torchrun is None:
-        pytest.skip("torchrun is not installed beside this Python")
     proc = subprocess.run(
         [
-            torchrun,
-            "--standalone",
-            "--nproc-per-node",
-            "2",
+            *_torchrun_two(),
             "-m",
             "mesolive",
             "train",
@@ -741,6 +743,38 @@ def test_torchrun_two_processes_train_one_model(small_data: Path, tmp_path: Path
     assert card["history"][-1]["iteration"] == 2 * per_rank
     listed = mesolive("models", "list", env={"MESOLIVE_CACHE_DIR": str(tmp_path)})
     assert listed.stdout.count("ddp") == 1
+
+
+_GLOO_THREADS_AFTER_CLOSE = """
+import os
+
+import torch
+
+from mesolive.train import distributed
+group = distributed.setup("cpu")
+torch.optim.Adam(torch.nn.Linear(3, 1).parameters())  # imports torch._dynamo, as training does
+group.close(finished=True)
+tasks = [open(f"/proc/self/task/{t}/comm").read() for t in os.listdir("/proc/self/task")]
+left = [name.strip() for name in tasks if "gloo" in name]
+if left:
+    raise SystemExit(f"gloo threads left after close(): {left}")
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="thread names from /proc")
+def test_leaving_the_group_stops_gloo_threads(tmp_path: Path) -> None:
+    """After close() no gloo thread is left: three ran on into the interpreter's exit,
+    where now and then they aborted a finished run (SIGABRT after it had registered)."""
+    script = tmp_path / "group.py"
+    script.write_text(_GLOO_THREADS_AFTER_CLOSE)
+    proc = subprocess.run(
+        [*_torchrun_two(), str(script)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_each_rank_takes_the_same_number_of_batches() -> None:

@@ -85,6 +85,12 @@ def setup(device: str) -> Dist:
         torch.cuda.set_device(local_rank)  # "cuda" then means this process's GPU
     owns = False
     if not dist.is_initialized():
+        # Imported once a group exists (Adam's constructor and DDP import it), torch._dynamo
+        # keeps references to the default group (torch 2.13): destroy_process_group then
+        # left gloo's three threads running into the interpreter's exit, which aborted a
+        # finished run now and then (SIGABRT after the model was registered; 1 run in 57 here).
+        import torch._dynamo
+
         dist.init_process_group("nccl" if device == "cuda" else "gloo")
         owns = True
     return Dist(
