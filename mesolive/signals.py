@@ -43,6 +43,19 @@ def stop_like_ctrl_c() -> None:
             signal.signal(sig, _stop)
 
 
+def check() -> None:
+    """Raise KeyboardInterrupt if a stop signal came and the run still goes on.
+
+    Python drops an exception raised inside a finaliser (a ``__del__``, a
+    weakref callback: "Exception ignored in …" on stderr), and the handler runs
+    wherever the main thread is when the signal lands: a SIGTERM caught there was
+    lost, and a training run went on to its last epoch. Loops call this once per
+    step (a batch, a frame). Outside the main thread: nothing.
+    """
+    if _received and threading.current_thread() is threading.main_thread():
+        raise KeyboardInterrupt
+
+
 def exit_status(default: int = 130) -> int:
     """128 + the signal that stopped the run, else ``default`` (Ctrl+C's 130)."""
     return 128 + _received[0] if _received else default
@@ -103,6 +116,7 @@ def held() -> Iterator[None]:
 __all__ = [
     "STOP_SIGNALS",
     "by_interrupt",
+    "check",
     "exit_status",
     "held",
     "interrupted_import",

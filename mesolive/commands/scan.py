@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from mesolive import signals
 from mesolive.errors import InputError, MesoliveError, OutputError, check_count, describe
 from mesolive.outputs import AtomicFile, check_outputs, write_atomic
 from mesolive.redact import redact
@@ -381,6 +382,7 @@ def _process(
 
 
 def _count(result: FrameResult, report: InputReport, sink: _Sink | None) -> None:
+    signals.check()  # a stop signal whose KeyboardInterrupt was lost
     report.frames += 1
     report.analysed += result.analysed
     if sink is not None:

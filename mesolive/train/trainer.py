@@ -774,6 +774,7 @@ class Trainer:
                     disable=not (self.progress and dist.main),
                 )
                 for imgs, labels in bar:
+                    signals.check()  # a stop signal whose KeyboardInterrupt was lost
                     for g in opt.param_groups:
                         g["lr"] = lr_at(cfg, state["iteration"])
                     x = _to_tensor(cfg.contract, imgs, cfg.device)
