@@ -48,9 +48,10 @@ def check() -> None:
 
     Python drops an exception raised inside a finaliser (a ``__del__``, a
     weakref callback: "Exception ignored in …" on stderr), and the handler runs
-    wherever the main thread is when the signal lands: a SIGTERM caught there was
-    lost, and a training run went on to its last epoch. Loops call this once per
-    step (a batch, a frame). Outside the main thread: nothing.
+    wherever the main thread is when the signal lands: a SIGTERM caught there is
+    lost, and a training run would go on to its last epoch (a second SIGTERM kills
+    it unsaved). Loops call this once per step (a batch, a frame). Outside the
+    main thread: nothing.
     """
     if _received and threading.current_thread() is threading.main_thread():
         raise KeyboardInterrupt
