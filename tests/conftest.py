@@ -88,13 +88,19 @@ def start_mesolive(*args: str, env: dict[str, str] | None = None) -> subprocess.
     so that a SIGINT the test sends reaches it as a terminal's would.
     """
     with ctrl_c_as_from_a_terminal():
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             [sys.executable, "-m", "mesolive", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             env={**os.environ, **(env or {})},
         )
+    _STARTED.append(proc)
+    return proc
+
+
+_STARTED: list[subprocess.Popen[str]] = []
+"""The runs :func:`start_mesolive` started; none may outlive its test."""
 
 
 class _Warnings(logging.Handler):
@@ -229,6 +235,27 @@ def _no_dangling_threads():
         elif t.is_alive():
             leftover.append(f"{t.name} (daemon)")
     assert not leftover, f"threads left running: {leftover}"
+
+
+@pytest.fixture(autouse=True)
+def _no_dangling_runs():
+    """Kill a run of :func:`start_mesolive` that its test left going, and fail the test.
+
+    A run that did not answer its signal failed its test on a timeout, then
+    trained on through the rest of the suite, slowing every later test.
+    """
+    yield
+    left = []
+    while _STARTED:
+        proc = _STARTED.pop()
+        if proc.poll() is None:
+            left.append(" ".join(map(str, proc.args[3:])))  # after python -m mesolive
+            proc.kill()
+            proc.wait(timeout=30)
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+    assert not left, f"mesolive runs left going (killed): {left}"
 
 
 XVFB_SIZE = (800, 600)
