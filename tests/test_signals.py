@@ -32,8 +32,8 @@ except KeyboardInterrupt:
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_a_stop_signal_lost_in_a_finaliser_still_stops_the_run() -> None:
-    """SIGTERM landing inside a ``__del__`` raised there and was lost: a training run went on
-    to its last epoch; the next step now stops it, with SIGTERM's exit status."""
+    """SIGTERM landing inside a ``__del__`` raises there and is lost, so a training run would
+    go on to its last epoch; the next step now stops it, with SIGTERM's exit status."""
     proc = subprocess.run(
         [sys.executable, "-c", _SIGTERM_IN_A_FINALISER],
         capture_output=True,
